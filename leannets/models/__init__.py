@@ -1,0 +1,11 @@
+"""Model families. Importing this package registers every family module in it."""
+import importlib
+import pkgutil
+
+from ._registry import ModelInfo, create_model, is_model, list_models, model_info, register_model
+
+for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
+    if not _mod.startswith("_"):
+        importlib.import_module(f"{__name__}.{_mod}")
+
+__all__ = ["ModelInfo", "create_model", "is_model", "list_models", "model_info", "register_model"]

@@ -1,0 +1,145 @@
+"""Model registry: ``register_model``, ``create_model``, ``list_models``, ``model_info``.
+
+Every registered entry point is a function ``fn(**kwargs) -> nn.Module`` decorated with
+:func:`register_model`, which records where the architecture comes from (paper, table or
+figure), the default input size and the task, so users and reports can cite it.
+"""
+from __future__ import annotations
+
+import difflib
+import fnmatch
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable
+
+import torch.nn as nn
+
+__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "is_model"]
+
+TASKS = ("classification", "denoising", "super_resolution", "autoencoder")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a registered model is and where it comes from."""
+
+    name: str
+    paper: str
+    source: str
+    input_size: tuple[int, int, int]
+    num_classes: int
+    task: str = "classification"
+    family: str = ""
+    notes: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_MODEL_FNS: dict[str, Callable[..., nn.Module]] = {}
+_MODEL_INFO: dict[str, ModelInfo] = {}
+
+
+def register_model(
+    *,
+    paper: str,
+    source: str,
+    input_size: tuple[int, int, int] = (3, 32, 32),
+    num_classes: int = 10,
+    task: str = "classification",
+    notes: str = "",
+    tags: tuple[str, ...] = (),
+    name: str | None = None,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+    """Decorator that registers a model entry point.
+
+    Args:
+        paper: citation of the paper the architecture comes from.
+        source: the table/figure/section of that paper (or "baseline").
+        input_size: default (C, H, W).
+        num_classes: default number of classes (0 for models without a classifier).
+        task: one of ``TASKS``.
+        notes: anything a user should know (deviations from the paper).
+        tags: free-form tags, e.g. ("dxnet", "cifar").
+        name: registered name; defaults to the function name.
+    """
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+
+    def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        model_name = name or fn.__name__
+        if model_name in _MODEL_FNS and _MODEL_FNS[model_name] is not fn:
+            raise ValueError(f"model {model_name!r} is registered twice")
+        _MODEL_FNS[model_name] = fn
+        _MODEL_INFO[model_name] = ModelInfo(
+            name=model_name,
+            paper=paper,
+            source=source,
+            input_size=tuple(input_size),
+            num_classes=num_classes,
+            task=task,
+            family=fn.__module__.rsplit(".", 1)[-1],
+            notes=notes,
+            tags=tuple(tags),
+        )
+        return fn
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    # Importing the package registers every model family (see models/__init__.py).
+    import leannets.models  # noqa: F401
+
+
+def _unknown(name: str) -> ValueError:
+    close = difflib.get_close_matches(name, list(_MODEL_FNS), n=5, cutoff=0.4)
+    hint = f" Closest: {', '.join(close)}." if close else ""
+    return ValueError(f"Unknown model {name!r}.{hint} Use `leannets list` to see all {len(_MODEL_FNS)} models.")
+
+
+def is_model(name: str) -> bool:
+    _ensure_loaded()
+    return name in _MODEL_FNS
+
+
+def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Sorted registered names matching a shell-style ``pattern`` (and ``task`` if given)."""
+    _ensure_loaded()
+    names = [n for n in _MODEL_FNS if fnmatch.fnmatchcase(n, pattern)]
+    if task is not None:
+        names = [n for n in names if _MODEL_INFO[n].task == task]
+    return sorted(names)
+
+
+def model_info(name: str) -> ModelInfo:
+    """The :class:`ModelInfo` of a registered model; ``ValueError`` with close names if unknown."""
+    _ensure_loaded()
+    if name not in _MODEL_INFO:
+        raise _unknown(name)
+    return _MODEL_INFO[name]
+
+
+def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, **overrides: Any) -> nn.Module:
+    """Build a registered model.
+
+    Args:
+        name: registered name (see :func:`list_models`).
+        num_classes: classifier outputs; ``None`` keeps the model's default.
+        in_chans: input channels; ``None`` keeps the model's default.
+        **overrides: forwarded to the model's constructor (e.g. ``conv_type``, ``drop_rate``).
+    """
+    _ensure_loaded()
+    if name not in _MODEL_FNS:
+        raise _unknown(name)
+    kwargs = dict(overrides)
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    if in_chans is not None:
+        kwargs["in_chans"] = in_chans
+    try:
+        model = _MODEL_FNS[name](**kwargs)
+    except TypeError as err:
+        raise ValueError(f"create_model({name!r}): bad arguments {sorted(kwargs)}: {err}") from err
+    model.model_name = name  # type: ignore[assignment]
+    return model

@@ -1,0 +1,212 @@
+"""DenseNet-BC (Huang et al., CVPR 2017) for CIFAR/SVHN and ImageNet.
+
+Layout follows the original (and timm/torchvision): pre-activation dense layers
+BN-ReLU-Conv1×1(bottleneck·k)-BN-ReLU-Conv3×3(k), transitions BN-ReLU-Conv1×1-AvgPool2×2,
+final BN-ReLU-global-average-pool-linear. ``layer_gate`` adds a spatial activation (e.g. an
+xUnit) on each layer's k-channel output before concatenation, which is how the Dense xUnit
+Networks of Kligvasser & Michaeli build their x-dense layers.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+
+from ..layers import create_act
+from ._base import Classifier
+from ._registry import register_model
+
+__all__ = ["DenseNet", "DenseLayer", "DenseBlock", "Transition"]
+
+HUANG = "Huang et al., Densely Connected Convolutional Networks, CVPR 2017"
+
+
+class DenseLayer(nn.Module):
+    """BN-ReLU-Conv1×1 → BN-ReLU-Conv3×3 → [gate] producing ``growth_rate`` new channels.
+
+    Args:
+        in_ch: channels of the concatenated input.
+        growth_rate: new channels k.
+        bn_size: bottleneck width multiplier (bottleneck = bn_size·k).
+        drop_rate: dropout after each conv (Huang et al.'s SVHN setting uses 0.2).
+        memory_efficient: recompute concat + bottleneck in backward (gradient checkpointing).
+        gate: activation name applied to the k-channel output (e.g. ``"xunit"``), or ``None``.
+        gate_kwargs: options for the gate.
+    """
+
+    def __init__(self, in_ch: int, growth_rate: int, bn_size: int = 4, drop_rate: float = 0.0,
+                 memory_efficient: bool = False, gate: str | None = None, gate_kwargs: dict | None = None) -> None:
+        super().__init__()
+        mid = bn_size * growth_rate
+        self.norm1 = nn.BatchNorm2d(in_ch)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(in_ch, mid, 1, bias=False)
+        self.norm2 = nn.BatchNorm2d(mid)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(mid, growth_rate, 3, padding=1, bias=False)
+        self.gate = create_act(gate, growth_rate, **(gate_kwargs or {})) if gate else nn.Identity()
+        self.drop_rate = float(drop_rate)
+        self.memory_efficient = memory_efficient
+
+    def bottleneck(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = torch.cat(features, 1)
+        x = self.conv1(self.relu1(self.norm1(x)))
+        if self.drop_rate > 0:
+            x = F.dropout(x, self.drop_rate, self.training)
+        return x
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        if self.memory_efficient and self.training and any(f.requires_grad for f in features):
+            x = cp.checkpoint(lambda *fs: self.bottleneck(list(fs)), *features, use_reentrant=False)
+        else:
+            x = self.bottleneck(features)
+        x = self.conv2(self.relu2(self.norm2(x)))
+        if self.drop_rate > 0:
+            x = F.dropout(x, self.drop_rate, self.training)
+        return self.gate(x)
+
+
+class DenseBlock(nn.ModuleDict):
+    """``num_layers`` dense layers; each sees the concatenation of all previous outputs."""
+
+    def __init__(self, num_layers: int, in_ch: int, growth_rate: int, **layer_kwargs) -> None:
+        super().__init__()
+        for i in range(num_layers):
+            self.add_module(f"denselayer{i + 1}", DenseLayer(in_ch + i * growth_rate, growth_rate, **layer_kwargs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = [x]
+        for layer in self.values():
+            features.append(layer(features))
+        return torch.cat(features, 1)
+
+
+class Transition(nn.Sequential):
+    """BN-ReLU-Conv1×1(out_ch)-[dropout]-AvgPool2×2."""
+
+    def __init__(self, in_ch: int, out_ch: int, drop_rate: float = 0.0) -> None:
+        layers: list[nn.Module] = [nn.BatchNorm2d(in_ch), nn.ReLU(inplace=True), nn.Conv2d(in_ch, out_ch, 1, bias=False)]
+        if drop_rate > 0:
+            layers.append(nn.Dropout(drop_rate))
+        layers.append(nn.AvgPool2d(2, 2))
+        super().__init__(*layers)
+
+
+class DenseNet(Classifier):
+    """DenseNet-BC with a CIFAR (3×3 stem) or ImageNet (7×7/2 stem + max-pool) layout.
+
+    Args:
+        block_config: layers per dense block, e.g. (16, 16, 16) or (6, 12, 24, 16).
+        growth_rate: k.
+        num_init_features: stem channels (2k in the BC papers).
+        bn_size: bottleneck multiplier (4).
+        reduction: transition compression θ (0.5).
+        stem: ``"cifar"`` or ``"imagenet"``.
+        num_classes: classifier outputs.
+        in_chans: input channels.
+        drop_rate: dropout after every conv (not on the classifier).
+        memory_efficient: gradient checkpointing of concat + bottleneck.
+        gate: spatial activation on each dense layer's output (``"xunit"`` for DxNet).
+        stem_gate: spatial activation after the stem conv (DxNet puts an xUnit there).
+        gate_kwargs: options for both gates (e.g. ``kernel_size``).
+    """
+
+    def __init__(self, block_config: Sequence[int] = (16, 16, 16), growth_rate: int = 12,
+                 num_init_features: int | None = None, bn_size: int = 4, reduction: float = 0.5,
+                 stem: str = "cifar", num_classes: int = 10, in_chans: int = 3, drop_rate: float = 0.0,
+                 memory_efficient: bool = False, gate: str | None = None, stem_gate: str | None = None,
+                 gate_kwargs: dict | None = None) -> None:
+        super().__init__()
+        if stem not in ("cifar", "imagenet"):
+            raise ValueError(f"DenseNet: stem must be 'cifar' or 'imagenet', got {stem!r}")
+        if not 0 < reduction <= 1:
+            raise ValueError(f"DenseNet: reduction must be in (0, 1], got {reduction}")
+        self.in_chans = in_chans
+        self.num_classes = num_classes
+        num_features = num_init_features or 2 * growth_rate
+        gate_kwargs = gate_kwargs or {}
+        if stem == "cifar":
+            stem_layers: list[nn.Module] = [nn.Conv2d(in_chans, num_features, 3, padding=1, bias=False)]
+            if stem_gate:
+                stem_layers.append(create_act(stem_gate, num_features, **gate_kwargs))
+            stem_stride = 1
+        else:
+            stem_layers = [nn.Conv2d(in_chans, num_features, 7, 2, 3, bias=False), nn.BatchNorm2d(num_features),
+                           nn.ReLU(inplace=True)]
+            if stem_gate:
+                stem_layers.append(create_act(stem_gate, num_features, **gate_kwargs))
+            stem_layers.append(nn.MaxPool2d(3, 2, 1))
+            stem_stride = 4
+        self.stem = nn.Sequential(*stem_layers)
+        blocks: list[nn.Module] = []
+        for i, num_layers in enumerate(block_config):
+            blocks.append(DenseBlock(num_layers, num_features, growth_rate, bn_size=bn_size, drop_rate=drop_rate,
+                                     memory_efficient=memory_efficient, gate=gate, gate_kwargs=gate_kwargs))
+            num_features += num_layers * growth_rate
+            if i != len(block_config) - 1:
+                out = int(num_features * reduction)
+                blocks.append(Transition(num_features, out, drop_rate))
+                num_features = out
+        self.blocks = nn.Sequential(*blocks)
+        self.norm_final = nn.BatchNorm2d(num_features)
+        self.num_features = num_features
+        self.min_input_size = stem_stride * 2 ** (len(block_config) - 1)
+        self.reset_classifier(num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.stem(x))
+        return F.relu(self.norm_final(x))
+
+
+def _cifar_densenet(block_config: Sequence[int], **kwargs) -> DenseNet:
+    kwargs.setdefault("growth_rate", 12)
+    return DenseNet(block_config=block_config, stem="cifar", **kwargs)
+
+
+@register_model(paper=HUANG, source="DenseNet-BC-100 (k=12); Dense xUnit paper Table 1 baseline (0.8M)",
+                tags=("densenet", "cifar"))
+def densenet_bc_cifar_16_16_16(**kwargs) -> DenseNet:
+    """DenseNet-BC-100, k=12 for 32×32 inputs: 769,162 parameters with 10 classes."""
+    return _cifar_densenet((16, 16, 16), **kwargs)
+
+
+@register_model(paper=HUANG, source="DenseNet-BC-160 (k=12); Dense xUnit paper Table 1 baseline (1.7M)",
+                tags=("densenet", "cifar"))
+def densenet_bc_cifar_26_26_26(**kwargs) -> DenseNet:
+    """DenseNet-BC-160, k=12 for 32×32 inputs."""
+    return _cifar_densenet((26, 26, 26), **kwargs)
+
+
+@register_model(paper=HUANG, source="DenseNet-BC-40 (k=12), a small CPU-friendly baseline",
+                tags=("densenet", "cifar", "small"))
+def densenet_bc_cifar_6_6_6(**kwargs) -> DenseNet:
+    """DenseNet-BC-40, k=12 for 32×32 inputs (fast CPU baseline)."""
+    return _cifar_densenet((6, 6, 6), **kwargs)
+
+
+@register_model(paper=HUANG, source="Table 1 (DenseNet-121, k=32)", input_size=(3, 224, 224), num_classes=1000,
+                tags=("densenet", "imagenet"))
+def densenet121(**kwargs) -> DenseNet:
+    """DenseNet-121 (k=32, 6-12-24-16): 7,978,856 parameters, ~2.87 GMACs at 224."""
+    return DenseNet((6, 12, 24, 16), growth_rate=32, stem="imagenet", **{"num_classes": 1000, **kwargs})
+
+
+@register_model(paper=HUANG, source="Table 1 (DenseNet-169, k=32)", input_size=(3, 224, 224), num_classes=1000,
+                tags=("densenet", "imagenet"))
+def densenet169(**kwargs) -> DenseNet:
+    """DenseNet-169 (k=32, 6-12-32-32)."""
+    return DenseNet((6, 12, 32, 32), growth_rate=32, stem="imagenet", **{"num_classes": 1000, **kwargs})
