@@ -17,7 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ["ProfileResult", "count_params", "count_macs", "count_elementwise", "peak_activation_bytes",
-           "measure_latency", "profile_model", "format_table"]
+           "measure_latency", "profile_model", "format_table", "LiveMemoryTracker", "training_step_peak_bytes"]
 
 # Elementwise ops that gating activations (xUnit, SE, h-swish) spend their work on.
 _ELEMENTWISE = {
@@ -89,8 +89,12 @@ def count_elementwise(model: nn.Module, example_input: torch.Tensor) -> int:
     return counter.ops
 
 
-class _LiveMemory(TorchDispatchMode):
-    """Tracks bytes of storages created during the forward that are still referenced."""
+class LiveMemoryTracker(TorchDispatchMode):
+    """Context manager tracking bytes of tensor storages created inside it that are still referenced.
+
+    ``peak`` is the maximum over the context (works through backward too: CPU autograd
+    runs on the calling thread). Storages that existed before entering are not counted.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -134,12 +138,23 @@ def peak_activation_bytes(model: nn.Module, example_input: torch.Tensor, trainin
     activation memory a training step holds before backward.
     """
     ctx = torch.enable_grad() if training else torch.no_grad()
-    tracker = _LiveMemory()
+    tracker = LiveMemoryTracker()
     with ctx, tracker:
         out = model(example_input)
         peak = tracker.peak
     del out
     return peak
+
+
+def training_step_peak_bytes(model: nn.Module, example_input: torch.Tensor,
+                             loss_fn: Callable[[torch.Tensor], torch.Tensor] | None = None) -> int:
+    """Peak bytes alive during one forward + backward (gradients included, parameters excluded)."""
+    loss_fn = loss_fn or (lambda out: out.float().square().mean())
+    tracker = LiveMemoryTracker()
+    with tracker:
+        loss_fn(model(example_input)).backward()
+    model.zero_grad(set_to_none=True)
+    return tracker.peak
 
 
 def _time_calls(fn: Callable[[], Any], warmup: int, repeats: int, sync: Callable[[], None]) -> list[float]:

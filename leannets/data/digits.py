@@ -1,0 +1,64 @@
+"""Embedded default dataset: scikit-learn's handwritten digits (UCI ML, 1,797 real 8×8 scans).
+
+Shipped inside scikit-learn, so the main job runs on a fresh machine with no download. The
+8×8 images (16 grey levels) are resized to 32×32 with bicubic interpolation, scaled to 0..255
+and repeated to 3 channels so CIFAR-size models run unchanged. The train/test split is a fixed
+stratified 80/20 split (independent of the recipe seed, so every run evaluates the same images).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ._registry import DataSplits, ImageTensors, register_dataset
+
+__all__ = ["load_digits_tensors"]
+
+_SPLIT_SEED = 20240521
+
+
+def load_digits_tensors(size: int = 32, channels: int = 3) -> tuple[ImageTensors, ImageTensors]:
+    """(train, test) :class:`ImageTensors` of the digits at ``size``×``size``×``channels``."""
+    from sklearn.datasets import load_digits
+
+    raw = load_digits()
+    imgs = np.asarray(raw.images, dtype=np.float32) * (255.0 / 16.0)
+    resized = np.stack([
+        np.asarray(Image.fromarray(im, mode="F").resize((size, size), Image.BICUBIC)) for im in imgs
+    ])
+    arr = np.clip(np.rint(resized), 0, 255).astype(np.uint8)
+    x = torch.from_numpy(arr)[:, None].expand(-1, channels, -1, -1).contiguous()
+    y = torch.as_tensor(raw.target, dtype=torch.int64)
+    rng = np.random.default_rng(_SPLIT_SEED)
+    test_idx = []
+    for c in range(10):
+        idx = np.flatnonzero(raw.target == c)
+        test_idx += rng.choice(idx, size=int(round(0.2 * len(idx))), replace=False).tolist()
+    is_test = np.zeros(len(y), dtype=bool)
+    is_test[test_idx] = True
+    train_i = torch.from_numpy(np.flatnonzero(~is_test))
+    test_i = torch.from_numpy(np.flatnonzero(is_test))
+    return ImageTensors(x[train_i], y[train_i]), ImageTensors(x[test_i], y[test_i])
+
+
+def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std on [0, 1] of uint8 (N, C, H, W) images."""
+    x = images.double().div(255.0)
+    mean = x.mean(dim=(0, 2, 3))
+    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
+    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
+
+
+def build_digits(cfg: dict[str, Any]) -> DataSplits:
+    train, test = load_digits_tensors()
+    mean, std = channel_stats(train.images)
+    return DataSplits(train=train, eval=test, num_classes=10, in_chans=3, input_size=(3, 32, 32), mean=mean,
+                      std=std, class_names=[str(i) for i in range(10)], name="digits",
+                      meta={"source": "sklearn.datasets.load_digits (UCI), 8x8 resized to 32x32 bicubic"})
+
+
+register_dataset("digits", build_digits, needs_root=False,
+                 description="scikit-learn digits (1,437 train / 360 test), 8×8 → 32×32×3, embedded")

@@ -1,0 +1,205 @@
+"""The Task interface: what one training run optimises = model + loss + metrics + data.
+
+There is ONE trainer (:mod:`leannets.engine.trainer`); what differs between classification,
+restoration and auto-encoder training lives in a :class:`Task` subclass.
+
+How another slice plugs in (e.g. ``leannets/engine/tasks/restoration.py``; every module in
+``leannets/engine/tasks/`` is imported automatically, so just create the file)::
+
+    from leannets.engine.task import Task, register_task
+    from leannets.engine.recipe import Field
+
+    @register_task("denoising")
+    class DenoisingTask(Task):
+        options = {"sigma": Field(float, 25.0, "noise σ on [0, 255]")}   # -> recipe key task.sigma
+        main_metric, higher_is_better = "psnr", True
+
+        def build_data(self) -> DataSplits: ...                 # default: leannets.data.build_dataset
+        def build_model(self, splits) -> nn.Module: ...         # default: create_model(model.name, ...)
+        def training_step(self, model, batch): return loss, {"psnr": ...}
+        def eval_step(self, model, batch): return {"loss": (sum, n), "psnr": (sum, n)}
+
+The trainer calls, per stage (the task is re-created for each stage with that stage's resolved
+config, so per-stage options such as a WAE ``task.mode`` just work):
+``build_data`` → (first stage only) ``build_model`` → for each step ``training_step`` under autocast,
+then backward/clip/step → ``evaluate`` (default: sums ``eval_step`` results over the loader,
+all-reduced across DDP ranks) → ``main_metric`` picks ``best.pt``.
+
+A batch is whatever the loader yields (a tuple/list of tensors for the bundled loaders), already on
+the device; :meth:`Task.batch_size` tells the trainer how many samples it holds (for img/s).
+"""
+from __future__ import annotations
+
+import difflib
+import importlib
+from typing import Any, Callable, ClassVar
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .recipe import Field
+
+__all__ = ["Task", "register_task", "get_task_class", "create_task", "list_tasks", "MetricSums"]
+
+_TASKS: dict[str, type["Task"]] = {}
+
+
+class MetricSums:
+    """Accumulates ``{name: (sum, count)}`` pairs on the device; one sync at :meth:`compute`."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, torch.Tensor] = {}
+
+    def update(self, values: dict[str, tuple[torch.Tensor | float, int | torch.Tensor]]) -> None:
+        for key, (s, n) in values.items():
+            s = torch.as_tensor(s, dtype=torch.float64).detach()
+            n = torch.as_tensor(n, dtype=torch.float64, device=s.device)
+            if key in self.sums:
+                self.sums[key] = self.sums[key] + s.to(self.sums[key].device)
+                self.counts[key] = self.counts[key] + n.to(self.counts[key].device)
+            else:
+                self.sums[key], self.counts[key] = s.clone(), n.clone()
+
+    def compute(self, distributed: bool = False) -> dict[str, float]:
+        """Means per key (sums and counts all-reduced first when ``distributed``)."""
+        keys = sorted(self.sums)
+        if not keys:
+            return {}
+        device = self.sums[keys[0]].device
+        packed = torch.stack([torch.stack([self.sums[k].to(device), self.counts[k].to(device)]) for k in keys])
+        if distributed and torch.distributed.is_available() and torch.distributed.is_initialized():
+            if torch.distributed.get_backend() == "nccl" and packed.device.type != "cuda":
+                packed = packed.cuda()
+            torch.distributed.all_reduce(packed)
+        packed = packed.cpu()
+        return {k: float(packed[i, 0] / packed[i, 1]) if packed[i, 1] > 0 else float("nan")
+                for i, k in enumerate(keys)}
+
+
+class Task:
+    """Base task. Subclasses set ``options``, ``main_metric``, ``higher_is_better`` and the steps.
+
+    Attributes:
+        cfg: the resolved (stage) config: sections ``task``, ``model``, ``data``, ``optim``, ...
+        opts: ``cfg["task"]`` (name + this task's options).
+    """
+
+    name: ClassVar[str] = ""
+    options: ClassVar[dict[str, Field]] = {}
+    main_metric: ClassVar[str] = "loss"
+    higher_is_better: ClassVar[bool] = False
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.opts = cfg.get("task", {})
+
+    # -- data and model -------------------------------------------------------------------------
+    def build_data(self):  # -> leannets.data.DataSplits
+        """Train/eval splits of the recipe's dataset (``data`` section)."""
+        from leannets.data import build_dataset
+
+        return build_dataset(self.cfg["data"], seed=self.cfg.get("seed", 0))
+
+    def build_model(self, splits) -> nn.Module:
+        """The recipe's model sized for the data (classes, channels)."""
+        from leannets.models import create_model
+
+        m = self.cfg["model"]
+        kwargs = dict(m.get("kwargs") or {})
+        if getattr(splits, "num_classes", None):
+            kwargs.setdefault("num_classes", splits.num_classes)
+        if getattr(splits, "in_chans", None):
+            kwargs.setdefault("in_chans", splits.in_chans)
+        return create_model(m["name"], **kwargs)
+
+    # -- steps ------------------------------------------------------------------------------------
+    def batch_size(self, batch: Any) -> int:
+        """Samples in ``batch`` (first tensor's leading dimension)."""
+        first = batch[0] if isinstance(batch, (list, tuple)) else batch
+        return int(first.shape[0])
+
+    def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Return (scalar loss to backpropagate, detached per-batch means to log)."""
+        raise NotImplementedError
+
+    def eval_step(self, model: nn.Module, batch: Any) -> dict[str, tuple[torch.Tensor, int]]:
+        """Return ``{metric: (sum over the batch, count)}``; must include ``loss``."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, loader: Any, distributed: bool = False,
+                 autocast: Callable[[], Any] | None = None) -> dict[str, float]:
+        """Mean of every ``eval_step`` metric over ``loader`` (all-reduced under DDP)."""
+        was_training = model.training
+        model.eval()
+        sums = MetricSums()
+        try:
+            for batch in loader:
+                if autocast is None:
+                    sums.update(self.eval_step(model, batch))
+                else:
+                    with autocast():
+                        sums.update(self.eval_step(model, batch))
+        finally:
+            model.train(was_training)
+        return sums.compute(distributed)
+
+    def is_better(self, new: float, old: float | None) -> bool:
+        """Whether metric value ``new`` beats ``old`` (``None`` = no previous value)."""
+        if old is None or old != old:
+            return new == new
+        return new > old if self.higher_is_better else new < old
+
+
+def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
+    """Class decorator registering a :class:`Task` subclass under ``name`` (recipe ``task.name``)."""
+
+    def wrap(cls: type[Task]) -> type[Task]:
+        if name in _TASKS and _TASKS[name] is not cls:
+            raise ValueError(f"task {name!r} is registered twice")
+        if "name" in cls.options:
+            raise ValueError(f"task {name!r}: option 'name' is reserved")
+        cls.name = name
+        _TASKS[name] = cls
+        return cls
+
+    return wrap
+
+
+def _ensure_loaded() -> None:
+    importlib.import_module("leannets.engine.tasks")
+
+
+def list_tasks() -> list[str]:
+    _ensure_loaded()
+    return sorted(_TASKS)
+
+
+def get_task_class(name: str) -> type[Task]:
+    """The registered class for ``name``; ``ValueError`` listing the known tasks otherwise."""
+    _ensure_loaded()
+    if name not in _TASKS:
+        close = difflib.get_close_matches(name, list(_TASKS), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown task {name!r} (recipe key task.name).{hint} Known: {', '.join(sorted(_TASKS))}")
+    return _TASKS[name]
+
+
+def create_task(cfg: dict[str, Any]) -> Task:
+    """Instantiate the task named by ``cfg['task']['name']`` with the resolved (stage) config."""
+    return get_task_class(cfg["task"]["name"])(cfg)
+
+
+def cross_entropy_sums(logits: torch.Tensor, target: torch.Tensor, topk: tuple[int, ...] = (1, 5)
+                       ) -> dict[str, tuple[torch.Tensor, int]]:
+    """Summed CE loss and top-k correct counts of one batch (helper for classification-like tasks)."""
+    n = target.shape[0]
+    out = {"loss": (F.cross_entropy(logits.float(), target, reduction="sum"), n)}
+    maxk = min(max(topk), logits.shape[1])
+    pred = logits.topk(maxk, dim=1).indices
+    correct = pred.eq(target[:, None])
+    for k in topk:
+        out[f"acc{k}"] = (correct[:, :min(k, maxk)].any(dim=1).sum().float(), n)
+    return out

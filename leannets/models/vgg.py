@@ -1,0 +1,144 @@
+"""VGG (Simonyan & Zisserman, ICLR 2015) and a small CIFAR-size VGG.
+
+Each conv is built with :func:`create_conv` (conv → BN, then ReLU), so any registered
+``conv_type`` can be dropped in; BatchNorm is a deviation from the 2014 VGG that makes
+training from scratch practical and folds away at inference (same MACs and latency as the
+plain net after :func:`leannets.analysis.fold_bn.fold_bn`). ``batch_norm=False`` gives the
+original biased convs.
+
+Head: adaptive average pool to ``pool_size × pool_size`` (identity at the native size, e.g.
+7 for 224 inputs), flatten, ``fc_widths`` hidden layers (ReLU + dropout) and the classifier
+``fc``. ``pool_size=1`` with ``fc_widths=()`` gives a global-average-pool head.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn as nn
+
+from ..layers import create_conv
+from ._base import Classifier
+from ._registry import register_model
+
+__all__ = ["VGG", "VGG_CFGS", "MlpHead"]
+
+SIMONYAN = "Simonyan & Zisserman, Very Deep Convolutional Networks for Large-Scale Image Recognition, ICLR 2015"
+CHEN_WAE = "Chen et al., Learning a Wavelet-like Auto-Encoder to Accelerate Deep Neural Networks, AAAI 2018"
+
+VGG_CFGS: dict[str, list[int | str]] = {
+    "vgg11": [64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg13": [64, 64, "M", 128, 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"],
+    "vgg16": [64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"],
+    "vgg19": [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M",
+              512, 512, 512, 512, "M"],
+    # Small CIFAR backbone for CPU-scale WAE experiments (32×32 → 4×4; 16×16 → 2×2).
+    "cifar_small": [32, 32, "M", 64, 64, "M", 128, 128, "M"],
+}
+
+
+class MlpHead(nn.Module):
+    """Adaptive pool → flatten → [Linear → ReLU → Dropout] per hidden width (pre-logits)."""
+
+    def __init__(self, in_chs: int, pool_size: int = 1, hidden: Sequence[int] = (), drop_rate: float = 0.0) -> None:
+        super().__init__()
+        if pool_size <= 0 or any(h <= 0 for h in hidden):
+            raise ValueError(f"MlpHead: pool_size and hidden widths must be positive, got {pool_size}, {hidden}")
+        self.pool = nn.AdaptiveAvgPool2d(pool_size)
+        layers: list[nn.Module] = []
+        width = in_chs * pool_size * pool_size
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+            if drop_rate > 0:
+                layers.append(nn.Dropout(drop_rate))
+            width = h
+        self.mlp = nn.Sequential(*layers)
+        self.num_features = width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.mlp(torch.flatten(self.pool(x), 1))
+
+
+class VGG(Classifier):
+    """VGG with an MLP head.
+
+    Args:
+        cfg: a name in ``VGG_CFGS`` or a list of conv widths with ``"M"`` for 2×2 max-pools.
+        num_classes: classifier outputs (0: no classifier, ``forward`` returns pre-logits).
+        in_chans: input channels.
+        width_div: divide every conv width by this (the WAE fusion net uses 4).
+        fc_widths: hidden fc widths (4096, 4096 in VGG16; 1024, 1024 in the authors' WAE net).
+        pool_size: spatial size the last feature map is pooled to before the fcs.
+        drop_rate: dropout after each hidden fc.
+        conv_type: any :func:`create_conv` type.
+        batch_norm: conv → BN (True) or biased conv without BN (original VGG).
+    """
+
+    def __init__(self, cfg: str | Sequence[int | str] = "vgg16", num_classes: int = 1000, in_chans: int = 3,
+                 width_div: int = 1, fc_widths: Sequence[int] = (4096, 4096), pool_size: int = 7,
+                 drop_rate: float = 0.5, conv_type: str = "standard", batch_norm: bool = True) -> None:
+        super().__init__()
+        if isinstance(cfg, str):
+            if cfg not in VGG_CFGS:
+                raise ValueError(f"VGG: unknown cfg {cfg!r}; allowed: {', '.join(VGG_CFGS)}")
+            cfg = VGG_CFGS[cfg]
+        if width_div <= 0:
+            raise ValueError(f"VGG: width_div must be positive, got {width_div}")
+        self.in_chans = in_chans
+        layers: list[nn.Module] = []
+        ch, pools = in_chans, 0
+        for v in cfg:
+            if v == "M":
+                layers.append(nn.MaxPool2d(2, 2))
+                pools += 1
+                continue
+            out = max(1, int(v) // width_div)
+            if batch_norm:
+                layers += [create_conv(conv_type, ch, out, 3, 1), nn.ReLU(inplace=True)]
+            else:
+                layers += [nn.Conv2d(ch, out, 3, 1, 1), nn.ReLU(inplace=True)]
+            ch = out
+        self.features = nn.Sequential(*layers)
+        self.feature_chs = ch
+        self.min_input_size = 2 ** pools
+        self.pre_logits = MlpHead(ch, pool_size, fc_widths, drop_rate)
+        self.num_features = self.pre_logits.num_features
+        self.reset_classifier(num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        x = self.pre_logits(x)
+        return x if pre_logits else self.fc(x)
+
+
+@register_model(paper=SIMONYAN, source="Table 1 config D (VGG16); WAE paper Table 1 baseline (15.36 GMACs at 224)",
+                input_size=(3, 224, 224), num_classes=1000, tags=("vgg", "imagenet"),
+                notes="BatchNorm after each conv (folds away at inference); fc 4096-4096.")
+def vgg16(**kwargs) -> VGG:
+    """VGG16 (13 convs, fc 4096-4096): 15.35 GMACs of convs at 224×224."""
+    return VGG("vgg16", **{"num_classes": 1000, **kwargs})
+
+
+@register_model(paper=CHEN_WAE, source="CPU-scale backbone for the WAE experiments (not in the paper)",
+                input_size=(3, 32, 32), num_classes=10, tags=("vgg", "cifar", "small"),
+                notes="6 convs (32-32-M-64-64-M-128-128-M) + BN, global-average-pool head.")
+def vgg_cifar_small(**kwargs) -> VGG:
+    """Small VGG for 32×32 images: the full-resolution baseline of the CPU WAE experiments."""
+    kwargs = {"num_classes": 10, "fc_widths": (), "pool_size": 1, "drop_rate": 0.0, **kwargs}
+    return VGG("cifar_small", **kwargs)

@@ -1,0 +1,312 @@
+"""WAE classifiers (Chen et al., AAAI 2018) and their baselines with one classification structure.
+
+:class:`WAEClassifier` = a *front end* that turns the image into two half-resolution inputs
+(I_L, I_H), a standard backbone on I_L, a *fusion* sub-network (the same backbone family with
+every channel count ÷ 4) on I_H, a classifier on the I_L features (score ``s_L``) and a
+classifier on the concatenated I_L and I_H features (score ``s_LH``). ``forward`` returns the
+plain logits ``(s_L + s_LH) / 2`` in train and eval mode alike; the training loss (sum of both
+cross-entropies, plus the transform loss in stage 3) needs the parts, which
+:meth:`WAEClassifier.forward_scores` returns as a :class:`WAEOutput`.
+
+Front ends (``front_end=``): ``"wae"`` (learned encoder; ``wae_*``, ``decomp_*`` and
+``ilonly_*``), ``"wavelet"`` (fixed CDF 9/7 DWT: cA → backbone, cH‖cV‖cD → fusion;
+``wavelet_*``) and ``"resize"`` (anti-aliased ½ bilinear resize, no fusion; ``halfres_*``).
+The full-resolution baselines are the plain backbones (``vgg16``, ``resnet50``,
+``vgg_cifar_small``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from ..layers.wae import TransformLoss, WAEDecoder, WAEEncoder, half_size, transform_loss
+from ..layers.wavelet import DWT2d
+from ._base import Classifier, LeanModule
+from ._registry import register_model
+from .resnet import ResNet
+from .vgg import CHEN_WAE, VGG, MlpHead
+
+__all__ = ["WAE", "WAEClassifier", "WAEOutput", "FRONT_ENDS", "BACKBONES", "VARIANTS"]
+
+FRONT_ENDS = ("wae", "wavelet", "resize")
+
+
+class WAE(LeanModule):
+    """Wavelet-like auto-encoder: encoder + decoder. ``forward`` returns the reconstruction.
+
+    Args:
+        in_chans: image channels.
+        mid_chs: intermediate channels of encoder and decoder (16).
+        out_chans: channels of I_L and of I_H each (3).
+        decoder: build the decoder (models that never use the transform loss skip it).
+    """
+
+    min_input_size = 2
+
+    def __init__(self, in_chans: int = 3, mid_chs: int = 16, out_chans: int = 3, decoder: bool = True) -> None:
+        super().__init__()
+        self.in_chans = in_chans
+        self.out_chans = out_chans
+        self.encoder = WAEEncoder(in_chans, mid_chs, out_chans)
+        self.decoder = WAEDecoder(out_chans, mid_chs, in_chans) if decoder else None
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(I_L, I_H)``, each ``ceil(H/2) × ceil(W/2)``."""
+        return self.encoder(x)
+
+    def decode(self, i_l: torch.Tensor, i_h: torch.Tensor, output_size: Sequence[int] | None = None) -> torch.Tensor:
+        """Reconstruction Î (cropped to ``output_size`` when given)."""
+        if self.decoder is None:
+            raise ValueError("WAE: built with decoder=False, it cannot reconstruct (use a wae_* model)")
+        return self.decoder(i_l, i_h, output_size)
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(I_L, I_H, Î)`` of one pass."""
+        self.check_input(x)
+        i_l, i_h = self.encode(x)
+        return i_l, i_h, self.decode(i_l, i_h, x.shape[-2:])
+
+    def loss(self, x: torch.Tensor, energy_weight: float = 1.0, reduction: str = "sum") -> TransformLoss:
+        """Transform loss of a batch (stage 1 of the paper's training)."""
+        i_l, i_h, recon = self.forward_all(x)
+        return transform_loss(x, recon, i_h, energy_weight, reduction)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_all(x)[2]
+
+
+@dataclass
+class WAEOutput:
+    """Everything one forward of a :class:`WAEClassifier` produces.
+
+    Attributes:
+        logits: the model's prediction, ``(s_l + s_lh) / 2`` (``s_l`` without fusion).
+        s_l: scores of the I_L classifier.
+        s_lh: scores of the fusion classifier (``None`` without fusion).
+        i_l, i_h: the two half-resolution inputs (``i_h`` is ``None`` for the resize front end).
+    """
+
+    logits: torch.Tensor
+    s_l: torch.Tensor
+    s_lh: torch.Tensor | None
+    i_l: torch.Tensor
+    i_h: torch.Tensor | None
+
+
+def _vgg16_backbone(in_chans: int, width_div: int, **kw: Any) -> nn.Module:
+    return VGG("vgg16", num_classes=0, in_chans=in_chans, width_div=width_div, fc_widths=(), **kw)
+
+
+def _vgg_cifar_small_backbone(in_chans: int, width_div: int, **kw: Any) -> nn.Module:
+    return VGG("cifar_small", num_classes=0, in_chans=in_chans, width_div=width_div, fc_widths=(), pool_size=1,
+               **kw)
+
+
+def _resnet50_backbone(in_chans: int, width_div: int, **kw: Any) -> nn.Module:
+    return ResNet((3, 4, 6, 3), num_classes=0, in_chans=in_chans, width_div=width_div, **kw)
+
+
+BACKBONES: dict[str, Callable[..., nn.Module]] = {
+    "vgg16": _vgg16_backbone,
+    "resnet50": _resnet50_backbone,
+    "vgg_cifar_small": _vgg_cifar_small_backbone,
+}
+
+
+class WAEClassifier(Classifier):
+    """Front end → backbone on I_L (+ ¼-width fusion net on I_H) → two classifiers, averaged.
+
+    Args:
+        backbone: a key of ``BACKBONES`` (``vgg16``, ``resnet50``, ``vgg_cifar_small``).
+        num_classes: classes.
+        in_chans: image channels.
+        front_end: ``"wae"``, ``"wavelet"`` or ``"resize"``.
+        fusion: build the I_H fusion net and the s_LH classifier (``False``: I_L only).
+        fusion_div: channel divisor of the fusion net (4 in the paper).
+        head_pool: spatial size the feature maps are pooled to before the fcs (1 = global pool).
+        head_hidden: hidden fc widths of the I_L classifier (1024, 1024 for VGG16).
+        fusion_hidden: hidden fc widths of the fusion classifier (2048, 2048 for VGG16).
+        drop_rate: dropout after each hidden fc.
+        wae_chs: intermediate channels of the WAE (16).
+        wae_out_chans: channels of I_L and of I_H (3).
+        decoder: build the WAE decoder (needed for the transform loss).
+        wavelet: PyWavelets wavelet of the ``wavelet`` front end (``bior4.4`` = CDF 9/7).
+        backbone_kwargs: extra arguments of the backbone builder (e.g. ``conv_type``).
+    """
+
+    def __init__(self, backbone: str = "vgg16", num_classes: int = 1000, in_chans: int = 3, front_end: str = "wae",
+                 fusion: bool = True, fusion_div: int = 4, head_pool: int = 1, head_hidden: Sequence[int] = (),
+                 fusion_hidden: Sequence[int] = (), drop_rate: float = 0.0, wae_chs: int = 16,
+                 wae_out_chans: int = 3, decoder: bool = True, wavelet: str = "bior4.4",
+                 backbone_kwargs: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        if backbone not in BACKBONES:
+            raise ValueError(f"WAEClassifier: unknown backbone {backbone!r}; allowed: {', '.join(BACKBONES)}")
+        if front_end not in FRONT_ENDS:
+            raise ValueError(f"WAEClassifier: unknown front_end {front_end!r}; allowed: {', '.join(FRONT_ENDS)}")
+        if front_end == "resize" and fusion:
+            raise ValueError("WAEClassifier: the 'resize' front end has no I_H, use fusion=False")
+        self.in_chans = in_chans
+        self.front_end = front_end
+        self.backbone_name = backbone
+        self.wae: WAE | None = None
+        self.dwt: DWT2d | None = None
+        if front_end == "wae":
+            self.wae = WAE(in_chans, wae_chs, wae_out_chans, decoder=decoder)
+            l_chans = h_chans = wae_out_chans
+        elif front_end == "wavelet":
+            self.dwt = DWT2d(wavelet, in_chans)
+            l_chans, h_chans = in_chans, 3 * in_chans
+        else:
+            l_chans, h_chans = in_chans, 0
+        kw = dict(backbone_kwargs or {})
+        self.backbone = BACKBONES[backbone](l_chans, 1, **kw)
+        self.fusion_net = BACKBONES[backbone](h_chans, fusion_div, **kw) if fusion else None
+        self.min_input_size = 2 * self.backbone.min_input_size
+        l_feat = self.backbone.feature_chs
+        self.head_l = MlpHead(l_feat, head_pool, head_hidden, drop_rate)
+        self.head_lh = (MlpHead(l_feat + self.fusion_net.feature_chs, head_pool, fusion_hidden, drop_rate)
+                        if fusion else None)
+        self.num_features = self.head_l.num_features
+        self.reset_classifier(num_classes)
+
+    @property
+    def uses_transform_loss(self) -> bool:
+        """Whether this model has a WAE decoder (so stage 1/3 transform-loss training applies)."""
+        return self.wae is not None and self.wae.decoder is not None
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """New final linear layers for both scores (``num_classes=0``: identity)."""
+        super().reset_classifier(num_classes)
+        if self.head_lh is not None:
+            n = self.head_lh.num_features
+            self.fusion_fc = nn.Linear(n, num_classes) if num_classes > 0 else nn.Identity()
+        for m in (self.fc, getattr(self, "fusion_fc", None)):
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def decompose(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The front end's ``(I_L, I_H)`` (``I_H`` is ``None`` for ``resize``)."""
+        if self.wae is not None:
+            return self.wae.encode(x)
+        if self.dwt is not None:
+            c = self.in_chans
+            y = self.dwt(x)
+            return y[:, :c], y[:, c:]
+        return F.interpolate(x, size=half_size(x.shape), mode="bilinear", align_corners=False, antialias=True), None
+
+    def _features(self, i_l: torch.Tensor, i_h: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        f_l = self.backbone.forward_features(i_l)
+        f_h = self.fusion_net.forward_features(i_h) if self.fusion_net is not None else None
+        return f_l, f_h
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """I_L features, concatenated (channels) with the I_H features when there is fusion."""
+        f_l, f_h = self._features(*self.decompose(x))
+        return f_l if f_h is None else torch.cat([f_l, f_h], 1)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Averaged scores from :meth:`forward_features`' output; ``pre_logits``: both fc inputs, concatenated."""
+        f_l = x[:, :self.backbone.feature_chs]
+        h_l = self.head_l(f_l)
+        if self.head_lh is None:
+            return h_l if pre_logits else self.fc(h_l)
+        h_lh = self.head_lh(x)
+        if pre_logits:
+            return torch.cat([h_l, h_lh], 1)
+        return (self.fc(h_l) + self.fusion_fc(h_lh)) / 2
+
+    def forward_scores(self, x: torch.Tensor) -> WAEOutput:
+        """All parts of one forward: logits, ``s_l``, ``s_lh``, ``i_l``, ``i_h`` (for the training losses)."""
+        self.check_input(x)
+        i_l, i_h = self.decompose(x)
+        f_l, f_h = self._features(i_l, i_h)
+        s_l = self.fc(self.head_l(f_l))
+        if f_h is None:
+            return WAEOutput(s_l, s_l, None, i_l, i_h)
+        s_lh = self.fusion_fc(self.head_lh(torch.cat([f_l, f_h], 1)))
+        return WAEOutput((s_l + s_lh) / 2, s_l, s_lh, i_l, i_h)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_scores(x).logits
+
+    def classification_loss(self, out: WAEOutput, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        """``CE(s_L) + CE(s_LH)`` (paper: the two cross-entropies are summed)."""
+        loss = F.cross_entropy(out.s_l.float(), target, label_smoothing=label_smoothing)
+        if out.s_lh is not None:
+            loss = loss + F.cross_entropy(out.s_lh.float(), target, label_smoothing=label_smoothing)
+        return loss
+
+    def transform_loss(self, x: torch.Tensor, out: WAEOutput, energy_weight: float = 1.0,
+                       reduction: str = "sum") -> TransformLoss:
+        """Transform loss of the I_L/I_H in ``out`` (decodes them back to ``x``'s size)."""
+        if not self.uses_transform_loss:
+            raise ValueError(f"{self.display_name}: no WAE decoder (front_end={self.front_end!r}); "
+                             "the transform loss applies to wae_* / ilonly_* models only")
+        recon = self.wae.decode(out.i_l, out.i_h, x.shape[-2:])
+        return transform_loss(x, recon, out.i_h, energy_weight, reduction)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Registered models: {wae,decomp,wavelet,halfres,ilonly}_{vgg16,resnet50,vgg_cifar_small}
+# ---------------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Family:
+    input_size: tuple[int, int, int]
+    num_classes: int
+    head: dict[str, Any]
+    source: str
+
+
+_FAMILIES = {
+    "vgg16": _Family((3, 224, 224), 1000,
+                     dict(head_pool=3, head_hidden=(1024, 1024), fusion_hidden=(2048, 2048), drop_rate=0.5),
+                     "Tables 1-2 (VGG16; fc 1024 on I_L, fusion fc 2048-2048 as in the authors' deploy net)"),
+    "resnet50": _Family((3, 224, 224), 1000, dict(head_pool=1),
+                        "Table 5 (ResNet-50; global-pool linear classifiers)"),
+    "vgg_cifar_small": _Family((3, 32, 32), 10, dict(head_pool=1),
+                               "CPU-scale version of Table 2 (small VGG on 32×32 images)"),
+}
+
+# prefix: (front_end, fusion, decoder, what it is)
+VARIANTS: dict[str, tuple[str, bool, bool, str]] = {
+    "wae": ("wae", True, True, "WAE (I_L → backbone, I_H → ¼-width fusion net); trained in 3 stages"),
+    "decomp": ("wae", True, False, "Decomposition+CNN: WAE encoder trained with the classification loss only"),
+    "wavelet": ("wavelet", True, False, "Wavelet+CNN: CDF 9/7 DWT, cA → backbone, cH‖cV‖cD → fusion net"),
+    "halfres": ("resize", False, False, "backbone on the image resized to ½ (I_L classifier structure)"),
+    "ilonly": ("wae", False, True, "WAE I_L only (no fusion); Table 3"),
+}
+
+
+def _register(prefix: str, family: str) -> None:
+    front_end, fusion, decoder, what = VARIANTS[prefix]
+    fam = _FAMILIES[family]
+
+    def build(**kwargs: Any) -> WAEClassifier:
+        args = {"num_classes": fam.num_classes, **fam.head, **kwargs}
+        return WAEClassifier(family, front_end=front_end, fusion=fusion, decoder=decoder, **args)
+
+    build.__doc__ = f"{what}; backbone {family}."
+    build.__name__ = f"{prefix}_{family}"
+    build.__module__ = __name__
+    register_model(paper=CHEN_WAE, source=fam.source, input_size=fam.input_size, num_classes=fam.num_classes,
+                   tags=("wae", prefix, family), notes=what, name=f"{prefix}_{family}")(build)
+
+
+for _family in _FAMILIES:
+    for _prefix in VARIANTS:
+        _register(_prefix, _family)
+
+
+@register_model(paper=CHEN_WAE, source="Fig. 2 (encoder + decoder)", input_size=(3, 224, 224), num_classes=0,
+                task="autoencoder", tags=("wae",))
+def wae(**kwargs: Any) -> WAE:
+    """The WAE alone (stage 1): forward returns the reconstruction; ``encode`` gives (I_L, I_H)."""
+    kwargs.pop("num_classes", None)
+    return WAE(**kwargs)

@@ -1,0 +1,100 @@
+import json
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+import leannets
+from leannets.analysis.profile import (count_elementwise, count_macs, count_params, format_table,
+                                       training_step_peak_bytes,
+                                       peak_activation_bytes, profile_model)
+from leannets.cli import main
+
+
+def test_depthwise_5x5_golden_macs():
+    conv = nn.Conv2d(32, 32, 5, padding=2, groups=32, bias=False)
+    assert count_macs(conv, torch.randn(1, 32, 32, 32)) == 819_200
+
+
+def test_standard_conv_and_linear_macs():
+    conv = nn.Conv2d(16, 32, 3, padding=1, bias=False)
+    assert count_macs(conv, torch.randn(1, 16, 8, 8)) == 16 * 32 * 9 * 64
+    assert count_macs(nn.Linear(100, 10), torch.randn(1, 100)) == 1000
+
+
+def test_functional_calls_are_counted():
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.randn(8, 4, 3, 3))
+
+        def forward(self, x):
+            return F.conv2d(x, self.w, padding=1)
+
+    assert count_macs(Functional(), torch.randn(1, 4, 10, 10)) == 8 * 4 * 9 * 100
+
+
+def test_params_total_and_trainable_count_shared_once():
+    lin = nn.Linear(10, 10)
+    model = nn.Sequential(lin, lin, nn.Linear(10, 2))
+    model[2].weight.requires_grad_(False)
+    assert count_params(model) == (110 + 22, 110 + 2)
+
+
+def test_elementwise_counts_gating_multiply():
+    class Gate(nn.Module):
+        def forward(self, x):
+            return x * torch.sigmoid(x)
+
+    # one sigmoid + one mul over 2*3*4*4 = 96 elements
+    assert count_elementwise(Gate(), torch.randn(2, 3, 4, 4)) == 192
+
+
+def test_peak_activation_memory_of_a_chain():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+    x = torch.randn(1, 3, 16, 16)
+    one_map = 8 * 16 * 16 * 4
+    peak = peak_activation_bytes(model, x)
+    # conv1 output and conv2 output alive together at most; ReLU is not in place here
+    assert one_map <= peak <= 3 * one_map
+
+
+def test_profile_densenet_bc_100_exact_params():
+    r = profile_model("densenet_bc_cifar_16_16_16", latency=False, memory=False)
+    assert r.params == 769_162 and r.trainable_params == 769_162
+    assert 0.28e9 < r.macs < 0.30e9
+
+
+def test_profile_latency_fields_and_table_units():
+    r = profile_model("densenet_bc_cifar_6_6_6", batch=2, fold_bn=True, elementwise=True, repeats=2, warmup=1,
+                      threads=1)
+    assert r.cpu_latency_ms > 0 and r.cpu_latency_iqr_ms >= 0 and r.cpu_latency_folded_ms > 0
+    assert r.threads == 1 and r.peak_activation_bytes > 0 and r.elementwise_ops > 0
+    table = format_table([r])
+    for unit in ("params (M)", "MACs (G", "MiB", "ms"):
+        assert unit in table
+
+
+def test_cli_profile_json(capsys):
+    assert main(["profile", "densenet_bc_cifar_16_16_16", "--json", "--no-latency"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data[0]["params"] == 769_162
+
+
+def test_cli_profile_unknown_model(capsys):
+    assert main(["profile", "densenet_bc_cifar_16_16", "--no-latency"]) == 2
+    assert "Unknown model" in capsys.readouterr().err
+
+
+def test_cli_list_shows_references(capsys):
+    assert main(["list", "densenet*"]) == 0
+    out = capsys.readouterr().out
+    assert "Huang et al." in out and "densenet121" in out
+
+
+def test_training_step_peak_includes_saved_activations():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1))
+    x = torch.randn(1, 3, 16, 16)
+    assert training_step_peak_bytes(model, x) > peak_activation_bytes(model, x)
+    assert all(p.grad is None for p in model.parameters())

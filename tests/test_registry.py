@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+import leannets
+from leannets.models import ModelInfo, register_model
+
+
+def test_list_models_pattern_and_sorted():
+    names = leannets.list_models("densenet*")
+    assert "densenet121" in names and "densenet_bc_cifar_16_16_16" in names
+    assert names == sorted(names)
+    assert all(n.startswith("densenet") for n in names)
+    assert leannets.list_models("no_such_model*") == []
+
+
+def test_list_models_task_filter():
+    for name in leannets.list_models(task="classification"):
+        assert leannets.model_info(name).task == "classification"
+
+
+def test_unknown_model_lists_closest_names():
+    with pytest.raises(ValueError) as err:
+        leannets.create_model("densenet12")
+    assert "densenet121" in str(err.value)
+    with pytest.raises(ValueError, match="Closest"):
+        leannets.model_info("densenet_bc_cifar_16_16")
+
+
+def test_model_info_fields():
+    info = leannets.model_info("densenet121")
+    assert isinstance(info, ModelInfo)
+    assert info.input_size == (3, 224, 224)
+    assert info.num_classes == 1000
+    assert "Huang" in info.paper and "Table" in info.source
+    assert info.as_dict()["family"] == "densenet"
+
+
+def test_every_registered_model_cites_a_paper():
+    for name in leannets.list_models():
+        info = leannets.model_info(name)
+        assert info.paper.strip(), name
+        assert info.source.strip(), name
+        assert len(info.input_size) == 3, name
+
+
+def test_create_model_overrides_and_bad_kwargs():
+    model = leannets.create_model("densenet_bc_cifar_6_6_6", num_classes=7, in_chans=1, growth_rate=4)
+    assert model.fc.out_features == 7 and model.in_chans == 1
+    assert model(torch.randn(2, 1, 32, 32)).shape == (2, 7)
+    with pytest.raises(ValueError, match="bad arguments"):
+        leannets.create_model("densenet_bc_cifar_6_6_6", no_such_option=3)
+
+
+def test_register_twice_is_an_error():
+    def dup(**kw):
+        return torch.nn.Identity()
+
+    dup.__name__ = "densenet121"
+    with pytest.raises(ValueError, match="registered twice"):
+        register_model(paper="x", source="y")(dup)
+
+
+def test_register_rejects_unknown_task():
+    with pytest.raises(ValueError, match="task must be one of"):
+        register_model(paper="x", source="y", task="segmentation")
+
+
+@pytest.mark.parametrize("name", ["densenet_bc_cifar_6_6_6"])
+def test_classifier_interface(name):
+    model = leannets.create_model(name, growth_rate=4).eval()
+    x = torch.randn(2, 3, 32, 32)
+    feats = model.forward_features(x)
+    assert feats.dim() == 4 and feats.shape[1] == model.num_features
+    pooled = model.forward_head(feats, pre_logits=True)
+    assert pooled.shape == (2, model.num_features)
+    assert torch.allclose(model.forward_head(feats), model(x), atol=1e-6)
+    model.reset_classifier(3)
+    assert model(x).shape == (2, 3)
+    model.reset_classifier(0)
+    assert model(x).shape == (2, model.num_features)
