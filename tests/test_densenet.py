@@ -69,7 +69,7 @@ def test_wrong_channels_names_model_and_shapes():
 
 
 def test_too_small_input_names_model_and_shapes():
-    model = create_model("densenet_bc_cifar_6_6_6")
+    model = create_model("densenet_bc_cifar_6_6_6").eval()
     assert model.min_input_size == 4
     model(torch.randn(1, 3, 4, 4))  # the smallest accepted size runs
     with pytest.raises(ValueError, match=r"densenet_bc_cifar_6_6_6.*H, W >= 4.*\(1, 3, 3, 8\)"):

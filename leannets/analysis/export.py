@@ -24,7 +24,8 @@ import torch
 import torch.nn as nn
 
 __all__ = ["FORMATS", "DEFAULT_OPSET", "ExportResult", "default_export_path", "export_model", "flatten_outputs",
-           "load_exported", "run_exported", "smallest_input_size", "verify_export"]
+           "load_exported", "load_model_source", "LoadedModel", "run_exported", "smallest_input_size",
+           "verify_export"]
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17
@@ -103,20 +104,144 @@ def _tmp_path(path: Path) -> Path:
     return Path(tmp)
 
 
+def _pool_matrix(size_in: int, size_out: int) -> torch.Tensor:
+    """(size_out, size_in) averaging matrix of adaptive average pooling along one axis."""
+    mat = torch.zeros(size_out, size_in)
+    for i in range(size_out):
+        start, end = (i * size_in) // size_out, -(-((i + 1) * size_in) // size_out)
+        mat[i, start:end] = 1.0 / (end - start)
+    return mat
+
+
+class _MatrixAdaptiveAvgPool2d(nn.Module):
+    """Adaptive average pooling at one fixed input size as two matrix products (ONNX-exportable
+    when the output size does not divide the input size)."""
+
+    def __init__(self, in_hw: tuple[int, int], out_hw: tuple[int, int]) -> None:
+        super().__init__()
+        self.register_buffer("ph", _pool_matrix(in_hw[0], out_hw[0]))
+        self.register_buffer("pwt", _pool_matrix(in_hw[1], out_hw[1]).t().contiguous())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.matmul(torch.matmul(self.ph, x), self.pwt)
+
+
+def _rewrite_adaptive_pools(model: nn.Module, x: torch.Tensor) -> int:
+    """Replace ``nn.AdaptiveAvgPool2d`` modules whose output size does not divide their input size
+    (at ``x``) by exact matrix forms; returns how many were replaced."""
+    seen: dict[str, tuple[int, int]] = {}
+    names = {m: n for n, m in model.named_modules()}
+
+    def record(mod: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
+        seen.setdefault(names[mod], (int(inp[0].shape[-2]), int(inp[0].shape[-1])))
+
+    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in hooks:
+            h.remove()
+    replaced = 0
+    for name, (h, w) in seen.items():
+        mod = model.get_submodule(name)
+        out = mod.output_size if isinstance(mod.output_size, tuple) else (mod.output_size, mod.output_size)
+        oh, ow = (h if out[0] is None else out[0]), (w if out[1] is None else out[1])
+        if h % oh or w % ow:
+            parent_name, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent_name) if parent_name else model, child,
+                    _MatrixAdaptiveAvgPool2d((h, w), (oh, ow)))
+            replaced += 1
+    return replaced
+
+
+def _resize_matrix(op: Any, n: int, axis: int, other: int) -> torch.Tensor:
+    """(out, n) matrix of a separable resize ``op`` along ``axis`` (2: H, 3: W), found by resizing
+    the unit basis images (interpolation weights sum to one, so the other axis drops out)."""
+    if axis == 2:
+        basis = torch.eye(n).reshape(n, 1, n, 1).expand(n, 1, n, other).contiguous()
+        return op(basis)[:, 0, :, 0].t().contiguous()
+    basis = torch.eye(n).reshape(n, 1, 1, n).expand(n, 1, other, n).contiguous()
+    return op(basis)[:, 0, 0, :].t().contiguous()
+
+
+def _aa_resize_symbolic(mode: str) -> Any:
+    """ONNX symbolic for ``aten::_upsample_{mode}2d_aa`` (antialiased resize, which the exporter
+    lacks): at the traced size it is exactly ``A_h @ x @ A_w^T`` with constant matrices taken from
+    PyTorch's own kernel."""
+    import torch.nn.functional as F
+    from torch.onnx import symbolic_helper as sh
+
+    def symbolic(g: Any, x: Any, output_size: Any, align_corners: Any, scale_factors: Any) -> Any:
+        sizes = sh._get_tensor_sizes(x)
+        if sizes is None or any(v is None for v in sizes[-2:]):
+            raise ValueError(f"antialiased {mode} resize needs static spatial sizes for ONNX export")
+        h, w = int(sizes[-2]), int(sizes[-1])
+        out = sh._maybe_get_const(output_size, "is")
+        scales = sh._maybe_get_const(scale_factors, "fs")
+        corners = bool(sh._maybe_get_const(align_corners, "b"))
+        by_scale = sh._is_value(out) or out is None or (isinstance(out, (list, tuple)) and not out)
+        if by_scale:
+            scales = [float(v) for v in scales]
+            out = [int(h * scales[0]), int(w * scales[1])]
+        oh, ow = int(out[0]), int(out[1])
+
+        def resize(t: torch.Tensor, axis: int) -> torch.Tensor:
+            if by_scale:
+                factor = (scales[0], 1.0) if axis == 2 else (1.0, scales[1])
+                return F.interpolate(t, scale_factor=factor, mode=mode, align_corners=corners, antialias=True,
+                                     recompute_scale_factor=False)
+            size = (oh, t.shape[-1]) if axis == 2 else (t.shape[-2], ow)
+            return F.interpolate(t, size=size, mode=mode, align_corners=corners, antialias=True)
+
+        # The basis images keep the real other side: PyTorch special-cases sides of length 1.
+        a_h = _resize_matrix(lambda t: resize(t, 2), h, 2, w)
+        a_wt = _resize_matrix(lambda t: resize(t, 3), w, 3, h).t().contiguous()
+        y = g.op("MatMul", g.op("Constant", value_t=a_h), x)
+        return g.op("MatMul", y, g.op("Constant", value_t=a_wt))
+
+    return symbolic
+
+
+_SYMBOLICS_REGISTERED = False
+
+
+def _register_onnx_symbolics() -> None:
+    global _SYMBOLICS_REGISTERED
+    if _SYMBOLICS_REGISTERED:
+        return
+    for mode in ("bilinear", "bicubic"):
+        torch.onnx.register_custom_op_symbolic(f"aten::_upsample_{mode}2d_aa", _aa_resize_symbolic(mode), 9)
+    _SYMBOLICS_REGISTERED = True
+
+
+def _short(err: BaseException) -> str:
+    """The first line of an exporter error (they append whole IR graphs)."""
+    text = str(err).strip().splitlines()
+    return (text[0] if text else type(err).__name__)[:400]
+
+
 def _write_onnx(model: nn.Module, x: torch.Tensor, n_out: int, path: Path, opset: int, dynamic_batch: bool) -> None:
+    _register_onnx_symbolics()
     out_names = ["output"] if n_out == 1 else [f"output{i}" for i in range(n_out)]
     axes = {name: {0: "batch"} for name in ["input", *out_names]} if dynamic_batch else None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
-                          output_names=out_names, dynamic_axes=axes, do_constant_folding=True)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=opset, input_names=["input"],
+                              output_names=out_names, dynamic_axes=axes, do_constant_folding=True)
+    except Exception as err:  # the exporter raises many private error types
+        raise ValueError(f"ONNX export failed: {type(err).__name__}: {_short(err)}") from None
 
 
 def _write_torchscript(model: nn.Module, x: torch.Tensor, path: Path) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, (x,), check_trace=False)
-        torch.jit.save(traced, str(path))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(model, (x,), check_trace=False)
+            torch.jit.save(traced, str(path))
+    except Exception as err:  # tracing raises RuntimeError/TracingCheckError with long graphs
+        raise ValueError(f"TorchScript export failed: {type(err).__name__}: {_short(err)}") from None
 
 
 def export_model(
@@ -164,6 +289,10 @@ def export_model(
     with torch.no_grad():
         n_out = len(flatten_outputs(model(x)))  # also validates the input size with a clear error
     wrapped = _FlatOutputs(model).eval()
+    rewritten = 0
+    if fmt == "onnx":  # on a copy: the file is verified against the unmodified model
+        wrapped = copy.deepcopy(wrapped)
+        rewritten = _rewrite_adaptive_pools(wrapped, x)
     tmp = _tmp_path(path)
     try:
         if fmt == "onnx":
@@ -174,6 +303,8 @@ def export_model(
     finally:
         tmp.unlink(missing_ok=True)
     result = ExportResult(path=str(path), format=fmt, input_size=input_size, folded_bn_pairs=pairs, outputs=n_out)
+    if fmt == "onnx" and rewritten:
+        result.extra["adaptive_pools_as_matrices"] = rewritten
     if verify:
         batch = verify_batch if (dynamic_batch or fmt == "torchscript") else 1
         xb = torch.randn(batch, *input_size, generator=gen)
@@ -230,6 +361,54 @@ def verify_export(path: str | os.PathLike, fmt: str, model: nn.Module, x: torch.
         scale = max(1.0, float(r.float().abs().max()) if r.numel() else 1.0)
         abs_err, rel_err = max(abs_err, diff), max(rel_err, diff / scale)
     return abs_err, rel_err
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for export/prediction with what is known about its inputs."""
+
+    name: str
+    model: nn.Module
+    input_size: tuple[int, int, int]
+    task: str = "classification"
+    class_names: list[str] = field(default_factory=list)
+    mean: list[float] = field(default_factory=list)
+    std: list[float] = field(default_factory=list)
+    checkpoint: str | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+
+def load_model_source(source: str, num_classes: int | None = None) -> LoadedModel:
+    """A checkpoint file/run folder (loaded with ``weights_only=True`` by the engine) or a registered
+    model name (fresh weights) as a :class:`LoadedModel` in eval mode."""
+    from leannets.models import create_model, is_model, model_info
+
+    path = Path(source)
+    if path.exists():
+        from leannets.engine.checkpoint import load_model
+
+        if num_classes is not None:
+            raise ValueError("--num-classes applies to model names only; a checkpoint fixes its classifier")
+        model, ckpt = load_model(path)
+        info = ckpt.get("data_info") or {}
+        name = str(ckpt["recipe"]["model"]["name"])
+        size = tuple(int(v) for v in info.get("input_size") or ()) or None
+        task = model_info(name).task if is_model(name) else "classification"
+        if size is None or len(size) != 3:
+            size = smallest_input_size(model)
+        return LoadedModel(name=name, model=model, input_size=size, task=task,  # type: ignore[arg-type]
+                           class_names=[str(c) for c in info.get("class_names") or []],
+                           mean=[float(v) for v in info.get("mean") or []],
+                           std=[float(v) for v in info.get("std") or []], checkpoint=str(ckpt.get("path", path)),
+                           recipe=dict(ckpt.get("recipe") or {}))
+    if is_model(source):
+        info = model_info(source)
+        model = create_model(source, num_classes=num_classes).eval()
+        return LoadedModel(name=source, model=model, input_size=tuple(info.input_size), task=info.task)
+    if any(sep in source for sep in ("/", "\\")) or path.suffix in (".pt", ".pth", ".ckpt"):
+        raise FileNotFoundError(f"checkpoint {source} does not exist")
+    model_info(source)  # raises ValueError listing the closest registered names
+    raise AssertionError("unreachable")
 
 
 def default_export_path(name: str, fmt: str, out_dir: str | os.PathLike = ".") -> Path:

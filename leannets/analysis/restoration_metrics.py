@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["rgb_to_y", "quantize", "psnr", "ssim", "psnr_batch", "ssim_batch", "imresize", "modcrop",
+__all__ = ["rgb_to_y", "quantize", "psnr", "ssim", "psnr_batch", "ssim_batch", "imresize", "imresize_torch", "modcrop",
            "cubic_kernel", "resize_weights", "gaussian_window"]
 
 _BT601_Y = (65.481, 128.553, 24.966)
@@ -229,6 +229,17 @@ def imresize(img: np.ndarray, scale: float | None = None, output_shape: Sequence
     if img.dtype == np.uint8:
         return np.clip(np.round(out), 0, 255).astype(np.uint8)
     return out
+
+
+def imresize_torch(x: torch.Tensor, scale: float, antialiasing: bool = True) -> torch.Tensor:
+    """:func:`imresize` for a float batch ``(N, C, H, W)`` on any device (same weights, no rounding)."""
+    if x.dim() != 4 or not x.is_floating_point():
+        raise ValueError(f"imresize_torch: expected a float (N, C, H, W) tensor, got {x.dtype} {tuple(x.shape)}")
+    h, w = x.shape[-2:]
+    oh, ow = int(math.ceil(h * scale)), int(math.ceil(w * scale))
+    wh = torch.from_numpy(resize_weights(h, oh, float(scale), antialiasing)).to(x.device, x.dtype)
+    ww = torch.from_numpy(resize_weights(w, ow, float(scale), antialiasing)).to(x.device, x.dtype)
+    return torch.matmul(torch.matmul(wh, x), ww.t())
 
 
 def modcrop(img: np.ndarray, scale: int) -> np.ndarray:

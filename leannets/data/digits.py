@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from ._registry import DataSplits, ImageTensors, register_dataset
+from ._util import channel_stats, stats_or_override
 
 __all__ = ["load_digits_tensors"]
 
@@ -44,17 +45,9 @@ def load_digits_tensors(size: int = 32, channels: int = 3) -> tuple[ImageTensors
     return ImageTensors(x[train_i], y[train_i]), ImageTensors(x[test_i], y[test_i])
 
 
-def channel_stats(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """Per-channel mean and std on [0, 1] of uint8 (N, C, H, W) images."""
-    x = images.double().div(255.0)
-    mean = x.mean(dim=(0, 2, 3))
-    std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)
-    return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
-
-
 def build_digits(cfg: dict[str, Any]) -> DataSplits:
     train, test = load_digits_tensors()
-    mean, std = channel_stats(train.images)
+    mean, std = stats_or_override(cfg, channel_stats(train.images), 3)
     return DataSplits(train=train, eval=test, num_classes=10, in_chans=3, input_size=(3, 32, 32), mean=mean,
                       std=std, class_names=[str(i) for i in range(10)], name="digits",
                       meta={"source": "sklearn.datasets.load_digits (UCI), 8x8 resized to 32x32 bicubic"})

@@ -236,6 +236,9 @@ class FileLoader:
         self.sampler = EpochSampler(len(dataset), batch_size, train=train, seed=seed, rank=rank,
                                     world_size=world_size, max_steps=max_steps)
         self.mean, self.std, self.channels_last = mean, std, channels_last
+        set_seed = _find_attr(dataset, "set_seed")
+        if set_seed is not None:
+            set_seed(seed)
         self.loader = DataLoader(dataset, batch_size=batch_size, sampler=self.sampler, num_workers=num_workers,
                                  collate_fn=_find_attr(dataset, "collate_fn"),
                                  pin_memory=self.device.type == "cuda", drop_last=False,
@@ -246,7 +249,7 @@ class FileLoader:
         return len(self.dataset)
 
     def __len__(self) -> int:
-        return self.sampler.steps() - 0
+        return self.sampler.steps()
 
     def set_epoch(self, epoch: int) -> None:
         self.sampler.epoch = epoch

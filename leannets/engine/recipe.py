@@ -116,6 +116,8 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "flip": F(bool, True, "random horizontal flip"),
         "cutout": F(int, 0, "cutout square side in pixels (0: off)"),
         "normalize": F(bool, True, "per-channel mean/std normalisation with the dataset's statistics"),
+        "mean": F(list, None, "override the per-channel mean (on [0, 1])", nullable=True),
+        "std": F(list, None, "override the per-channel std (on [0, 1])", nullable=True),
         "augment": F(bool, True, "training augmentation on/off (off: only normalisation)"),
         "input_size": F(int, None, "training crop / evaluation size for file-based sets", nullable=True),
         "scale": F(list, [0.08, 1.0], "RandomResizedCrop area range"),
@@ -162,6 +164,7 @@ SECTIONS: dict[str, dict[str, Field]] = {
         "threads": F(int, None, "torch CPU threads", nullable=True),
         "progress": F(bool, None, "show a progress bar (default: when stderr is a TTY)", nullable=True),
         "deterministic": F(bool, False, "request deterministic kernels (CUDA)"),
+        "find_unused_parameters": F(bool, False, "DDP: allow parameters that get no gradient in a stage"),
     },
     "checkpoint": {
         "every": F(int, 0, "also keep a copy every N epochs (0: off)"),

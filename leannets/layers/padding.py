@@ -92,9 +92,15 @@ class EvenPad2d(nn.Module):
             return _GROUPS
         return improved_direction(self.index, self.total)
 
+    def _amounts(self, size: torch.SymInt | int, axis: int) -> tuple[int, int]:
+        k, s = self.kernel_size[axis], self.stride[axis]
+        if s == 1:  # shape-independent: keeps traced/exported graphs free of size arithmetic
+            return (k - 1) // 2, k - 1 - (k - 1) // 2
+        return same_pad_amounts(int(size), k, s)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = same_pad_amounts(int(x.shape[-2]), self.kernel_size[0], self.stride[0])
-        w = same_pad_amounts(int(x.shape[-1]), self.kernel_size[1], self.stride[1])
+        h = self._amounts(x.shape[-2], 0)
+        w = self._amounts(x.shape[-1], 1)
         direction = self.direction
         if direction != _GROUPS:
             return F.pad(x, _pad_tuple(direction, h, w))

@@ -59,6 +59,12 @@ class RestorationNet(LeanModule):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    @staticmethod
+    def _shrink_output(conv: nn.Conv2d, factor: float = 0.1) -> None:
+        """Scale the image-producing conv so the net starts near its skip path (identity / bicubic)."""
+        with torch.no_grad():
+            conv.weight.mul_(factor)
+
 
 def _norm(channels: int, enabled: bool) -> nn.Module:
     return nn.BatchNorm2d(channels) if enabled else nn.Identity()
@@ -166,6 +172,7 @@ class DenseDenoiser(RestorationNet):
         self.head = nn.Conv2d(ch, in_chans, head_kernel, padding=head_kernel // 2, bias=True)
         self.num_features = ch
         self._init_weights()
+        self._shrink_output(self.head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -235,8 +242,7 @@ class DenseSR(RestorationNet):
         self.tail = nn.Conv2d(up, in_chans, 3, padding=1, bias=True)
         self.num_features = ch
         self._init_weights()
-        # Start close to the bicubic baseline: the learned path begins small.
-        nn.init.normal_(self.tail.weight, std=1e-3)
+        self._shrink_output(self.tail)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -269,6 +275,7 @@ class DnCNN(RestorationNet):
         layers.append(nn.Conv2d(width, in_chans, 3, padding=1, bias=True))
         self.body = nn.Sequential(*layers)
         self._init_weights()
+        self._shrink_output(layers[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
@@ -310,6 +317,7 @@ class ConvXUnitNet(RestorationNet):
         layers += [nn.BatchNorm2d(width), nn.Conv2d(width, in_chans, 3, padding=1, bias=True)]
         self.body = nn.Sequential(*layers)
         self._init_weights()
+        self._shrink_output(layers[-1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

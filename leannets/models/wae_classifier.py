@@ -4,9 +4,10 @@
 (I_L, I_H), a standard backbone on I_L, a *fusion* sub-network (the same backbone family with
 every channel count ÷ 4) on I_H, a classifier on the I_L features (score ``s_L``) and a
 classifier on the concatenated I_L and I_H features (score ``s_LH``). ``forward`` returns the
-plain logits ``(s_L + s_LH) / 2`` in train and eval mode alike; the training loss (sum of both
-cross-entropies, plus the transform loss in stage 3) needs the parts, which
-:meth:`WAEClassifier.forward_scores` returns as a :class:`WAEOutput`.
+plain logits ``(s_L + s_LH) / 2`` in train and eval mode alike. The training loss (sum of both
+cross-entropies, plus the transform loss in stages 1 and 3) needs the parts:
+``model(x, parts=True, reconstruct=...)`` returns them as a :class:`WAEOutput` (a call through
+``forward`` so DDP/compile wrappers see it); ``leannets/engine/tasks/wae.py`` uses exactly that.
 
 Front ends (``front_end=``): ``"wae"`` (learned encoder; ``wae_*``, ``decomp_*`` and
 ``ilonly_*``), ``"wavelet"`` (fixed CDF 9/7 DWT: cA → backbone, cH‖cV‖cD → fusion;
@@ -81,20 +82,22 @@ class WAE(LeanModule):
 
 @dataclass
 class WAEOutput:
-    """Everything one forward of a :class:`WAEClassifier` produces.
+    """The parts of one :class:`WAEClassifier` forward (``model(x, parts=True)``).
 
     Attributes:
-        logits: the model's prediction, ``(s_l + s_lh) / 2`` (``s_l`` without fusion).
+        logits: the prediction, ``(s_l + s_lh) / 2`` (``s_l`` without fusion); ``None`` if not classified.
         s_l: scores of the I_L classifier.
         s_lh: scores of the fusion classifier (``None`` without fusion).
         i_l, i_h: the two half-resolution inputs (``i_h`` is ``None`` for the resize front end).
+        recon: the WAE reconstruction Î (only with ``reconstruct=True``).
     """
 
-    logits: torch.Tensor
-    s_l: torch.Tensor
+    logits: torch.Tensor | None
+    s_l: torch.Tensor | None
     s_lh: torch.Tensor | None
     i_l: torch.Tensor
     i_h: torch.Tensor | None
+    recon: torch.Tensor | None = None
 
 
 def _vgg16_backbone(in_chans: int, width_div: int, **kw: Any) -> nn.Module:
@@ -221,19 +224,39 @@ class WAEClassifier(Classifier):
             return torch.cat([h_l, h_lh], 1)
         return (self.fc(h_l) + self.fusion_fc(h_lh)) / 2
 
-    def forward_scores(self, x: torch.Tensor) -> WAEOutput:
-        """All parts of one forward: logits, ``s_l``, ``s_lh``, ``i_l``, ``i_h`` (for the training losses)."""
+    def forward_scores(self, x: torch.Tensor, classify: bool = True, reconstruct: bool = False) -> WAEOutput:
+        """All parts of one forward (see :class:`WAEOutput`).
+
+        Args:
+            classify: run the classification network (``False``: front end only, for stage 1).
+            reconstruct: also decode Î (needs the WAE decoder).
+        """
         self.check_input(x)
         i_l, i_h = self.decompose(x)
+        recon = None
+        if reconstruct:
+            if not self.uses_transform_loss:
+                raise ValueError(f"{self.display_name}: no WAE decoder (front_end={self.front_end!r}); "
+                                 "reconstruction and the transform loss need a wae_* / ilonly_* model")
+            recon = self.wae.decode(i_l, i_h, x.shape[-2:])
+        if not classify:
+            return WAEOutput(None, None, None, i_l, i_h, recon)
         f_l, f_h = self._features(i_l, i_h)
         s_l = self.fc(self.head_l(f_l))
         if f_h is None:
-            return WAEOutput(s_l, s_l, None, i_l, i_h)
+            return WAEOutput(s_l, s_l, None, i_l, i_h, recon)
         s_lh = self.fusion_fc(self.head_lh(torch.cat([f_l, f_h], 1)))
-        return WAEOutput((s_l + s_lh) / 2, s_l, s_lh, i_l, i_h)
+        return WAEOutput((s_l + s_lh) / 2, s_l, s_lh, i_l, i_h, recon)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_scores(x).logits
+    def forward(self, x: torch.Tensor, parts: bool = False, classify: bool = True,
+                reconstruct: bool = False) -> torch.Tensor | WAEOutput:
+        """Plain logits ``(s_L + s_LH) / 2`` in train and eval mode; ``parts=True`` returns a :class:`WAEOutput`.
+
+        Training code calls ``model(x, parts=True, ...)`` (not :meth:`forward_scores`) so that wrappers
+        such as DistributedDataParallel see the call.
+        """
+        out = self.forward_scores(x, classify=classify or not parts, reconstruct=reconstruct and parts)
+        return out if parts else out.logits
 
     def classification_loss(self, out: WAEOutput, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
         """``CE(s_L) + CE(s_LH)`` (paper: the two cross-entropies are summed)."""
@@ -244,12 +267,11 @@ class WAEClassifier(Classifier):
 
     def transform_loss(self, x: torch.Tensor, out: WAEOutput, energy_weight: float = 1.0,
                        reduction: str = "sum") -> TransformLoss:
-        """Transform loss of the I_L/I_H in ``out`` (decodes them back to ``x``'s size)."""
-        if not self.uses_transform_loss:
-            raise ValueError(f"{self.display_name}: no WAE decoder (front_end={self.front_end!r}); "
-                             "the transform loss applies to wae_* / ilonly_* models only")
-        recon = self.wae.decode(out.i_l, out.i_h, x.shape[-2:])
-        return transform_loss(x, recon, out.i_h, energy_weight, reduction)
+        """Transform loss of ``out`` (from ``model(x, parts=True, reconstruct=True)``) against ``x``."""
+        if out.recon is None or out.i_h is None:
+            raise ValueError(f"{self.display_name}: transform_loss needs the output of "
+                             "model(x, parts=True, reconstruct=True)")
+        return transform_loss(x, out.recon, out.i_h, energy_weight, reduction)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,261 @@
+"""WAE speed-up analysis: MAC breakdown, the paper's bound, and measured CPU/CUDA speed-ups.
+
+Chen et al. (AAAI 2018) bound the speed-up of the WAE classifier over the full-resolution
+backbone by ``1 / (1/4 + 1/64) ≈ 3.76``: the backbone on I_L runs at half resolution (¼ of the
+MACs) and the fusion net on I_H has ¼ of the channels at half resolution (1/64). The bound
+leaves out the encoder and the fully connected layers; :func:`mac_breakdown` counts each part.
+
+Latencies of all models of one family are measured *interleaved* (one call of each model per
+round, medians over rounds), so that load from other processes on a shared machine hits all
+models alike and the ratios stay meaningful; every model is measured with BatchNorm folded
+into its convs and prepared the same way (eager, channels_last or TorchScript-frozen), on the
+same input batch.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+
+from .fold_bn import fold_bn
+from .profile import count_macs
+
+__all__ = ["paper_bound", "mac_breakdown", "family_of", "family_models", "prepare_for_inference",
+           "interleaved_latency", "OPTIMIZATIONS", "SpeedupRow", "SpeedupReport", "measure_speedups", "format_speedups",
+           "WAE_PREFIXES"]
+
+WAE_PREFIXES = ("wae", "decomp", "wavelet", "halfres", "ilonly")
+DEFAULT_VARIANTS = ("halfres", "wavelet", "ilonly", "wae")
+
+
+def paper_bound(fusion_div: int = 4) -> float:
+    """``1 / (1/4 + 1/(4·fusion_div²))``: 3.76 for the paper's ¼-width fusion net."""
+    return 1.0 / (0.25 + 0.25 / fusion_div ** 2)
+
+
+def mac_breakdown(model: nn.Module, input_size: Sequence[int]) -> dict[str, int]:
+    """MACs per image of each part of a :class:`~leannets.models.wae_classifier.WAEClassifier`.
+
+    Returns ``front_end`` (WAE encoder or DWT; the resize has none), ``backbone`` (on I_L),
+    ``fusion`` (on I_H), ``heads`` (fully connected layers), ``total`` and
+    ``total_without_front_end`` (what the paper's 4.11 G for WAE-VGG16 corresponds to).
+    """
+    from leannets.models.wae_classifier import WAEClassifier
+
+    if not isinstance(model, WAEClassifier):
+        raise ValueError(f"mac_breakdown: expected a WAEClassifier, got {type(model).__name__}")
+    model = model.eval()
+    x = torch.randn(1, *input_size)
+    with torch.no_grad():
+        i_l, i_h = model.decompose(x)
+    front = 0
+    if model.wae is not None:
+        front = count_macs(model.wae.encoder, x)
+    elif model.dwt is not None:
+        front = count_macs(model.dwt, x)
+    backbone = count_macs(model.backbone.forward_features, i_l)
+    fusion = count_macs(model.fusion_net.forward_features, i_h) if model.fusion_net is not None else 0
+    total = count_macs(model, x)
+    return {"front_end": front, "backbone": backbone, "fusion": fusion, "heads": total - front - backbone - fusion,
+            "total": total, "total_without_front_end": total - front}
+
+
+def family_of(name: str) -> tuple[str, str]:
+    """``("wae", "vgg16")`` for ``wae_vgg16``; ``("full", "vgg16")`` for ``vgg16``."""
+    from leannets.models import model_info
+
+    model_info(name)
+    for prefix in WAE_PREFIXES:
+        if name.startswith(prefix + "_"):
+            return prefix, name[len(prefix) + 1:]
+    return "full", name
+
+
+def family_models(name: str, variants: Sequence[str] = DEFAULT_VARIANTS) -> list[str]:
+    """The full-resolution backbone of ``name``'s family followed by its WAE-style variants."""
+    from leannets.models import is_model
+
+    _, family = family_of(name)
+    bad = [v for v in variants if v not in WAE_PREFIXES]
+    if bad:
+        raise ValueError(f"unknown variants {bad}; allowed: {', '.join(WAE_PREFIXES)}")
+    names = [family] + [f"{v}_{family}" for v in variants]
+    missing = [n for n in names if not is_model(n)]
+    if missing:
+        raise ValueError(f"{name!r}: family {family!r} lacks the models {missing} (not a WAE family?)")
+    return names
+
+
+OPTIMIZATIONS = ("eager", "channels_last", "jit")
+
+
+def prepare_for_inference(model: nn.Module, example: torch.Tensor, fold: bool = True,
+                          channels_last: bool = False, jit: bool = False) -> nn.Module:
+    """Eval-mode copy for timing.
+
+    Args:
+        model: any module.
+        example: an input of the shape that will be timed (used to find conv→BN pairs and to trace).
+        fold: fold BatchNorm into the preceding convs.
+        channels_last: weights (and the traced graph) in channels_last layout.
+        jit: ``torch.jit.trace`` → ``freeze`` → ``optimize_for_inference`` (oneDNN layouts, conv+ReLU
+            fusion on CPU). The traced graph is valid for ``example``'s shape only.
+    """
+    model = fold_bn(model, example[:1]) if fold else model.eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+        example = example.contiguous(memory_format=torch.channels_last)
+    if jit:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            traced = torch.jit.trace(model, example, check_trace=False)
+            model = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
+    return model
+
+
+def interleaved_latency(models: dict[str, nn.Module], x: torch.Tensor, warmup: int = 1, repeats: int = 5,
+                        device: str = "cpu") -> dict[str, tuple[float, float]]:
+    """(median, IQR) ms per model, timed round-robin: one call of every model per round."""
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    x = x.to(device)
+    times: dict[str, list[float]] = {k: [] for k in models}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for m in models.values():
+                m(x)
+        sync()
+        for _ in range(repeats):
+            for name, m in models.items():
+                t0 = time.perf_counter()
+                m(x)
+                sync()
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    out = {}
+    for name, ts in times.items():
+        iqr = 0.0
+        if len(ts) >= 4:
+            q = statistics.quantiles(ts, n=4)
+            iqr = q[2] - q[0]
+        out[name] = (statistics.median(ts), iqr)
+    return out
+
+
+@dataclass
+class SpeedupRow:
+    """One model: MACs (per image), MAC ratio vs the full-res model, latency and speed-up per batch."""
+
+    name: str
+    variant: str
+    macs: int
+    front_end_macs: int
+    mac_speedup: float
+    latency_ms: dict[int, float] = field(default_factory=dict)
+    latency_iqr_ms: dict[int, float] = field(default_factory=dict)
+    speedup: dict[int, float] = field(default_factory=dict)
+
+
+@dataclass
+class SpeedupReport:
+    family: str
+    input_size: tuple[int, int, int]
+    device: str
+    threads: int
+    batch_sizes: tuple[int, ...]
+    repeats: int
+    optimize: str
+    paper_bound: float
+    rows: list[SpeedupRow]
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def row(self, variant: str) -> SpeedupRow:
+        for r in self.rows:
+            if r.variant == variant:
+                return r
+        raise KeyError(f"no row for variant {variant!r}")
+
+
+def measure_speedups(name: str, batch_sizes: Sequence[int] = (1, 8), device: str = "cpu", threads: int | None = None,
+                     repeats: int = 5, warmup: int = 1, optimize: str = "channels_last",
+                     variants: Sequence[str] = DEFAULT_VARIANTS, input_size: Sequence[int] | None = None,
+                     seed: int = 0) -> SpeedupReport:
+    """Latency of the full-res backbone vs every variant of ``name``'s family, BN folded, one run.
+
+    Args:
+        name: any model of the family (``wae_vgg16``, ``vgg16``, ...).
+        batch_sizes: batches to time (per-batch latency is reported; speed-up is the ratio).
+        device: ``cpu`` or ``cuda``.
+        threads: CPU threads while timing (restored afterwards).
+        repeats: timed rounds (medians reported).
+        optimize: ``eager`` (BN folded), ``channels_last`` (+ channels_last layout) or ``jit``
+            (+ traced, frozen and optimised for inference); applied to every model alike.
+        variants: WAE-style prefixes to compare with the full-res model.
+        input_size: (C, H, W); default: the registered size.
+    """
+    from leannets.models import create_model, model_info
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    if not batch_sizes or any(b < 1 for b in batch_sizes):
+        raise ValueError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
+    if optimize not in OPTIMIZATIONS:
+        raise ValueError(f"optimize must be one of {OPTIMIZATIONS}, got {optimize!r}")
+    names = family_models(name, variants)
+    size = tuple(int(v) for v in (input_size or model_info(names[0]).input_size))
+    channels_last = optimize in ("channels_last", "jit")
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(seed)
+        probe = torch.randn(1, *size)
+        raw: dict[str, nn.Module] = {}
+        rows = []
+        for n in names:
+            raw[n] = create_model(n).eval()
+            variant = family_of(n)[0]
+            front = mac_breakdown(raw[n], size)["front_end"] if variant != "full" else 0
+            rows.append(SpeedupRow(n, variant, count_macs(raw[n], probe), front, 0.0))
+        for r in rows:
+            r.mac_speedup = rows[0].macs / r.macs
+        for b in batch_sizes:
+            x = torch.randn(b, *size)
+            prepared = {n: prepare_for_inference(m, x, channels_last=channels_last, jit=optimize == "jit").to(device)
+                        for n, m in raw.items()}
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            lat = interleaved_latency(prepared, x, warmup, repeats, device)
+            del prepared
+            for r in rows:
+                r.latency_ms[b], r.latency_iqr_ms[b] = lat[r.name]
+                r.speedup[b] = lat[names[0]][0] / lat[r.name][0]
+    finally:
+        torch.set_num_threads(old_threads)
+    return SpeedupReport(family_of(name)[1], size, device, threads or old_threads, tuple(batch_sizes), repeats,
+                         optimize, paper_bound(), rows)
+
+
+def format_speedups(report: SpeedupReport) -> str:
+    """Markdown table: MACs, MAC-ratio, measured latency and speed-up per batch size."""
+    head = ["model", "MACs (G/img)", "encoder/DWT MACs (M)", "MAC ratio"]
+    for b in report.batch_sizes:
+        head += [f"latency b{b} (ms, median ± IQR)", f"speed-up b{b} (×)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in report.rows:
+        row = [r.name, f"{r.macs / 1e9:.3f}", f"{r.front_end_macs / 1e6:.1f}", f"{r.mac_speedup:.2f}"]
+        for b in report.batch_sizes:
+            row += [f"{r.latency_ms[b]:.1f} ± {r.latency_iqr_ms[b]:.1f}", f"{r.speedup[b]:.2f}"]
+        lines.append("| " + " | ".join(row) + " |")
+    lines.append(f"\n{report.family} at {'×'.join(map(str, report.input_size))}, device {report.device}, "
+                 f"{report.threads} threads, BN folded, optimisation '{report.optimize}', "
+                 f"medians of {report.repeats} interleaved rounds. Paper bound 1/(1/4+1/64) = "
+                 f"{report.paper_bound:.2f}× (excludes encoder and fc layers).")
+    return "\n".join(lines)

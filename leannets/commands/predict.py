@@ -1,0 +1,125 @@
+"""``leannets predict CHECKPOINT IMAGE… [--topk 5]``: top-k classes of images with a trained classifier.
+
+Images are prepared the way the engine evaluates: converted to the checkpoint's channel count,
+resized (inputs of at most 64 px, e.g. CIFAR-size models, take the whole image resized; larger
+inputs are resized to ``size / crop_pct`` and center-cropped), scaled to [0, 1] and normalised
+with the training data's mean and std stored in the checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+SMALL_INPUT = 64
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("predict", help="top-k predictions of a trained classifier checkpoint on image files")
+    p.add_argument("checkpoint", help="checkpoint file or run folder from `leannets train`")
+    p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, ...)")
+    p.add_argument("--topk", type=int, default=5, help="classes to show per image (default: 5)")
+    p.add_argument("--classes", default=None,
+                   help="class names: a text file with one name per line, or a comma-separated list "
+                        "(default: the names stored in the checkpoint)")
+    p.add_argument("--batch", type=int, default=32, help="images per forward pass")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=run)
+
+
+def parse_class_names(spec: str | None, num_classes: int, stored: Sequence[str]) -> list[str]:
+    """Class names from ``--classes`` (file or comma list), else the checkpoint's, else ``class i``."""
+    if spec:
+        path = Path(spec)
+        if path.is_file():
+            names = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        elif "," in spec or num_classes == 1:
+            names = [n.strip() for n in spec.split(",")]
+        else:
+            raise FileNotFoundError(f"--classes {spec!r}: no such file (give a file or a comma-separated list)")
+        if len(names) != num_classes:
+            raise ValueError(f"--classes gives {len(names)} names but the model predicts {num_classes} classes")
+        return names
+    if stored and len(stored) == num_classes:
+        return list(stored)
+    return [f"class {i}" for i in range(num_classes)]
+
+
+def load_image(path: str | Path, input_size: Sequence[int], crop_pct: float = 0.875) -> torch.Tensor:
+    """A float tensor (C, H, W) in [0, 1] prepared for a model with ``input_size`` (C, H, W)."""
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image {path} does not exist")
+    c, h, w = (int(v) for v in input_size)
+    if c not in (1, 3):
+        raise ValueError(f"predict supports 1- or 3-channel models, this one takes {c} channels")
+    try:
+        with Image.open(path) as im:
+            im = im.convert("L" if c == 1 else "RGB")
+            if max(h, w) <= SMALL_INPUT or crop_pct >= 1.0:
+                im = im.resize((w, h), Image.BICUBIC)
+            else:
+                scale = max(h, w) / crop_pct / min(im.size)
+                im = im.resize((max(w, round(im.size[0] * scale)), max(h, round(im.size[1] * scale))), Image.BICUBIC)
+                left, top = (im.size[0] - w) // 2, (im.size[1] - h) // 2
+                im = im.crop((left, top, left + w, top + h))
+            arr = np.asarray(im, dtype=np.float32) / 255.0
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"image {path} cannot be read as an image: {err}") from err
+    t = torch.from_numpy(arr.copy())
+    return t[None] if t.dim() == 2 else t.permute(2, 0, 1)
+
+
+def predict(model: torch.nn.Module, images: torch.Tensor, topk: int, batch: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+    """(probabilities, class indices), each (N, topk), best first."""
+    probs = []
+    with torch.no_grad():
+        for i in range(0, images.shape[0], batch):
+            probs.append(torch.softmax(model(images[i:i + batch]).float(), dim=1))
+    p = torch.cat(probs)
+    k = min(topk, p.shape[1])
+    top = p.topk(k, dim=1)
+    return top.values, top.indices
+
+
+def run(args: argparse.Namespace) -> int:
+    from leannets.analysis.export import load_model_source
+
+    if args.topk < 1:
+        raise ValueError(f"--topk must be at least 1, got {args.topk}")
+    if not Path(args.checkpoint).exists():
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist (predict needs a trained checkpoint "
+                                "from `leannets train`)")
+    loaded = load_model_source(args.checkpoint)
+    if loaded.task != "classification":
+        raise ValueError(f"predict is for classifiers; {loaded.name} is a {loaded.task} model "
+                         "(use `leannets denoise` / `leannets upscale` for restoration checkpoints)")
+    num_classes = int(getattr(loaded.model, "num_classes", 0) or 0)
+    if num_classes <= 0:
+        raise ValueError(f"{loaded.name}: the checkpoint's model has no classifier head")
+    names = parse_class_names(args.classes, num_classes, loaded.class_names)
+    data_cfg = loaded.recipe.get("data") or {}
+    crop_pct = float(data_cfg.get("crop_pct") or 0.875)
+    x = torch.stack([load_image(p, loaded.input_size, crop_pct) for p in args.images])
+    if loaded.mean and loaded.std and data_cfg.get("normalize", True):
+        mean = torch.tensor(loaded.mean).view(1, -1, 1, 1)
+        std = torch.tensor(loaded.std).view(1, -1, 1, 1)
+        x = (x - mean) / std
+    probs, idx = predict(loaded.model, x, args.topk, args.batch)
+    results = [{"image": str(p), "top": [{"class": int(i), "name": names[int(i)], "prob": float(q)}
+                                         for q, i in zip(probs[n], idx[n])]}
+               for n, p in enumerate(args.images)]
+    if args.json:
+        print(json.dumps({"checkpoint": loaded.checkpoint, "model": loaded.name, "predictions": results}, indent=2))
+        return 0
+    for r in results:
+        print(r["image"])
+        for rank, t in enumerate(r["top"], 1):
+            print(f"  {rank}. {t['name']:<24} {100 * t['prob']:6.2f}%  (class {t['class']})")
+    return 0

@@ -1,0 +1,36 @@
+"""``leannets speedup MODEL``: measured speed-up of a WAE family over its full-resolution backbone."""
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("speedup", help="WAE speed-up: full-res backbone vs WAE and baselines (BN folded, one run)")
+    p.add_argument("name", help="any model of a WAE family, e.g. wae_vgg16, wae_resnet50, wae_vgg_cifar_small")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--batch", nargs="+", type=int, default=[1, 8], help="batch sizes to time")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads while timing")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds (medians reported)")
+    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    p.add_argument("--optimize", default="channels_last", choices=["eager", "channels_last", "jit"],
+                   help="inference preparation applied to every model (BN is always folded)")
+    p.add_argument("--variants", nargs="+", default=["halfres", "wavelet", "ilonly", "wae"],
+                   help="variants to compare (wae, decomp, wavelet, halfres, ilonly)")
+    p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), default=None)
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from leannets.analysis.speedup import format_speedups, measure_speedups
+
+    from ._common import atomic_write_json
+
+    report = measure_speedups(args.name, batch_sizes=args.batch, device=args.device, threads=args.threads,
+                              repeats=args.repeats, warmup=args.warmup, optimize=args.optimize,
+                              variants=args.variants, input_size=args.input_size)
+    print(format_speedups(report))
+    if args.json:
+        atomic_write_json(args.json, report.as_dict())
+    return 0

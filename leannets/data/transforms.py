@@ -1,0 +1,133 @@
+"""PIL transforms for file-based (large-image) datasets and the dataset class that applies them.
+
+Training: RandomResizedCrop (area ``scale`` 0.08–1, aspect ``ratio`` 3/4–4/3, as Szegedy et al. /
+torchvision) + horizontal flip. Evaluation: resize the shorter side to ``size / crop_pct`` then
+center-crop ``size``. Randomness comes from :func:`~leannets.data.sample_rng` (seed, epoch, index),
+so results do not depend on the number of DataLoader workers.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from torch.utils.data import Dataset
+
+from ._registry import ImageTensors, sample_rng
+
+__all__ = ["random_resized_crop_box", "train_transform", "eval_transform", "pil_to_uint8", "FileImageDataset",
+           "load_image", "decode_to_tensors"]
+
+
+def random_resized_crop_box(width: int, height: int, rng: np.random.Generator,
+                            scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3)
+                            ) -> tuple[int, int, int, int]:
+    """(left, top, w, h) of a random crop covering ``scale`` of the area with aspect in ``ratio``."""
+    area = width * height
+    log_r = (math.log(ratio[0]), math.log(ratio[1]))
+    for _ in range(10):
+        target = area * rng.uniform(scale[0], scale[1])
+        aspect = math.exp(rng.uniform(*log_r))
+        w = int(round(math.sqrt(target * aspect)))
+        h = int(round(math.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            top = int(rng.integers(0, height - h + 1))
+            left = int(rng.integers(0, width - w + 1))
+            return left, top, w, h
+    # Fallback: the largest centred crop with the aspect clamped to ``ratio``.
+    in_ratio = width / height
+    if in_ratio < min(ratio):
+        w, h = width, int(round(width / min(ratio)))
+    elif in_ratio > max(ratio):
+        w, h = int(round(height * max(ratio))), height
+    else:
+        w, h = width, height
+    return (width - w) // 2, (height - h) // 2, w, h
+
+
+def pil_to_uint8(img: Image.Image) -> torch.Tensor:
+    """PIL image → uint8 tensor (C, H, W)."""
+    arr = np.asarray(img, dtype=np.uint8)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
+
+
+def train_transform(img: Image.Image, size: int, rng: np.random.Generator, scale: Sequence[float] = (0.08, 1.0),
+                    ratio: Sequence[float] = (3 / 4, 4 / 3), flip: bool = True) -> torch.Tensor:
+    """RandomResizedCrop(size) + horizontal flip → uint8 (C, size, size)."""
+    left, top, w, h = random_resized_crop_box(img.width, img.height, rng, scale, ratio)
+    out = img.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
+    if flip and rng.random() < 0.5:
+        out = out.transpose(Image.FLIP_LEFT_RIGHT)
+    return pil_to_uint8(out)
+
+
+def eval_transform(img: Image.Image, size: int, crop_pct: float = 0.875) -> torch.Tensor:
+    """Resize the shorter side to ``size / crop_pct`` (bilinear), center-crop ``size`` → uint8 (C, size, size)."""
+    short = int(math.floor(size / crop_pct))
+    w, h = img.size
+    if w <= h:
+        nw, nh = short, max(short, int(round(h * short / w)))
+    else:
+        nw, nh = max(short, int(round(w * short / h))), short
+    img = img.resize((nw, nh), Image.BILINEAR)
+    left, top = (nw - size) // 2, (nh - size) // 2
+    return pil_to_uint8(img.crop((left, top, left + size, top + size)))
+
+
+def load_image(path: str | Path, mode: str = "RGB") -> Image.Image:
+    """Open and decode an image; ``ValueError`` naming the file if it is unreadable."""
+    try:
+        with Image.open(path) as im:
+            return im.convert(mode)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file {path} does not exist") from None
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"image file {path} is corrupt or not an image: {err}") from err
+
+
+class FileImageDataset(Dataset):
+    """(path, label) samples decoded with PIL; train or eval transforms; yields (uint8 (C,H,W), label)."""
+
+    def __init__(self, samples: Sequence[tuple[str, int]], size: int, train: bool, *, scale: Sequence[float] =
+                 (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3), crop_pct: float = 0.875, flip: bool = True,
+                 augment: bool = True, mode: str = "RGB") -> None:
+        self.samples = list(samples)
+        self.size, self.train = size, train
+        self.scale, self.ratio, self.crop_pct = tuple(scale), tuple(ratio), crop_pct
+        self.flip, self.augment, self.mode = flip, augment, mode
+        self.seed, self.epoch = 0, 0
+
+    def set_seed(self, seed: int) -> None:
+        self.seed = seed
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        path, label = self.samples[index]
+        img = load_image(path, self.mode)
+        if self.train and self.augment:
+            x = train_transform(img, self.size, sample_rng(self.seed, self.epoch, index), self.scale, self.ratio,
+                                self.flip)
+        else:
+            x = eval_transform(img, self.size, self.crop_pct)
+        return x, label
+
+
+def decode_to_tensors(samples: Sequence[tuple[str, int]], size: int, crop_pct: float = 1.0, mode: str = "RGB"
+                      ) -> ImageTensors:
+    """Decode every image (resize shorter side + center crop to ``size``) into an in-memory split."""
+    n = len(samples)
+    c = 1 if mode == "L" else 3
+    images = torch.empty((n, c, size, size), dtype=torch.uint8)
+    for i, (path, _) in enumerate(samples):
+        images[i] = eval_transform(load_image(path, mode), size, crop_pct)
+    return ImageTensors(images, torch.tensor([lab for _, lab in samples], dtype=torch.int64))

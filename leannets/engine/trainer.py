@@ -1,0 +1,611 @@
+"""The one training loop: every task, every stage, single process or DDP.
+
+:func:`train` runs a recipe and returns a result dict; ``leannets train``, ``leannets compare`` and
+``leannets reproduce`` all call it. A run folder holds ``recipe.yaml`` (fully resolved),
+``metrics.jsonl`` / ``metrics.csv`` (one row per epoch), ``last.pt`` / ``best.pt`` /
+``epoch_NNNN.pt`` checkpoints and ``result.json``.
+
+Determinism: data order and augmentation depend only on (seed, stage, epoch, step) and every RNG
+state is checkpointed, so on CPU a run killed at any point and resumed from ``last.pt`` ends with
+bit-identical weights to an uninterrupted run.
+"""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import math
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from leannets.commands._common import atomic_write_json, atomic_write_text
+from leannets.data import build_dataset, make_loader
+from leannets.data.loader import derive_seed
+
+from .checkpoint import (FORMAT, VERSION, capture_rng, copy_checkpoint, load_checkpoint, restore_rng,
+                         save_checkpoint, unwrap_model)
+from .distributed import (DistInfo, broadcast_object, cleanup_distributed, convert_sync_bn, init_distributed,
+                          is_distributed)
+from .optim import LRSchedule, ModelEma, build_optimizer
+from .recipe import apply_overrides, dump_recipe, load_recipe, stage_configs, validate_recipe
+from .task import Task, create_task
+
+__all__ = ["train", "evaluate_checkpoint", "NonFiniteLossError", "resolve_device", "data_info_of"]
+
+
+class NonFiniteLossError(ValueError):
+    """The training loss became NaN/inf; the message names stage, epoch and step."""
+
+
+@dataclass
+class LoopState:
+    stage: int = 0
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    opt_stage: int = -1
+    best: float | None = None
+    best_where: dict[str, Any] = field(default_factory=dict)
+    history: list[dict[str, Any]] = field(default_factory=list)
+    sums: dict[str, float] = field(default_factory=dict)
+    last_metrics: dict[str, float] = field(default_factory=dict)
+
+
+def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
+    """``auto`` → CUDA (this rank's GPU) when available, else CPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(name)
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"train.device={name!r} but CUDA is not available")
+        if dev.index is None:
+            dev = torch.device("cuda", dist_info.local_rank if dist_info else torch.cuda.current_device())
+    return dev
+
+
+def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
+    if device.type != "cuda" or mode == "off":
+        return None
+    if mode == "auto":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if mode == "bf16" else torch.float16
+
+
+def data_info_of(splits: Any) -> dict[str, Any]:
+    """What a checkpoint needs to rebuild the model and normalise inputs."""
+    return {"name": getattr(splits, "name", ""), "num_classes": int(getattr(splits, "num_classes", 0) or 0),
+            "in_chans": int(getattr(splits, "in_chans", 3)),
+            "input_size": list(getattr(splits, "input_size", ()) or ()),
+            "mean": [float(v) for v in (getattr(splits, "mean", None) or ())],
+            "std": [float(v) for v in (getattr(splits, "std", None) or ())],
+            "class_names": list(getattr(splits, "class_names", None) or [])}
+
+
+def _seed_all(seed: int) -> None:
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    random.seed(seed)
+
+
+def _apply_freeze(model: nn.Module, prefixes: list[str], base_trainable: dict[str, bool]) -> list[nn.Module]:
+    """Set requires_grad by the stage's prefixes; return the frozen modules (kept in eval mode)."""
+    names = [n for n, _ in model.named_parameters()]
+    modules = dict(model.named_modules())
+    for prefix in prefixes:
+        if not any(n.startswith(prefix) for n in names) and not any(m.startswith(prefix) for m in modules if m):
+            tops = sorted({n.split(".")[0] for n in names})
+            raise ValueError(f"stage freeze prefix {prefix!r} matches no module of the model; "
+                             f"top-level modules: {', '.join(tops)}")
+    for n, p in model.named_parameters():
+        p.requires_grad_(base_trainable.get(n, True) and not any(n.startswith(pre) for pre in prefixes))
+    return [m for name, m in modules.items() if name and any(name.startswith(pre) for pre in prefixes)]
+
+
+def _rows_to_csv(rows: list[dict[str, Any]]) -> str:
+    keys: list[str] = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: r.get(k, "") for k in keys})
+    return buf.getvalue()
+
+
+def _progress_enabled(cfg_value: bool | None) -> bool:
+    if cfg_value is not None:
+        return cfg_value
+    return sys.stderr.isatty()
+
+
+class _TBWriter:
+    """TensorBoard scalars when ``tensorboard`` is installed; a no-op otherwise."""
+
+    def __init__(self, out_dir: Path | None) -> None:
+        self.writer = None
+        if out_dir is None:
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter  # type: ignore
+        except Exception:  # noqa: BLE001 - optional dependency
+            return
+        self.writer = SummaryWriter(str(out_dir / "tb"))
+
+    def log(self, row: Mapping[str, Any], step: int) -> None:
+        if self.writer is None:
+            return
+        for k, v in row.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                self.writer.add_scalar(k, v, step)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+class Trainer:
+    """Runs all stages of a resolved recipe; see :func:`train`."""
+
+    def __init__(self, recipe: dict[str, Any], out_dir: Path | None, resume_ckpt: dict[str, Any] | None = None,
+                 verbose: bool = True, progress: bool | None = None) -> None:
+        self.recipe = recipe
+        self.stages = stage_configs(recipe, validate=False)
+        self.seed = recipe["seed"]
+        self.dist = init_distributed(recipe["train"]["device"])
+        self._owns_dist = self.dist.enabled
+        self.device = resolve_device(recipe["train"]["device"], self.dist)
+        if out_dir is not None and self.dist.enabled:
+            out_dir = Path(str(broadcast_object(str(out_dir))))
+        self.out_dir = out_dir
+        self.verbose = verbose and self.dist.is_main
+        self.progress_override = progress
+        self.resume_ckpt = resume_ckpt
+        self.state = LoopState()
+        self._data_cache: dict[str, Any] = {}
+        self.tb = _TBWriter(out_dir if self.dist.is_main else None)
+        if recipe["train"]["threads"]:
+            torch.set_num_threads(recipe["train"]["threads"])
+        if recipe["train"]["deterministic"] and self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = False
+            torch.backends.cudnn.deterministic = True
+        elif self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+    # -- helpers -------------------------------------------------------------------------------------
+    def log(self, msg: str) -> None:
+        if self.verbose:
+            print(msg, flush=True)
+
+    def _splits(self, task: Task, cfg: dict[str, Any]) -> Any:
+        key = json.dumps(cfg["data"], sort_keys=True, default=str)
+        if key not in self._data_cache:
+            self._data_cache[key] = task.build_data()
+        return self._data_cache[key]
+
+    def _loader(self, split: Any, cfg: dict[str, Any], splits: Any, train: bool, stage: int) -> Any:
+        return make_loader(split, cfg["data"], train=train, device=self.device, seed=derive_seed(self.seed, stage),
+                           mean=getattr(splits, "mean", None), std=getattr(splits, "std", None),
+                           rank=self.dist.rank, world_size=self.dist.world_size,
+                           channels_last=self._channels_last(cfg),
+                           max_steps=cfg["train"]["max_steps_per_epoch"] if train else None)
+
+    def _channels_last(self, cfg: dict[str, Any]) -> bool:
+        v = cfg["train"]["channels_last"]
+        return self.device.type == "cuda" if v is None else v
+
+    # -- model -----------------------------------------------------------------------------------------
+    def build_model(self) -> None:
+        cfg0 = self.stages[0]
+        _seed_all(self.seed)
+        task0 = create_task(cfg0)
+        splits0 = self._splits(task0, cfg0)
+        self.data_info = data_info_of(splits0)
+        model = task0.build_model(splits0)
+        init = cfg0["model"]["init_checkpoint"]
+        if init:
+            ck = load_checkpoint(init)
+            try:
+                model.load_state_dict(ck["ema"] if ck.get("ema") is not None else ck["model"])
+            except RuntimeError as err:
+                raise ValueError(f"model.init_checkpoint {init}: weights do not fit "
+                                 f"{cfg0['model']['name']!r}: {str(err).splitlines()[0]}") from err
+        if cfg0["model"]["sync_bn"] and self.dist.enabled:
+            model = convert_sync_bn(model, self.device)
+        model = model.to(self.device)
+        if self._channels_last(cfg0):
+            model = model.to(memory_format=torch.channels_last)
+        self.base_trainable = {n: p.requires_grad for n, p in model.named_parameters()}
+        self.model = model
+        self.ema: ModelEma | None = None
+
+    # -- checkpoints -----------------------------------------------------------------------------------
+    def _gather_rng(self) -> list[dict[str, Any]]:
+        mine = capture_rng()
+        if not is_distributed():
+            return [mine]
+        out: list[Any] = [None] * self.dist.world_size
+        torch.distributed.all_gather_object(out, mine)
+        return out
+
+    def _checkpoint(self, optimizer: torch.optim.Optimizer, sched: LRSchedule, scaler: Any,
+                    is_best: bool = False, keep_copy: str | None = None) -> None:
+        rng = self._gather_rng()
+        if not self.dist.is_main or self.out_dir is None:
+            return
+        s = self.state
+        ckpt = {
+            "format": FORMAT, "version": VERSION, "torch_version": torch.__version__,
+            "recipe": self.recipe, "data_info": self.data_info,
+            "model": unwrap_model(self.model).state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "optimizer": optimizer.state_dict(), "schedule": sched.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "rng": rng, "world_size": self.dist.world_size,
+            "loop": {"stage": s.stage, "epoch": s.epoch, "step": s.step, "global_step": s.global_step,
+                     "opt_stage": s.opt_stage},
+            "best": {"value": s.best, **s.best_where}, "history": s.history, "sums": s.sums,
+            "metrics": s.last_metrics,
+        }
+        last = save_checkpoint(ckpt, self.out_dir / "last.pt")
+        if is_best:
+            copy_checkpoint(last, self.out_dir / "best.pt")
+        if keep_copy:
+            copy_checkpoint(last, self.out_dir / keep_copy)
+
+    def _restore(self, ckpt: dict[str, Any]) -> None:
+        unwrap_model(self.model).load_state_dict(ckpt["model"])
+        loop = ckpt["loop"]
+        self.state = LoopState(stage=loop["stage"], epoch=loop["epoch"], step=loop["step"],
+                               global_step=loop["global_step"], opt_stage=loop["opt_stage"],
+                               best=ckpt["best"].get("value"),
+                               best_where={k: v for k, v in ckpt["best"].items() if k != "value"},
+                               history=list(ckpt["history"]), sums=dict(ckpt.get("sums") or {}),
+                               last_metrics=dict(ckpt.get("metrics") or {}))
+        if ckpt.get("ema") is not None:
+            self._ema_state = ckpt["ema"]
+
+    def _write_metrics(self) -> None:
+        if not self.dist.is_main or self.out_dir is None:
+            return
+        rows = self.state.history
+        atomic_write_text(self.out_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in rows))
+        atomic_write_text(self.out_dir / "metrics.csv", _rows_to_csv(rows))
+
+    # -- loop ------------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        t_start = time.perf_counter()
+        self.build_model()
+        self._ema_state = None
+        if self.resume_ckpt is not None:
+            self._restore(self.resume_ckpt)
+        if self.dist.is_main and self.out_dir is not None:
+            atomic_write_text(self.out_dir / "recipe.yaml", dump_recipe(self.recipe))
+        final: dict[str, float] = dict(self.state.last_metrics)
+        try:
+            for stage_idx in range(self.state.stage, len(self.stages)):
+                final = self._run_stage(stage_idx)
+        finally:
+            self.tb.close()
+        result = self._result(final, time.perf_counter() - t_start)
+        if self.dist.is_main and self.out_dir is not None:
+            atomic_write_json(self.out_dir / "result.json", result)
+        if self._owns_dist:
+            cleanup_distributed()
+        return result
+
+    def _eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def _run_stage(self, stage_idx: int) -> dict[str, float]:
+        cfg = self.stages[stage_idx]
+        tcfg = cfg["train"]
+        task = create_task(cfg)
+        splits = self._splits(task, cfg)
+        frozen = _apply_freeze(unwrap_model(self.model), cfg["stage"]["freeze"], self.base_trainable)
+        train_loader = self._loader(splits.train, cfg, splits, True, stage_idx)
+        eval_loader = self._loader(splits.eval, cfg, splits, False, stage_idx)
+        val_loader = self._loader(splits.val, cfg, splits, False, stage_idx) if getattr(splits, "val", None) \
+            is not None else None
+        spe = len(train_loader)
+        if spe < 1:
+            raise ValueError(f"stage {cfg['stage']['name']!r}: the training split ({train_loader.num_samples} "
+                             f"samples) is too small for one batch per process")
+        epochs = tcfg["epochs"]
+        optimizer = build_optimizer(unwrap_model(self.model), cfg["optim"])
+        sched = LRSchedule(optimizer, cfg["schedule"], cfg["optim"]["lr"], epochs * spe, spe)
+        amp_dtype = _amp_dtype(tcfg["amp"], self.device)
+        scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+        if tcfg["ema_decay"] > 0:
+            if self.ema is None:
+                self.ema = ModelEma(unwrap_model(self.model), tcfg["ema_decay"])
+                if self._ema_state is not None:
+                    self.ema.load_state_dict(self._ema_state)
+            self.ema.decay = tcfg["ema_decay"]
+        train_model: nn.Module = self.model
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            train_model = nn.parallel.DistributedDataParallel(unwrap_model(self.model), device_ids=ids,
+                                                              find_unused_parameters=tcfg["find_unused_parameters"])
+        if tcfg["compile"]:
+            train_model = torch.compile(train_model)
+        s = self.state
+        resuming = self.resume_ckpt is not None and s.opt_stage == stage_idx and s.stage == stage_idx
+        if resuming:
+            ck = self.resume_ckpt
+            optimizer.load_state_dict(ck["optimizer"])
+            sched.load_state_dict(ck["schedule"])
+            if scaler is not None and ck.get("scaler"):
+                scaler.load_state_dict(ck["scaler"])
+            rng = ck["rng"]
+            restore_rng(rng[self.dist.rank] if self.dist.rank < len(rng) else rng[0])
+        else:
+            _seed_all(derive_seed(self.seed, "stage", stage_idx, "rank", self.dist.rank))
+            s.epoch, s.step, s.sums = 0, 0, {}
+        self.resume_ckpt = None
+        s.stage, s.opt_stage = stage_idx, stage_idx
+        autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype is not None else \
+            contextlib.nullcontext
+        self.log(f"[{cfg['stage']['name']}] task={task.name} model={cfg['model']['name']} data={splits.name} "
+                 f"train={train_loader.num_samples} eval={eval_loader.num_samples} steps/epoch={spe} "
+                 f"epochs={epochs} device={self.device} world={self.dist.world_size}")
+        final: dict[str, float] = dict(s.last_metrics)
+        while s.epoch < epochs:
+            epoch = s.epoch
+            self._train_epoch(task, cfg, train_model, frozen, train_loader, optimizer, sched, scaler, autocast,
+                              spe, epochs)
+            last_epoch = epoch + 1 == epochs
+            row = {k: v for k, v in s.sums.items() if not k.startswith("_")}
+            metrics: dict[str, float] = {}
+            if (epoch + 1) % tcfg["eval_every"] == 0 or last_epoch:
+                eval_model = self._eval_model()
+                metrics = {f"eval_{k}": v for k, v in task.evaluate(
+                    eval_model, eval_loader, distributed=self.dist.enabled, autocast=autocast).items()}
+                if val_loader is not None:
+                    metrics.update({f"val_{k}": v for k, v in task.evaluate(
+                        eval_model, val_loader, distributed=self.dist.enabled, autocast=autocast).items()})
+            select = "val_" if val_loader is not None else "eval_"
+            reduced = sched.epoch_end(metrics.get(f"{select}loss"))
+            main = metrics.get(f"{select}{task.main_metric}")
+            is_best = main is not None and task.is_better(main, s.best)
+            if is_best:
+                s.best = main
+                s.best_where = {"stage": stage_idx, "epoch": epoch + 1, "metric": f"{select}{task.main_metric}"}
+            row = {"stage": stage_idx, "stage_name": cfg["stage"]["name"], "epoch": epoch + 1,
+                   "global_step": s.global_step, "lr": sched.last_lr, **row, **metrics}
+            if reduced:
+                row["lr_reduced"] = True
+            s.history.append(row)
+            if metrics:
+                s.last_metrics = metrics
+                final = metrics
+            s.epoch, s.step, s.sums = epoch + 1, 0, {}
+            if s.epoch == epochs:
+                s.stage, s.epoch = stage_idx + 1, 0
+            every = cfg["checkpoint"]["every"]
+            keep = f"epoch_{len(s.history):04d}.pt" if every and (epoch + 1) % every == 0 else None
+            self._checkpoint(optimizer, sched, scaler, is_best=is_best and cfg["checkpoint"]["save_best"],
+                             keep_copy=keep)
+            if s.stage != stage_idx:
+                s.epoch = epochs
+            self._write_metrics()
+            self.tb.log(row, s.global_step)
+            self._print_epoch(row, task, epochs)
+        return final
+
+    def _print_epoch(self, row: dict[str, Any], task: Task, epochs: int) -> None:
+        parts = [f"[{row['stage_name']}] epoch {row['epoch']}/{epochs}", f"lr {row['lr']:.3g}"]
+        for k in ("train_loss", f"train_{task.main_metric}", "eval_loss", f"eval_{task.main_metric}",
+                  f"val_{task.main_metric}", "img_per_s", "epoch_time_s"):
+            if k in row and isinstance(row[k], float):
+                parts.append(f"{k} {row[k]:.4g}")
+        self.log("  ".join(parts))
+
+    def _check_finite(self, bad_step: torch.Tensor, stage_name: str, stage_start: int, spe: int) -> None:
+        g = int(bad_step.item())
+        if g < 0:
+            return
+        local = g - stage_start
+        where = self.out_dir / "last.pt" if self.out_dir is not None else None
+        keep = (f"; the last good checkpoint is kept at {where}" if where is not None and where.exists()
+                else "; no checkpoint was written yet")
+        raise NonFiniteLossError(f"non-finite training loss at stage {stage_name!r} epoch {local // spe + 1} "
+                                 f"step {local % spe + 1} (global step {g + 1}); training stopped{keep}")
+
+    def _train_epoch(self, task: Task, cfg: dict[str, Any], train_model: nn.Module, frozen: list[nn.Module],
+                     loader: Any, optimizer: torch.optim.Optimizer, sched: LRSchedule, scaler: Any,
+                     autocast: Callable[[], Any], spe: int, epochs: int) -> None:
+        s = self.state
+        tcfg = cfg["train"]
+        epoch = s.epoch
+        start = s.step
+        stage_start = s.global_step - (epoch * spe + start)
+        train_model.train()
+        for m in frozen:
+            m.eval()
+        if self.ema is not None:
+            self.ema.module.eval()
+        loader.set_epoch(epoch)
+        if start:
+            loader.skip(start)
+        dev = self.device
+        sums: dict[str, torch.Tensor] = {k: torch.tensor(v, dtype=torch.float64, device=dev)
+                                         for k, v in s.sums.items() if not k.startswith("_")}
+        n_seen = n_start = float(s.sums.get("_n", 0.0))
+        elapsed_before = float(s.sums.get("_time", 0.0))
+        bad_step = torch.tensor(-1, device=dev)
+        clip = tcfg["grad_clip"]
+        every_steps = cfg["checkpoint"]["every_steps"]
+        show = self.dist.is_main and _progress_enabled(
+            self.progress_override if self.progress_override is not None else tcfg["progress"])
+        bar = None
+        if show:
+            from tqdm import tqdm
+
+            bar = tqdm(total=spe, initial=start, desc=f"{cfg['stage']['name']} {epoch + 1}/{epochs}",
+                       leave=False, dynamic_ncols=True, file=sys.stderr)
+        t0 = time.perf_counter()
+        step = start
+        for step, batch in enumerate(loader, start=start):
+            sched.step(epoch * spe + step)
+            with autocast():
+                loss, logs = task.training_step(train_model, batch)
+            optimizer.zero_grad(set_to_none=True)
+            if scaler is not None:
+                scaler.scale(loss).backward()
+                if clip:
+                    scaler.unscale_(optimizer)
+                    nn.utils.clip_grad_norm_(unwrap_model(self.model).parameters(), clip)
+                scaler.step(optimizer)
+                scaler.update()
+            else:
+                loss.backward()
+                if clip:
+                    nn.utils.clip_grad_norm_(unwrap_model(self.model).parameters(), clip)
+                optimizer.step()
+            if self.ema is not None:
+                self.ema.update(unwrap_model(self.model))
+            n = task.batch_size(batch) * self.dist.world_size
+            n_seen += n
+            det = loss.detach()
+            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(det),
+                                   torch.tensor(s.global_step, device=dev), bad_step)
+            for k, v in {"train_loss": det, **{f"train_{k}": v for k, v in logs.items()}}.items():
+                v = torch.as_tensor(v, device=dev).detach().double() * n
+                sums[k] = sums[k] + v if k in sums else v
+            s.global_step += 1
+            s.step = step + 1
+            if bar is not None and (s.step % tcfg["log_interval"] == 0 or s.step == spe):
+                self._check_finite(bad_step, cfg["stage"]["name"], stage_start, spe)
+                post = {k.replace("train_", ""): f"{float(v) / n_seen:.4g}" for k, v in sums.items()}
+                post["img/s"] = f"{(n_seen - n_start) / max(time.perf_counter() - t0, 1e-9):.0f}"
+                bar.set_postfix(post, refresh=False)
+            if bar is not None:
+                bar.update(1)
+            if every_steps and s.step % every_steps == 0 and s.step < spe:
+                self._check_finite(bad_step, cfg["stage"]["name"], stage_start, spe)
+                s.sums = {k: float(v) for k, v in sums.items()}
+                s.sums.update({"_n": n_seen, "_time": elapsed_before + time.perf_counter() - t0})
+                self._checkpoint(optimizer, sched, scaler)
+        if bar is not None:
+            bar.close()
+        self._check_finite(bad_step, cfg["stage"]["name"], stage_start, spe)
+        elapsed = elapsed_before + time.perf_counter() - t0
+        out = {k: float(v) / max(n_seen, 1) for k, v in sums.items()}
+        out["epoch_time_s"] = elapsed
+        out["img_per_s"] = n_seen / max(elapsed, 1e-9)
+        s.sums = out
+
+    def _result(self, final: dict[str, float], seconds: float) -> dict[str, Any]:
+        task_cls = create_task(self.stages[-1])
+        s = self.state
+        model = unwrap_model(self.model)
+        return {
+            "name": self.recipe["name"], "out_dir": str(self.out_dir) if self.out_dir else None,
+            "model": self.recipe["model"]["name"], "task": task_cls.name, "main_metric": task_cls.main_metric,
+            "higher_is_better": task_cls.higher_is_better, "final": final,
+            "best": {"value": s.best, **s.best_where},
+            "params": sum(p.numel() for p in model.parameters()),
+            "epochs": len(s.history), "global_step": s.global_step, "train_time_s": seconds,
+            "world_size": self.dist.world_size, "device": str(self.device), "data": self.data_info,
+            "checkpoint": str(self.out_dir / "last.pt") if self.out_dir else None,
+            "best_checkpoint": str(self.out_dir / "best.pt") if self.out_dir and (self.out_dir / "best.pt").exists()
+            else None,
+            "history": s.history,
+        }
+
+
+def _default_out_dir(name: str) -> Path:
+    return Path("runs") / f"{name or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def train(recipe: str | os.PathLike | Mapping[str, Any] | None = None,
+          overrides: Mapping[str, Any] | list[str] | None = None, out_dir: str | os.PathLike | None = None,
+          resume: str | os.PathLike | None = None, verbose: bool = True, progress: bool | None = None,
+          save: bool = True) -> dict[str, Any]:
+    """Train a recipe; returns the result dict (also written to ``out_dir/result.json``).
+
+    Args:
+        recipe: YAML path, bundled recipe name, or a dict. Optional when resuming.
+        overrides: ``{"optim.lr": 0.01}`` or ``["optim.lr=0.01"]``.
+        out_dir: run folder (default ``runs/<name>-<time>``); under DDP rank 0 writes it.
+        resume: a run folder or checkpoint to continue; its saved recipe is used (``overrides`` apply on top).
+        verbose: print one line per epoch (rank 0).
+        progress: force the progress bar on/off (default: ``train.progress``, else when stderr is a TTY).
+        save: write checkpoints and metrics (``False`` keeps everything in memory).
+
+    Returns:
+        ``{"final": {eval_loss, eval_acc1, ...}, "best": {...}, "params", "history", "checkpoint", ...}``.
+
+    Raises:
+        NonFiniteLossError: the loss became NaN/inf (message names stage/epoch/step).
+    """
+    ckpt = None
+    if resume is not None:
+        ckpt = load_checkpoint(resume)
+        resolved = validate_recipe(apply_overrides(ckpt["recipe"], overrides))
+        run_dir = Path(out_dir) if out_dir is not None else Path(ckpt["path"]).parent
+        if ckpt.get("world_size", 1) != int(os.environ.get("WORLD_SIZE", "1")):
+            print(f"note: resuming a run saved with {ckpt.get('world_size')} process(es) on "
+                  f"{os.environ.get('WORLD_SIZE', '1')}", file=sys.stderr)
+    else:
+        if recipe is None:
+            raise ValueError("train: give a recipe (file, bundled name or dict) or resume=RUN_DIR")
+        resolved = load_recipe(recipe, overrides)
+        run_dir = Path(out_dir) if out_dir is not None else _default_out_dir(resolved["name"])
+    trainer = Trainer(resolved, run_dir if save else None, resume_ckpt=ckpt, verbose=verbose, progress=progress)
+    return trainer.run()
+
+
+@torch.no_grad()
+def evaluate_checkpoint(path: str | os.PathLike, data_overrides: Mapping[str, Any] | None = None,
+                        device: str = "auto", use_ema: bool = True, split: str = "eval") -> dict[str, Any]:
+    """Evaluate a checkpoint on its recipe's data (or ``data_overrides``, e.g. ``{"data.root": ...}``).
+
+    Returns ``{"metrics": {...}, "main_metric", "num_samples", "checkpoint", "data"}``.
+    """
+    from .checkpoint import load_model
+
+    model, ckpt = load_model(path, use_ema=use_ema)
+    recipe = ckpt["recipe"]
+    if data_overrides:
+        recipe = validate_recipe(apply_overrides(recipe, {k if k.startswith("data.") else f"data.{k}": v
+                                                          for k, v in data_overrides.items()}))
+    cfg = stage_configs(recipe)[-1]
+    dev = resolve_device(device)
+    model.to(dev)
+    task = create_task(cfg)
+    splits = task.build_data()
+    info = ckpt["data_info"]
+    if info.get("num_classes") and getattr(splits, "num_classes", None) not in (None, 0, info["num_classes"]):
+        raise ValueError(f"checkpoint {ckpt['path']} predicts {info['num_classes']} classes but dataset "
+                         f"{splits.name!r} has {splits.num_classes}")
+    chosen = {"eval": splits.eval, "train": splits.train, "val": getattr(splits, "val", None)}.get(split)
+    if chosen is None:
+        raise ValueError(f"split must be one of eval, train, val (val needs data.val_fraction), got {split!r}")
+    # Normalise with the statistics the model was trained with.
+    stats = SimpleNamespace(mean=info.get("mean") or getattr(splits, "mean", None),
+                            std=info.get("std") or getattr(splits, "std", None))
+    loader = make_loader(chosen, cfg["data"], train=False, device=dev, seed=recipe["seed"], mean=stats.mean,
+                         std=stats.std)
+    metrics = task.evaluate(model, loader)
+    return {"metrics": metrics, "main_metric": task.main_metric, "higher_is_better": task.higher_is_better,
+            "num_samples": loader.num_samples, "checkpoint": ckpt["path"], "data": cfg["data"]["name"],
+            "model": cfg["model"]["name"]}
+
+
+def finite_or_none(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x

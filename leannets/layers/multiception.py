@@ -1,0 +1,516 @@
+"""Depthwise Multiception convolution (Bao et al., ICARCV 2020) and the separable convs it is
+compared with: DSConv, MixConv (Tan & Le 2019). All three are conv factory types.
+
+Layout shared by the three (``in_ch`` → ``out_ch``, ends with BatchNorm like every factory type)::
+
+    branches of depthwise k_b×k_b convs → BN → [mid act] → pointwise 1×1 → BN
+    Multiception: one branch per kernel size, each over ALL input channels (m·C_in channels)
+    MixConv:      channels split into one group per kernel size (C_in channels in total)
+    DSConv:       a single branch
+
+Implementation notes (see ``docs/multiception.md``):
+
+- *Concat → BN is stored as one BN per branch.* BN is per-channel, so BN(cat(y_1..y_m)) equals
+  cat(BN_1(y_1), ..., BN_m(y_m)) exactly, in training and eval, with the same parameters. The
+  split makes each BN read a conv output directly, so :func:`leannets.analysis.fold_bn`
+  folds every BN of these layers (a BN after a concatenation could not be folded).
+- *Stride.* ``stride_in="pointwise"`` (the authors' Multiception) runs the depthwise convs at
+  stride 1 and subsamples in the 1×1; ``"depthwise"`` strides the depthwise convs. Once the BN
+  uses running statistics (eval) the two are the same function, because a per-channel affine
+  commutes with subsampling, so in eval the stride always moves into the depthwise convs
+  (s² fewer depthwise MACs). In training they differ: BN batch statistics over all H×W
+  positions vs the subsampled ones, and s² more depthwise work.
+- *Fused path.* All branches run as ONE depthwise ``conv2d`` (groups = C_in, channel
+  multiplier m for Multiception, 1 for MixConv/DSConv) with the smaller kernels zero-embedded
+  in the largest; the weights stay separate parameters. The fused output is ordered by input
+  channel, so the pointwise weight columns (not the activations) are permuted. In eval the
+  BNs are folded into the two convs on the fly. Outputs and gradients equal the reference
+  path. ``impl="auto"`` picks the faster path (see :func:`choose_impl`).
+"""
+from __future__ import annotations
+
+import copy
+import operator
+import time
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .create_act import create_act
+from .create_conv import register_conv_type
+
+__all__ = ["IMPLS", "STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "stage_kernel_sizes", "MulticeptionConv", "MixConv", "DSConv", "SeparableMultiKernel",
+           "validate_kernel_sizes", "split_channels", "multiception_params", "dsconv_params", "standard_params",
+           "choose_impl", "clear_autotune_cache"]
+
+IMPLS = ("auto", "reference", "fused", "autotune")
+STRIDE_IN = ("pointwise", "depthwise")
+# Elementwise activations commute with spatial subsampling and with a channel permutation;
+# per-channel ones (PReLU) only with subsampling.
+_ELEMENTWISE_ACTS = {None, "relu", "relu6", "hswish", "hsigmoid", "sigmoid", "silu", "gelu", "identity"}
+_POINTWISE_ACTS = _ELEMENTWISE_ACTS | {"prelu"}
+_AUTOTUNE_CACHE: dict[tuple, str] = {}
+
+
+def validate_kernel_sizes(conv_type: str, kernel_size: Any) -> tuple[int, ...]:
+    """Kernel sizes as a tuple of odd positive ints; ``ValueError`` naming the problem otherwise."""
+    allowed = "an odd int or a non-empty list of odd ints, e.g. 3 or [3, 5, 7]"
+    if isinstance(kernel_size, (list, tuple)):
+        raw = list(kernel_size)
+    elif isinstance(kernel_size, (str, bytes, bool)) or not hasattr(kernel_size, "__index__"):
+        raise ValueError(f"{conv_type}: kernel_size must be {allowed}; got {kernel_size!r}")
+    else:
+        raw = [kernel_size]
+    if not raw:
+        raise ValueError(f"{conv_type}: kernel_size is an empty list; it must be {allowed}")
+    sizes = []
+    for k in raw:
+        if isinstance(k, bool) or not hasattr(k, "__index__"):
+            raise ValueError(f"{conv_type}: kernel size {k!r} in {kernel_size!r} is not an int; it must be {allowed}")
+        k_int = operator.index(k)
+        if k_int < 1 or k_int % 2 == 0:
+            raise ValueError(f"{conv_type}: kernel size {k_int} in {kernel_size!r} is not odd and positive "
+                             "(an even kernel cannot keep the spatial size with symmetric padding); "
+                             f"it must be {allowed}")
+        sizes.append(k_int)
+    return tuple(sizes)
+
+
+def split_channels(channels: int, groups: int) -> list[int]:
+    """MixNet rule: equal split, the remainder goes to the first group."""
+    split = [channels // groups] * groups
+    split[0] += channels - sum(split)
+    return split
+
+
+def multiception_params(in_ch: int, out_ch: int, kernel_sizes: Sequence[int], bn: bool = False,
+                        pointwise_bias: bool = False) -> int:
+    """Paper eq. 6: C_in·Σ_i k_i² (depthwise) + m·C_in·C_out (pointwise) weights.
+
+    ``bn`` adds the BN affine parameters (2·m·C_in + 2·C_out), ``pointwise_bias`` the C_out biases.
+    """
+    m = len(kernel_sizes)
+    n = in_ch * sum(k * k for k in kernel_sizes) + m * in_ch * out_ch
+    return n + (2 * m * in_ch + 2 * out_ch if bn else 0) + (out_ch if pointwise_bias else 0)
+
+
+def dsconv_params(in_ch: int, out_ch: int, k: int) -> int:
+    """Paper eq. 3: C_in·k² + C_in·C_out weights."""
+    return in_ch * k * k + in_ch * out_ch
+
+
+def standard_params(in_ch: int, out_ch: int, k: int) -> int:
+    """Paper eq. 1: k²·C_in·C_out weights."""
+    return k * k * in_ch * out_ch
+
+
+MULTI_KERNEL_TYPES = ("mixconv", "multiception")
+# Kernel sets per ResNet stage as the authors ran them; the last stage has two 3×3 kernels
+# (not one): that is what reproduces the published parameter counts (docs/multiception.md).
+AUTHORS_STAGE_KERNELS: tuple[tuple[int, ...], ...] = ((3, 5, 7), (3, 5), (3, 3))
+
+
+def stage_kernel_sizes(conv_type: str, kernel_sizes: Sequence[Any] | None, num_stages: int,
+                       model: str = "model") -> list[Any]:
+    """Per-stage ``kernel_size`` arguments for :func:`create_conv`.
+
+    ``None`` gives the authors' arrangement ({3,5,7}, {3,5}, {3,3}, ...) for multi-kernel types
+    and 3 for ``standard``/``dsconv``; otherwise one entry per stage (an int or a list).
+    """
+    if kernel_sizes is None:
+        if conv_type in MULTI_KERNEL_TYPES:
+            return [AUTHORS_STAGE_KERNELS[min(i, len(AUTHORS_STAGE_KERNELS) - 1)] for i in range(num_stages)]
+        return [3] * num_stages
+    if isinstance(kernel_sizes, (str, bytes)) or not isinstance(kernel_sizes, Sequence) \
+            or len(kernel_sizes) != num_stages:
+        raise ValueError(f"{model}: kernel_sizes must list one kernel size (or list of sizes) per stage, "
+                         f"{num_stages} in all, e.g. [[3, 5, 7], [3, 5], [3, 3]][:{num_stages}]; got {kernel_sizes!r}")
+    return [validate_kernel_sizes(conv_type, k) for k in kernel_sizes]
+
+
+def clear_autotune_cache() -> None:
+    """Forget the paths chosen by ``impl="autotune"`` (e.g. after changing threads)."""
+    _AUTOTUNE_CACHE.clear()
+
+
+class _Conv2d(nn.Conv2d):
+    """``nn.Conv2d`` whose stride can be overridden per call (for the exact eval-time stride move).
+
+    Still an ``nn.Conv2d`` with its own ``weight``/``bias``, so BN folding sees and rewrites it.
+    """
+
+    def forward(self, x: torch.Tensor, stride: int | None = None) -> torch.Tensor:
+        if stride is None or (stride, stride) == self.stride:
+            return super().forward(x)
+        return F.conv2d(x, self.weight, self.bias, stride, self.padding, self.dilation, self.groups)
+
+
+def _is_affine(bn: nn.Module) -> bool:
+    """The BN is a fixed per-channel affine map (eval with running statistics) or was folded away."""
+    return isinstance(bn, nn.Identity) or (isinstance(bn, nn.BatchNorm2d) and not bn.training
+                                           and bn.track_running_stats and bn.running_var is not None)
+
+
+def _bn_affine(bn: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
+    """(scale, shift) of a BN that uses running statistics, (None, None) for Identity, else None."""
+    if isinstance(bn, nn.Identity):
+        return None, None
+    if _is_affine(bn):
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.affine:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale
+        if bn.affine:
+            shift = shift + bn.bias
+        return scale, shift
+    return None
+
+
+def _dispatch_mode_active() -> bool:
+    try:
+        from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+        return _get_current_dispatch_mode() is not None
+    except (ImportError, RuntimeError):  # pragma: no cover - private API moved
+        return False
+
+
+def _graph_capture() -> bool:
+    """Tracing, scripting, compiling or a dispatch mode (profilers, BN-fold tracing) is active."""
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or compiling or _dispatch_mode_active()
+
+
+class SeparableMultiKernel(nn.Module):
+    """Depthwise branches → BN → [act] → pointwise → BN; base of the three separable types.
+
+    Args:
+        in_ch: input channels C_in.
+        out_ch: output channels C_out.
+        branches: ``(first_input_channel, channels, kernel_size)`` per depthwise branch, in
+            concatenation order.
+        stride: spatial stride of the whole layer.
+        stride_in: ``"pointwise"`` or ``"depthwise"`` (identical in eval; see module docstring).
+        pointwise_bias: bias on the 1×1 conv (the authors' code has one; BN absorbs it).
+        mid_act: activation between the first BN and the pointwise conv (``None``: none).
+        impl: ``auto`` | ``reference`` | ``fused`` | ``autotune``.
+    """
+
+    conv_type = "separable"
+
+    def __init__(self, in_ch: int, out_ch: int, branches: Sequence[tuple[int, int, int]], stride: int = 1,
+                 stride_in: str = "pointwise", pointwise_bias: bool = True, mid_act: str | None = None,
+                 impl: str = "auto") -> None:
+        super().__init__()
+        name = self.conv_type
+        if in_ch <= 0 or out_ch <= 0:
+            raise ValueError(f"{name}: channels must be positive, got in_ch={in_ch}, out_ch={out_ch}")
+        if isinstance(stride, bool) or not isinstance(stride, int) or stride < 1:
+            raise ValueError(f"{name}: stride must be a positive int, got {stride!r}")
+        if stride_in not in STRIDE_IN:
+            raise ValueError(f"{name}: stride_in must be one of {STRIDE_IN}, got {stride_in!r}")
+        if impl not in IMPLS:
+            raise ValueError(f"{name}: impl must be one of {IMPLS}, got {impl!r}")
+        self.in_ch, self.out_ch, self.stride = in_ch, out_ch, stride
+        self.stride_in, self.impl, self.mid_act = stride_in, impl, mid_act
+        self.branches = tuple(tuple(int(v) for v in b) for b in branches)
+        self.kernel_sizes = tuple(k for _, _, k in self.branches)
+        self.kmax = max(self.kernel_sizes)
+        s_dw = stride if stride_in == "depthwise" else 1
+        self.dw = nn.ModuleList(
+            _Conv2d(c, c, k, s_dw, k // 2, groups=c, bias=False) for _, c, k in self.branches)
+        self.bn1 = nn.ModuleList(nn.BatchNorm2d(c) for _, c, _ in self.branches)
+        self.act = create_act(mid_act, sum(c for _, c, _ in self.branches))
+        mid = sum(c for _, c, _ in self.branches)
+        self.pw = _Conv2d(mid, out_ch, 1, stride // s_dw, 0, bias=pointwise_bias)
+        self.bn2 = nn.BatchNorm2d(out_ch)
+        self._init_fused_layout()
+
+    def _init_fused_layout(self) -> None:
+        # Fused conv output channels are ordered by (input channel, branch): groups = in_ch.
+        keys = []
+        for b, (start, c, _) in enumerate(self.branches):
+            keys += [(start + i, b) for i in range(c)]
+        per_channel = [0] * self.in_ch
+        for ch, _ in keys:
+            per_channel[ch] += 1
+        self.multiplier = per_channel[0]
+        self._fusable = all(n == self.multiplier for n in per_channel)
+        order = sorted(range(len(keys)), key=lambda i: keys[i])
+        self.register_buffer("fused_perm", torch.tensor(order, dtype=torch.long), persistent=False)
+        self.register_buffer("fused_inv_perm", torch.argsort(self.fused_perm), persistent=False)
+
+    def extra_repr(self) -> str:
+        return (f"{self.in_ch}, {self.out_ch}, kernel_sizes={self.kernel_sizes}, stride={self.stride}, "
+                f"stride_in={self.stride_in!r}, impl={self.impl!r}")
+
+    # -- paths ---------------------------------------------------------------------------------
+    def _eval_affine_ok(self) -> bool:
+        """BN1 is an affine map (running stats / folded) and the act commutes with subsampling."""
+        return self.mid_act in _POINTWISE_ACTS and all(_is_affine(bn) for bn in self.bn1)
+
+    def _strides(self) -> tuple[int, int]:
+        if self.stride == 1:
+            return 1, 1
+        if self.stride_in == "depthwise" or self._eval_affine_ok():
+            return self.stride, 1
+        return 1, self.stride
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """One depthwise conv call per branch, concatenated (the paper's formulation)."""
+        s_dw, s_pw = self._strides()
+        ys = []
+        for (start, c, _), conv, bn in zip(self.branches, self.dw, self.bn1):
+            xb = x if c == x.shape[1] else x[:, start:start + c]
+            ys.append(bn(conv(xb, stride=s_dw)))
+        y = self.act(ys[0] if len(ys) == 1 else torch.cat(ys, 1))
+        return self.bn2(self.pw(y, stride=s_pw))
+
+    def _fused_depthwise(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Zero-embedded kmax×kmax weights (and biases) in concatenation order."""
+        ws, bs = [], []
+        for conv, (_, c, k) in zip(self.dw, self.branches):
+            p = (self.kmax - k) // 2
+            ws.append(F.pad(conv.weight, (p, p, p, p)) if p else conv.weight)
+            bs.append(conv.bias)
+        w = torch.cat(ws) if len(ws) > 1 else ws[0]
+        if all(b is None for b in bs):
+            return w, None
+        b = torch.cat([torch.zeros(c, device=w.device, dtype=w.dtype) if bb is None else bb
+                       for bb, (_, c, _) in zip(bs, self.branches)])
+        return w, b
+
+    def _fused_bn1_train(self, y: torch.Tensor) -> torch.Tensor:
+        """BN1 over the fused (input-channel-ordered) tensor, updating each branch BN's buffers."""
+        bns = list(self.bn1)
+        bn0 = bns[0]
+        perm = self.fused_perm
+        tracking = bn0.track_running_stats and bn0.running_mean is not None
+        use_batch = bn0.training or not tracking
+        momentum = 0.0
+        if bn0.training and tracking:
+            for bn in bns:
+                bn.num_batches_tracked.add_(1)
+            momentum = 1.0 / float(bn0.num_batches_tracked) if bn0.momentum is None else bn0.momentum
+        rm = torch.cat([bn.running_mean for bn in bns])[perm] if tracking else None
+        rv = torch.cat([bn.running_var for bn in bns])[perm] if tracking else None
+        weight = torch.cat([bn.weight for bn in bns])[perm] if bn0.affine else None
+        bias = torch.cat([bn.bias for bn in bns])[perm] if bn0.affine else None
+        out = F.batch_norm(y, rm, rv, weight, bias, use_batch, momentum, bn0.eps)
+        if use_batch and tracking and bn0.training:
+            inv = self.fused_inv_perm
+            with torch.no_grad():
+                for bn, m_, v_ in zip(bns, rm[inv].split([c for _, c, _ in self.branches]),
+                                      rv[inv].split([c for _, c, _ in self.branches])):
+                    bn.running_mean.copy_(m_)
+                    bn.running_var.copy_(v_)
+        return out
+
+    def _fused_supported(self) -> bool:
+        if not self._fusable or (self.multiplier > 1 and self.mid_act not in _ELEMENTWISE_ACTS):
+            return False
+        kinds = {type(bn) for bn in self.bn1}
+        if len(kinds) != 1 or not kinds <= {nn.BatchNorm2d, nn.Identity}:
+            return False
+        if kinds == {nn.BatchNorm2d}:
+            cfg = {(bn.eps, bn.momentum, bn.affine, bn.track_running_stats, bn.training) for bn in self.bn1}
+            return len(cfg) == 1
+        return True
+
+    def _fused_weights(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """(depthwise w, b, pointwise w, b) of the fused path in fused channel order, with every
+        BN that acts as a fixed affine map (eval) folded in."""
+        perm = self.fused_perm
+        w, b = self._fused_depthwise()
+        if all(_is_affine(bn) for bn in self.bn1) and isinstance(self.bn1[0], nn.BatchNorm2d):
+            affine = [_bn_affine(bn) for bn in self.bn1]
+            scale = torch.cat([a[0] for a in affine])
+            shift = torch.cat([a[1] for a in affine])
+            w = w * scale.view(-1, 1, 1, 1)
+            b = shift if b is None else b * scale + shift
+        pw_w, pw_b = self.pw.weight, self.pw.bias
+        if self.multiplier > 1:
+            w, b, pw_w = w[perm], None if b is None else b[perm], pw_w[:, perm]
+        if isinstance(self.bn2, nn.BatchNorm2d) and _is_affine(self.bn2):
+            scale, shift = _bn_affine(self.bn2)
+            pw_w = pw_w * scale.view(-1, 1, 1, 1)
+            pw_b = shift if pw_b is None else pw_b * scale + shift
+        return w, b, pw_w, pw_b
+
+    def _cached_fused_weights(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """Inference reuses the folded weights until a parameter or buffer changes (or moves)."""
+        key = tuple((id(t), t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
+        key += tuple(type(bn) for bn in self.bn1) + (type(self.bn2),)
+        cached = self.__dict__.get("_fused_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, self._fused_weights())
+            self.__dict__["_fused_cache"] = cached
+        return cached[1]
+
+    def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
+        """All branches in one depthwise ``conv2d`` call (weights zero-embedded, kept separate)."""
+        if not self._fused_supported():
+            return self.forward_reference(x)
+        s_dw, s_pw = self._strides()
+        bn1_folded = all(_is_affine(bn) for bn in self.bn1)
+        bn2_folded = _is_affine(self.bn2)
+        if bn1_folded and bn2_folded and not torch.is_grad_enabled():
+            w, b, pw_w, pw_b = self._cached_fused_weights()
+        else:
+            w, b, pw_w, pw_b = self._fused_weights()
+        y = F.conv2d(x, w, b, s_dw, self.kmax // 2, 1, self.in_ch)
+        if not bn1_folded:
+            y = self._fused_bn1_train(y)
+        y = F.conv2d(self.act(y), pw_w, pw_b, s_pw)
+        return y if bn2_folded else self.bn2(y)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != self.in_ch:
+            raise ValueError(f"{self.conv_type}: expected input (N, {self.in_ch}, H, W), got {tuple(x.shape)}")
+        if choose_impl(self, x) == "fused":
+            return self.forward_fused(x)
+        return self.forward_reference(x)
+
+
+def _time_path(module: SeparableMultiKernel, x: torch.Tensor, path: str, backward: bool, repeats: int = 3) -> float:
+    fn = module.forward_fused if path == "fused" else module.forward_reference
+    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
+    params = [p for p in module.parameters() if p.requires_grad]
+    best = float("inf")
+    for i in range(repeats + 1):
+        sync()
+        t0 = time.perf_counter()
+        if backward:
+            xi = x.detach().requires_grad_(True)
+            out = fn(xi)
+            torch.autograd.grad(out, [xi] + params, torch.ones_like(out))
+        else:
+            with torch.no_grad():
+                fn(x)
+        sync()
+        if i:  # the first run is a warm-up
+            best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def _autotune(module: SeparableMultiKernel, x: torch.Tensor) -> str:
+    backward = module.training and torch.is_grad_enabled()
+    key = (type(module).__name__, module.in_ch, module.out_ch, module.branches, module.stride, module.stride_in,
+           module.mid_act, x.device.type, x.dtype, tuple(x.shape[1:]), module.training, backward)
+    if key not in _AUTOTUNE_CACHE:
+        probe = copy.deepcopy(module)  # timing must not touch the real BN statistics
+        times = {p: _time_path(probe, x, p, backward) for p in ("reference", "fused")}
+        _AUTOTUNE_CACHE[key] = min(times, key=times.get)
+    return _AUTOTUNE_CACHE[key]
+
+
+def choose_impl(module: SeparableMultiKernel, x: torch.Tensor) -> str:
+    """``"fused"`` or ``"reference"`` for this call.
+
+    - ``impl="reference"``/``"fused"``: as asked.
+    - Under tracing/compiling/a dispatch mode (MAC counting, BN-fold tracing, export): the
+      reference path, so MACs are the layer's own (no zero-embedded work) and exports/folds
+      see plain conv → BN modules.
+    - ``"auto"`` on CPU: fused only for inference (eval, no grad) of channel-multiplier-1
+      layers (MixConv, DSConv). ``benchmarks/multiception_speed.py`` measured the fused
+      multiplier-m conv 2–13× slower than m depthwise calls on CPU (oneDNN has no fast
+      kernel for it), and fused backward slower for every type.
+    - ``"auto"`` on other devices, and ``"autotune"``: time both paths once per input
+      signature (batch size excluded) and keep the faster.
+    """
+    impl = module.impl
+    if impl == "reference":
+        return "reference"
+    if impl == "fused":
+        return "fused"
+    if _graph_capture() or not module._fused_supported():
+        return "reference"
+    if impl == "auto" and x.device.type == "cpu":
+        inference = not module.training and not torch.is_grad_enabled()
+        return "fused" if inference and module.multiplier == 1 else "reference"
+    return _autotune(module, x)
+
+
+class MulticeptionConv(SeparableMultiKernel):
+    """Depthwise Multiception: every kernel size applied depthwise to ALL input channels.
+
+    Args:
+        in_ch: input channels.
+        out_ch: output channels.
+        kernel_sizes: odd kernel sizes, repeats allowed (the authors' last stage uses (3, 3):
+            two independent 3×3 depthwise kernels per channel). One size = DSConv.
+        stride: spatial stride; by default applied in the pointwise conv (authors' code).
+        **kwargs: ``stride_in``, ``pointwise_bias``, ``mid_act``, ``impl`` (see
+            :class:`SeparableMultiKernel`).
+    """
+
+    conv_type = "multiception"
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_sizes: int | Sequence[int] = (3, 5, 7), stride: int = 1,
+                 stride_in: str = "pointwise", **kwargs: Any) -> None:
+        sizes = validate_kernel_sizes(self.conv_type, kernel_sizes)
+        super().__init__(in_ch, out_ch, [(0, in_ch, k) for k in sizes], stride, stride_in, **kwargs)
+
+
+class MixConv(SeparableMultiKernel):
+    """MixConv (Tan & Le 2019): channels split into one group per kernel size (equal split, the
+    remainder to the first group, as in MixNet), mixed depthwise → BN → pointwise → BN.
+
+    Args:
+        in_ch: input channels (at least one per kernel size).
+        out_ch: output channels.
+        kernel_sizes: odd kernel sizes, one per channel group.
+        stride: spatial stride; applied in the depthwise convs by default (MixNet).
+        **kwargs: see :class:`SeparableMultiKernel`.
+    """
+
+    conv_type = "mixconv"
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_sizes: int | Sequence[int] = (3, 5, 7), stride: int = 1,
+                 stride_in: str = "depthwise", **kwargs: Any) -> None:
+        sizes = validate_kernel_sizes(self.conv_type, kernel_sizes)
+        if in_ch < len(sizes):
+            raise ValueError(f"mixconv: in_ch={in_ch} cannot be split into {len(sizes)} groups for kernel sizes "
+                             f"{sizes}; use at most {in_ch} kernel sizes")
+        branches, start = [], 0
+        for c, k in zip(split_channels(in_ch, len(sizes)), sizes):
+            branches.append((start, c, k))
+            start += c
+        super().__init__(in_ch, out_ch, branches, stride, stride_in, **kwargs)
+
+
+class DSConv(SeparableMultiKernel):
+    """Depthwise separable conv: depthwise k×k → BN → [mid act] → pointwise → BN.
+
+    Args:
+        in_ch: input channels.
+        out_ch: output channels.
+        kernel_size: an odd kernel size (of a list, the largest is used, as for every
+            single-kernel factory type).
+        stride: spatial stride; applied in the depthwise conv by default (MobileNet).
+        **kwargs: see :class:`SeparableMultiKernel`.
+    """
+
+    conv_type = "dsconv"
+
+    def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1,
+                 stride_in: str = "depthwise", **kwargs: Any) -> None:
+        k = max(validate_kernel_sizes(self.conv_type, kernel_size))  # factory rule: single-kernel types take the largest
+        super().__init__(in_ch, out_ch, [(0, in_ch, k)], stride, stride_in, **kwargs)
+
+
+@register_conv_type("multiception")
+def _multiception(in_ch: int, out_ch: int, kernel_size: int | Sequence[int], stride: int, **kw: Any) -> nn.Module:
+    return MulticeptionConv(in_ch, out_ch, kernel_size, stride, **kw)
+
+
+@register_conv_type("mixconv")
+def _mixconv(in_ch: int, out_ch: int, kernel_size: int | Sequence[int], stride: int, **kw: Any) -> nn.Module:
+    return MixConv(in_ch, out_ch, kernel_size, stride, **kw)
+
+
+@register_conv_type("dsconv")
+def _dsconv(in_ch: int, out_ch: int, kernel_size: int | Sequence[int], stride: int, **kw: Any) -> nn.Module:
+    return DSConv(in_ch, out_ch, kernel_size, stride, **kw)

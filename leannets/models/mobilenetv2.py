@@ -1,0 +1,141 @@
+"""MobileNetV2 (Sandler et al. 2018) in the CIFAR/STL-10 layout used by Bao et al., with the
+depthwise separable part of the first two stages (16 and 24 channels) from :func:`create_conv`.
+
+Layout: 3×3 stem (32, stride 1) → inverted residual stages (t, c, n, s) = (1,16,1,1),
+(6,24,2,2), (6,32,3,2), (6,64,4,2), (6,96,3,1), (6,160,3,2), (6,320,1,1) → 1×1 conv 1280 →
+global pool → dropout 0.2 → linear. The stem has stride 1 for 32×32 (CIFAR) and, as in the
+authors' runs (``large=False``), also for 96×96 STL-10 images.
+
+In the replaced stages an inverted residual is: 1×1 expand → ReLU6 (if t > 1) →
+``conv_type``(hidden → out, stride; ReLU6 between its depthwise BN and its pointwise conv) →
+linear bottleneck (no activation) → + input when the shape is kept. With ``conv_type="dsconv"``
+and ``pointwise_bias=False`` (the default here) that is exactly the original MobileNetV2 block.
+The authors instead put ReLU → BN after their Multiception block; we keep MobileNetV2's linear
+bottleneck so that the three conv types differ only in the depthwise part.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import torch
+import torch.nn as nn
+
+from ..layers import ConvBnAct, create_conv, make_divisible
+from ..layers.multiception import stage_kernel_sizes
+from ._base import Classifier
+from ._registry import register_model
+from .resnet_cifar import BAO
+
+__all__ = ["InvertedResidual", "MobileNetV2Cifar", "MBV2_SETTINGS"]
+
+SANDLER = "Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018"
+# (expansion t, channels c, repeats n, stride s)
+MBV2_SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                 (6, 320, 1, 1))
+
+
+class InvertedResidual(nn.Module):
+    """[1×1 expand → BN → ReLU6] → depthwise-separable part → (+ input).
+
+    Args:
+        in_ch: input channels.
+        out_ch: output channels.
+        stride: stride of the depthwise part.
+        expand_ratio: t (hidden = round(in_ch · t)).
+        conv_type: ``None`` for MobileNetV2's own depthwise 3×3 → BN → ReLU6 → 1×1 → BN, or a
+            :func:`create_conv` type replacing it (hidden → out).
+        kernel_size: kernel size(s) of ``conv_type``.
+        conv_kwargs: options for ``conv_type``.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: int, conv_type: str | None = None,
+                 kernel_size: int | Sequence[int] = 3, conv_kwargs: dict[str, Any] | None = None) -> None:
+        super().__init__()
+        hidden = int(round(in_ch * expand_ratio))
+        self.use_res = stride == 1 and in_ch == out_ch
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(ConvBnAct(in_ch, hidden, 1, act="relu6"))
+        if conv_type is None:
+            layers += [ConvBnAct(hidden, hidden, 3, stride, groups=hidden, act="relu6"),
+                       create_conv("standard", hidden, out_ch, 1, 1)]
+        else:
+            kw = {"mid_act": "relu6", "pointwise_bias": False, **(conv_kwargs or {})} \
+                if conv_type != "standard" else dict(conv_kwargs or {})
+            layers.append(create_conv(conv_type, hidden, out_ch, kernel_size, stride, **kw))
+        self.conv = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv(x) if self.use_res else self.conv(x)
+
+
+class MobileNetV2Cifar(Classifier):
+    """MobileNetV2 with a stride-1 stem; the first ``len(kernel_sizes)`` stages use ``conv_type``.
+
+    Args:
+        conv_type: :func:`create_conv` type for the depthwise-separable part of the replaced
+            stages (``dsconv`` = plain MobileNetV2).
+        kernel_sizes: kernel size(s) per replaced stage; ``None``: {3,5,7}, {3,5} for
+            multi-kernel types, 3 otherwise (two stages: the 16- and 24-channel ones).
+        conv_kwargs: options for the replaced convs (defaults: ``mid_act="relu6"``,
+            ``pointwise_bias=False``).
+        width_mult: channel multiplier.
+        num_classes: classifier outputs.
+        in_chans: input channels.
+        drop_rate: dropout before the classifier (0.2).
+        stem_stride: 1 (CIFAR / the authors' STL-10 runs) or 2.
+    """
+
+    def __init__(self, conv_type: str = "dsconv", kernel_sizes: Sequence[int | Sequence[int]] | None = None,
+                 conv_kwargs: dict[str, Any] | None = None, width_mult: float = 1.0, num_classes: int = 10,
+                 in_chans: int = 3, drop_rate: float = 0.2, stem_stride: int = 1) -> None:
+        super().__init__()
+        n_replaced = 2 if kernel_sizes is None else len(kernel_sizes)
+        if not 0 <= n_replaced <= len(MBV2_SETTINGS):
+            raise ValueError(f"MobileNetV2Cifar: kernel_sizes may cover at most {len(MBV2_SETTINGS)} stages, "
+                             f"got {n_replaced}")
+        self.in_chans, self.drop_rate, self.conv_type = in_chans, drop_rate, conv_type
+        self.kernel_sizes = stage_kernel_sizes(conv_type, kernel_sizes, n_replaced, "MobileNetV2Cifar")
+        ch = make_divisible(32 * width_mult, 8)
+        layers: list[nn.Module] = [ConvBnAct(in_chans, ch, 3, stem_stride, act="relu6")]
+        for i, (t, c, n, s) in enumerate(MBV2_SETTINGS):
+            out = make_divisible(c * width_mult, 8)
+            ks = self.kernel_sizes[i] if i < n_replaced else 3
+            for j in range(n):
+                layers.append(InvertedResidual(ch, out, s if j == 0 else 1, t, conv_type if i < n_replaced else None,
+                                               ks, conv_kwargs))
+                ch = out
+        self.num_features = make_divisible(1280 * max(1.0, width_mult), 8)
+        layers.append(ConvBnAct(ch, self.num_features, 1, act="relu6"))
+        self.features = nn.Sequential(*layers)
+        self.min_input_size = 16 * stem_stride
+        self.reset_classifier(num_classes)
+        self._init_weights()
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out")
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, 0, 0.01)
+                nn.init.zeros_(m.bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(x)
+
+
+for _ct in ("dsconv", "mixconv", "multiception"):
+    def _fn(conv_type: str = _ct, **kwargs: Any) -> MobileNetV2Cifar:
+        return MobileNetV2Cifar(conv_type, **kwargs)
+
+    _fn.__name__ = _fn.__qualname__ = f"mobilenetv2_cifar_{_ct}"
+    _fn.__doc__ = (f"MobileNetV2 (stride-1 stem) with {_ct} in the 16/24-channel stages; 32×32 by default, "
+                   "STL-10 uses 96×96 inputs (Table 2).")
+    register_model(paper=BAO, source=f"Table 2, MobileNet-V2 ({_ct}); architecture: {SANDLER}",
+                   tags=("multiception", "cifar", "stl10", "mobilenetv2", _ct))(_fn)
+    globals()[_fn.__name__] = _fn

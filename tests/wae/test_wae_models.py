@@ -1,0 +1,146 @@
+"""WAE classifiers, baselines and backbones: structure, outputs and the paper's MAC figures."""
+import pytest
+import torch
+import torch.nn.functional as F
+
+import leannets
+from leannets.analysis.fold_bn import fold_bn
+from leannets.analysis.profile import count_macs, count_params
+from leannets.analysis.speedup import mac_breakdown, paper_bound
+from leannets.models._base import Classifier
+from leannets.models.wae_classifier import VARIANTS, WAEClassifier, WAEOutput
+
+SMALL = "vgg_cifar_small"
+G = 1e9
+
+
+@pytest.mark.parametrize("prefix", list(VARIANTS))
+def test_every_small_variant_builds_and_returns_plain_logits(prefix):
+    model = leannets.create_model(f"{prefix}_{SMALL}", num_classes=7)
+    assert isinstance(model, Classifier)
+    x = torch.randn(2, 3, 32, 32)
+    for mode in (True, False):
+        model.train(mode)
+        y = model(x)
+        assert isinstance(y, torch.Tensor) and y.shape == (2, 7)
+    out = model(x, parts=True)
+    assert isinstance(out, WAEOutput)
+    fusion = VARIANTS[prefix][1]
+    assert (out.s_lh is not None) == fusion
+    expected = (out.s_l + out.s_lh) / 2 if fusion else out.s_l
+    torch.testing.assert_close(out.logits, expected)
+    torch.testing.assert_close(model(x), out.logits)
+    # timm API: forward_head(forward_features(x)) is forward(x).
+    torch.testing.assert_close(model.forward_head(model.forward_features(x)), out.logits)
+    assert model.forward_head(model.forward_features(x), pre_logits=True).shape[0] == 2
+
+
+def test_front_ends_feed_the_documented_inputs():
+    x = torch.randn(1, 3, 32, 32)
+    wav = leannets.create_model(f"wavelet_{SMALL}").eval()
+    i_l, i_h = wav.decompose(x)
+    assert i_l.shape == (1, 3, 16, 16) and i_h.shape == (1, 9, 16, 16)  # cA | cH, cV, cD
+    half = leannets.create_model(f"halfres_{SMALL}").eval()
+    i_l, i_h = half.decompose(x)
+    assert i_h is None and i_l.shape == (1, 3, 16, 16)
+    torch.testing.assert_close(i_l.mean(), x.mean(), atol=0.05, rtol=0)  # a resize keeps the mean
+    wae = leannets.create_model(f"wae_{SMALL}")
+    assert wae.uses_transform_loss and wae.fusion_net.feature_chs == wae.backbone.feature_chs // 4
+    assert not leannets.create_model(f"decomp_{SMALL}").uses_transform_loss
+
+
+def test_classification_loss_is_the_sum_of_both_cross_entropies():
+    model = leannets.create_model(f"wae_{SMALL}")
+    x, y = torch.randn(4, 3, 32, 32), torch.tensor([0, 1, 2, 3])
+    out = model(x, parts=True, reconstruct=True)
+    loss = model.classification_loss(out, y)
+    torch.testing.assert_close(loss, F.cross_entropy(out.s_l, y) + F.cross_entropy(out.s_lh, y))
+    assert out.recon.shape == x.shape
+    t = model.transform_loss(x, out)
+    assert t.total > 0
+    with pytest.raises(ValueError, match="no WAE decoder"):
+        leannets.create_model(f"wavelet_{SMALL}")(x, parts=True, reconstruct=True)
+
+
+def test_reset_classifier_resets_both_scores():
+    model = leannets.create_model(f"wae_{SMALL}")
+    model.reset_classifier(3)
+    out = model(torch.randn(1, 3, 32, 32), parts=True)
+    assert out.s_l.shape == out.s_lh.shape == (1, 3)
+
+
+def test_bad_arguments_and_inputs():
+    with pytest.raises(ValueError, match="unknown backbone 'vgg99'"):
+        WAEClassifier("vgg99")
+    with pytest.raises(ValueError, match="unknown front_end 'fft'"):
+        WAEClassifier(SMALL, front_end="fft")
+    with pytest.raises(ValueError, match="resize.*fusion=False"):
+        WAEClassifier(SMALL, front_end="resize", fusion=True)
+    model = leannets.create_model(f"wae_{SMALL}")
+    with pytest.raises(ValueError, match=r"wae_vgg_cifar_small: expected input .*H, W >= 16"):
+        model(torch.randn(1, 3, 8, 8))
+
+
+def test_bn_folding_is_exact_for_wae_models():
+    model = leannets.create_model(f"wae_{SMALL}").eval()
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
+    x = torch.randn(2, 3, 32, 32)
+    folded = fold_bn(model, x)
+    assert folded.folded_bn_pairs == 12  # 6 backbone + 6 fusion convs
+    torch.testing.assert_close(folded(x), model(x), rtol=1e-4, atol=1e-5)
+
+
+# --- MAC figures of the paper (Table 1 and the complexity discussion), within 3% -------------------
+
+@pytest.fixture(scope="module")
+def vgg_figures():
+    torch.set_num_threads(1)
+    x224 = torch.randn(1, 3, 224, 224)
+    vgg = leannets.create_model("vgg16").eval()
+    full_conv = count_macs(vgg.features, x224)
+    full = count_macs(vgg, x224)
+    half = count_macs(leannets.create_model("halfres_vgg16").eval(), x224)
+    parts = mac_breakdown(leannets.create_model("wae_vgg16"), (3, 224, 224))
+    return full_conv, full, half, parts
+
+
+def test_vgg16_macs_at_224_and_112(vgg_figures):
+    full_conv, full, half, _ = vgg_figures
+    assert full_conv == 15_346_630_656  # the 13 convs
+    assert full_conv / G == pytest.approx(15.36, rel=0.03)
+    assert full / G == pytest.approx(15.36, rel=0.03)  # + fc layers (15.47 G)
+    assert half / G == pytest.approx(3.89, rel=0.03)
+
+
+def test_wae_vgg16_macs_and_encoder_counted_separately(vgg_figures):
+    full_conv, _, _, parts = vgg_figures
+    # The encoder: three 3×3 convs (3→16, 16→16, 16→16) at 224² + the 16→6 stride-2 branch conv at 112².
+    assert parts["front_end"] == 224 * 224 * 16 * 9 * (3 + 16 + 16) + 112 * 112 * 6 * 16 * 9
+    assert parts["front_end"] / G == pytest.approx(0.264, abs=1e-3)
+    # The paper's 4.11 G is the classification network alone (the encoder is left out).
+    assert parts["total_without_front_end"] / G == pytest.approx(4.11, rel=0.03)
+    assert parts["total"] / G == pytest.approx(4.37, abs=0.01)
+    assert parts["backbone"] == full_conv // 4  # VGG16 at 112 has exactly ¼ of the conv MACs
+    # Bound: backbone + ¼-width fusion net against the full-res convs.
+    assert paper_bound() == pytest.approx(3.76, abs=0.005)
+    assert full_conv / (parts["backbone"] + parts["fusion"]) == pytest.approx(3.76, rel=0.03)
+
+
+def test_resnet50_reference_figures():
+    model = leannets.create_model("resnet50").eval()
+    assert count_params(model)[0] == 25_557_032
+    assert count_macs(model, torch.randn(1, 3, 224, 224)) / G == pytest.approx(4.09, rel=0.01)
+    parts = mac_breakdown(leannets.create_model("wae_resnet50"), (3, 224, 224))
+    assert parts["backbone"] / G == pytest.approx(4.09 / 4, rel=0.06)
+    assert parts["fusion"] < parts["backbone"] / 12
+
+
+def test_vgg_options():
+    plain = leannets.create_model("vgg_cifar_small", batch_norm=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    assert leannets.create_model("vgg_cifar_small")(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+    with pytest.raises(ValueError, match="unknown cfg"):
+        leannets.models.vgg.VGG("vgg7")
