@@ -42,10 +42,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def split_paths(paths: list[str], checkpoints: list[str]) -> tuple[list[str], list[str]]:
-    """(checkpoints, images) from positional ``paths`` (by suffix / folder) plus ``--checkpoint`` values."""
+    """(checkpoints, images): positional ``paths`` split by suffix / folder, then the ``--checkpoint`` values."""
     from leannets.analysis.cam import IMAGE_SUFFIXES
 
-    ckpts, images = list(checkpoints), []
+    ckpts, images = [], []
     for raw in paths:
         p = Path(raw)
         suffix = p.suffix.lower()
@@ -56,7 +56,7 @@ def split_paths(paths: list[str], checkpoints: list[str]) -> tuple[list[str], li
         else:
             raise ValueError(f"{raw}: neither a checkpoint ({', '.join(CHECKPOINT_SUFFIXES)} or a run folder) "
                              f"nor an image ({', '.join(IMAGE_SUFFIXES)})")
-    return ckpts, images
+    return ckpts + list(checkpoints), images
 
 
 def _data_images(ckpt_path: str, args: argparse.Namespace, models: list[tuple[Any, dict]]) -> tuple[list, list]:

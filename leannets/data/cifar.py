@@ -52,7 +52,10 @@ def _meta_names(path: Path, key: str, layout: str) -> list[str] | None:
     if not path.is_file():
         return None
     meta = safe_pickle_load(path, layout)
-    names = meta.get(key) if isinstance(meta, dict) else None
+    if not isinstance(meta, dict):
+        return None
+    meta = {k.decode() if isinstance(k, bytes) else k: v for k, v in meta.items()}
+    names = meta.get(key)
     return [n.decode() if isinstance(n, bytes) else str(n) for n in names] if names is not None else None
 
 

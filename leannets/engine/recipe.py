@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -42,6 +43,9 @@ import yaml
 __all__ = ["Field", "REQUIRED", "SECTIONS", "STAGE_SECTIONS", "register_keys", "load_recipe", "validate_recipe",
            "apply_overrides", "parse_override", "stage_configs", "recipe_path", "list_recipes", "dump_recipe",
            "deep_merge"]
+
+
+_FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 
 
 class _Required:
@@ -79,6 +83,8 @@ class Field:
         types = self.type if isinstance(self.type, tuple) else (self.type,)
         if float in types and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
+        if float in types and str not in types and isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads "1e-3" (no dot) as a string
         if bool not in types and isinstance(value, bool):
             raise ValueError(f"recipe key {key!r} expects {self._type_name()}, got bool {value!r}")
         if list in types and isinstance(value, tuple):
@@ -215,7 +221,7 @@ def _section_fields(section: str, values: Mapping[str, Any]) -> dict[str, Field]
 def _unknown_key(path: str, key: str, allowed: list[str]) -> ValueError:
     close = difflib.get_close_matches(key, allowed, n=3, cutoff=0.5)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"unknown recipe key {path}{key!r}.{hint} Allowed: {', '.join(sorted(allowed))}")
+    return ValueError(f"unknown recipe key '{path}{key}'.{hint} Allowed: {', '.join(sorted(allowed))}")
 
 
 def _check_section(section: str, values: Any, prefix: str, fill: bool, base: Mapping[str, Any] | None = None

@@ -146,6 +146,10 @@ class Task:
             model.train(was_training)
         return sums.compute(distributed)
 
+    def report(self, model: nn.Module, loader: Any) -> str | None:
+        """Optional detailed text for ``leannets eval`` (e.g. per-image PSNR); ``None`` by default."""
+        return None
+
     def is_better(self, new: float, old: float | None) -> bool:
         """Whether metric value ``new`` beats ``old`` (``None`` = no previous value)."""
         if old is None or old != old:

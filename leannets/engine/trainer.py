@@ -571,19 +571,34 @@ def train(recipe: str | os.PathLike | Mapping[str, Any] | None = None,
 
 
 @torch.no_grad()
-def evaluate_checkpoint(path: str | os.PathLike, data_overrides: Mapping[str, Any] | None = None,
-                        device: str = "auto", use_ema: bool = True, split: str = "eval") -> dict[str, Any]:
-    """Evaluate a checkpoint on its recipe's data (or ``data_overrides``, e.g. ``{"data.root": ...}``).
+def evaluate_checkpoint(path: str | os.PathLike, overrides: Mapping[str, Any] | None = None, device: str = "auto",
+                        use_ema: bool = True, split: str = "eval", verbose_report: bool = True) -> dict[str, Any]:
+    """Evaluate a checkpoint on its recipe's data, or on other data via ``overrides``.
 
-    Returns ``{"metrics": {...}, "main_metric", "num_samples", "checkpoint", "data"}``.
+    Args:
+        path: checkpoint file or run folder.
+        overrides: ``data.*`` / ``task.*`` recipe keys, e.g. ``{"data.root": "...", "task.sigma": 50}``
+            (a bare key means ``data.<key>``).
+        split: ``eval`` (default), ``train`` or ``val``.
+        verbose_report: also return the task's text report (:meth:`Task.report`, e.g. per-image PSNR).
+
+    Returns:
+        ``{"metrics": {...}, "main_metric", "higher_is_better", "num_samples", "split", "checkpoint",
+        "data", "model", "report"}``.
     """
     from .checkpoint import load_model
 
     model, ckpt = load_model(path, use_ema=use_ema)
     recipe = ckpt["recipe"]
-    if data_overrides:
-        recipe = validate_recipe(apply_overrides(recipe, {k if k.startswith("data.") else f"data.{k}": v
-                                                          for k, v in data_overrides.items()}))
+    if overrides:
+        fixed = {k if "." in k else f"data.{k}": v for k, v in overrides.items()}
+        if "data.name" in fixed and fixed["data.name"] != recipe["data"]["name"]:
+            # Options of the old dataset do not apply to the new one.
+            base = {k: v for k, v in recipe["data"].items() if k in ("batch_size", "eval_batch_size", "num_workers",
+                                                                     "normalize")}
+            recipe = {**recipe, "data": base, "stages": [
+                {k: v for k, v in st.items() if k != "data"} for st in recipe.get("stages", [])]}
+        recipe = validate_recipe(apply_overrides(recipe, fixed))
     cfg = stage_configs(recipe)[-1]
     dev = resolve_device(device)
     model.to(dev)
@@ -597,14 +612,14 @@ def evaluate_checkpoint(path: str | os.PathLike, data_overrides: Mapping[str, An
     if chosen is None:
         raise ValueError(f"split must be one of eval, train, val (val needs data.val_fraction), got {split!r}")
     # Normalise with the statistics the model was trained with.
-    stats = SimpleNamespace(mean=info.get("mean") or getattr(splits, "mean", None),
-                            std=info.get("std") or getattr(splits, "std", None))
-    loader = make_loader(chosen, cfg["data"], train=False, device=dev, seed=recipe["seed"], mean=stats.mean,
-                         std=stats.std)
+    mean = info.get("mean") or getattr(splits, "mean", None)
+    std = info.get("std") or getattr(splits, "std", None)
+    loader = make_loader(chosen, cfg["data"], train=False, device=dev, seed=recipe["seed"], mean=mean, std=std)
     metrics = task.evaluate(model, loader)
+    report = task.report(model, loader) if verbose_report else None
     return {"metrics": metrics, "main_metric": task.main_metric, "higher_is_better": task.higher_is_better,
-            "num_samples": loader.num_samples, "checkpoint": ckpt["path"], "data": cfg["data"]["name"],
-            "model": cfg["model"]["name"]}
+            "num_samples": loader.num_samples, "split": split, "checkpoint": ckpt["path"],
+            "data": cfg["data"]["name"], "model": cfg["model"]["name"], "report": report}
 
 
 def finite_or_none(x: float | None) -> float | None:

@@ -65,6 +65,10 @@ class RestorationTask(Task):
     higher_is_better = True
     default_loss = "mse"
 
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        super().__init__(cfg)
+        self._rows: dict[int, dict[str, float]] = {}
+
     # -- configuration ----------------------------------------------------------------------------
     @property
     def loss_name(self) -> str:
@@ -173,10 +177,38 @@ class RestorationTask(Task):
         for img, idx in self._items(batch):
             if img.is_floating_point():
                 img = (img * 255.0).round().clamp(0, 255).to(torch.uint8)
-            for k, v in self.evaluate_image(model, img, idx).items():
+            values = self.evaluate_image(model, img, idx)
+            self._rows[idx] = values
+            for k, v in values.items():
                 sums[k] += v
             n += 1
         return {k: (torch.tensor(v, dtype=torch.float64), n) for k, v in sums.items()}
+
+    def evaluate(self, model: nn.Module, loader: Any, distributed: bool = False,
+                 autocast: Callable[[], Any] | None = None) -> dict[str, float]:
+        """Mean loss/PSNR/SSIM over the loader's images (per-image values kept for :meth:`report`)."""
+        self._rows = {}
+        return super().evaluate(model, loader, distributed, autocast)
+
+    def report(self, model: nn.Module, loader: Any) -> str | None:
+        """Per-image PSNR/SSIM table of the last :meth:`evaluate` (recomputed if there was none)."""
+        dataset: Any = getattr(loader, "dataset", None)
+        names = None
+        while dataset is not None and names is None:
+            names = getattr(dataset, "names", None)
+            dataset = getattr(dataset, "dataset", None)
+        if not getattr(self, "_rows", None):
+            self.evaluate(model, loader)
+        rows = [{"image": names[i] if names is not None and i < len(names) else f"#{i}", **v}
+                for i, v in sorted(self._rows.items())]
+        return format_rows({"task": self.name, "rows": rows, "mean": _mean(rows), "data": self.cfg["data"]["name"],
+                            "settings": self.describe(model)})
+
+    def describe(self, model: nn.Module) -> dict[str, Any]:
+        """The evaluation settings printed with the results."""
+        channels = int(getattr(model, "in_chans", 1))
+        return {"sigma": getattr(self, "sigma", None), "scale": self.scale, "y_channel": self.y_channel and channels == 3,
+                "crop_border": self.crop_border, "channels": channels, "model": self.cfg["model"]["name"]}
 
     @torch.no_grad()
     def evaluate_images(self, model: nn.Module, dataset: Any,
@@ -252,6 +284,12 @@ class SuperResolutionTask(RestorationTask):
     @property
     def scale(self) -> int:
         return int(self.opts.get("scale", 4))
+
+    def build_data(self):  # -> DataSplits
+        splits = super().build_data()
+        c, h, w = splits.input_size
+        splits.input_size = (c, h // self.scale, w // self.scale)  # what the network sees
+        return splits
 
     def _check_patch(self, patch: int) -> None:
         if patch % self.scale:
@@ -335,12 +373,12 @@ def evaluate_folder(checkpoint: str | Path, data: str | Path, *, sigma: float | 
     channels = int(getattr(model, "in_chans", 1))
     dataset = ImageDataset.from_folder(data, channels=channels, limit=limit)
     rows = task.evaluate_images(model, dataset, progress=progress)
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr", "ssim", "loss")}
-    settings = {"sigma": task.sigma if isinstance(task, DenoisingTask) else None, "scale": task.scale,
-                "y_channel": task.y_channel and channels == 3, "crop_border": task.crop_border,
-                "channels": channels, "model": ckpt["recipe"]["model"]["name"]}
-    return {"task": name, "rows": rows, "mean": mean, "settings": settings, "checkpoint": str(checkpoint),
-            "data": str(data)}
+    return {"task": name, "rows": rows, "mean": _mean(rows), "settings": task.describe(model),
+            "checkpoint": str(checkpoint), "data": str(data)}
+
+
+def _mean(rows: list[dict[str, Any]]) -> dict[str, float]:
+    return {k: float(np.mean([r[k] for r in rows])) if rows else float("nan") for k in ("psnr", "ssim", "loss")}
 
 
 def format_rows(result: dict[str, Any]) -> str:

@@ -1,0 +1,1 @@
+"""Quoted paper figures as package data (``<paper>.json``); see :mod:`leannets.reproduce.reference`."""

@@ -1,0 +1,1 @@
+"""Per-paper experiment declarations (one module per paper, each with ``paper() -> Paper``)."""

@@ -1,0 +1,119 @@
+"""PNG figures in the papers' style: a metric vs parameters/MACs/depth/width, one line per
+model family, with the paper's quoted values as hollow markers where the paper states them."""
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Sequence
+
+from .reference import Reference
+from .results import ExperimentResult
+from .spec import Experiment, PlotSpec
+
+__all__ = ["draw_plot", "save_figure", "new_figure"]
+
+_MARKERS = "os^Dv<>pPX*h"
+
+
+def new_figure(width: float = 5.2, height: float = 3.8) -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(width, height), dpi=120)
+    ax.grid(True, alpha=0.3)
+    return fig, ax
+
+
+def save_figure(fig: Any, path: str | os.PathLike) -> Path:
+    """Save a matplotlib figure atomically (temp PNG in the same folder + rename) and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
+    os.close(fd)
+    try:
+        fig.tight_layout()
+        fig.savefig(tmp, format="png", metadata={"Software": None})
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        plt.close(fig)
+    return path
+
+
+def _value(rr: Any, name: str) -> float | None:
+    if name == "x":
+        return rr.x
+    v = rr.metrics.get(name)
+    return float(v) if isinstance(v, (int, float)) else None
+
+
+def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference: Reference,
+              path: str | os.PathLike) -> Path | None:
+    """Draw ``plot`` for an experiment's results; ``None`` when no row has both values."""
+    groups: dict[str, list[tuple[float, float, str]]] = {}
+    paper_pts: dict[str, list[tuple[float, float]]] = {}
+    for row, rr in zip(exp.rows, res.rows):
+        x, y = _value(rr, plot.x), _value(rr, plot.y)
+        group = rr.group or rr.label
+        if x is not None and y is not None:
+            groups.setdefault(group, []).append((x / plot.x_scale, y / plot.y_scale, rr.label))
+        if plot.paper_y and plot.paper_y in row.ref:
+            py = reference[row.ref[plot.paper_y]].value
+            if plot.paper_x and plot.paper_x in row.ref:
+                px = reference[row.ref[plot.paper_x]].value
+            else:
+                px = None if x is None else x / plot.x_scale
+            if px is not None and isinstance(py, (int, float)):
+                paper_pts.setdefault(group, []).append((float(px), float(py)))
+    if not groups and not paper_pts:
+        return None
+    fig, ax = new_figure()
+    colors = {}
+    for i, (group, pts) in enumerate(groups.items()):
+        pts.sort()
+        line = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=_MARKERS[i % len(_MARKERS)],
+                       label=f"{group} (ours, {res.scale})")[0]
+        colors[group] = line.get_color()
+        for x, y, label in pts:
+            if len(pts) <= 6:
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6, alpha=0.8)
+    for i, (group, pts) in enumerate(paper_pts.items()):
+        pts.sort()
+        ax.plot([p[0] for p in pts], [p[1] for p in pts], linestyle="--", marker=_MARKERS[i % len(_MARKERS)],
+                markerfacecolor="none", color=colors.get(group), alpha=0.7, label=f"{group} (paper, quoted)")
+    if plot.logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(plot.xlabel)
+    ax.set_ylabel(plot.ylabel)
+    ax.set_title(f"{plot.title} — {res.scale} scale", fontsize=9)
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+def bar_plot(path: str | os.PathLike, labels: Sequence[str], series: dict[str, Sequence[float | None]],
+             title: str, ylabel: str) -> Path:
+    """Grouped bars (one group per label, one bar per series; missing values left out)."""
+    import numpy as np
+
+    fig, ax = new_figure(max(5.2, 0.9 * len(labels) + 2), 3.8)
+    n = max(len(series), 1)
+    width = 0.8 / n
+    xs = np.arange(len(labels))
+    for i, (name, values) in enumerate(series.items()):
+        vals = [np.nan if v is None else float(v) for v in values]
+        ax.bar(xs + (i - (n - 1) / 2) * width, vals, width, label=name,
+               hatch="//" if "paper" in name else None, alpha=0.6 if "paper" in name else 0.9)
+    ax.set_xticks(xs)
+    ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=7)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return save_figure(fig, path)
+
+
+__all__ += ["bar_plot"]

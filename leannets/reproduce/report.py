@@ -1,0 +1,189 @@
+"""``report.md`` + ``results.json``: our figures beside the paper's (quoted) figures, verdicts, plots."""
+from __future__ import annotations
+
+import json
+import math
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
+
+from leannets.commands._common import atomic_write_json, atomic_write_text
+
+from .claims import fmt_num
+from .results import ExperimentResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .runner import Context
+
+__all__ = ["write_report", "render_report", "METRICS", "markdown_table"]
+
+# metric -> (column title, divisor, digits)
+METRICS: dict[str, tuple[str, float, int]] = {
+    "params": ("params (M)", 1e6, 4),
+    "macs": ("MACs (M)", 1e6, 4),
+    "train_params": ("trained model params (M)", 1e6, 4),
+    "train_macs": ("trained model MACs (M)", 1e6, 4),
+    "error": ("top-1 error (%)", 1.0, 4),
+    "acc1": ("top-1 acc. (%)", 1.0, 4),
+    "top5_error": ("top-5 error (%)", 1.0, 4),
+    "psnr": ("PSNR (dB)", 1.0, 4),
+    "ssim": ("SSIM", 1.0, 4),
+    "loss": ("eval loss", 1.0, 4),
+}
+HIDDEN = {"eval_samples", "train_time_s", "epochs", "train_input_size", "acc5"}
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        if isinstance(v, float):
+            return fmt_num(v)
+        return str(v).replace("|", "\\|").replace("\n", " ")
+
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _metric_columns(res: ExperimentResult, refs: Mapping[str, Mapping[str, str]]) -> list[str]:
+    present: list[str] = []
+    for name in METRICS:
+        if any(isinstance(r.metrics.get(name), (int, float)) for r in res.rows) or \
+                any(name in refs.get(r.key, {}) for r in res.rows):
+            present.append(name)
+    extra = sorted({k for r in res.rows for k, v in r.metrics.items()
+                    if k not in METRICS and k not in HIDDEN and isinstance(v, (int, float))})
+    return present + extra
+
+
+def _fmt_metric(name: str, value: Any) -> str:
+    if not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    title, div, digits = METRICS.get(name, (name, 1.0, 4))
+    v = value / div
+    if name in ("params", "train_params"):
+        return f"{v:.4f} ({int(value):,})"
+    return fmt_num(v, digits)
+
+
+def _rows_table(res: ExperimentResult, refs: Mapping[str, Mapping[str, str]], ctx: "Context") -> str:
+    cols = _metric_columns(res, refs)
+    header = ["row", "model (ours)"]
+    for c in cols:
+        title = METRICS.get(c, (c, 1.0, 4))[0]
+        header.append(f"{title} ours")
+        if any(c in refs.get(r.key, {}) for r in res.rows):
+            header.append(f"{title} paper (quoted)")
+    rows = []
+    for r in res.rows:
+        model = r.model["name"]
+        if r.trained_model and r.trained_model != r.model:
+            kw = ", ".join(f"{k}={v}" for k, v in sorted(r.trained_model.get("kwargs", {}).items()))
+            model += f"; trained: {r.trained_model['name']}" + (f"({kw})" if kw else "")
+        line: list[Any] = [r.label, model]
+        for c in cols:
+            line.append(_fmt_metric(c, r.metrics.get(c)))
+            if any(c in refs.get(x.key, {}) for x in res.rows):
+                key = refs.get(r.key, {}).get(c)
+                line.append(f"{ctx.reference[key].value}" if key else "—")
+        rows.append(line)
+    return markdown_table(header, rows)
+
+
+def _verdict_table(res: ExperimentResult) -> str:
+    rows = [[v.text, v.ref, v.ours or "—", v.paper or "—", f"**{v.label()}**"] for v in res.verdicts]
+    return markdown_table(["claim", "where", "ours", "paper (quoted)", "verdict"], rows)
+
+
+def _extra_tables(res: ExperimentResult) -> list[str]:
+    out = []
+    for t in res.extras.get("tables", []):
+        out.append(f"**{t['title']}**\n\n" + markdown_table(t["columns"], t["rows"]))
+        if t.get("note"):
+            out.append(t["note"])
+    return out
+
+
+def render_report(doc: Mapping[str, Any], results: Sequence[ExperimentResult], ctx: "Context") -> str:
+    s = doc["summary"]
+    env = doc["environment"]
+    lines = [
+        f"# Reproduction of *{doc['title']}* — `{doc['scale']}` scale", "",
+        f"Command: `{doc['command'] or 'leannets reproduce ' + doc['paper'] + ' --scale ' + doc['scale']}`  ",
+        f"Seed {doc['seed']} · torch {env['torch']} · {env['threads']} CPU threads · "
+        f"{doc['seconds'] / 60:.1f} min", "",
+        f"**Verdicts: {s['reproduced']} reproduced, {s['not reproduced']} not reproduced, "
+        f"{s['not checked']} not checked.**", "",
+        f"> Columns marked *paper (quoted)* are copied from the paper text "
+        f"(`leannets/reference/{doc['paper']}.json`, with table/figure references); every other number was "
+        f"computed by this run. {ctx.reference.notice}", "",
+    ]
+    if doc["scale"] == "smoke":
+        lines += ["> **Smoke scale**: tiny models and a few steps on embedded data. Trained numbers only show that "
+                  "the pipeline runs; training claims are not checked. Parameter/MAC claims use the full-size models "
+                  "and are checked.", ""]
+    elif doc["scale"] == "cpu":
+        lines += ["> **CPU scale**: small models, short schedules and small real datasets (see each section). "
+                  "Relative claims are checked with the test-set noise stated; absolute accuracies are not "
+                  "comparable with the paper's full recipe.", ""]
+    lines += ["| table/figure | verdicts |", "|---|---|"]
+    for r in results:
+        counts = {k: sum(v.status == k for v in r.verdicts) for k in ("reproduced", "not reproduced", "not checked")}
+        lines.append(f"| [{r.ref}](#{_anchor(r)}) {r.title} | {counts['reproduced']} ✓ · "
+                     f"{counts['not reproduced']} ✗ · {counts['not checked']} – |")
+    lines.append("")
+    for exp_res in results:
+        exp = ctx.paper.experiment(exp_res.name)
+        refs = {row.key: dict(row.ref) for row in exp.rows}
+        lines += [f"## {exp_res.ref}: {exp_res.title}", f"<a id=\"{_anchor(exp_res)}\"></a>", ""]
+        for note in exp_res.notes:
+            lines += [note, ""]
+        if exp_res.trained and exp_res.rows and exp_res.rows[0].run:
+            run = exp_res.rows[0].run
+            ov = ", ".join(f"{k}={v}" for k, v in sorted((run.get("overrides") or {}).items())
+                           if not k.startswith(("model.", "train.progress", "train.device", "seed")))
+            lines += [f"Trained with recipe `{run.get('recipe_name')}` and overrides `{ov}`; metrics from the final "
+                      f"epoch on the evaluation split "
+                      f"({exp_res.rows[0].metrics.get('eval_samples', '?')} samples).", ""]
+        if exp_res.rows:
+            lines += [_rows_table(exp_res, refs, ctx), ""]
+        lines += [t + "\n" for t in _extra_tables(exp_res)]
+        for text in exp_res.extras.get("text", []):
+            lines += [text, ""]
+        if exp_res.verdicts:
+            lines += [_verdict_table(exp_res), ""]
+        for f in exp_res.files:
+            if f.endswith(".png"):
+                lines += [f"![{exp_res.ref}]({f})", ""]
+            else:
+                lines += [f"File: [`{f}`]({f})", ""]
+    lines += ["## Not in the paper text", "", "Figures whose numbers were lost in the text extraction "
+              "(only the qualitative claims are checked):", ""]
+    lines += [f"- {t}" for t in ctx.reference.not_in_text] + [""]
+    return "\n".join(lines)
+
+
+def _anchor(res: ExperimentResult) -> str:
+    return f"exp-{res.name}"
+
+
+def write_report(doc: Mapping[str, Any], results: Sequence[ExperimentResult], ctx: "Context") -> None:
+    """Write ``results.json`` and ``report.md`` into ``ctx.out_dir`` (atomically)."""
+    atomic_write_json(ctx.out_dir / "results.json", clean_json(json.loads(json.dumps(doc, default=_json_default))))
+    atomic_write_text(ctx.out_dir / "report.md", render_report(doc, results, ctx))
+
+
+def clean_json(obj: Any) -> Any:
+    """Replace non-finite floats (not valid JSON) by ``None``, recursively."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: clean_json(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [clean_json(v) for v in obj]
+    return obj
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, tuple):
+        return list(obj)
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return str(obj)

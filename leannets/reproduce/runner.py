@@ -1,0 +1,299 @@
+"""Run a paper's declared experiments at a scale and write ``report.md``, ``results.json`` and PNGs.
+
+Training goes through the engine's programmatic API (:func:`leannets.engine.train`); every
+trained run lives in ``<out>/runs/<model>-<hash of the resolved recipe>/`` and is reused when
+the same run is needed again (by another table, or by re-running the command). A run folder
+holding a checkpoint but no ``result.json`` was interrupted: it is resumed, which makes the
+``paper`` scale resumable.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+
+from .claims import fmt_num
+from .reference import Reference, load_reference
+from .results import ExperimentResult, RowResult, Verdict
+from .spec import SCALES, Experiment, ModelSpec, Paper, Row, stable_hash
+
+__all__ = ["Context", "run_paper", "profile_spec", "format_overrides"]
+
+RESULTS_VERSION = 1
+
+
+def format_overrides(values: Mapping[str, Any], data_root: Path | None) -> dict[str, Any]:
+    """Substitute ``{data_root}`` in string values (``ValueError`` when a root is needed but missing)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, str) and "{data_root}" in value:
+            if data_root is None:
+                raise ValueError(f"recipe key {key} needs --data-root (it reads {value!r})")
+            value = value.replace("{data_root}", str(data_root))
+        out[key] = value
+    return out
+
+
+def profile_spec(spec: ModelSpec, input_size: Sequence[int] | None, macs: bool = True,
+                 seed: int = 0, **build_kwargs: Any) -> dict[str, Any]:
+    """Parameters (and MACs for one image) of a model spec; counted on the ``meta`` device when
+    the model allows it (no memory, same numbers), else on CPU."""
+    from leannets.analysis.profile import count_macs, count_params
+    from leannets.models import model_info
+
+    size = tuple(int(v) for v in (input_size or model_info(spec.name).input_size))
+    out: dict[str, Any] = {"input_size": list(size)}
+    for device in ("meta", "cpu"):
+        try:
+            torch.manual_seed(seed)
+            with torch.device(device):
+                model = spec.build(**build_kwargs).eval()
+                out["params"] = count_params(model)[0]
+                if macs:
+                    out["macs"] = count_macs(model, torch.zeros(1, *size))
+            return out
+        except (NotImplementedError, RuntimeError):
+            if device == "cpu":
+                raise
+    return out
+
+
+@dataclass
+class Context:
+    """What an experiment's ``analysis`` hook can use."""
+
+    paper: Paper
+    scale: str
+    seed: int
+    out_dir: Path
+    data_root: Path | None
+    reference: Reference
+    log: Callable[[str], None] = print
+    threads: int | None = None
+    run_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.out_dir / "runs"
+
+    def figure(self, name: str) -> Path:
+        path = self.out_dir / "figures" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def rel(self, path: str | os.PathLike) -> str:
+        """``path`` relative to the output folder (as written into the report)."""
+        try:
+            return str(Path(path).resolve().relative_to(self.out_dir.resolve()))
+        except ValueError:
+            return str(path)
+
+    # -- training ----------------------------------------------------------------------------
+    def recipe_for(self, exp: Experiment, row: Row) -> tuple[str, dict[str, Any]]:
+        """(bundled recipe name, dotted overrides) that train ``row`` at this scale."""
+        spec = exp.train
+        assert spec is not None
+        recipe = spec.recipe_by_row.get(row.key, spec.recipe)
+        model = row.model_for(self.scale)
+        overrides: dict[str, Any] = dict(spec.scales[self.scale])
+        for key, value in row.train_overrides.items():
+            if key in SCALES:
+                if key == self.scale:
+                    overrides.update(value)
+            else:
+                overrides[key] = value
+        overrides.update({"model.name": model.name, "model.kwargs": dict(model.kwargs), "seed": self.seed,
+                          "train.progress": False})
+        if self.scale != "paper":
+            overrides["train.device"] = "cpu"
+        if self.threads:
+            overrides["train.threads"] = self.threads
+        return recipe, format_overrides(overrides, self.data_root)
+
+    def train(self, exp: Experiment, row: Row) -> dict[str, Any]:
+        """Train (or reuse / resume) the run of ``row``; returns the engine's result dict."""
+        from leannets.engine import train
+        from leannets.engine.recipe import load_recipe
+
+        recipe, overrides = self.recipe_for(exp, row)
+        resolved = load_recipe(recipe, overrides)
+        run_id = f"{resolved['model']['name']}-{stable_hash(resolved)}"
+        if run_id in self.run_cache:
+            return self.run_cache[run_id]
+        run_dir = self.runs_dir / run_id
+        done = run_dir / "result.json"
+        if done.is_file():
+            self.log(f"  reusing finished run {self.rel(run_dir)}")
+            result = json.loads(done.read_text(encoding="utf-8"))
+        elif (run_dir / "last.pt").is_file():
+            self.log(f"  resuming interrupted run {self.rel(run_dir)}")
+            result = train(resume=run_dir, out_dir=run_dir, verbose=self.scale == "paper", progress=False)
+        else:
+            self.log(f"  training {row.model_for(self.scale).describe()} ({recipe}, {self.scale} scale)")
+            result = train(resolved, out_dir=run_dir, verbose=self.scale == "paper", progress=False)
+        result = dict(result)
+        result["run_id"], result["recipe_name"], result["overrides"] = run_id, recipe, overrides
+        result["run_dir"] = str(run_dir)
+        self.run_cache[run_id] = result
+        return result
+
+    def checkpoint(self, res: ExperimentResult, row_key: str) -> Path:
+        """The final checkpoint of a trained row."""
+        run = res.row(row_key).run
+        if not run or not run.get("checkpoint"):
+            raise ValueError(f"{res.name}: row {row_key!r} was not trained at {self.scale} scale")
+        return Path(run["checkpoint"])
+
+
+def _eval_samples(result: Mapping[str, Any]) -> int | None:
+    for key in ("eval_samples", "num_eval_samples"):
+        if result.get(key):
+            return int(result[key])
+    data = result.get("data") or {}
+    for key in ("eval_samples", "num_eval"):
+        if data.get(key):
+            return int(data[key])
+    return None
+
+
+def _row_metrics_from_run(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
+    """Flatten the engine's final evaluation into report metrics (accuracies in %)."""
+    final = result.get("final") or {}
+    out: dict[str, Any] = {}
+    for key, value in final.items():
+        name = key[5:] if key.startswith("eval_") else key
+        if value is None or not isinstance(value, (int, float)):
+            continue
+        value = float(value)
+        if name.startswith("acc"):
+            value *= 100.0
+        out[name] = value
+    if "acc1" in out:
+        out["error"] = 100.0 - out["acc1"]
+    if "acc5" in out:
+        out["top5_error"] = 100.0 - out["acc5"]
+    n = _eval_samples(result)
+    if n:
+        out["eval_samples"] = n
+    out["train_time_s"] = float(result.get("train_time_s") or 0.0)
+    out["epochs"] = result.get("epochs")
+    return out
+
+
+def _new_result(exp: Experiment, scale: str) -> ExperimentResult:
+    res = ExperimentResult(name=exp.name, ref=exp.ref, title=exp.title, scale=scale)
+    for row in exp.rows:
+        res.rows.append(RowResult(key=row.key, label=row.label, model=row.model.as_dict(), group=row.group,
+                                  x=row.x, input_size=row.input_size))
+    if exp.notes.get(scale):
+        res.notes.append(exp.notes[scale])
+    return res
+
+
+def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
+    """Measure, train, analyse, judge and plot one experiment."""
+    t0 = time.perf_counter()
+    res = _new_result(exp, ctx.scale)
+    if "params" in exp.measure or "macs" in exp.measure:
+        for row, rr in zip(exp.rows, res.rows):
+            prof = profile_spec(row.model, row.input_size, macs="macs" in exp.measure, seed=ctx.seed)
+            rr.input_size = tuple(prof["input_size"])
+            rr.metrics.update({k: v for k, v in prof.items() if k != "input_size"})
+    if exp.train is not None and exp.train.trains_at(ctx.scale):
+        res.trained = True
+        for row, rr in zip(exp.rows, res.rows):
+            result = ctx.train(exp, row)
+            spec = row.model_for(ctx.scale)
+            rr.trained_model = spec.as_dict()
+            data = result.get("data") or {}
+            sized = {k: data[k] for k in ("num_classes", "in_chans") if data.get(k) and k not in spec.kwargs}
+            prof = profile_spec(spec, data.get("input_size") or None, macs=True, seed=ctx.seed, **sized)
+            rr.metrics["train_params"], rr.metrics["train_macs"] = prof.get("params"), prof.get("macs")
+            rr.metrics["train_input_size"] = prof.get("input_size")
+            rr.metrics.update(_row_metrics_from_run(result, exp.train.metric))
+            rr.run = {k: result.get(k) for k in ("run_id", "run_dir", "recipe_name", "overrides", "checkpoint",
+                                                 "best_checkpoint", "epochs", "global_step", "data")}
+    if exp.analysis is not None:
+        exp.analysis(ctx, res)
+    for claim in exp.claims:
+        res.verdicts.append(claim.evaluate(res, ctx.reference, ctx.scale))
+    from .plots import draw_plot
+
+    for plot in exp.plots:
+        path = draw_plot(plot, exp, res, ctx.reference, ctx.figure(plot.file))
+        if path is not None:
+            res.files.append(ctx.rel(path))
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+def _summary(results: Sequence[ExperimentResult]) -> dict[str, int]:
+    counts = {"reproduced": 0, "not reproduced": 0, "not checked": 0}
+    for r in results:
+        for v in r.verdicts:
+            counts[v.status] += 1
+    return counts
+
+
+def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: str = "smoke",
+              out_dir: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None, seed: int = 0,
+              threads: int | None = None, command: str | None = None, log: Callable[[str], None] = print
+              ) -> dict[str, Any]:
+    """Run ``paper``'s experiments (all, or ``tables``) at ``scale``; returns the results dict
+    (also written to ``<out_dir>/results.json`` with ``report.md`` and ``figures/``)."""
+    from . import get_paper
+    from .report import write_report
+
+    if scale not in SCALES:
+        raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    paper_obj = get_paper(paper) if isinstance(paper, str) else paper
+    root = Path(data_root).expanduser() if data_root else None
+    if scale != "smoke" and root is None:
+        raise ValueError(f"--scale {scale} needs --data-root (e.g. ../shared/data for cpu scale)")
+    if root is not None and not root.is_dir():
+        raise FileNotFoundError(f"--data-root {root} is not a folder")
+    out = Path(out_dir or f"reproductions/{paper_obj.name}-{scale}")
+    out.mkdir(parents=True, exist_ok=True)
+    experiments = [e for e in paper_obj.select(tables) if scale in e.scales]
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    ctx = Context(paper=paper_obj, scale=scale, seed=seed, out_dir=out, data_root=root,
+                  reference=load_reference(paper_obj.name), log=log, threads=threads)
+    t0 = time.perf_counter()
+    results: list[ExperimentResult] = []
+    try:
+        for exp in experiments:
+            log(f"[{paper_obj.name}] {exp.ref}: {exp.title}")
+            results.append(run_experiment(ctx, exp))
+    finally:
+        torch.set_num_threads(old_threads)
+    doc = {
+        "version": RESULTS_VERSION, "paper": paper_obj.name, "title": paper_obj.title, "scale": scale, "seed": seed,
+        "command": command, "data_root": str(root) if root else None,
+        "environment": {"torch": torch.__version__, "python": platform.python_version(),
+                        "threads": threads or old_threads, "machine": platform.machine()},
+        "reference_notice": ctx.reference.notice, "summary": _summary(results),
+        "seconds": time.perf_counter() - t0, "experiments": [r.as_dict() for r in results],
+    }
+    write_report(doc, results, ctx)
+    return doc
+
+
+def verdict_counts(doc: Mapping[str, Any]) -> str:
+    s = doc["summary"]
+    return f"{s['reproduced']} reproduced, {s['not reproduced']} not reproduced, {s['not checked']} not checked"
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
+
+__all__ += ["run_experiment", "verdict_counts", "fmt_num", "Verdict"]

@@ -1,0 +1,196 @@
+"""Declarations: a paper is a list of experiments (tables/figures); an experiment is rows of
+models + an optional training recipe + measurements + claims + plots.
+
+Nothing here runs anything; :mod:`leannets.reproduce.runner` executes the declarations.
+
+Scales:
+
+- ``smoke``: tiny widths and a few steps on the embedded data (CI, < 2 min per paper). Numbers
+  only show that the pipeline works.
+- ``cpu``: real data from ``--data-root`` (e.g. ``../shared/data``: the CIFAR-10 subset, BSD68,
+  Set5/Set14, Sun_Hays80), small models and short schedules; all four papers ≤ 60 min on 2 cores.
+- ``paper``: the published recipe, models and datasets (for GPU users; resumable).
+
+Parameter and MAC experiments always use the paper's full-size models (they need no data).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+
+import torch.nn as nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .claims import Claim
+    from .runner import Context, ExperimentResult
+
+__all__ = ["SCALES", "ModelSpec", "Row", "TrainSpec", "PlotSpec", "Experiment", "Paper", "stable_hash"]
+
+SCALES = ("smoke", "cpu", "paper")
+
+
+def stable_hash(obj: Any, n: int = 10) -> str:
+    """Short hex digest of a JSON-serialisable object (keys sorted)."""
+    text = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:n]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model name plus constructor overrides."""
+
+    name: str
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    def build(self, **extra: Any) -> nn.Module:
+        from leannets.models import create_model
+
+        return create_model(self.name, **{**dict(self.kwargs), **extra})
+
+    def describe(self) -> str:
+        if not self.kwargs:
+            return self.name
+        args = ", ".join(f"{k}={v}" for k, v in sorted(self.kwargs.items()))
+        return f"{self.name}({args})"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "kwargs": dict(self.kwargs)}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of a paper table (or one point of a figure).
+
+    Args:
+        key: stable identifier used by claims and in ``results.json``.
+        label: what the paper calls it.
+        model: the paper's model (profiled for parameters/MACs at ``input_size``).
+        trained: the model actually trained at each scale (default: ``model``); smaller
+            substitutes are declared here, never chosen silently.
+        ref: ``{metric: reference key}``: the quoted paper value printed beside our metric.
+        input_size: (C, H, W) for MACs (default: the model's registered size).
+        group, x: series name and x-position for plots (e.g. width multiplier, depth).
+        train_overrides: extra recipe overrides for this row (e.g. another dataset).
+    """
+
+    key: str
+    label: str
+    model: ModelSpec
+    trained: Mapping[str, ModelSpec] = field(default_factory=dict)
+    ref: Mapping[str, str] = field(default_factory=dict)
+    input_size: tuple[int, int, int] | None = None
+    group: str = ""
+    x: float | None = None
+    train_overrides: Mapping[str, Any] = field(default_factory=dict)
+
+    def model_for(self, scale: str) -> ModelSpec:
+        return self.trained.get(scale, self.model)
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    """How the rows of an experiment are trained and evaluated.
+
+    Args:
+        recipe: bundled recipe name (the paper's published recipe); ``model.name`` and
+            ``model.kwargs`` are replaced by each row's model.
+        scales: per scale, dotted recipe overrides; a scale missing here is not trained.
+            Strings may use ``{data_root}``.
+        metric: the evaluation metric reported (e.g. ``acc1`` → also ``error``; ``psnr``).
+        recipe_by_row: a different bundled recipe for some rows (``{row key: recipe}``).
+    """
+
+    recipe: str
+    scales: Mapping[str, Mapping[str, Any]]
+    metric: str = "acc1"
+    recipe_by_row: Mapping[str, str] = field(default_factory=dict)
+
+    def trains_at(self, scale: str) -> bool:
+        return scale in self.scales
+
+
+@dataclass(frozen=True)
+class PlotSpec:
+    """A figure in the paper's style: ``y`` vs ``x`` per group of rows, paper points hollow.
+
+    Args:
+        file: PNG file name.
+        x, y: row metrics (e.g. ``params``, ``macs``, ``train_params``, ``error``, ``psnr``, or
+            ``x`` for :attr:`Row.x`).
+        title, xlabel, ylabel: text.
+        paper_y: reference metric name in :attr:`Row.ref` plotted as hollow markers (quoted).
+        logx: logarithmic x axis.
+        x_scale, y_scale: divide values by these (e.g. 1e6 for M params).
+    """
+
+    file: str
+    x: str
+    y: str
+    title: str
+    xlabel: str
+    ylabel: str
+    paper_y: str | None = None
+    paper_x: str | None = None
+    logx: bool = False
+    x_scale: float = 1.0
+    y_scale: float = 1.0
+
+
+@dataclass
+class Experiment:
+    """One table or figure of a paper.
+
+    Args:
+        name: ``--table`` value (e.g. ``table1``, ``fig4``).
+        ref: the paper's reference ("Table 1", "Fig. 4").
+        title: one line.
+        rows: the models.
+        measure: per-row measurements without training: ``params`` and/or ``macs``.
+        train: training/evaluation of the rows (``None``: nothing is trained).
+        claims: what the paper states; each gets a verdict.
+        plots: figures to draw.
+        analysis: extra computation ``fn(ctx, result)`` (sharpness, CAM, speed-up, ...) that
+            stores values in ``result.extras`` / row metrics and files in ``result.files``.
+        notes: per scale, what differs from the paper (printed in the report).
+        scales: scales at which the experiment runs at all.
+    """
+
+    name: str
+    ref: str
+    title: str
+    rows: list[Row]
+    measure: tuple[str, ...] = ("params",)
+    train: TrainSpec | None = None
+    claims: list["Claim"] = field(default_factory=list)
+    plots: list[PlotSpec] = field(default_factory=list)
+    analysis: Callable[["Context", "ExperimentResult"], None] | None = None
+    notes: Mapping[str, str] = field(default_factory=dict)
+    scales: tuple[str, ...] = SCALES
+
+    def row(self, key: str) -> Row:
+        for r in self.rows:
+            if r.key == key:
+                return r
+        raise KeyError(f"experiment {self.name}: no row {key!r}")
+
+
+@dataclass
+class Paper:
+    """A paper and its experiments, in the paper's order."""
+
+    name: str
+    title: str
+    experiments: list[Experiment]
+    summary: str = ""
+
+    def experiment(self, name: str) -> Experiment:
+        for e in self.experiments:
+            if e.name == name:
+                return e
+        raise ValueError(f"paper {self.name!r} has no table/figure {name!r}; "
+                         f"choose from: {', '.join(e.name for e in self.experiments)}")
+
+    def select(self, names: Sequence[str] | None) -> list[Experiment]:
+        return list(self.experiments) if not names else [self.experiment(n) for n in names]

@@ -1,0 +1,146 @@
+"""Recipe schema: defaults, type and key errors, overrides, stages, task/dataset option hooks, schedules."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from leannets.engine.optim import LRSchedule, ModelEma, build_optimizer
+from leannets.engine.recipe import (Field, apply_overrides, list_recipes, load_recipe, parse_override,
+                                    stage_configs)
+
+BASE = {"model": {"name": "densenet_bc_cifar_6_6_6"}}
+
+
+def test_defaults_are_filled_and_every_bundled_recipe_validates():
+    r = load_recipe(BASE)
+    assert r["optim"]["name"] == "sgd" and r["data"]["name"] == "digits" and r["task"]["name"] == "classification"
+    assert r["task"]["label_smoothing"] == 0.0  # declared by the classification task
+    names = list_recipes()
+    assert {"compare_default", "densenet_cifar10"} <= set(names)
+    for name in names:
+        assert load_recipe(name)["name"] == name
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"optim": {"lrr": 0.1}}, r"optim\.lrr'.*Did you mean 'lr'"),
+    ({"optim": {"lr": "fast"}}, r"'optim\.lr' expects float, got str"),
+    ({"optim": {"name": "rmsprop"}}, r"'optim\.name' must be one of \['sgd', 'adam', 'adamw'\]"),
+    ({"train": {"epochs": 1.5}}, r"'train\.epochs' expects int"),
+    ({"train": {"epochs": True}}, r"'train\.epochs' expects int, got bool"),
+    ({"trian": {}}, r"unknown recipe key 'trian'.*train"),
+    ({"model": {}}, r"model\.name is required"),
+    ({"schedule": {"milestones": [75, 50]}}, r"milestones must be increasing percents"),
+    ({"data": {"name": "digits", "label_type": "fine"}}, r"unknown recipe key 'data\.label_type'"),
+    ({"task": {"name": "classification", "sigma": 25}}, r"unknown recipe key 'task\.sigma'"),
+    ({"task": {"name": "clasification"}}, r"unknown task 'clasification'.*classification"),
+    ({"stages": [{"epochs": 1, "freez": ["stem"]}]}, r"'stages\.0\.freez'.*freeze"),
+    ({"stages": [{"optim": {"lr": "x"}}]}, r"'stages\.0\.optim\.lr' expects float"),
+    ({"stages": [{"model": {"name": "x"}}]}, r"'stages\.0\.model'"),
+])
+def test_schema_errors_name_the_key(bad, match):
+    recipe = {**BASE, **bad} if "model" not in bad else {**bad}
+    with pytest.raises(ValueError, match=match):
+        load_recipe(recipe)
+
+
+def test_dataset_specific_options_are_accepted_only_for_that_dataset():
+    r = load_recipe({**BASE, "data": {"name": "cifar100", "root": "/x", "label_type": "coarse"}})
+    assert r["data"]["label_type"] == "coarse"
+    r = load_recipe({**BASE, "data": {"name": "cifar100", "root": "/x"}})
+    assert r["data"]["label_type"] == "fine"
+
+
+def test_overrides_parse_yaml_and_reach_nested_and_stage_keys():
+    assert parse_override("optim.lr=0.001") == ("optim.lr", 1e-3)
+    assert load_recipe(BASE, ["optim.lr=1e-3"])["optim"]["lr"] == 1e-3  # YAML 1.1 reads 1e-3 as a string
+    assert parse_override("model.kwargs={growth_rate: 4}") == ("model.kwargs", {"growth_rate": 4})
+    with pytest.raises(ValueError, match="key=value"):
+        parse_override("optim.lr")
+    raw = {**BASE, "stages": [{"epochs": 1}, {"epochs": 2}]}
+    r = load_recipe(raw, ["optim.lr=0.5", "stages.1.optim.lr=0.01", "model.kwargs.growth_rate=4"])
+    st = stage_configs(r)
+    assert st[0]["optim"]["lr"] == 0.5 and st[1]["optim"]["lr"] == 0.01
+    assert st[1]["train"]["epochs"] == 2 and r["model"]["kwargs"] == {"growth_rate": 4}
+    with pytest.raises(ValueError, match="stages.5"):
+        apply_overrides(raw, {"stages.5.epochs": 1})
+
+
+def test_stage_configs_merge_overrides_over_the_top_level():
+    r = load_recipe({**BASE, "optim": {"lr": 0.1, "weight_decay": 5e-4}, "train": {"epochs": 7},
+                     "stages": [{"name": "warm", "freeze": ["stem"], "optim": {"lr": 0.01}},
+                                {"epochs": 3, "schedule": {"name": "cosine"}}]})
+    s1, s2 = stage_configs(r)
+    assert s1["stage"] == {"index": 0, "name": "warm", "freeze": ["stem"]}
+    assert s1["optim"] == {**s2["optim"], "lr": 0.01} and s1["optim"]["weight_decay"] == 5e-4
+    assert s1["train"]["epochs"] == 7 and s2["train"]["epochs"] == 3 and s2["schedule"]["name"] == "cosine"
+    flat = stage_configs(load_recipe(BASE))
+    assert len(flat) == 1 and flat[0]["stage"]["freeze"] == []
+
+
+def test_task_options_hook_validates_a_new_task():
+    from leannets.engine.task import Task, register_task
+
+    @register_task("_recipe_test_task")
+    class _T(Task):
+        options = {"sigma": Field(float, 25.0, "noise"), "mode": Field(str, "a", "m", choices=("a", "b"))}
+
+    r = load_recipe({**BASE, "task": {"name": "_recipe_test_task", "sigma": 50}})
+    assert r["task"] == {"name": "_recipe_test_task", "sigma": 50.0, "mode": "a"}
+    with pytest.raises(ValueError, match=r"'task\.mode' must be one of"):
+        load_recipe({**BASE, "task": {"name": "_recipe_test_task", "mode": "c"}})
+    st = stage_configs(load_recipe({**BASE, "task": {"name": "_recipe_test_task"},
+                                    "stages": [{"task": {"mode": "b"}}, {}]}))
+    assert st[0]["task"]["mode"] == "b" and st[1]["task"]["mode"] == "a"
+
+
+def _sched(name: str, total: int = 100, spe: int = 10, **kw) -> LRSchedule:
+    cfg = load_recipe({**BASE, "schedule": {"name": name, **kw}})["schedule"]
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    return LRSchedule(opt, cfg, 0.1, total, spe)
+
+
+def test_cosine_with_linear_warmup_and_floor():
+    s = _sched("cosine", warmup_epochs=1, min_lr=5e-5)
+    assert s.lr_at(0) == 0.0 and math.isclose(s.lr_at(5), 0.05)
+    assert math.isclose(s.lr_at(10), 0.1)
+    assert math.isclose(s.lr_at(55), 5e-5 + (0.1 - 5e-5) * 0.5)
+    assert math.isclose(s.lr_at(100), 5e-5)
+    s.step(5)
+    assert math.isclose(s.optimizer.param_groups[0]["lr"], 0.05)
+
+
+def test_multistep_at_percent_milestones():
+    s = _sched("multistep", total=200, milestones=[10, 25, 75, 90], gamma=0.2)
+    assert [round(s.lr_at(i), 10) for i in (0, 19, 20, 49, 50, 150, 180)] == \
+        [0.1, 0.1, 0.02, 0.02, 0.004, 0.0008, 0.00016]
+
+
+def test_plateau_halves_after_patience_and_survives_state_dict():
+    s = _sched("plateau", factor=0.5, patience=2)
+    for loss in (1.0, 0.9, 0.95, 0.95):
+        assert not s.epoch_end(loss)
+    assert s.epoch_end(0.95)  # third epoch without improvement
+    assert math.isclose(s.lr_at(50), 0.05)
+    t = _sched("plateau", factor=0.5, patience=2)
+    t.load_state_dict(s.state_dict())
+    assert math.isclose(t.lr_at(50), 0.05) and t.best == 0.9
+
+
+def test_optimizers_and_ema():
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4))
+    cfg = load_recipe({**BASE, "optim": {"name": "sgd", "nesterov": True, "weight_decay": 1e-4,
+                                         "no_decay_norm_bias": True}})["optim"]
+    opt = build_optimizer(model, cfg)
+    assert opt.defaults["nesterov"] and [g["weight_decay"] for g in opt.param_groups] == [1e-4, 0.0]
+    adam = build_optimizer(model, load_recipe({**BASE, "optim": {"name": "adam", "lr": 1e-3}})["optim"])
+    assert isinstance(adam, torch.optim.Adam)
+    with pytest.raises(ValueError, match="nesterov"):
+        build_optimizer(model, load_recipe({**BASE, "optim": {"name": "adam", "nesterov": True}})["optim"])
+    ema = ModelEma(model, 0.9)
+    with torch.no_grad():
+        model[0].weight.add_(1.0)
+    before = ema.module[0].weight.clone()
+    ema.update(model)
+    assert torch.allclose(ema.module[0].weight, 0.9 * before + 0.1 * model[0].weight)

@@ -1,0 +1,312 @@
+"""Multiception / MixConv / DSConv layers: shapes, fused == reference, paper formulas, factory errors."""
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from leannets.analysis.fold_bn import fold_bn
+from leannets.analysis.profile import count_macs, count_params
+from leannets.layers import create_conv, list_conv_types
+from leannets.layers.multiception import (DSConv, MixConv, MulticeptionConv, choose_impl, clear_autotune_cache,
+                                          dsconv_params, multiception_params, split_channels, standard_params,
+                                          stage_kernel_sizes, validate_kernel_sizes)
+
+TYPES = [("standard", 3), ("dsconv", 3), ("mixconv", (3, 5, 7)), ("multiception", (3, 5, 7)),
+         ("multiception", (3, 3))]
+
+
+def _randomize(m: nn.Module, seed: int = 1) -> nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    for bn in m.modules():
+        if isinstance(bn, nn.BatchNorm2d):
+            n = bn.num_features
+            bn.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
+            bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+            bn.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
+            bn.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
+    return m
+
+
+class _ConvCounter(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.convs = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func._overloadpacket.__name__ == "convolution":
+            self.convs.append(tuple(args[1].shape))
+        return func(*args, **(kwargs or {}))
+
+
+def test_conv_types_are_registered():
+    assert {"standard", "dsconv", "mixconv", "multiception"} <= set(list_conv_types())
+
+
+@pytest.mark.parametrize("conv_type,ks", TYPES)
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("hw", [(1, 1), (7, 7), (8, 8), (9, 12)])
+def test_shapes_match_standard_conv(conv_type, ks, stride, hw):
+    m = create_conv(conv_type, 6, 10, ks, stride)
+    y = m(torch.randn(2, 6, *hw))
+    assert y.shape == (2, 10, math.ceil(hw[0] / stride), math.ceil(hw[1] / stride))
+    m.eval()
+    with torch.no_grad():
+        assert m(torch.randn(2, 6, *hw)).shape == y.shape
+
+
+@pytest.mark.parametrize("conv_type,ks", TYPES)
+def test_every_type_ends_with_batchnorm(conv_type, ks):
+    m = create_conv(conv_type, 5, 7, ks, 1).train()
+    y = m(torch.randn(8, 5, 6, 6) * 3 + 2)
+    torch.testing.assert_close(y.mean((0, 2, 3)), torch.zeros(7), atol=1e-5, rtol=0)
+    torch.testing.assert_close(y.var((0, 2, 3), unbiased=False), torch.ones(7), atol=1e-3, rtol=0)
+
+
+def test_multiception_applies_every_kernel_to_all_channels_and_keeps_weights_separate():
+    m = MulticeptionConv(4, 6, (3, 5, 7))
+    shapes = {n: tuple(p.shape) for n, p in m.named_parameters() if n.startswith("dw.")}
+    assert shapes == {"dw.0.weight": (4, 1, 3, 3), "dw.1.weight": (4, 1, 5, 5), "dw.2.weight": (4, 1, 7, 7)}
+    assert m.pw.in_channels == 12 and m.multiplier == 3
+    mix = MixConv(10, 6, (3, 5, 7))
+    assert [c.in_channels for c in mix.dw] == [4, 3, 3] == split_channels(10, 3)  # remainder to group 1
+    assert [c.kernel_size for c in mix.dw] == [(3, 3), (5, 5), (7, 7)] and mix.pw.in_channels == 10
+
+
+def test_multiception_follows_the_paper_definition():
+    """Concat of per-kernel depthwise outputs (kernel-major, as the authors' torch.cat) → BN → 1×1 → BN."""
+    torch.manual_seed(0)
+    m = _randomize(MulticeptionConv(3, 4, (3, 5), stride=2)).eval()
+    x = torch.randn(2, 3, 9, 9)
+    f = nn.functional
+    ys = [f.conv2d(x, c.weight, padding=c.kernel_size[0] // 2, groups=3) for c in m.dw]
+    cat = torch.cat(ys, 1)
+    bn1_w = torch.cat([b.weight for b in m.bn1])
+    bn1_b = torch.cat([b.bias for b in m.bn1])
+    rm = torch.cat([b.running_mean for b in m.bn1])
+    rv = torch.cat([b.running_var for b in m.bn1])
+    h = f.batch_norm(cat, rm, rv, bn1_w, bn1_b, False, 0.0, 1e-5)
+    h = f.conv2d(h, m.pw.weight, m.pw.bias, stride=2)
+    ref = f.batch_norm(h, m.bn2.running_mean, m.bn2.running_var, m.bn2.weight, m.bn2.bias, False, 0.0, 1e-5)
+    for impl in ("reference", "fused"):
+        m.impl = impl
+        with torch.no_grad():
+            torch.testing.assert_close(m(x), ref, rtol=1e-5, atol=1e-5)
+
+
+def test_single_kernel_multiception_is_dsconv():
+    torch.manual_seed(0)
+    mc = MulticeptionConv(5, 6, (3,), stride=2, stride_in="depthwise")
+    ds = DSConv(5, 6, 3, stride=2)
+    ds.load_state_dict(mc.state_dict())
+    x = torch.randn(3, 5, 8, 8)
+    torch.testing.assert_close(mc(x), ds(x))
+
+
+CASES = [
+    ("multiception", (3, 5, 7), 1, "pointwise", None),
+    ("multiception", (3, 5, 7), 2, "pointwise", "relu"),
+    ("multiception", (3, 5), 2, "depthwise", None),
+    ("multiception", (3, 3), 2, "pointwise", "relu6"),
+    ("mixconv", (3, 5, 7), 2, "depthwise", None),
+    ("mixconv", (5, 3), 1, "pointwise", "relu"),
+    ("dsconv", 5, 2, "depthwise", None),
+]
+
+
+def _max_rel(a: torch.Tensor, b: torch.Tensor, scale: float | None = None) -> float:
+    scale = float(b.detach().abs().max().clamp_min(1e-6)) if scale is None else scale
+    return float((a - b).detach().abs().max()) / scale
+
+
+@pytest.mark.parametrize("conv_type,ks,stride,stride_in,act", CASES)
+def test_fused_equals_reference_outputs_gradients_and_bn_stats(conv_type, ks, stride, stride_in, act):
+    torch.manual_seed(0)
+    base = _randomize(create_conv(conv_type, 7, 5, ks, stride, stride_in=stride_in, mid_act=act))
+    ref, fused = copy.deepcopy(base), copy.deepcopy(base)
+    ref.impl, fused.impl = "reference", "fused"
+    x = torch.randn(4, 7, 9, 9)
+    for _ in range(2):  # two steps: running statistics must keep matching
+        xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
+        yr, yf = ref(xr), fused(xf)
+        g = torch.randn_like(yr)
+        yr.backward(g)
+        yf.backward(g)
+        assert _max_rel(yf, yr) < 1e-5
+        assert _max_rel(xf.grad, xr.grad) < 1e-5
+    # some gradients are exactly 0 in theory (BN1's bias: BN2 removes constant shifts), so compare
+    # against the largest gradient of the layer
+    scale = max(float(p.grad.abs().max()) for p in ref.parameters())
+    for (name, pr), pf in zip(ref.named_parameters(), fused.parameters()):
+        assert _max_rel(pf.grad, pr.grad, scale) < 1e-5, name
+    for (name, br), bf in zip(ref.named_buffers(), fused.buffers()):
+        torch.testing.assert_close(bf, br, rtol=1e-5, atol=1e-6, msg=name)
+    ref.eval()
+    fused.eval()
+    with torch.no_grad():
+        assert _max_rel(fused(x), ref(x)) < 1e-5
+    # after BN folding (done on the reference path) both paths still agree with the unfolded layer
+    folded = fold_bn(ref, x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        expected = ref(x)
+        for impl in ("reference", "fused"):
+            folded.impl = impl
+            assert _max_rel(folded(x), expected) < 1e-5
+
+
+def test_fused_path_makes_one_depthwise_call():
+    m = MulticeptionConv(4, 6, (3, 5, 7), impl="fused")
+    for train in (True, False):
+        m.train(train)
+        with _ConvCounter() as counter:
+            m(torch.randn(2, 4, 8, 8))
+        assert counter.convs == [(12, 1, 7, 7), (6, 12, 1, 1)]
+    m.impl = "reference"
+    with _ConvCounter() as counter:
+        m(torch.randn(2, 4, 8, 8))
+    assert counter.convs == [(4, 1, 3, 3), (4, 1, 5, 5), (4, 1, 7, 7), (6, 12, 1, 1)]
+
+
+def test_fused_inference_cache_follows_weight_updates():
+    torch.manual_seed(0)
+    m = _randomize(MixConv(6, 4, (3, 5), impl="fused")).eval()
+    x = torch.randn(2, 6, 8, 8)
+    with torch.no_grad():
+        m(x)
+        m.dw[1].weight.mul_(2.0)
+        m.bn2.running_mean.add_(0.5)
+        out = m(x)
+        m.impl = "reference"
+        torch.testing.assert_close(out, m(x), rtol=1e-5, atol=1e-5)
+
+
+def test_stride_position_is_irrelevant_in_eval_but_not_in_training():
+    torch.manual_seed(0)
+    pw = _randomize(MulticeptionConv(4, 6, (3, 5), stride=2, stride_in="pointwise", impl="reference"))
+    dw = MulticeptionConv(4, 6, (3, 5), stride=2, stride_in="depthwise", impl="reference")
+    dw.load_state_dict(pw.state_dict())
+    x = torch.randn(4, 4, 10, 10)
+    assert not torch.allclose(pw(x), dw(x), atol=1e-3)  # BN batch stats over 10×10 vs 5×5 positions
+    dw.load_state_dict(pw.state_dict())  # same running statistics again
+    pw.eval()
+    dw.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(pw(x), dw(x))
+        # in eval the depthwise convs run at stride 2: C·Σk²·(H/2)² + m·C·C_out·(H/2)² MACs
+        assert count_macs(pw, x[:1]) == 4 * (9 + 25) * 25 + 8 * 6 * 25
+    pw.train()
+    with FlopCounterMode(display=False) as fc:
+        pw(x[:1])
+    assert fc.get_total_flops() // 2 == 4 * (9 + 25) * 100 + 8 * 6 * 25
+
+
+@pytest.mark.parametrize("cin,cout,ks", [(16, 16, (3, 5, 7)), (16, 32, (3, 5)), (32, 64, (3, 3)), (8, 5, (7,)),
+                                         (3, 11, (1, 3, 9))])
+def test_parameter_count_is_paper_eq6(cin, cout, ks):
+    m = MulticeptionConv(cin, cout, ks, pointwise_bias=False)
+    weights = sum(c.weight.numel() for c in m.modules() if isinstance(c, nn.Conv2d))
+    m_ = len(ks)
+    assert weights == cin * sum(k * k for k in ks) + m_ * cin * cout == multiception_params(cin, cout, ks)
+    assert count_params(m)[0] == multiception_params(cin, cout, ks, bn=True)
+    assert count_params(MulticeptionConv(cin, cout, ks))[0] == multiception_params(cin, cout, ks, True, True)
+
+
+@pytest.mark.parametrize("cin,cout,k", [(16, 16, 3), (32, 64, 3), (8, 24, 5)])
+def test_standard_and_dsconv_params_eq1_eq3_and_cost_ratio_eq5(cin, cout, k):
+    std = create_conv("standard", cin, cout, k, 1)
+    ds = create_conv("dsconv", cin, cout, k, 1, pointwise_bias=False)
+    assert std[0].weight.numel() == standard_params(cin, cout, k)
+    assert sum(c.weight.numel() for c in ds.modules() if isinstance(c, nn.Conv2d)) == dsconv_params(cin, cout, k)
+    x = torch.randn(1, cin, 12, 12)
+    ratio = count_macs(ds.eval(), x) / count_macs(std.eval(), x)
+    assert ratio == pytest.approx(1 / cout + 1 / k**2)  # eq. 5
+    assert dsconv_params(cin, cout, k) / standard_params(cin, cout, k) == pytest.approx(1 / cout + 1 / k**2)
+
+
+def test_multiception_saves_weights_once_output_channels_reach_about_16():
+    # "Multiception significantly reduces the required number of network parameters if the number of
+    # output channels reaches some extent (i.e. 16)": {3,5,7} vs standard 3×3 breaks even at C_out = 83/6.
+    assert multiception_params(16, 16, (3, 5, 7)) < standard_params(16, 16, 3)
+    assert multiception_params(16, 13, (3, 5, 7)) > standard_params(16, 13, 3)
+    assert multiception_params(16, 14, (3, 5, 7)) < standard_params(16, 14, 3)
+
+
+@pytest.mark.parametrize("conv_type", ["multiception", "mixconv", "dsconv"])
+@pytest.mark.parametrize("bad,needle", [([], "empty"), ([3, 4], "4"), (4, "not odd"), ([0], "0"), ([-3], "-3"),
+                                        ([3.0], "not an int"), (["3"], "not an int"), ("3", "must be"),
+                                        ([True], "not an int"), (None, "must be"), ({3, 5}, "must be")])
+def test_bad_kernel_sets_raise_clear_errors(conv_type, bad, needle):
+    with pytest.raises(ValueError, match=conv_type) as err:
+        create_conv(conv_type, 8, 8, bad, 1)
+    assert needle in str(err.value)
+
+
+def test_other_bad_arguments():
+    with pytest.raises(ValueError, match="mixconv: in_ch=2 cannot be split into 3 groups"):
+        create_conv("mixconv", 2, 8, (3, 5, 7), 1)
+    with pytest.raises(ValueError, match="stride_in must be one of"):
+        create_conv("multiception", 4, 8, (3, 5), 2, stride_in="middle")
+    with pytest.raises(ValueError, match="impl must be one of"):
+        create_conv("multiception", 4, 8, (3, 5), 1, impl="fast")
+    with pytest.raises(ValueError, match="stride must be a positive int"):
+        create_conv("dsconv", 4, 8, 3, 0)
+    with pytest.raises(ValueError, match="expected input"):
+        create_conv("multiception", 4, 8, (3, 5), 1)(torch.randn(1, 5, 8, 8))
+    with pytest.raises(ValueError, match="one kernel size .* per stage"):
+        stage_kernel_sizes("multiception", [(3, 5)], 3)
+    assert validate_kernel_sizes("multiception", [3, 3]) == (3, 3)
+    assert stage_kernel_sizes("multiception", None, 3) == [(3, 5, 7), (3, 5), (3, 3)]
+    assert stage_kernel_sizes("dsconv", None, 3) == [3, 3, 3]
+
+
+def test_dsconv_takes_the_largest_of_a_list_like_every_single_kernel_type():
+    assert create_conv("dsconv", 4, 4, [3, 5], 1).kernel_sizes == (5,)
+
+
+def test_auto_choice_on_cpu():
+    x = torch.randn(2, 8, 8, 8)
+    mc, mix, ds = MulticeptionConv(8, 8, (3, 5)), MixConv(8, 8, (3, 5)), DSConv(8, 8, 3)
+    for m in (mc, mix, ds):
+        m.train()
+        assert choose_impl(m, x) == "reference"
+        m.eval()
+        with torch.no_grad():
+            assert choose_impl(m, x) == ("reference" if m is mc else "fused")
+            with FlopCounterMode(display=False):  # MAC counting sees the layer's own work
+                assert choose_impl(m, x) == "reference"
+    mc.impl = "fused"
+    assert choose_impl(mc, x) == "fused"
+
+
+def test_mixconv_inference_macs_are_its_own_not_the_zero_embedded_ones():
+    m = MixConv(6, 4, (3, 7)).eval()
+    assert count_macs(m, torch.randn(1, 6, 8, 8)) == (3 * 9 + 3 * 49 + 6 * 4) * 64
+
+
+def test_autotune_picks_a_path_once_without_side_effects():
+    clear_autotune_cache()
+    torch.manual_seed(0)
+    m = MulticeptionConv(4, 4, (3, 5), impl="autotune").train()
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    x = torch.randn(2, 4, 6, 6)
+    choice = choose_impl(m, x)
+    assert choice in ("reference", "fused")
+    assert choose_impl(m, torch.randn(5, 4, 6, 6)) == choice  # cached (batch size is not part of the key)
+    for k, v in m.state_dict().items():
+        torch.testing.assert_close(v, before[k], msg=k)
+    assert all(p.grad is None for p in m.parameters())
+    clear_autotune_cache()
+
+
+def test_per_channel_mid_act_falls_back_to_reference_for_multiplier_gt_1():
+    torch.manual_seed(0)
+    m = MulticeptionConv(3, 4, (3, 5), mid_act="prelu", impl="fused")
+    m.act.weight.data = torch.linspace(0.1, 0.6, 6)
+    x = torch.randn(2, 3, 6, 6)
+    out = m(x)
+    m.impl = "reference"
+    torch.testing.assert_close(out, m(x))

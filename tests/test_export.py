@@ -1,0 +1,228 @@
+"""ONNX / TorchScript export of every registered model, checked against PyTorch (1e-4).
+
+Every model in ``leannets.list_models()`` (at collection time, so new models are covered
+automatically) is exported at its smallest valid input size in both formats and run with
+onnxruntime / ``torch.jit.load`` on a batch of 2 (the batch dimension is dynamic).
+
+Slow-marked (``LEANNETS_SLOW=1`` or ``-m slow``): models with more than ``BIG_PARAMS``
+parameters — the VGG16 family (138M parameters, a 0.5 GB ONNX file each) and anything of that
+size added later. Everything else runs by default.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+import leannets
+from leannets.analysis.export import (_pool_matrix, export_model, load_exported, load_model_source, run_exported,
+                                      smallest_input_size)
+from leannets.cli import main
+
+BIG_PARAMS = 50_000_000
+TOL = 1e-4
+
+
+def _param_count(name: str) -> int:
+    with torch.device("meta"):
+        model = leannets.create_model(name)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _cases() -> list:
+    cases = []
+    for name in leannets.list_models():
+        marks = [pytest.mark.slow] if _param_count(name) > BIG_PARAMS else []
+        cases.append(pytest.param(name, marks=marks, id=name))
+    return cases
+
+
+def _make_nontrivial(model: nn.Module) -> nn.Module:
+    """Random BN statistics/affines and unit-scale linear layers, so outputs are O(1) and a wrong
+    export cannot hide behind near-zero logits."""
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
+                n = m.num_features
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
+                if m.affine:
+                    m.weight.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
+                    m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+            elif isinstance(m, nn.Linear):
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", _cases())
+def test_every_registered_model_exports_to_onnx_and_torchscript(name, tmp_path):
+    info = leannets.model_info(name)
+    model = _make_nontrivial(leannets.create_model(name))
+    size = smallest_input_size(model, info.input_size[0])
+    with torch.no_grad():
+        ref = model(torch.randn(2, *size))
+    ref_t = ref if isinstance(ref, torch.Tensor) else ref[0]
+    assert float(ref_t.abs().max()) > 1e-3, f"{name}: degenerate output, the comparison would prove nothing"
+    for fmt, suffix in (("onnx", ".onnx"), ("torchscript", ".pt")):
+        result = export_model(model, tmp_path / f"{name}{suffix}", fmt, input_size=size, tolerance=TOL)
+        assert Path(result.path).is_file()
+        assert result.verified_batch == 2
+        assert result.max_rel_error is not None and result.max_rel_error <= TOL, (name, fmt, result.max_rel_error)
+
+
+def test_verification_catches_a_wrong_file(tmp_path):
+    """The check is real: a file exported from different weights fails verification."""
+    a = _make_nontrivial(leannets.create_model("densenet_bc_cifar_6_6_6"))
+    b = _make_nontrivial(leannets.create_model("densenet_bc_cifar_6_6_6"))
+    with torch.no_grad():
+        b.fc.weight.add_(1.0)
+    export_model(b, tmp_path / "b.onnx", "onnx", input_size=(3, 8, 8))
+    x = torch.randn(2, 3, 8, 8)
+    got = run_exported(load_exported(tmp_path / "b.onnx"), x)[0]
+    with torch.no_grad():
+        assert (got - a(x)).abs().max() > 1e-2
+        torch.testing.assert_close(got, b(x), rtol=1e-4, atol=1e-4)
+
+
+def test_fold_bn_export_matches_unfolded_model(tmp_path):
+    model = _make_nontrivial(leannets.create_model("dxnet_cifar_4_4_4"))
+    result = export_model(model, tmp_path / "f.onnx", "onnx", input_size=(3, 16, 16), fold_bn=True)
+    assert result.folded_bn_pairs and result.folded_bn_pairs > 0
+    x = torch.randn(3, 3, 16, 16)
+    with torch.no_grad():
+        torch.testing.assert_close(run_exported(load_exported(tmp_path / "f.onnx"), x)[0], model(x),
+                                   rtol=1e-4, atol=1e-4)
+
+
+def test_multi_output_and_non_divisible_adaptive_pool(tmp_path):
+    class Net(nn.Module):
+        in_chans, min_input_size, size_divisor = 3, 1, 1
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            self.pool = nn.AdaptiveAvgPool2d((3, 2))
+
+        def forward(self, x):
+            y = self.conv(x)
+            return {"pooled": self.pool(y), "feat": y}
+
+    net = Net().eval()
+    result = export_model(net, tmp_path / "n.onnx", "onnx", input_size=(3, 7, 5))
+    assert result.outputs == 2 and result.extra == {"adaptive_pools_as_matrices": 1}
+    outs = run_exported(load_exported(tmp_path / "n.onnx"), torch.randn(2, 3, 7, 5))
+    assert [tuple(o.shape) for o in outs] == [(2, 4, 7, 5), (2, 4, 3, 2)]  # dict keys sorted
+    export_model(net, tmp_path / "n.pt", "torchscript", input_size=(3, 7, 5))
+
+
+def test_pool_matrix_is_adaptive_average_pooling():
+    x = torch.randn(2, 3, 7, 11)
+    ref = nn.AdaptiveAvgPool2d((3, 4))(x)
+    got = _pool_matrix(7, 3) @ x @ _pool_matrix(11, 4).t()
+    torch.testing.assert_close(got, ref)
+
+
+def test_smallest_input_size_respects_divisor_and_minimum():
+    model = leannets.create_model("densenet121")
+    assert smallest_input_size(model) == (3, 32, 32)
+    model.size_divisor = 12
+    assert smallest_input_size(model) == (3, 36, 36)
+
+
+def test_bad_inputs_raise_clear_errors(tmp_path):
+    model = leannets.create_model("densenet_bc_cifar_6_6_6")
+    with pytest.raises(ValueError, match="unknown export format 'tflite'"):
+        export_model(model, tmp_path / "x", "tflite")
+    with pytest.raises(ValueError, match="expected input"):
+        export_model(model, tmp_path / "x.onnx", "onnx", input_size=(1, 32, 32))
+    with pytest.raises(ValueError, match="three positive integers"):
+        export_model(model, tmp_path / "x.onnx", "onnx", input_size=(3, 0, 32))
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        load_model_source(str(tmp_path / "missing.pt"))
+    with pytest.raises(ValueError, match="Unknown model 'densenet_nope'"):
+        load_model_source("densenet_nope")
+
+
+def test_cli_export_model_name(tmp_path, capsys):
+    out = tmp_path / "m.pt"
+    rc = main(["export", "dxnet_cifar_4_4_4", "--format", "torchscript", "--input-size", "3", "16", "16",
+               "--fold-bn", "--out", str(out), "--json"])
+    assert rc == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "dxnet_cifar_4_4_4" and report["folded_bn_pairs"] > 0
+    assert report["max_rel_error"] <= TOL and out.is_file()
+    assert main(["export", "no_such_model", "--out", str(tmp_path / "z.onnx")]) == 2
+    assert "Unknown model" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def digits_checkpoint(tmp_path_factory):
+    """A real checkpoint from the engine: DenseNet-BC-40 trained 2 steps on the embedded digits."""
+    from leannets.engine import train
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("run")
+    recipe = {"name": "export-test", "model": {"name": "densenet_bc_cifar_6_6_6"},
+              "data": {"name": "digits", "batch_size": 16, "limit_train": 32, "limit_eval": 16},
+              "train": {"epochs": 1, "max_steps_per_epoch": 2, "device": "cpu", "progress": False}}
+    result = train(recipe, out_dir=out, verbose=False)
+    return Path(result["checkpoint"])
+
+
+def test_cli_export_checkpoint_uses_its_data_size(digits_checkpoint, tmp_path, capsys):
+    out = tmp_path / "ckpt.onnx"
+    assert main(["export", str(digits_checkpoint), "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["model"] == "densenet_bc_cifar_6_6_6" and report["input_size"] == [3, 32, 32]
+    assert report["max_rel_error"] <= TOL
+    loaded = load_model_source(str(digits_checkpoint))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(run_exported(load_exported(out), x)[0], loaded.model(x), rtol=1e-4, atol=1e-4)
+    assert main(["export", str(digits_checkpoint), "--num-classes", "3"]) == 2
+    assert "model names only" in capsys.readouterr().err
+
+
+def test_cli_predict_top5_with_class_names(digits_checkpoint, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from leannets.data import build_dataset
+
+    splits = build_dataset({"name": "digits"})
+    images = splits.eval.images[:2]  # uint8 (2, 3, 32, 32)
+    paths = []
+    for i, img in enumerate(images):
+        paths.append(tmp_path / f"digit{i}.png")
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(paths[-1])
+    assert main(["predict", str(digits_checkpoint), *map(str, paths), "--json"]) == 0
+    preds = json.loads(capsys.readouterr().out)["predictions"]
+    assert [len(p["top"]) for p in preds] == [5, 5]
+    assert all(t["name"] == str(t["class"]) for p in preds for t in p["top"])  # digits' names are "0".."9"
+    # Same numbers as the model on the engine's normalisation of the same pixels.
+    loaded = load_model_source(str(digits_checkpoint))
+    mean, std = torch.tensor(loaded.mean).view(1, -1, 1, 1), torch.tensor(loaded.std).view(1, -1, 1, 1)
+    with torch.no_grad():
+        probs = torch.softmax(loaded.model((images.float() / 255 - mean) / std), 1)
+    for p, row in zip(preds, probs):
+        top = row.topk(5)
+        assert [t["class"] for t in p["top"]] == top.indices.tolist()
+        np.testing.assert_allclose([t["prob"] for t in p["top"]], top.values.numpy(), rtol=1e-4, atol=1e-6)
+    # --classes overrides the stored names; errors are clear.
+    names = ",".join(f"n{i}" for i in range(10))
+    assert main(["predict", str(digits_checkpoint), str(paths[0]), "--topk", "2", "--classes", names]) == 0
+    assert "n" in capsys.readouterr().out
+    assert main(["predict", str(digits_checkpoint), str(paths[0]), "--classes", "a,b"]) == 2
+    assert "gives 2 names but the model predicts 10" in capsys.readouterr().err
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    assert main(["predict", str(digits_checkpoint), str(bad)]) == 2
+    assert "cannot be read as an image" in capsys.readouterr().err
+    assert main(["predict", "dxnet_cifar_4_4_4", str(paths[0])]) == 2
+    assert "needs a trained checkpoint" in capsys.readouterr().err
