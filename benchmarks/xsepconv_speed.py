@@ -73,7 +73,7 @@ static inline void fill(float* R p, float v, long n) { for (long m = 0; m < n; +
 /* BN-folded XSepConv on NCHW planes: [2x2 + act] -> 1xk stride (1,s) + act -> kx1 stride (s,1) + act.
    Planes are stored flat with zero gaps between rows, so every pass is one long vector loop.
    w2 == NULL: no 2x2 layer. pad: per channel (top, left) extra zero of the 2x2 layer. */
-int xsep_forward(const float* x, float* out, long N, long C, long H, long W,
+int xsep_nchw(const float* x, float* out, long N, long C, long H, long W,
                  const float* w2, const float* b2, const int* pad, const float* w1, const float* b1,
                  const float* wk, const float* bk, long k, long s, int act) {
   const long p = k / 2;
@@ -131,7 +131,7 @@ int xsep_forward(const float* x, float* out, long N, long C, long H, long W,
 }
 
 /* Vanilla k x k depthwise (+bias, act) in the same style: the like-for-like reference. */
-int dw_forward(const float* x, float* out, long N, long C, long H, long W, const float* wt, const float* b,
+int dw_nchw(const float* x, float* out, long N, long C, long H, long W, const float* wt, const float* b,
                long k, long s, int act) {
   const long p = k / 2, S = W + 2 * p;
   const long Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
@@ -162,6 +162,93 @@ int dw_forward(const float* x, float* out, long N, long C, long H, long W, const
   free(xb); free(acc);
   return 0;
 }
+
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+#define LD(p) (*(const v8*)(p))
+#define ST(p, v) (*(v8*)(p) = (v))
+
+typedef int v8i __attribute__((vector_size(32), aligned(4)));
+static inline v8 vmax0(v8 v) { const v8 z = {0}; return (v8)((v8i)v & (v > z)); }
+static inline v8 vmin6(v8 v) { const v8 z = {0}, six = z + 6.f; v8i sel = v < six; return (v8)(((v8i)v & sel) | ((v8i)six & ~sel)); }
+static inline v8 actv(v8 v, int act) {
+  if (act == 1) return vmax0(v);
+  if (act == 2) { const v8 z = {0}; v8 r = vmin6(vmax0(v + (z + 3.f))); return v * r * (1.f / 6.f); }
+  return v;
+}
+
+static inline float acts(float v, int act) {
+  if (act == 1) return v > 0.f ? v : 0.f;
+  if (act == 2) { float r = v + 3.f; r = r > 0.f ? r : 0.f; r = r < 6.f ? r : 6.f; return v * r * (1.f / 6.f); }
+  return v;
+}
+
+/* ---- channels_last (NHWC): vectorised across channels, 8 lanes (GCC vector extensions) ----
+   One depthwise pass, NHWC, channels in [c0, c1) (multiples of 8). w: tap-major (kh*kw, C). */
+static void pass(const float* in, float* out, long H, long W, long C, long Ho, long Wo, const float* w,
+                 const float* b, long kh, long kw, long sh, long sw, long pt, long pl, long c0, long c1, int act) {
+  for (long io = 0; io < Ho; ++io) {
+    const long r0 = io * sh - pt;
+    const long a0 = r0 < 0 ? -r0 : 0, a1 = (H - r0) < kh ? (H - r0) : kh;
+    for (long jo = 0; jo < Wo; ++jo) {
+      const long q0 = jo * sw - pl;
+      const long t0 = q0 < 0 ? -q0 : 0, t1 = (W - q0) < kw ? (W - q0) : kw;
+      float* o = out + (io * Wo + jo) * C;
+      long c = c0;
+      for (; c + 8 <= c1; c += 8) {
+        v8 acc = LD(b + c);
+        for (long a = a0; a < a1; ++a) {
+          const float* src = in + ((r0 + a) * W + q0) * C + c;
+          const float* wt = w + a * kw * C + c;
+          for (long t = t0; t < t1; ++t) acc += LD(wt + t * C) * LD(src + t * C);
+        }
+        ST(o + c, actv(acc, act));
+      }
+      for (; c < c1; ++c) {  /* channel tail */
+        float acc = b[c];
+        for (long a = a0; a < a1; ++a)
+          for (long t = t0; t < t1; ++t) acc += w[(a * kw + t) * C + c] * in[((r0 + a) * W + q0 + t) * C + c];
+        o[c] = acts(acc, act);
+      }
+    }
+  }
+}
+
+/* XSepConv on NHWC images; weights tap-major (taps, C); pad: per channel (top, left) of the 2x2. */
+int xsep_nhwc(const float* x, float* out, long N, long C, long H, long W,
+                      const float* w2, const float* b2, const int* pad, const float* w1, const float* b1,
+                      const float* wk, const float* bk, long k, long s, int act) {
+  const long p = k / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
+  float* y1 = w2 ? malloc((size_t)H * W * C * sizeof(float)) : NULL;
+  float* y2 = malloc((size_t)H * Wo * C * sizeof(float));
+  if ((w2 && !y1) || !y2) { free(y1); free(y2); return 1; }
+  for (long n = 0; n < N; ++n) {
+    const float* xn = x + n * H * W * C;
+    const float* src = xn;
+    if (w2) {
+      long c0 = 0;
+      while (c0 < C) {
+        long c1 = c0 + 1;
+        while (c1 < C && pad[2 * c1] == pad[2 * c0] && pad[2 * c1 + 1] == pad[2 * c0 + 1]) ++c1;
+        pass(xn, y1, H, W, C, H, W, w2, b2, 2, 2, 1, 1, pad[2 * c0], pad[2 * c0 + 1], c0, c1, act);
+        c0 = c1;
+      }
+      src = y1;
+    }
+    pass(src, y2, H, W, C, H, Wo, w1, b1, 1, k, 1, s, 0, p, 0, C, act);
+    pass(y2, out + n * Ho * Wo * C, H, Wo, C, Ho, Wo, wk, bk, k, 1, s, 1, p, 0, 0, C, act);
+  }
+  free(y1); free(y2);
+  return 0;
+}
+
+/* Vanilla k x k depthwise + bias + act on NHWC: the like-for-like reference. */
+int dw_nhwc(const float* x, float* out, long N, long C, long H, long W, const float* w, const float* b,
+                    long k, long s, int act) {
+  const long p = k / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
+  for (long n = 0; n < N; ++n)
+    pass(x + n * H * W * C, out + n * Ho * Wo * C, H, W, C, Ho, Wo, w, b, k, k, s, s, p, p, 0, C, act);
+  return 0;
+}
 """
 
 _LIB: ctypes.CDLL | None = None
@@ -183,8 +270,9 @@ def build_kernels() -> ctypes.CDLL | None:
         return None
     P, L = ctypes.c_void_p, ctypes.c_long
     _LIB = ctypes.CDLL(str(lib))
-    _LIB.xsep_forward.argtypes = [P, P, L, L, L, L, P, P, P, P, P, P, P, L, L, ctypes.c_int]
-    _LIB.dw_forward.argtypes = [P, P, L, L, L, L, P, P, L, L, ctypes.c_int]
+    for fmt in ("nchw", "nhwc"):
+        getattr(_LIB, f"xsep_{fmt}").argtypes = [P, P, L, L, L, L, P, P, P, P, P, P, P, L, L, ctypes.c_int]
+        getattr(_LIB, f"dw_{fmt}").argtypes = [P, P, L, L, L, L, P, P, L, L, ctypes.c_int]
     return _LIB
 
 
@@ -203,7 +291,7 @@ def _act_code(act: nn.Module) -> int:
 
 
 def _folded_conv(seq: nn.Module) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """(weight (C, kh·kw), bias, act code) of a folded [pad →] conv → Identity → act sequence."""
+    """(weight (C, taps), bias, act code) of a folded [pad →] conv → Identity → act sequence."""
     if not isinstance(seq.bn, nn.Identity):
         raise ValueError("fuse after fold_bn: the BatchNorm is still there")
     conv = seq.conv
@@ -212,21 +300,37 @@ def _folded_conv(seq: nn.Module) -> tuple[torch.Tensor, torch.Tensor, int]:
             conv.bias.detach().contiguous(), _act_code(act))
 
 
+def _run(lib: ctypes.CDLL, name: str, x: torch.Tensor, stride: int, *args: object) -> torch.Tensor:
+    """Call ``<name>_nhwc`` for channels_last inputs, ``<name>_nchw`` otherwise; same output format."""
+    nhwc = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    fmt = torch.channels_last if nhwc else torch.contiguous_format
+    x = x.float().contiguous(memory_format=fmt)
+    n, c, h, w = x.shape
+    out = torch.empty(n, c, (h - 1) // stride + 1, (w - 1) // stride + 1, memory_format=fmt)
+    conv = [_ptr(a) if isinstance(a, torch.Tensor) or a is None else a for a in args]
+    if getattr(lib, f"{name}_{'nhwc' if nhwc else 'nchw'}")(_ptr(x), _ptr(out), n, c, h, w, *conv):
+        raise MemoryError(f"{name}: allocation failed")
+    return out
+
+
 class FusedXSepConv(nn.Module):
-    """Inference-only XSepConv (``standard``/``no2x2``) running :func:`xsep_forward` (BN folded)."""
+    """Inference-only XSepConv (``standard``/``no2x2``, BN folded) on the C kernels.
+
+    channels_last inputs run the NHWC kernel (vectorised across channels), others the NCHW one
+    (vectorised along flattened planes).
+    """
 
     def __init__(self, m: XSepConv, lib: ctypes.CDLL) -> None:
         super().__init__()
         if m.variant not in ("standard", "no2x2"):
             raise ValueError(f"fused kernel implements the standard and no2x2 variants, got {m.variant!r}")
         self.lib, self.k, self.s, c = lib, m.kernel_size, m.stride, m.channels
-        self.w1, self.b1, act = _folded_conv(m.conv_1xk)
-        self.wk, self.bk, _ = _folded_conv(m.conv_kx1)
-        self.act = act
-        self.w2 = self.b2 = None
+        w1, self.b1, self.act = _folded_conv(m.conv_1xk)
+        wk, self.bk, _ = _folded_conv(m.conv_kx1)
+        w2 = self.b2 = None
         self.pad = torch.zeros(c, 2, dtype=torch.int32)
         if m.variant == "standard":
-            self.w2, self.b2, _ = _folded_conv(m.conv_2x2)
+            w2, self.b2, _ = _folded_conv(m.conv_2x2)
             pad: EvenPad2d = m.conv_2x2.pad
             if pad.direction == "groups":
                 dirs = [d for idx, d in zip(torch.tensor_split(torch.arange(c), 4), GROUP_DIRECTIONS)
@@ -234,21 +338,18 @@ class FusedXSepConv(nn.Module):
             else:
                 dirs = [pad.direction] * c
             self.pad = torch.tensor([[int("top" in d), int("left" in d)] for d in dirs], dtype=torch.int32)
+        # channel-major (C, taps) for NCHW planes, tap-major (taps, C) for NHWC vectors
+        self.w = {"nchw": (w2, w1, wk), "nhwc": tuple(None if t is None else t.t().contiguous() for t in (w2, w1, wk))}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous().float()
-        n, c, h, w = x.shape
-        out = torch.empty(n, c, (h - 1) // self.s + 1, (w - 1) // self.s + 1)
-        rc = self.lib.xsep_forward(_ptr(x), _ptr(out), n, c, h, w, _ptr(self.w2), _ptr(self.b2), _ptr(self.pad),
-                                   _ptr(self.w1), _ptr(self.b1), _ptr(self.wk), _ptr(self.bk), self.k, self.s,
-                                   self.act)
-        if rc:
-            raise MemoryError("xsep_forward: allocation failed")
-        return out
+        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        w2, w1, wk = self.w["nhwc" if nhwc else "nchw"]
+        return _run(self.lib, "xsep", x, self.s, w2, self.b2, self.pad, w1, self.b1, wk, self.bk, self.k, self.s,
+                    self.act)
 
 
 class FusedDepthwise(nn.Module):
-    """Inference-only k×k depthwise conv (+bias, act) running :func:`dw_forward` (BN folded)."""
+    """Inference-only k×k depthwise conv (+bias, act; BN folded) on the same-style C kernels."""
 
     def __init__(self, seq: nn.Sequential, lib: ctypes.CDLL) -> None:
         super().__init__()
@@ -256,16 +357,13 @@ class FusedDepthwise(nn.Module):
         if not isinstance(bn, nn.Identity):
             raise ValueError("fuse after fold_bn: the BatchNorm is still there")
         self.lib, self.k, self.s = lib, conv.kernel_size[0], conv.stride[0]
-        self.w = conv.weight.detach().reshape(conv.out_channels, -1).contiguous()
+        w = conv.weight.detach().reshape(conv.out_channels, -1)
+        self.w = {"nchw": w.contiguous(), "nhwc": w.t().contiguous()}
         self.b, self.act = conv.bias.detach().contiguous(), _act_code(act)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = x.contiguous().float()
-        n, c, h, w = x.shape
-        out = torch.empty(n, c, (h - 1) // self.s + 1, (w - 1) // self.s + 1)
-        if self.lib.dw_forward(_ptr(x), _ptr(out), n, c, h, w, _ptr(self.w), _ptr(self.b), self.k, self.s, self.act):
-            raise MemoryError("dw_forward: allocation failed")
-        return out
+        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+        return _run(self.lib, "dw", x, self.s, self.w["nhwc" if nhwc else "nchw"], self.b, self.k, self.s, self.act)
 
 
 def _is_depthwise(m: nn.Module) -> bool:
@@ -431,7 +529,7 @@ def _inference_rows(rep: Report, section: str, xs: nn.Module, dw: nn.Module, x: 
         a, b = paired([lambda: fxc(xcl), lambda: fdc(xcl)], r, inner)
         rep.add(section, "eager, BN folded, channels_last", a, b)
         track("eager folded channels_last", b, lambda: fdc(xcl))
-        if args.compile:
+        if args.compile and (block or args.compile_models):
             try:
                 cx, sx = _compile(fx, xb)
                 cd, sd = _compile(fd, xb)
@@ -448,21 +546,20 @@ def _inference_rows(rep: Report, section: str, xs: nn.Module, dw: nn.Module, x: 
                             f"DW = {best_dw[1]}; compile {ss:.0f} s")
             except Exception as err:  # noqa: BLE001 - report, do not abort the benchmark
                 print(f"  torch.compile unavailable: {type(err).__name__}: {err}")
-        if lib is not None:
-            fused = fuse_for_cpu(fx, lib, xsep=True)
-            torch.testing.assert_close(fused(x), fx(x), rtol=1e-4, atol=1e-4)
-            a, b = paired([lambda: fused(xb), best_dw[2]], r, inner)
-            rep.add(section, "fused C XSep kernel vs best PyTorch DW", a, b, f"DW = {best_dw[1]}")
-            fused_dw = fuse_for_cpu(fd, lib, xsep=False, dw=True)
-            torch.testing.assert_close(fused_dw(x), fd(x), rtol=1e-4, atol=1e-4)
-            if block:
-                a, b = paired([lambda: fused(xb), lambda: fused_dw(xb)], r, inner)
-                rep.add(section, "fused C XSep vs same-style C DW kernel (like-for-like)", a, b)
-            else:  # every depthwise layer of both models on the C kernels
-                fused_all = fuse_for_cpu(fx, lib, xsep=True, dw=True)
-                torch.testing.assert_close(fused_all(x), fx(x), rtol=1e-4, atol=1e-4)
-                a, b = paired([lambda: fused_all(xb), lambda: fused_dw(xb)], r, inner)
-                rep.add(section, "all depthwise layers on the C kernels (like-for-like)", a, b)
+        if lib is None:
+            return
+        for layout, xin, src_x, src_d in (("NCHW planes", xb, fx, fd), ("NHWC vectors", xcl, fxc, fdc)):
+            fused = fuse_for_cpu(src_x, lib, xsep=True)
+            torch.testing.assert_close(fused(xin), fx(xb), rtol=1e-4, atol=1e-4)
+            a, b = paired([lambda: fused(xin), best_dw[2]], r, inner)
+            rep.add(section, f"fused C XSep ({layout}) vs best PyTorch DW", a, b, f"DW = {best_dw[1]}")
+            # like-for-like: every depthwise layer (blocks: the one layer) on the same-style C kernels
+            fused_x = fuse_for_cpu(src_x, lib, xsep=True, dw=True)
+            fused_d = fuse_for_cpu(src_d, lib, xsep=False, dw=True)
+            torch.testing.assert_close(fused_x(xin), fx(xb), rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(fused_d(xin), fd(xb), rtol=1e-4, atol=1e-4)
+            a, b = paired([lambda: fused_x(xin), lambda: fused_d(xin)], r, inner)
+            rep.add(section, f"C XSep vs same-style C DW kernel, {layout} (like-for-like)", a, b)
 
 
 def bench_blocks(rep: Report, args: argparse.Namespace, lib: ctypes.CDLL | None) -> None:
@@ -507,6 +604,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="k = 5, 7 only, fewer repeats, CIFAR model only")
     parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip torch.compile rows")
+    parser.add_argument("--compile-models", action="store_true",
+                        help="also torch.compile the whole models (minutes of compile time each)")
     parser.add_argument("--no-fused", dest="fused", action="store_false", help="skip the C kernel rows")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (the C kernels use one)")
     parser.add_argument("--channels", type=int, default=96)

@@ -14,7 +14,7 @@ __all__ = ["Field", "Task", "create_task", "evaluate_checkpoint", "get_task_clas
            "register_keys", "register_task", "stage_configs", "train"]
 
 
-def train(recipe, overrides=None, out_dir=None, **kwargs):  # noqa: ANN001, ANN201
+def train(recipe=None, overrides=None, out_dir=None, **kwargs):  # noqa: ANN001, ANN201
     """Run a recipe (path, bundled name or dict); see :func:`leannets.engine.trainer.train`."""
     from .trainer import train as _train
 

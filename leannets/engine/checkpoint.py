@@ -110,9 +110,10 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     try:
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
+        lines = [ln.strip() for ln in str(err).splitlines() if "Unsupported" in ln or "WeightsUnpickler" in ln]
+        detail = lines[0] if lines else (str(err).splitlines() or [type(err).__name__])[0]
         raise ValueError(f"checkpoint {p} was refused: it contains pickled objects other than tensors and plain "
-                         f"containers, which could run arbitrary code when loaded (torch.load weights_only=True "
-                         f"said: {str(err).splitlines()[0] if str(err) else type(err).__name__})") from err
+                         f"containers, which could run arbitrary code when loaded ({detail})") from err
     except (RuntimeError, EOFError, OSError) as err:
         raise ValueError(f"checkpoint {p} is corrupt or truncated: {err}") from err
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:

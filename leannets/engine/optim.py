@@ -25,14 +25,16 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_norm_bias: bool
 
 
 def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
-    """The optimizer of a resolved ``optim`` recipe section over the model's trainable parameters."""
+    """The optimizer of a resolved ``optim`` recipe section over the model's trainable parameters.
+
+    ``momentum`` and ``nesterov`` apply to SGD only, ``betas`` and ``eps`` to Adam/AdamW only (a stage that
+    switches optimizer inherits the other keys harmlessly).
+    """
     groups = param_groups(model, cfg["weight_decay"], cfg["no_decay_norm_bias"])
     name = cfg["name"]
     if name == "sgd":
         return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"],
                                weight_decay=cfg["weight_decay"])
-    if cfg["nesterov"]:
-        raise ValueError(f"optim.nesterov applies to SGD only, not {name!r}")
     cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
     return cls(groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"], weight_decay=cfg["weight_decay"])
 

@@ -248,7 +248,7 @@ class Trainer:
             return
         s = self.state
         ckpt = {
-            "format": FORMAT, "version": VERSION, "torch_version": torch.__version__,
+            "format": FORMAT, "version": VERSION, "torch_version": str(torch.__version__),
             "recipe": self.recipe, "data_info": self.data_info,
             "model": unwrap_model(self.model).state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,

@@ -41,8 +41,8 @@ import torch.nn.functional as F
 from .create_act import create_act
 from .create_conv import register_conv_type
 
-__all__ = ["IMPLS", "STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "stage_kernel_sizes", "MulticeptionConv", "MixConv", "DSConv", "SeparableMultiKernel",
-           "validate_kernel_sizes", "split_channels", "multiception_params", "dsconv_params", "standard_params",
+__all__ = ["IMPLS", "STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "MulticeptionConv", "MixConv",
+           "DSConv", "SeparableMultiKernel", "stage_kernel_sizes", "validate_kernel_sizes", "split_channels", "multiception_params", "dsconv_params", "standard_params",
            "choose_impl", "clear_autotune_cache"]
 
 IMPLS = ("auto", "reference", "fused", "autotune")
@@ -222,8 +222,8 @@ class SeparableMultiKernel(nn.Module):
         self.dw = nn.ModuleList(
             _Conv2d(c, c, k, s_dw, k // 2, groups=c, bias=False) for _, c, k in self.branches)
         self.bn1 = nn.ModuleList(nn.BatchNorm2d(c) for _, c, _ in self.branches)
-        self.act = create_act(mid_act, sum(c for _, c, _ in self.branches))
         mid = sum(c for _, c, _ in self.branches)
+        self.act = create_act(mid_act, mid)
         self.pw = _Conv2d(mid, out_ch, 1, stride // s_dw, 0, bias=pointwise_bias)
         self.bn2 = nn.BatchNorm2d(out_ch)
         self._init_fused_layout()
@@ -497,7 +497,7 @@ class DSConv(SeparableMultiKernel):
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1,
                  stride_in: str = "depthwise", **kwargs: Any) -> None:
-        k = max(validate_kernel_sizes(self.conv_type, kernel_size))  # factory rule: single-kernel types take the largest
+        k = max(validate_kernel_sizes(self.conv_type, kernel_size))  # factory rule: single-kernel types take max
         super().__init__(in_ch, out_ch, [(0, in_ch, k)], stride, stride_in, **kwargs)
 
 

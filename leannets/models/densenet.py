@@ -2,9 +2,9 @@
 
 Layout follows the original (and timm/torchvision): pre-activation dense layers
 BN-ReLU-Conv1×1(bottleneck·k)-BN-ReLU-Conv3×3(k), transitions BN-ReLU-Conv1×1-AvgPool2×2,
-final BN-ReLU-global-average-pool-linear. ``layer_gate`` adds a spatial activation (e.g. an
-xUnit) on each layer's k-channel output before concatenation, which is how the Dense xUnit
-Networks of Kligvasser & Michaeli build their x-dense layers.
+final BN-ReLU-global-average-pool-linear. ``gate`` adds a spatial activation (e.g. an xUnit) on
+each layer's k-channel output before concatenation and ``stem_gate`` one after the stem: that is
+how :class:`DxNet` (Dense xUnit Networks, Kligvasser & Michaeli) builds its x-dense layers.
 """
 from __future__ import annotations
 

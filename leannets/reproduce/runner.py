@@ -78,6 +78,7 @@ class Context:
     log: Callable[[str], None] = print
     threads: int | None = None
     run_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
+    eval_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def runs_dir(self) -> Path:
@@ -124,7 +125,8 @@ class Context:
 
         recipe, overrides = self.recipe_for(exp, row)
         resolved = load_recipe(recipe, overrides)
-        run_id = f"{resolved['model']['name']}-{stable_hash(resolved)}"
+        # name/description do not change what is trained: equal runs of different tables are shared.
+        run_id = f"{resolved['model']['name']}-{stable_hash({k: v for k, v in resolved.items() if k not in ('name', 'description')})}"
         if run_id in self.run_cache:
             return self.run_cache[run_id]
         run_dir = self.runs_dir / run_id
@@ -140,9 +142,22 @@ class Context:
             result = train(resolved, out_dir=run_dir, verbose=self.scale == "paper", progress=False)
         result = dict(result)
         result["run_id"], result["recipe_name"], result["overrides"] = run_id, recipe, overrides
+        if result.get("task") == "classification":
+            result["eval_samples"] = self.eval_count(resolved)
         result["run_dir"] = str(run_dir)
         self.run_cache[run_id] = result
         return result
+
+    def eval_count(self, resolved: Mapping[str, Any]) -> int:
+        """Size of the evaluation split a recipe evaluates on (for the accuracies' noise)."""
+        from leannets.engine.recipe import stage_configs
+        from leannets.engine.task import create_task
+
+        cfg = stage_configs(dict(resolved))[-1]
+        key = stable_hash({"data": cfg["data"], "task": cfg["task"]})
+        if key not in self.eval_counts:
+            self.eval_counts[key] = len(create_task(cfg).build_data().eval)
+        return self.eval_counts[key]
 
     def checkpoint(self, res: ExperimentResult, row_key: str) -> Path:
         """The final checkpoint of a trained row."""

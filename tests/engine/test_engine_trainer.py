@@ -1,0 +1,200 @@
+"""The trainer: learning, run folder, multi-stage freezing, NaN stop, safe checkpoints, kill-and-resume."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from leannets.cli import main as cli_main
+from leannets.engine import evaluate_checkpoint, train
+from leannets.engine.checkpoint import load_checkpoint, load_model
+from leannets.engine.trainer import NonFiniteLossError
+
+TINY_MODEL = {"name": "densenet_bc_cifar_6_6_6", "kwargs": {"growth_rate": 2, "bn_size": 2, "num_init_features": 4}}
+
+
+def tiny(**sections) -> dict:
+    r = {"model": dict(TINY_MODEL), "seed": 1,
+         "data": {"name": "digits", "image_size": 16, "batch_size": 16, "eval_batch_size": 64, "limit_train": 64,
+                  "limit_eval": 64, "flip": False, "crop_padding": 2},
+         "optim": {"lr": 0.05, "nesterov": True}, "train": {"epochs": 2, "threads": 1}}
+    for k, v in sections.items():
+        r[k] = {**r.get(k, {}), **v} if isinstance(v, dict) else v
+    return r
+
+
+def test_train_learns_digits_and_writes_the_run_folder(tmp_path: Path):
+    recipe = tiny(model={"kwargs": {"growth_rate": 4, "bn_size": 2, "num_init_features": 8}},
+                  data={"limit_train": 384, "limit_eval": None, "batch_size": 32},
+                  optim={"lr": 0.1, "weight_decay": 5e-4}, schedule={"name": "cosine", "warmup_epochs": 0.3},
+                  train={"epochs": 3})
+    res = train(recipe, out_dir=tmp_path / "run", verbose=False)
+    assert res["final"]["eval_acc1"] > 0.4, res["final"]  # 10 classes: chance is 0.1
+    assert res["history"][-1]["train_loss"] < res["history"][0]["train_loss"]
+    run = tmp_path / "run"
+    for f in ("recipe.yaml", "metrics.jsonl", "metrics.csv", "last.pt", "best.pt", "result.json"):
+        assert (run / f).is_file(), f
+    saved = yaml.safe_load((run / "recipe.yaml").read_text())
+    assert saved["optim"]["lr"] == 0.1 and saved["data"]["cutout"] == 0  # resolved, defaults included
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and "eval_acc1" in rows[-1] and "img_per_s" in rows[0]
+    assert (run / "metrics.csv").read_text().splitlines()[0].startswith("stage,stage_name,epoch")
+    out = evaluate_checkpoint(run / "last.pt")
+    assert out["metrics"]["acc1"] == pytest.approx(res["final"]["eval_acc1"])
+    model, ckpt = load_model(run)
+    assert not model.training and ckpt["data_info"]["num_classes"] == 10
+
+
+def test_multistage_freeze_keeps_frozen_weights_and_bn_stats(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from leannets.engine.recipe import load_recipe, stage_configs
+    from leannets.engine.task import create_task
+
+    recipe = tiny(train={"epochs": 1}, stages=[
+        {"name": "head", "freeze": ["stem", "blocks.0"], "optim": {"lr": 0.1}},
+        {"name": "all", "optim": {"name": "adam", "lr": 1e-3}, "schedule": {"name": "cosine"}}])
+    res = train(recipe, out_dir=tmp_path / "a", verbose=False)
+    hist = res["history"]
+    assert [h["stage_name"] for h in hist] == ["head", "all"] and hist[0]["lr"] == 0.1
+    one = train({**recipe, "stages": recipe["stages"][:1]}, out_dir=tmp_path / "b", verbose=False)
+    w1 = load_checkpoint(Path(one["checkpoint"]))["model"]
+    w2 = load_checkpoint(Path(res["checkpoint"]))["model"]
+    torch.manual_seed(recipe["seed"])  # the trainer builds the model right after seeding
+    cfg = stage_configs(load_recipe(recipe))[0]
+    fresh = create_task(cfg).build_model(SimpleNamespace(**one["data"])).state_dict()
+    frozen = [k for k in w1 if k.startswith(("stem.", "blocks.0."))]
+    assert any("running_mean" in k for k in frozen) and any("conv" in k for k in frozen)
+    for k in frozen:
+        assert torch.equal(w1[k], fresh[k]), f"{k} changed while frozen"
+    assert not torch.equal(w1["fc.weight"], fresh["fc.weight"])
+    assert not torch.equal(w2["blocks.0.denselayer1.norm1.running_mean"], w1["blocks.0.denselayer1.norm1.running_mean"])
+    assert not torch.equal(w2["stem.0.weight"], w1["stem.0.weight"])  # stage 2 trains everything
+    with pytest.raises(ValueError, match="freeze prefix 'encoder'.*top-level modules: blocks, fc"):
+        train(tiny(stages=[{"freeze": ["encoder"]}]), save=False, verbose=False)
+
+
+def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_last_good(tmp_path: Path):
+    recipe = tiny(train={"epochs": 1}, stages=[{"name": "ok"}, {"name": "boom", "optim": {"lr": 1e30}}])
+    with pytest.raises(NonFiniteLossError, match=r"stage 'boom' epoch 1 step \d+ .*last good checkpoint"):
+        train(recipe, out_dir=tmp_path, verbose=False)
+    ck = load_checkpoint(tmp_path / "last.pt")
+    assert ck["loop"]["stage"] == 1 and ck["loop"]["epoch"] == 0  # saved after stage "ok", never after
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+    assert len(ck["history"]) == 1
+    # The CLI prints the same as a clean error.
+    rc = cli_main(["train", "--recipe", _write(tmp_path / "r.yaml", recipe), "--out", str(tmp_path / "c"),
+                   "--quiet"])
+    assert rc == 2
+
+
+def _write(path: Path, recipe: dict) -> str:
+    path.write_text(yaml.safe_dump(recipe))
+    return str(path)
+
+
+class _Evil:
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_crafted_pickle_checkpoint_is_refused(tmp_path: Path, capsys):
+    marker = tmp_path / "pwned"
+    bad = tmp_path / "evil.pt"
+    torch.save({"format": "leannets-checkpoint", "model": {}, "payload": _Evil(str(marker))}, bad)
+    with pytest.raises(ValueError, match=r"evil\.pt was refused: it contains pickled objects"):
+        load_checkpoint(bad)
+    assert not marker.exists()
+    assert cli_main(["eval", str(bad)]) == 2
+    assert "refused" in capsys.readouterr().err and not marker.exists()
+    plain = tmp_path / "plain.pt"
+    torch.save({"weights": torch.zeros(2)}, plain)
+    with pytest.raises(ValueError, match="not a leannets checkpoint"):
+        load_checkpoint(plain)
+    (tmp_path / "trunc.pt").write_bytes(plain.read_bytes()[:40])
+    with pytest.raises(ValueError, match="corrupt or truncated"):
+        load_checkpoint(tmp_path / "trunc.pt")
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+    # A pickle that is not even a zip archive.
+    (tmp_path / "old.pt").write_bytes(pickle.dumps(_Evil(str(marker))))
+    with pytest.raises(ValueError):
+        load_checkpoint(tmp_path / "old.pt")
+    assert not marker.exists()
+
+
+RESUME_RECIPE = tiny(model={"kwargs": {"growth_rate": 2, "bn_size": 2, "num_init_features": 4, "drop_rate": 0.1}},
+                     data={"limit_train": 64, "crop_padding": 2, "cutout": 8, "flip": True},
+                     schedule={"name": "cosine", "warmup_epochs": 0.5},
+                     train={"epochs": 3, "ema_decay": 0.8, "grad_clip": 1.0},
+                     checkpoint={"every_steps": 2, "every": 1})
+
+
+def _strip_times(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("epoch_time_s", "img_per_s")} for r in rows]
+
+
+def test_sigkill_and_resume_is_bit_identical(tmp_path: Path):
+    ref = train(RESUME_RECIPE, out_dir=tmp_path / "ref", verbose=False)
+    recipe_file = _write(tmp_path / "r.yaml", RESUME_RECIPE)
+    run = tmp_path / "killed"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "leannets.cli", "train", "--recipe", recipe_file, "--out", str(run), "--quiet",
+           "--no-progress"]
+    kills = []
+    for target_step in (2, 6):  # first inside epoch 1, then inside epoch 2 of the resumed run
+        proc = subprocess.Popen(cmd if not kills else cmd[:4] + ["--resume", str(run), "--quiet", "--no-progress"],
+                                env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline, seen = time.time() + 120, None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                stamp = (run / "last.pt").stat().st_mtime_ns
+                step = load_checkpoint(run / "last.pt")["loop"]["global_step"] if stamp != seen else -1
+                seen = stamp
+            except (FileNotFoundError, ValueError):
+                step = -1
+            if step >= target_step:
+                proc.send_signal(signal.SIGKILL)
+                kills.append(step)
+                break
+            time.sleep(0.01)
+        proc.wait(timeout=60)
+        assert proc.returncode == -signal.SIGKILL, f"run ended before it could be killed: {proc.stderr.read()}"
+    assert not (run / "result.json").exists()
+    res = train(resume=run, verbose=False)
+    a, b = load_checkpoint(tmp_path / "ref" / "last.pt"), load_checkpoint(run / "last.pt")
+    for key in ("model", "ema"):
+        assert a[key].keys() == b[key].keys()
+        for k in a[key]:
+            assert torch.equal(a[key][k], b[key][k]), f"{key}.{k} differs after kill at steps {kills} + resume"
+    assert torch.equal(a["rng"][0]["torch"], b["rng"][0]["torch"])
+    assert _strip_times(a["history"]) == _strip_times(b["history"])
+    assert res["final"] == ref["final"] and res["global_step"] == ref["global_step"] == 12
+    assert sorted(p.name for p in run.glob("epoch_*.pt")) == ["epoch_0001.pt", "epoch_0002.pt", "epoch_0003.pt"]
+
+
+def test_cli_train_and_eval_print_results(tmp_path: Path, capsys):
+    recipe = _write(tmp_path / "r.yaml", tiny(train={"epochs": 1}))
+    assert cli_main(["train", "--recipe", recipe, "--set", "optim.lr=0.02", "--out", str(tmp_path / "run"),
+                     "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "epoch 1/1" in out and "eval_acc1" in out and "run folder" in out
+    assert yaml.safe_load((tmp_path / "run" / "recipe.yaml").read_text())["optim"]["lr"] == 0.02
+    assert cli_main(["eval", str(tmp_path / "run" / "last.pt"), "--set", "data.limit_eval=32"]) == 0
+    out = capsys.readouterr().out
+    assert "32 samples" in out and "acc1" in out
+    assert cli_main(["eval", str(tmp_path / "run"), "--set", "optim.lr=1"]) == 2
+    assert cli_main(["train", "--recipe", recipe, "--set", "optim.momentun=0.5"]) == 2
+    assert "optim.momentun" in capsys.readouterr().err
