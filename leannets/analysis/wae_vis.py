@@ -35,7 +35,7 @@ def _to_rgb(x: torch.Tensor) -> np.ndarray:
     if x.shape[0] == 1:
         x = x.expand(3, -1, -1)
     x = x[:3]
-    return (x.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    return np.ascontiguousarray((x.clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8))
 
 
 def _upscale(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:

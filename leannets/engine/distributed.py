@@ -70,23 +70,37 @@ def broadcast_object(obj: object, src: int = 0) -> object:
     return box[0]
 
 
+class _AllReduceSum(torch.autograd.Function):
+    """Sum over ranks whose backward is again a sum over ranks (every rank's loss depends on every input)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:  # noqa: ANN001
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
 class CPUSyncBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose training statistics are computed over all DDP ranks, on any device.
 
-    ``torch.nn.SyncBatchNorm`` only runs on GPUs; this version all-reduces per-channel sums with
-    the autograd-aware ``torch.distributed.nn.functional.all_reduce`` so it works with gloo on CPU.
+    ``torch.nn.SyncBatchNorm`` only runs on GPUs; this version all-reduces per-channel sums and
+    squared sums (and their gradients in backward), so it works with gloo on CPU.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and is_distributed()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         c = x.shape[1]
         xf = x.float()
         local_n = torch.tensor([x.numel() / c], dtype=torch.float32, device=x.device)
         packed = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), local_n])
-        packed = all_reduce(packed)
+        packed = _AllReduceSum.apply(packed)
         total = packed[-1]
         mean = packed[:c] / total
         var = (packed[c:2 * c] / total - mean * mean).clamp_min(0)

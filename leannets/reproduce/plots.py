@@ -80,7 +80,7 @@ def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference:
                        label=f"{group} (ours, {res.scale})")[0]
         colors[group] = line.get_color()
         for x, y, label in pts:
-            if len(pts) <= 6:
+            if 1 < len(pts) <= 6:
                 ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6, alpha=0.8)
     for i, (group, pts) in enumerate(paper_pts.items()):
         pts.sort()
@@ -96,7 +96,7 @@ def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference:
 
 
 def bar_plot(path: str | os.PathLike, labels: Sequence[str], series: dict[str, Sequence[float | None]],
-             title: str, ylabel: str) -> Path:
+             title: str, ylabel: str, logy: bool = False) -> Path:
     """Grouped bars (one group per label, one bar per series; missing values left out)."""
     import numpy as np
 
@@ -110,6 +110,8 @@ def bar_plot(path: str | os.PathLike, labels: Sequence[str], series: dict[str, S
                hatch="//" if "paper" in name else None, alpha=0.6 if "paper" in name else 0.9)
     ax.set_xticks(xs)
     ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=7)
+    if logy:
+        ax.set_yscale("log")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)

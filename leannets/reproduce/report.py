@@ -43,14 +43,22 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _metric_columns(res: ExperimentResult, refs: Mapping[str, Mapping[str, str]]) -> list[str]:
-    present: list[str] = []
-    for name in METRICS:
-        if any(isinstance(r.metrics.get(name), (int, float)) for r in res.rows) or \
-                any(name in refs.get(r.key, {}) for r in res.rows):
-            present.append(name)
-    extra = sorted({k for r in res.rows for k, v in r.metrics.items()
-                    if k not in METRICS and k not in HIDDEN and isinstance(v, (int, float))})
-    return present + extra
+    """Columns worth showing: cost figures, the trained model's cost when it differs from the
+    paper's model, the task metric(s), anything referenced by the paper, and extra metrics an
+    analysis asked for (``extras["metric_columns"]``)."""
+    def measured(name: str) -> bool:
+        return any(isinstance(r.metrics.get(name), (int, float)) for r in res.rows)
+
+    def referenced(name: str) -> bool:
+        return any(name in refs.get(r.key, {}) for r in res.rows)
+
+    substituted = any(r.trained_model and r.trained_model != r.model for r in res.rows)
+    wanted = ["params", "macs"] + (["train_params", "train_macs"] if substituted else [])
+    task = ["error"] if (referenced("error") or not measured("acc1")) else ["acc1"]
+    wanted += task + ["top5_error", "psnr", "ssim"]
+    cols = [c for c in wanted if (measured(c) and (c not in ("top5_error",) or referenced(c))) or referenced(c)]
+    cols += [c for c in res.extras.get("metric_columns", []) if c not in cols]
+    return cols
 
 
 def _fmt_metric(name: str, value: Any) -> str:

@@ -100,12 +100,15 @@ class TrainSpec:
             Strings may use ``{data_root}``.
         metric: the evaluation metric reported (e.g. ``acc1`` → also ``error``; ``psnr``).
         recipe_by_row: a different bundled recipe for some rows (``{row key: recipe}``).
+        recipe_by_scale: a different bundled recipe at some scales (e.g. the CIFAR-10 recipe
+            for a Tiny-ImageNet experiment's cpu-scale substitute).
     """
 
     recipe: str
     scales: Mapping[str, Mapping[str, Any]]
     metric: str = "acc1"
     recipe_by_row: Mapping[str, str] = field(default_factory=dict)
+    recipe_by_scale: Mapping[str, str] = field(default_factory=dict)
 
     def trains_at(self, scale: str) -> bool:
         return scale in self.scales

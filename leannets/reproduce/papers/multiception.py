@@ -61,7 +61,8 @@ def _table5_plot(ctx: Any, res: ExperimentResult) -> None:
             (res.value(f"{k}_{conv}", "params") or 0) / 1e6 for k, *_ in TABLE5]
         series[f"{TYPE_LABEL[conv]} (paper, quoted)"] = [
             ctx.reference.value(f"table5.{d}.{conv}.params") for _, _, _, d, *_ in TABLE5]
-    path = bar_plot(ctx.figure("table5_params.png"), labels, series, "Table 5: parameters (M)", "parameters (M)")
+    path = bar_plot(ctx.figure("table5_params.png"), labels, series, "Table 5: parameters (M)", "parameters (M, log scale)",
+                    logy=True)
     res.files.append(ctx.rel(path))
 
 

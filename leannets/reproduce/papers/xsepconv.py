@@ -1,0 +1,297 @@
+"""Chen et al., *XSepConv: Extremely Separated Convolution* — Sec. 3.1, Tables 1–3, Figs. 3–5.
+
+- ``eq3``: cost/parameter ratio of XSepConv vs depthwise k×k (and the downsampling form),
+  measured on single blocks with the profiler, for k = 3…9 (no data).
+- ``table1``: MobileNetV3-Small, vanilla depthwise (dw) vs XSepConv at width multipliers
+  0.5/0.75/1.0/1.25 (Fig. 3 curves): parameters and MACs of every width; training of width 1.0
+  at cpu scale, of every width at paper scale (``fig3``).
+- ``table2``/``table3``: the 2×2 layer removed, moved behind or in parallel, and the original vs
+  improved symmetric padding.
+- ``fig4``/``fig5``: downsampling XSepConv k=7 and middle-stage kernels 7 (Tiny-ImageNet).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from ..claims import Better, Custom, Matches, MatchesValue
+from ..results import ExperimentResult
+from ..spec import Experiment, Paper, PlotSpec, Row, TrainSpec
+from ._common import SMOKE_CLASSIFICATION, cpu_classification, ms, paper_data
+
+TITLE = "XSepConv: Extremely Separated Convolution"
+WIDTHS = {"050": 0.5, "075": 0.75, "100": 1.0, "125": 1.25}
+# cpu scale: epochs of each MobileNetV3-Small run on the CIFAR-10 subset (budget: 15 min for this paper).
+CPU_EPOCHS = 2
+CPU = cpu_classification(CPU_EPOCHS, warmup=1.0)
+RECIPE_C10 = "mbv3_cifar10_xsep"
+RECIPE_TINY = "mbv3_tinyimagenet_xsep"
+
+
+# -- Sec. 3.1: cost ratios measured on blocks ---------------------------------------------------
+def _block_macs(block: nn.Module, channels: int, size: int) -> tuple[int, int]:
+    from leannets.analysis.profile import count_macs
+
+    params = sum(m.weight.numel() for m in block.modules() if isinstance(m, nn.Conv2d))
+    return count_macs(block.eval(), torch.zeros(1, channels, size, size)), params
+
+
+def _eq3(ctx: Any, res: ExperimentResult) -> None:
+    from leannets.layers.xsepconv import XSepConv, xsepconv_cost_ratio, xsepconv_downsample_cost_ratio
+
+    from ..plots import new_figure, save_figure
+
+    c, size = 32, 28
+    rows = []
+    measured: dict[str, float] = {}
+    for k in (3, 5, 7, 9):
+        for stride in (1, 2):
+            dw = nn.Conv2d(c, c, k, stride, k // 2, groups=c, bias=False)
+            xs = XSepConv(c, k, stride)
+            (m_dw, p_dw), (m_xs, p_xs) = _block_macs(dw, c, size), _block_macs(xs, c, size)
+            formula = xsepconv_cost_ratio(k) if stride == 1 else xsepconv_downsample_cost_ratio(k)
+            measured[f"mac_ratio_s{stride}_k{k}"] = m_xs / m_dw
+            measured[f"param_ratio_s{stride}_k{k}"] = p_xs / p_dw
+            rows.append([k, stride, m_dw, m_xs, round(m_xs / m_dw, 4), round(p_xs / p_dw, 4), round(formula, 4)])
+    res.extras["measured"] = measured
+    res.extras.setdefault("tables", []).append({
+        "title": f"Measured on one block ({c} channels, {size}×{size} input; conv weights and conv MACs only)",
+        "columns": ["k", "stride", "depthwise MACs", "XSepConv MACs", "MAC ratio (ours)", "weight ratio (ours)",
+                    "paper formula"], "rows": rows})
+    fig, ax = new_figure()
+    ks = [3, 5, 7, 9]
+    for stride, name in ((1, "stride 1"), (2, "downsampling")):
+        f = xsepconv_cost_ratio if stride == 1 else xsepconv_downsample_cost_ratio
+        ax.plot(ks, [measured[f"mac_ratio_s{stride}_k{k}"] for k in ks], "o-", label=f"{name}: measured (ours)")
+        ax.plot(ks, [f(k) for k in ks], "x--", label=f"{name}: paper formula")
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_xlabel("kernel size k")
+    ax.set_ylabel("XSepConv / depthwise MACs")
+    ax.set_title(f"Sec. 3.1 cost ratios — {res.scale} scale", fontsize=9)
+    ax.legend(fontsize=7)
+    res.files.append(ctx.rel(save_figure(fig, ctx.figure("eq3_cost_ratio.png"))))
+
+
+def _measured(key: str) -> Any:
+    return lambda res: res.extras.get("measured", {}).get(key)
+
+
+def _formula_claims() -> list[Any]:
+    from leannets.layers.xsepconv import xsepconv_cost_ratio, xsepconv_downsample_cost_ratio
+
+    claims: list[Any] = [
+        MatchesValue("k5_saving", "XSepConv saves 44% of the cost of a 5×5 depthwise conv", "Sec. 3.1",
+                     fn=lambda res: None if _measured("mac_ratio_s1_k5")(res) is None
+                     else 100 * (1 - _measured("mac_ratio_s1_k5")(res)), expected="sec3_1.k5_saving", tol=0.5),
+    ]
+    for k in (3, 5, 7, 9):
+        claims.append(MatchesValue(f"ratio_k{k}", f"k={k}: MAC ratio = (4 + 2k)/k²", "Sec. 3.1 (Eq. 3)",
+                                   fn=_measured(f"mac_ratio_s1_k{k}"), expected=xsepconv_cost_ratio(k), rel_tol=0.01,
+                                   paper_text=f"{xsepconv_cost_ratio(k):.4f} (formula)"))
+        claims.append(MatchesValue(f"pratio_k{k}", f"k={k}: weight ratio = (4 + 2k)/k²", "Sec. 3.1 (Eq. 3)",
+                                   fn=_measured(f"param_ratio_s1_k{k}"), expected=xsepconv_cost_ratio(k),
+                                   rel_tol=0.01, paper_text=f"{xsepconv_cost_ratio(k):.4f} (formula)"))
+        claims.append(MatchesValue(f"down_ratio_k{k}", f"k={k}, downsampling: MAC ratio = (4 + 3k/4)/(k²/4)",
+                                   "Sec. 3.1", fn=_measured(f"mac_ratio_s2_k{k}"),
+                                   expected=xsepconv_downsample_cost_ratio(k), rel_tol=0.05,
+                                   paper_text=f"{xsepconv_downsample_cost_ratio(k):.4f} (formula)"))
+
+    def cheaper_only_from_7(res: ExperimentResult, ref: Any, scale: str) -> tuple[str, str, str, str]:
+        m = res.extras.get("measured", {})
+        cheaper = [k for k in (3, 5, 7, 9) if m.get(f"mac_ratio_s2_k{k}", 9) < 1]
+        ok = cheaper == [7, 9]
+        return ("reproduced" if ok else "not reproduced", f"cheaper for k ∈ {cheaper}",
+                ref["sec3_1.downsampling_min_k"].cite(), "" if ok else "different set of k")
+
+    claims.append(Custom("down_min_k", "Downsampling XSepConv is cheaper than depthwise only for k ≥ 7", "Sec. 3.1",
+                         fn=cheaper_only_from_7))
+    return claims
+
+
+def _eq3_exp() -> Experiment:
+    return Experiment("eq3", "Sec. 3.1", "Cost of XSepConv vs depthwise k×k (Eq. 3 and the downsampling form)", [],
+                      measure=(), claims=_formula_claims(), analysis=_eq3,
+                      notes={s: "Ratios of conv MACs and conv weights of single blocks measured with the profiler "
+                                "(BN and activations excluded, as in the paper's count)."
+                             for s in ("smoke", "cpu", "paper")})
+
+
+# -- MobileNetV3-Small experiments ----------------------------------------------------------------
+def _mbv3_rows(widths: dict[str, float], layout: str = "cifar") -> list[Row]:
+    infix = {"cifar": "_cifar", "tiny": "_tiny"}[layout]
+    rows = []
+    for tag, width in widths.items():
+        for xsep in (False, True):
+            name = f"mobilenetv3_small{infix}_{tag}{'_xsep' if xsep else ''}"
+            rows.append(Row(f"{'xsep' if xsep else 'dw'}_{tag}", f"{'XSepConv' if xsep else 'DWConv'} ×{width}",
+                            ms(name), group="XSepConv" if xsep else "DWConv", x=width,
+                            train_overrides={"paper": paper_data("cifar10" if layout == "cifar" else "tiny-imagenet-200")}))
+    return rows
+
+
+def _fewer(metric: str, tag: str) -> Custom:
+    def fn(res: ExperimentResult, ref: Any, scale: str) -> tuple[str, str, str, str]:
+        a, b = res.value(f"xsep_{tag}", metric), res.value(f"dw_{tag}", metric)
+        if a is None or b is None:
+            return "not checked", "—", "", "not measured"
+        saved = 100 * (1 - a / b)
+        return ("reproduced" if a < b else "not reproduced", f"{a:,} vs {b:,} ({saved:.2f}% fewer)",
+                "fewer (Table 1; values lost)", "" if a < b else "XSepConv is not smaller")
+
+    width = WIDTHS[tag]
+    return Custom(f"fewer_{metric}_{tag}", f"×{width}: XSepConv has fewer {metric} than DWConv", "Table 1 / Fig. 3", fn=fn)
+
+
+def _table1() -> Experiment:
+    rows = [r for r in _mbv3_rows({"100": 1.0})]
+    claims: list[Any] = [_fewer("params", "100"), _fewer("macs", "100"),
+                         Better("acc_w100", "×1.0 CIFAR-10: XSepConv more accurate than DWConv", "Table 1",
+                                metric="acc1", better="xsep_100", worse="dw_100")]
+    return Experiment(
+        "table1", "Table 1", "MobileNetV3-Small ×1.0 on CIFAR-10: DWConv vs XSepConv", rows, measure=("params", "macs"),
+        train=TrainSpec(RECIPE_C10, scales={"smoke": SMOKE_CLASSIFICATION, "cpu": CPU, "paper": {}}),
+        claims=claims,
+        notes={"cpu": f"cpu scale: {CPU_EPOCHS} epochs on the CIFAR-10 subset (paper: 400 epochs on CIFAR-10, mean of "
+                      "5 runs); the accuracy difference the paper reports is a few tenths of a percent, far below what "
+                      "this budget resolves.", "smoke": "smoke scale: 2 steps on embedded digits."})
+
+
+def _tiny_saving(res: ExperimentResult) -> float | None:
+    a, b = res.value("tiny_xsep", "macs"), res.value("tiny_dw", "macs")
+    return None if not a or not b else 100 * (1 - a / b)
+
+
+def _fig3() -> Experiment:
+    rows = _mbv3_rows(WIDTHS)
+    rows += [Row("tiny_dw", "DWConv ×1.0 (Tiny-ImageNet 64×64)", ms("mobilenetv3_small_tiny_100"), group="Tiny-ImageNet"),
+             Row("tiny_xsep", "XSepConv ×1.0 (Tiny-ImageNet 64×64)", ms("mobilenetv3_small_tiny_100_xsep"),
+                 group="Tiny-ImageNet")]
+    claims: list[Any] = []
+    for tag in WIDTHS:
+        claims += [_fewer("params", tag), _fewer("macs", tag)]
+    claims.append(MatchesValue("tiny_flops_saving", "Tiny-ImageNet ×1.0: XSepConv saves 4.75% of the computation",
+                               "Sec. 4.2 / Table 1", fn=_tiny_saving, expected="table1.tiny_imagenet.flops_saving"))
+    for tag, w in WIDTHS.items():
+        claims.append(Better(f"acc_{tag}", f"×{w} CIFAR-10: XSepConv more accurate than DWConv", "Fig. 3",
+                             metric="acc1", better=f"xsep_{tag}", worse=f"dw_{tag}", scales=("paper",)))
+    return Experiment(
+        "fig3", "Fig. 3", "Accuracy vs MACs over width multipliers (DWConv vs XSepConv)", rows,
+        measure=("params", "macs"), claims=claims,
+        plots=[PlotSpec("fig3_params_vs_macs.png", x="macs", y="params", title="Fig. 3: model size vs MACs",
+                        xlabel="MACs (M)", ylabel="parameters (M)", x_scale=1e6, y_scale=1e6),
+               PlotSpec("fig3_acc_vs_macs.png", x="macs", y="acc1", title="Fig. 3: top-1 vs MACs (CIFAR-10)",
+                        xlabel="MACs (M)", ylabel="top-1 accuracy (%)", x_scale=1e6)],
+        notes={"paper": "paper scale trains all eight CIFAR-10 models (400 epochs).",
+               "cpu": "cpu scale measures parameters and MACs of every width (training: Table 1, width 1.0).",
+               "smoke": "Parameters and MACs of the full-size models (no training)."},
+        train=TrainSpec(RECIPE_C10, scales={"paper": {}}))
+
+
+def _variant_rows() -> list[Row]:
+    base = "mobilenetv3_small_cifar_100_xsep"
+    over = {"paper": paper_data("cifar10")}
+    return [
+        Row("standard", "XSepConv (improved padding)", ms(base), group="variant", train_overrides=over),
+        Row("no2x2", "XSepConv without 2×2 (Fig. 6b)", ms(base, xsep_variant="no2x2"), group="variant",
+            train_overrides=over),
+        Row("behind", "XSepConv-B: 2×2 behind (Fig. 6c)", ms(base, xsep_variant="behind"), group="variant",
+            train_overrides=over),
+        Row("parallel", "XSepConv-P: 2×2 in parallel (Fig. 6d)", ms(base, xsep_variant="parallel"), group="variant",
+            train_overrides=over),
+        Row("orig_pad", "XSepConv, original symmetric padding", ms(base, padding="symmetric"), group="variant",
+            train_overrides=over),
+    ]
+
+
+def _n_even_layers(res: ExperimentResult, ref: Any, scale: str) -> tuple[str, str, str, str]:
+    from leannets.layers.padding import EvenPad2d
+    from leannets.models import create_model
+
+    model = create_model("mobilenetv3_small_cifar_100_xsep")
+    n = sum(isinstance(m, EvenPad2d) for m in model.modules())
+    ok = n % 4 == ref.value("table3.even_layers_mod4")
+    return ("reproduced" if ok else "not reproduced", f"N = {n}, N mod 4 = {n % 4}",
+            ref["table3.even_layers_mod4"].cite(), "")
+
+
+def _same_cost(res: ExperimentResult, ref: Any, scale: str) -> tuple[str, str, str, str]:
+    keys = ("standard", "behind", "parallel", "orig_pad")
+    params = {res.value(k, "params") for k in keys}
+    macs = {res.value(k, "macs") for k in keys}
+    ok = len(params) == 1 and len(macs) == 1 and None not in params
+    return ("reproduced" if ok else "not reproduced",
+            f"params {sorted(p for p in params if p)}; MACs {sorted(m for m in macs if m)}",
+            "same FLOPs and parameters (Table 3 caption)", "" if ok else "the variants differ in cost")
+
+
+def _variants() -> Experiment:
+    rows = _variant_rows()
+    claims: list[Any] = [
+        Custom("no2x2_cheaper", "Removing the 2×2 conv reduces FLOPs and parameters (slightly)", "Table 2",
+               fn=lambda res, ref, scale: (
+                   ("reproduced" if res.value("no2x2", "macs") < res.value("standard", "macs")
+                    and res.value("no2x2", "params") < res.value("standard", "params") else "not reproduced"),
+                   f"MACs −{100 * (1 - res.value('no2x2', 'macs') / res.value('standard', 'macs')):.2f}%, params "
+                   f"−{100 * (1 - res.value('no2x2', 'params') / res.value('standard', 'params')):.2f}%",
+                   "fewer (values lost)", "")),
+        Custom("variants_same_cost", "XSepConv-B / -P and the padding strategies cost the same", "Table 3",
+               fn=_same_cost),
+        Custom("n_even_mod4", "The network has N 2×2 layers with N mod 4 = 2", "Sec. 4.3", fn=_n_even_layers),
+        Better("with_2x2", "CIFAR-10: the 2×2 conv improves accuracy (paper: about +0.25%)", "Table 2", metric="acc1",
+               better="standard", worse="no2x2"),
+        Better("vs_behind", "CIFAR-10: XSepConv beats XSepConv-B", "Table 3", metric="acc1", better="standard",
+               worse="behind"),
+        Better("vs_parallel", "CIFAR-10: XSepConv beats XSepConv-P", "Table 3", metric="acc1", better="standard",
+               worse="parallel"),
+        Better("improved_padding", "CIFAR-10: improved symmetric padding beats the original", "Table 3", metric="acc1",
+               better="standard", worse="orig_pad"),
+    ]
+    return Experiment(
+        "table2_3", "Tables 2–3", "2×2 position ablation and padding strategies (MobileNetV3-Small ×1.0, CIFAR-10)",
+        rows, measure=("params", "macs"),
+        train=TrainSpec(RECIPE_C10, scales={"smoke": SMOKE_CLASSIFICATION, "cpu": CPU, "paper": {}}), claims=claims,
+        plots=[PlotSpec("table2_3_acc.png", x="macs", y="acc1", title="Tables 2–3: variants", xlabel="MACs (M)",
+                        ylabel="top-1 accuracy (%)", x_scale=1e6)],
+        notes={"cpu": f"cpu scale: {CPU_EPOCHS} epochs on the CIFAR-10 subset; the paper's differences (0.2–0.9 "
+                      "points after 400 epochs) are far below this budget's resolution.",
+               "smoke": "smoke scale: 2 steps on embedded digits."})
+
+
+def _kernel7(name: str, ref: str, title: str, suffix: str, cpu_kwargs: dict[str, Any], claim_text: str) -> Experiment:
+    rows = []
+    for xsep in (False, True):
+        tiny = f"mobilenetv3_small_tiny_100_{suffix}{'_xsep' if xsep else ''}"
+        cifar = ms(f"mobilenetv3_small_cifar_100{'_xsep' if xsep else ''}", **cpu_kwargs)
+        rows.append(Row("xsep" if xsep else "dw", f"{'XSepConv' if xsep else 'DWConv'} k=7 ({suffix})", ms(tiny),
+                        trained={"smoke": cifar, "cpu": cifar}, group="XSepConv" if xsep else "DWConv",
+                        train_overrides={"paper": paper_data("tiny-imagenet-200")}))
+
+    def fewer(res: ExperimentResult, refv: Any, scale: str) -> tuple[str, str, str, str]:
+        a, b = res.value("xsep", "macs"), res.value("dw", "macs")
+        ok = a is not None and b is not None and a < b
+        return ("reproduced" if ok else "not reproduced", f"{a:,} vs {b:,} MACs ({100 * (1 - a / b):.2f}% fewer)",
+                "fewer FLOPs (plot only)", "")
+
+    claims: list[Any] = [Custom(f"{name}_fewer_macs", f"{title}: XSepConv needs fewer MACs", ref, fn=fewer),
+                         Better(f"{name}_acc", claim_text, ref, metric="acc1", better="xsep", worse="dw")]
+    return Experiment(
+        name, ref, title, rows, measure=("params", "macs"),
+        train=TrainSpec(RECIPE_TINY, scales={"smoke": SMOKE_CLASSIFICATION, "cpu": CPU, "paper": {}},
+                        recipe_by_scale={"smoke": RECIPE_C10, "cpu": RECIPE_C10}),
+        claims=claims,
+        notes={"cpu": f"cpu scale: the CIFAR-layout MobileNetV3-Small ×1.0 with the same kernel change "
+                      f"({', '.join(f'{k}={v}' for k, v in cpu_kwargs.items())}) trained {CPU_EPOCHS} epochs on the "
+                      "CIFAR-10 subset (paper: Tiny-ImageNet, 200 epochs).",
+               "smoke": "smoke scale: CIFAR layout, 2 steps on embedded digits."})
+
+
+def paper() -> Paper:
+    return Paper("xsepconv", TITLE, [
+        _eq3_exp(), _table1(), _fig3(), _variants(),
+        _kernel7("fig4", "Fig. 4", "Downsampling XSepConv k=7 (first stride-2 block)", "k7down", {"down_kernel": 7},
+                 "Tiny-ImageNet: downsampling XSepConv k=7 more accurate than DWConv 7×7"),
+        _kernel7("fig5", "Fig. 5", "Middle-stage kernels 7: XSepConv k=7 vs DWConv 7×7", "k7mid", {"mid_kernel": 7},
+                 "Tiny-ImageNet: XSepConv k=7 more accurate than DWConv 7×7"),
+    ])
