@@ -1,31 +1,34 @@
 """XSepConv vs vanilla depthwise latency on CPU: blocks (k = 3, 5, 7) and MobileNetV3-Small end to end.
 
-Usage: python benchmarks/xsepconv_speed.py [--quick] [--no-compile] [--no-fused] [--threads 1] [--json PATH]
+Usage: python benchmarks/xsepconv_speed.py [--quick] [--no-compile] [--compile-models] [--no-fused]
+                                           [--threads 1] [--json PATH]
 
 Every ratio is XSep time / DW time, both measured in the same run in interleaved rounds
 (best round: robust to other processes on a shared CPU). Rows, from plain to most optimised:
 
 - training step: forward + backward + SGD step, BN in training mode (eager).
-- eager, BN folded: ``fold_bn`` (exact) in NCHW, then in channels_last.
+- eager: BN unfolded, then ``fold_bn`` (exact) in NCHW, then channels_last.
 - torch.compile: inductor with ``freezing`` (weights become constants; oneDNN conv + bias +
-  activation fusion and weight prepacking). Skipped with ``--no-compile``.
+  activation fusion, weight prepacking). Blocks only unless ``--compile-models``.
 - stencil + torch.compile: the folded XSepConv written as shifted multiply-adds so inductor emits
   vectorised C++ loops for all three passes (convs are otherwise opaque oneDNN calls).
-- fused C kernel: one pass per channel plane doing 2×2 → act → 1×k → act → k×1 → act in
-  L1-resident scratch buffers (compiled here with the system C compiler, called via ctypes).
-  Compared with the fastest PyTorch depthwise row, and like-for-like with the same style of
-  hand-written k×k depthwise kernel.
+- fused C kernels: 2×2 → act → 1×k → act → k×1 → act executed in one call with cache-resident
+  scratch, in two layouts (NCHW: long vector loops over flattened zero-gapped planes; NHWC:
+  8-lane vectors across channels), compiled here with the system C compiler and called via
+  ctypes, checked against PyTorch before timing. Compared with the fastest PyTorch depthwise
+  row, and like-for-like with a k×k depthwise kernel written the same way (for models: every
+  depthwise layer of both models on the C kernels).
 
 The three passes cannot be composed into one k'×k' kernel while activations sit between them
 (and with identity activations the composition would be a (k+1)×(k+1) kernel: more MACs than
-the k×k it replaces), so the fused kernel executes the separable passes, it does not merge them.
+the k×k it replaces), so the fused kernels execute the separable passes, they do not merge them.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import ctypes
-import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -498,7 +501,8 @@ class Report:
     def markdown(self) -> str:
         out = []
         for section, rows in self.sections.items():
-            out += [f"\n### {section}\n", "| configuration | XSep (ms) | DW (ms) | XSep/DW | note |", "|---|---|---|---|---|"]
+            out += [f"\n### {section}\n", "| configuration | XSep (ms) | DW (ms) | XSep/DW | note |",
+                    "|---|---|---|---|---|"]
             out += [f"| {r['label']} | {r['xsep_ms']:.3f} | {r['dw_ms']:.3f} | **{r['ratio']:.2f}** | {r['note']} |"
                     for r in rows]
         return "\n".join(out)
@@ -626,16 +630,21 @@ def main() -> None:
     lib = build_kernels() if args.fused else None
     if args.fused and lib is None:
         print("no working C compiler: fused-kernel rows skipped")
-    print(f"torch {torch.__version__}, {args.threads} thread(s), best of {args.repeats} interleaved rounds")
+    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"torch {torch.__version__}, {args.threads} thread(s), best of {args.repeats} interleaved rounds, "
+          f"{os.cpu_count()} CPUs, load average {load0:.1f}")
     rep = Report()
     bench_blocks(rep, args, lib)
     bench_models(rep, args, lib)
+    load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(rep.markdown())
+    print(f"\nLoad average {load0:.1f} at start, {load1:.1f} at end on {os.cpu_count()} CPUs "
+          "(> CPUs: other processes competed; ratios are interleaved, absolute times are inflated).")
     if args.json:
         from leannets.commands._common import atomic_write_json
 
         atomic_write_json(args.json, {"torch": torch.__version__, "threads": args.threads,
-                                      "sections": rep.sections})
+                                      "load_average": [load0, load1], "sections": rep.sections})
 
 
 if __name__ == "__main__":

@@ -135,7 +135,13 @@ def test_bn_folding_is_exact_after_training_steps():
 
 
 def test_recipes_follow_the_paper():
-    from leannets.engine.recipe import load_recipe
+    from leannets.engine.recipe import list_recipes, load_recipe
+
+    if "densenet_cifar10" in list_recipes():  # the baseline recipe: identical except for the model
+        base, dx = load_recipe("densenet_cifar10"), load_recipe("dxnet_cifar10")
+        differ = {k for k in base if base[k] != dx[k]}
+        assert differ <= {"name", "description", "model"}, differ
+        assert base["model"]["name"] == "densenet_bc_cifar_16_16_16"
 
     c10 = load_recipe("dxnet_cifar10")
     assert c10["model"]["name"] == "dxnet_cifar_12_12_12" and c10["data"]["name"] == "cifar10"

@@ -26,7 +26,7 @@ from typing import Callable
 from .reference import Reference
 from .results import ExperimentResult, Verdict
 
-__all__ = ["Claim", "Matches", "MatchesValue", "Better", "NotWorse", "Absolute", "Custom", "higher_is_better",
+__all__ = ["Claim", "Matches", "MatchesValue", "Better", "NotWorse", "Absolute", "AtLeast", "Custom", "higher_is_better",
            "noise_pp", "fmt_num"]
 
 HIGHER_IS_BETTER = {"acc1", "acc5", "psnr", "ssim", "speedup", "accuracy"}
@@ -244,6 +244,29 @@ class Absolute(Claim):
         tol = self.tol if self.tol is not None else (2 * se if se is not None else paper.printed_tolerance())
         ok, detail = _within(value, float(paper.value), tol, None)
         return self._verdict("reproduced" if ok else "not reproduced", ours, paper.cite(), detail)
+
+
+@dataclass
+class AtLeast(Claim):
+    """A measured figure ``fn(result)`` (e.g. a speed-up) reaches the paper's value: reproduced when
+    ours ≥ paper; the shortfall is the gap otherwise."""
+
+    fn: Callable[[ExperimentResult], float | None] = lambda res: None
+    ref_key: str = ""
+    scales: tuple[str, ...] = ("smoke", "cpu", "paper")
+
+    def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
+        paper = reference[self.ref_key]
+        value = self.fn(res)
+        if scale not in self.scales:
+            return self._verdict("not checked", fmt_num(value), paper.cite(), f"not measured at {scale} scale")
+        if value is None:
+            return self._verdict("not checked", "—", paper.cite(), "not measured")
+        target = float(paper.value)
+        if value >= target:
+            return self._verdict("reproduced", fmt_num(value), paper.cite(), f"{value / target:.2f}× the paper's")
+        return self._verdict("not reproduced", fmt_num(value), paper.cite(),
+                             f"gap {value - target:+.3g} ({100 * (value / target - 1):+.1f}%)")
 
 
 @dataclass

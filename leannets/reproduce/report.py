@@ -61,10 +61,32 @@ def _metric_columns(res: ExperimentResult, refs: Mapping[str, Mapping[str, str]]
     return cols
 
 
+_UNIT = {"G": 1e9, "M": 1e6, "K": 1e3, "k": 1e3}
+
+
+def metric_format(name: str) -> tuple[str, float, int]:
+    """(column title, divisor, significant digits); MAC counts are shown in millions."""
+    if name in METRICS:
+        return METRICS[name]
+    if name.endswith("macs"):
+        return f"{name} (M)", 1e6, 5
+    return name, 1.0, 4
+
+
+def _paper_value(name: str, ref: Any) -> str:
+    """A quoted value converted to the column's unit (e.g. 15.36 G shown as 15360 in a (M) column)."""
+    _, div, _ = metric_format(name)
+    value = ref.value
+    if isinstance(value, (int, float)) and ref.unit in _UNIT and div != 1.0:
+        value = value * _UNIT[ref.unit] / div
+        return fmt_num(value, 5)
+    return str(value)
+
+
 def _fmt_metric(name: str, value: Any) -> str:
     if not isinstance(value, (int, float)) or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
-    title, div, digits = METRICS.get(name, (name, 1.0, 4))
+    title, div, digits = metric_format(name)
     v = value / div
     if name in ("params", "train_params"):
         return f"{v:.4f} ({int(value):,})"
@@ -75,7 +97,7 @@ def _rows_table(res: ExperimentResult, refs: Mapping[str, Mapping[str, str]], ct
     cols = _metric_columns(res, refs)
     header = ["row", "model (ours)"]
     for c in cols:
-        title = METRICS.get(c, (c, 1.0, 4))[0]
+        title = metric_format(c)[0]
         header.append(f"{title} ours")
         if any(c in refs.get(r.key, {}) for r in res.rows):
             header.append(f"{title} paper (quoted)")
@@ -90,7 +112,7 @@ def _rows_table(res: ExperimentResult, refs: Mapping[str, Mapping[str, str]], ct
             line.append(_fmt_metric(c, r.metrics.get(c)))
             if any(c in refs.get(x.key, {}) for x in res.rows):
                 key = refs.get(r.key, {}).get(c)
-                line.append(f"{ctx.reference[key].value}" if key else "—")
+                line.append(_paper_value(c, ctx.reference[key]) if key else "—")
         rows.append(line)
     return markdown_table(header, rows)
 

@@ -101,7 +101,7 @@ class Context:
         """(bundled recipe name, dotted overrides) that train ``row`` at this scale."""
         spec = exp.train
         assert spec is not None
-        recipe = spec.recipe_by_row.get(row.key) or spec.recipe_by_scale.get(self.scale) or spec.recipe
+        recipe = spec.recipe_for(row.key, self.scale)
         model = row.model_for(self.scale)
         overrides: dict[str, Any] = dict(spec.scales[self.scale])
         for key, value in row.train_overrides.items():

@@ -99,7 +99,8 @@ class TrainSpec:
         scales: per scale, dotted recipe overrides; a scale missing here is not trained.
             Strings may use ``{data_root}``.
         metric: the evaluation metric reported (e.g. ``acc1`` → also ``error``; ``psnr``).
-        recipe_by_row: a different bundled recipe for some rows (``{row key: recipe}``).
+        recipe_by_row: a different bundled recipe for some rows (``{row key: recipe}`` or
+            ``{row key: {scale: recipe}}``).
         recipe_by_scale: a different bundled recipe at some scales (e.g. the CIFAR-10 recipe
             for a Tiny-ImageNet experiment's cpu-scale substitute).
     """
@@ -107,8 +108,15 @@ class TrainSpec:
     recipe: str
     scales: Mapping[str, Mapping[str, Any]]
     metric: str = "acc1"
-    recipe_by_row: Mapping[str, str] = field(default_factory=dict)
+    recipe_by_row: Mapping[str, str | Mapping[str, str]] = field(default_factory=dict)
     recipe_by_scale: Mapping[str, str] = field(default_factory=dict)
+
+    def recipe_for(self, row: str, scale: str) -> str:
+        """The bundled recipe that trains ``row`` at ``scale``."""
+        by_row = self.recipe_by_row.get(row)
+        if isinstance(by_row, Mapping):
+            by_row = by_row.get(scale)
+        return by_row or self.recipe_by_scale.get(scale) or self.recipe
 
     def trains_at(self, scale: str) -> bool:
         return scale in self.scales

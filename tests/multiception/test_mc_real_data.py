@@ -6,6 +6,7 @@ import pytest
 from leannets.engine.trainer import train
 
 
+@pytest.mark.slow  # ~20 s on a shared 2-core machine (data loading + two steps + eval)
 def test_resnet20_multiception_recipe_trains_on_real_cifar10(shared_data):
     overrides = {"data.root": str(shared_data / "cifar10-subset"), "data.batch_size": 32, "data.limit_train": 64,
                  "data.limit_eval": 64, "data.num_workers": 0, "train.epochs": 1, "train.threads": 1,
@@ -14,4 +15,4 @@ def test_resnet20_multiception_recipe_trains_on_real_cifar10(shared_data):
     assert result["params"] == 189_434
     final = result["final"]
     assert math.isfinite(final["eval_loss"]) and 0.0 <= final["eval_acc1"] <= 1.0
-    assert result["history"][-1]["train_loss"] == pytest.approx(result["history"][-1]["train_loss"])
+    assert result["global_step"] == 2 and math.isfinite(result["history"][-1]["train_loss"])

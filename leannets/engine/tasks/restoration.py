@@ -12,8 +12,8 @@ Data are clean images (``leannets.data.restoration``); the task makes the degrad
 Loss: ``task.loss`` (MSE for denoising, L1 for SR, as the paper). Evaluation: every image whole
 (padded by reflection to the model's ``size_divisor`` and cropped back), output clipped and rounded
 to 8 bits, PSNR and SSIM on [0, 255] (Y channel of BT.601 and a border of ``scale`` pixels for SR
-by default); the main metric is PSNR (higher is better). :meth:`RestorationTask.evaluate_images`
-gives per-image rows for ``leannets eval``; :func:`evaluate_folder` does it for a checkpoint.
+by default); the main metric is PSNR (higher is better). :meth:`RestorationTask.report` is the
+per-image table ``leannets eval`` prints; :func:`evaluate_folder` evaluates a checkpoint on any folder.
 """
 from __future__ import annotations
 

@@ -1,0 +1,46 @@
+"""``leannets compare``: trains, evaluates and profiles models under one recipe; writes report, JSON and plot."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from leannets.analysis.profile import count_params
+from leannets.cli import main as cli_main
+from leannets.engine.compare import DEFAULT_COMPARE_MODELS
+from leannets.models import create_model, model_info
+
+
+def test_default_models_are_a_densenet_baseline_and_a_dxnet():
+    assert len(DEFAULT_COMPARE_MODELS) == 2
+    base, other = (model_info(m) for m in DEFAULT_COMPARE_MODELS)
+    assert "densenet" in base.tags and "dxnet" in other.tags
+
+
+def test_compare_cli_writes_report_results_and_plot(tmp_path: Path, capsys):
+    out = tmp_path / "cmp"
+    kwargs = "model.kwargs={growth_rate: 2, bn_size: 2}"
+    rc = cli_main(["compare", "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4", "--epochs", "1", "--out", str(out),
+                   "--set", kwargs, "--set", "data.image_size=16", "--set", "data.limit_train=32",
+                   "--set", "data.limit_eval=40", "--set", "data.batch_size=16", "--threads", "1", "--no-progress",
+                   "--quiet"])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "densenet_bc_cifar_6_6_6" in table and "dxnet_cifar_4_4_4" in table and "MACs" in table
+    res = json.loads((out / "results.json").read_text())
+    assert res["data"] == "digits" and res["metric"] == "acc1" and res["baseline"] == "densenet_bc_cifar_6_6_6"
+    for row in res["models"]:
+        model = create_model(row["name"], growth_rate=2, bn_size=2)
+        assert row["params"] == count_params(model)[0]  # profiled the trained architecture, not the default
+        assert row["input_size"] == [3, 16, 16] and row["macs"] > 0 and row["cpu_latency_ms"] > 0
+        assert 0.0 <= row["metric"] <= 1.0 and row["epochs"] == 1
+        assert Path(row["run_dir"], "last.pt").is_file()
+    report = (out / "report.md").read_text()
+    assert "Relative to the baseline `densenet_bc_cifar_6_6_6`" in report and "compare.png" in report
+    assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_compare_rejects_unknown_models_and_bad_epochs(tmp_path: Path, capsys):
+    assert cli_main(["compare", "densenet_bc_cifar_6_6_7", "--out", str(tmp_path)]) == 2
+    assert "Unknown model 'densenet_bc_cifar_6_6_7'" in capsys.readouterr().err
+    assert cli_main(["compare", "densenet_bc_cifar_6_6_6", "--epochs", "0", "--out", str(tmp_path)]) == 2
+    assert not (tmp_path / "results.json").exists()

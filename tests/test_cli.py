@@ -1,0 +1,39 @@
+import subprocess
+import sys
+
+import pytest
+
+from leannets import __version__
+from leannets.cli import build_parser, main
+
+
+def test_no_command_prints_help(capsys):
+    assert main([]) == 2
+    assert "COMMAND" in capsys.readouterr().out
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0
+    assert __version__ in capsys.readouterr().out
+
+
+def test_every_subcommand_has_help():
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    expected = {"list", "profile", "train", "eval", "compare"}
+    assert expected <= set(sub.choices)
+    for name, p in sub.choices.items():
+        assert p.format_help().strip(), name
+
+
+def test_options_may_sit_between_positionals(capsys):
+    assert main(["profile", "densenet_bc_cifar_6_6_6", "--no-latency", "densenet_bc_cifar_16_16_16", "--json"]) == 0
+    out = capsys.readouterr().out
+    assert "densenet_bc_cifar_6_6_6" in out and "769162" in out
+
+
+def test_console_entry_point_runs():
+    res = subprocess.run([sys.executable, "-m", "leannets.cli", "list", "densenet12*"], capture_output=True, text=True)
+    assert res.returncode == 0 and "densenet121" in res.stdout
