@@ -98,3 +98,9 @@ def test_training_step_peak_includes_saved_activations():
     x = torch.randn(1, 3, 16, 16)
     assert training_step_peak_bytes(model, x) > peak_activation_bytes(model, x)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_cli_profile_num_classes(capsys):
+    assert main(["profile", "densenet_bc_cifar_16_16_16", "--num-classes", "100", "--json", "--no-latency"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data[0]["params"] == 769_162 + 90 * (342 + 1)  # 342 final features, 90 more classes

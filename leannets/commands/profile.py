@@ -10,6 +10,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("names", nargs="+", help="registered model names (patterns allowed, e.g. 'dxnet*')")
     p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), default=None,
                    help="input size (default: each model's registered size)")
+    p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the model's)")
     p.add_argument("--batch", type=int, default=1, help="batch size for latency and memory")
     p.add_argument("--fold-bn", action="store_true", help="also time the model with BatchNorm folded")
     p.add_argument("--elementwise", action="store_true", help="count elementwise (gating) operations")
@@ -39,13 +40,14 @@ def expand_names(names: list[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     from leannets.analysis.profile import format_table, profile_model
+    from leannets.models import create_model, model_info
 
-    results = [
-        profile_model(name, input_size=args.input_size, batch=args.batch, latency=not args.no_latency,
-                      fold_bn=args.fold_bn, elementwise=args.elementwise, threads=args.threads,
-                      repeats=args.repeats)
-        for name in expand_names(args.names)
-    ]
+    results = []
+    for name in expand_names(args.names):
+        model = create_model(name, num_classes=args.num_classes)
+        results.append(profile_model(model, input_size=args.input_size or model_info(name).input_size,
+                                     batch=args.batch, latency=not args.no_latency, fold_bn=args.fold_bn,
+                                     elementwise=args.elementwise, threads=args.threads, repeats=args.repeats))
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:

@@ -416,8 +416,8 @@ def choose_impl(module: SeparableMultiKernel, x: torch.Tensor) -> str:
     - ``"auto"`` on CPU: fused only for inference (eval, no grad) of channel-multiplier-1
       layers (MixConv, DSConv; 1.5–2.1× faster for MixConv). ``benchmarks/multiception_speed.py``
       measured the fused multiplier-m Multiception conv up to 4× slower than m depthwise calls
-      on CPU (oneDNN has no fast kernel for it; at best 1.3× with {3,3}), and fused backward
-      slower for every type (docs/multiception.md).
+      on CPU (oneDNN has no fast kernel for it; at best 1.3× with {3,3}), and fused
+      forward+backward slower in most measured shapes (docs/multiception.md).
     - ``"auto"`` on other devices, and ``"autotune"``: time both paths once per input
       signature (batch size excluded) and keep the faster.
     """

@@ -103,6 +103,8 @@ class Context:
         assert spec is not None
         recipe = spec.recipe_for(row.key, self.scale)
         model = row.model_for(self.scale)
+        if model is None:
+            raise ValueError(f"{exp.name}: row {row.key!r} is not trained at {self.scale} scale")
         overrides: dict[str, Any] = dict(spec.scales[self.scale])
         for key, value in row.train_overrides.items():
             if key in SCALES:
@@ -224,8 +226,10 @@ def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
     if exp.train is not None and exp.train.trains_at(ctx.scale):
         res.trained = True
         for row, rr in zip(exp.rows, res.rows):
-            result = ctx.train(exp, row)
             spec = row.model_for(ctx.scale)
+            if spec is None:
+                continue
+            result = ctx.train(exp, row)
             rr.trained_model = spec.as_dict()
             data = result.get("data") or {}
             sized = {k: data[k] for k in ("num_classes", "in_chans") if data.get(k) and k not in spec.kwargs}

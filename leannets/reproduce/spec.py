@@ -68,7 +68,8 @@ class Row:
         label: what the paper calls it.
         model: the paper's model (profiled for parameters/MACs at ``input_size``).
         trained: the model actually trained at each scale (default: ``model``); smaller
-            substitutes are declared here, never chosen silently.
+            substitutes are declared here, never chosen silently. ``None`` for a scale: the row
+            is not trained at that scale (its trained claims read "not measured").
         ref: ``{metric: reference key}``: the quoted paper value printed beside our metric.
         input_size: (C, H, W) for MACs (default: the model's registered size).
         group, x: series name and x-position for plots (e.g. width multiplier, depth).
@@ -78,14 +79,14 @@ class Row:
     key: str
     label: str
     model: ModelSpec
-    trained: Mapping[str, ModelSpec] = field(default_factory=dict)
+    trained: Mapping[str, ModelSpec | None] = field(default_factory=dict)
     ref: Mapping[str, str] = field(default_factory=dict)
     input_size: tuple[int, int, int] | None = None
     group: str = ""
     x: float | None = None
     train_overrides: Mapping[str, Any] = field(default_factory=dict)
 
-    def model_for(self, scale: str) -> ModelSpec:
+    def model_for(self, scale: str) -> ModelSpec | None:
         return self.trained.get(scale, self.model)
 
 

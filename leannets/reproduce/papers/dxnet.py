@@ -1,0 +1,409 @@
+"""Kligvasser & Michaeli, *Dense xUnit Networks* — Table 1, Figs. 4, 5, 6, 8, 9–10 as experiments.
+
+- ``table1``: DenseNet vs DxNet parameters and CIFAR-10 error; at cpu scale the pair
+  DenseNet-BC 6-6-6 / DxNet 4-4-4 (the same ~⅔ parameter ratio) is trained on the subset.
+- ``xunit``: the xUnit parameter overhead of Sec. 3.3 (82 per channel) and DxNet-105 vs DenseNet-121.
+- ``fig4``: Conv+xUnit denoisers with the original xUnit vs the 1×1-conv xUnit, PSNR vs depth.
+- ``fig8``: denoising PSNR vs parameters (σ = 50, BSD68): DxNets, DenseNets, DnCNN, xDnCNN.
+- ``fig6``: ×4 super-resolution PSNR vs parameters: DxNet16/32 and their DenseNet twins.
+- ``fig9``: minima sharpness of the DenseNet_{4,6,8} and DxNet_{4,6,8} denoisers (Figs. 9–10).
+- ``fig5``: class activation maps of the trained DenseNet and DxNet (Table 1 models).
+- ``table1_svhn``: the SVHN column (paper scale).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..claims import Better, Custom, Matches, MatchesValue, NotWorse, Absolute
+from ..results import ExperimentResult
+from ..spec import Experiment, Paper, PlotSpec, Row, TrainSpec
+from ._common import SMOKE_CLASSIFICATION, cpu_classification, ms, paper_data
+
+TITLE = "Dense xUnit Networks"
+RESTORATION = "{data_root}/restoration"
+# cpu-scale budgets (≈ 15 min for this paper on 2 cores).
+CPU_CLS_EPOCHS = 3
+CPU_CLS_LIMIT = 2560
+CPU_DENOISE = {"data.name": "restoration_folder", "data.root": RESTORATION + "/Sun_Hays80",
+               "data.eval_root": RESTORATION + "/BSD68", "data.patch_size": 40, "data.patches_per_epoch": 768,
+               "data.limit_eval": 8, "train.epochs": 3, "train.eval_every": 3}
+SMOKE_RESTORATION = {"data.name": "skimage_photos", "data.root": None, "data.patch_size": 32,
+                     "data.patches_per_epoch": 32, "data.batch_size": 16, "data.limit_eval": 1, "train.epochs": 1,
+                     "train.max_steps_per_epoch": 2, "train.eval_every": 1}
+CPU_SR = {"data.name": "restoration_folder", "data.root": RESTORATION + "/CSun_Hays80",
+          "data.eval_root": RESTORATION + "/CSet5", "data.patch_size": 64, "data.patches_per_epoch": 384,
+          "train.epochs": 3, "train.eval_every": 3}
+SMOKE_SR = {**SMOKE_RESTORATION, "data.patch_size": 48}
+
+
+# -- Table 1 ----------------------------------------------------------------------------------------
+def _table1() -> Experiment:
+    small_dense = ms("densenet_bc_cifar_6_6_6")
+    small_dx = ms("dxnet_cifar_4_4_4")
+    over = {"paper": paper_data("cifar10")}
+    rows = [
+        Row("densenet_16", "DenseNet 16-16-16", ms("densenet_bc_cifar_16_16_16"),
+            trained={"smoke": small_dense, "cpu": small_dense},
+            ref={"params": "table1.densenet_16_16_16.params", "error": "table1.densenet_16_16_16.c10_error"},
+            group="DenseNet", train_overrides=over),
+        Row("dxnet_12", "DxNet 12-12-12", ms("dxnet_cifar_12_12_12"), trained={"smoke": small_dx, "cpu": small_dx},
+            ref={"params": "table1.dxnet_12_12_12.params", "error": "table1.dxnet_12_12_12.c10_error"},
+            group="DxNet", train_overrides=over),
+        Row("densenet_26", "DenseNet 26-26-26", ms("densenet_bc_cifar_26_26_26"), trained={"smoke": None, "cpu": None},
+            ref={"params": "table1.densenet_26_26_26.params", "error": "table1.densenet_26_26_26.c10_error"},
+            group="DenseNet", train_overrides=over),
+        Row("dxnet_19", "DxNet 19-19-19", ms("dxnet_cifar_19_19_19"), trained={"smoke": None, "cpu": None},
+            ref={"params": "table1.dxnet_19_19_19.params", "error": "table1.dxnet_19_19_19.c10_error"},
+            group="DxNet", train_overrides=over),
+    ]
+    claims: list[Any] = []
+    for r in rows:
+        claims.append(Matches(f"params_{r.key}", f"{r.label}: {r.ref['params'] and ''}parameters as printed",
+                              "Table 1", row=r.key, metric="params", ref_key=r.ref["params"], unit=1e6))
+    claims += [
+        NotWorse("dx12_vs_d16", "DxNet 12-12-12 matches DenseNet 16-16-16 with fewer parameters", "Table 1",
+                 metric="error", a="dxnet_12", b="densenet_16",
+                 paper_keys=("table1.dxnet_12_12_12.c10_error", "table1.densenet_16_16_16.c10_error")),
+        NotWorse("dx19_vs_d26", "DxNet 19-19-19 matches DenseNet 26-26-26 with fewer parameters", "Table 1",
+                 metric="error", a="dxnet_19", b="densenet_26",
+                 paper_keys=("table1.dxnet_19_19_19.c10_error", "table1.densenet_26_26_26.c10_error")),
+        Custom("fewer_params", "Each DxNet has far fewer parameters than its DenseNet", "Table 1",
+               fn=lambda res, ref, scale: _fewer_params(res)),
+    ] + [Absolute(f"abs_{r.key}", f"{r.label}: CIFAR-10 error", "Table 1", row=r.key, metric="error",
+                  ref_key=r.ref["error"]) for r in rows]
+    return Experiment(
+        "table1", "Table 1", "DenseNet vs DxNet on CIFAR-10: parameters and error", rows, measure=("params", "macs"),
+        train=TrainSpec("dxnet_cifar10", scales={"smoke": SMOKE_CLASSIFICATION,
+                                                "cpu": cpu_classification(CPU_CLS_EPOCHS,
+                                                                          **{"data.limit_train": CPU_CLS_LIMIT}),
+                                                "paper": {}}),
+        claims=claims,
+        plots=[PlotSpec("table1_error_vs_params.png", x="train_params", y="error",
+                        title="CIFAR-10 error vs parameters (trained models)", xlabel="parameters (M)",
+                        ylabel="top-1 error (%)", x_scale=1e6),
+               PlotSpec("table1_paper_points.png", x="params", y="error", title="Table 1 (paper models)",
+                        xlabel="parameters (M)", ylabel="top-1 error (%)", paper_y="error", x_scale=1e6)],
+        notes={"cpu": f"cpu scale: DenseNet-BC 6-6-6 (0.18M) stands in for DenseNet 16-16-16 and DxNet 4-4-4 (0.12M) "
+                      f"for DxNet 12-12-12 (the same ≈⅔ parameter ratio), {CPU_CLS_EPOCHS} epochs on "
+                      f"{CPU_CLS_LIMIT} CIFAR-10-subset images with the paper's recipe (SGD Nesterov, cutout); the "
+                      "26-26-26 / 19-19-19 pair is not trained at this scale. Parameter claims use the paper's models.",
+               "smoke": "smoke scale: DenseNet 6-6-6 / DxNet 4-4-4, 2 steps on embedded digits.",
+               "paper": "paper scale: all four models, 200 epochs on CIFAR-10 (`dxnet_cifar10`)."})
+
+
+def _fewer_params(res: ExperimentResult) -> tuple[str, str, str, str]:
+    pairs = (("dxnet_12", "densenet_16"), ("dxnet_19", "densenet_26"))
+    ratios = [res.value(a, "params") / res.value(b, "params") for a, b in pairs]
+    ok = all(r < 1 for r in ratios)
+    return ("reproduced" if ok else "not reproduced", ", ".join(f"{100 * r:.0f}%" for r in ratios) + " of DenseNet",
+            "0.5/0.8 = 62%, 1.0/1.7 = 59% (Table 1)", "")
+
+
+def _table1_svhn() -> Experiment:
+    rows = [Row(k, label, ms(name, drop_rate=0.2), ref={"error": f"table1.{ref}.svhn_error"}, group=g,
+                train_overrides={"paper": paper_data("svhn")})
+            for k, label, name, ref, g in (
+                ("densenet_16", "DenseNet 16-16-16", "densenet_bc_cifar_16_16_16", "densenet_16_16_16", "DenseNet"),
+                ("dxnet_12", "DxNet 12-12-12", "dxnet_cifar_12_12_12", "dxnet_12_12_12", "DxNet"),
+                ("densenet_26", "DenseNet 26-26-26", "densenet_bc_cifar_26_26_26", "densenet_26_26_26", "DenseNet"),
+                ("dxnet_19", "DxNet 19-19-19", "dxnet_cifar_19_19_19", "dxnet_19_19_19", "DxNet"))]
+    claims: list[Any] = [
+        NotWorse("svhn_dx12", "SVHN: DxNet 12-12-12 matches DenseNet 16-16-16", "Table 1", metric="error",
+                 a="dxnet_12", b="densenet_16",
+                 paper_keys=("table1.dxnet_12_12_12.svhn_error", "table1.densenet_16_16_16.svhn_error")),
+        NotWorse("svhn_dx19", "SVHN: DxNet 19-19-19 matches DenseNet 26-26-26", "Table 1", metric="error",
+                 a="dxnet_19", b="densenet_26",
+                 paper_keys=("table1.dxnet_19_19_19.svhn_error", "table1.densenet_26_26_26.svhn_error")),
+    ] + [Absolute(f"abs_{r.key}", f"{r.label}: SVHN error", "Table 1", row=r.key, metric="error",
+                  ref_key=r.ref["error"]) for r in rows]
+    return Experiment("table1_svhn", "Table 1 (SVHN)", "DenseNet vs DxNet on SVHN (dropout 0.2, no augmentation)", rows,
+                      measure=("params",), train=TrainSpec("dxnet_svhn", scales={"paper": {}}), claims=claims,
+                      scales=("paper",), notes={"paper": "paper scale: `dxnet_svhn` (100 epochs)."})
+
+
+# -- Sec. 3.3 / Fig. 1: parameter overheads -----------------------------------------------------------
+def _xunit_analysis(ctx: Any, res: ExperimentResult) -> None:
+    from leannets.layers.xunit import XUnit
+
+    rows = []
+    for k in (12, 16, 32):
+        unit = XUnit(k, kernel_size=9)
+        dw = sum(m.weight.numel() + (m.bias.numel() if m.bias is not None else 0) for m in unit.modules()
+                 if isinstance(m, torch.nn.Conv2d) and m.groups == k and m.groups > 1)
+        total = sum(p.numel() for p in unit.parameters())
+        res.extras[f"dw_per_channel_k{k}"] = dw / k
+        rows.append([k, dw, round(dw / k, 2), total])
+    res.extras.setdefault("tables", []).append({
+        "title": "xUnit parameters (9×9 depthwise part = k·9² + k; total includes the 1×1 conv and BNs)",
+        "columns": ["channels k", "depthwise params", "per channel", "all xUnit params"], "rows": rows})
+
+
+def _extra_params(res: ExperimentResult) -> float | None:
+    a, b = res.value("densenet121", "params"), res.value("dxnet105", "params")
+    return None if not a or not b else 100.0 * (a / b - 1.0)
+
+
+def _xunit_exp() -> Experiment:
+    rows = [Row("densenet121", "DenseNet-121", ms("densenet121"), input_size=(3, 224, 224)),
+            Row("dxnet105", "DxNet-105", ms("dxnet_imagenet_105"), input_size=(3, 224, 224))]
+    claims: list[Any] = [
+        MatchesValue(f"xunit_82_k{k}", f"An xUnit on k={k} channels adds 82k parameters (9×9 depthwise + bias)",
+                     "Sec. 3.3", fn=(lambda res, k=k: res.extras.get(f"dw_per_channel_k{k}")),
+                     expected="sec3_3.xunit_params_per_channel", tol=0.0)
+        for k in (12, 16, 32)]
+    claims.append(MatchesValue("imagenet_30pct", "DenseNet-121 has 30% more parameters than DxNet-105", "Abstract / Fig. 1",
+                               fn=_extra_params, expected="abstract.imagenet_densenet_extra_params", tol=5.0))
+    return Experiment("xunit", "Sec. 3.3 / Fig. 1", "xUnit overhead and DxNet-105 vs DenseNet-121 size", rows,
+                      measure=("params", "macs"), claims=claims, analysis=_xunit_analysis,
+                      notes={s: "No training. The 30% claim is checked to one significant digit (±5 points)."
+                             for s in ("smoke", "cpu", "paper")})
+
+
+# -- Restoration helpers -----------------------------------------------------------------------------------
+def _dominates(res: ExperimentResult, better: list[str], worse: list[str], metric: str = "psnr"
+               ) -> tuple[bool, str] | None:
+    """Whether every point of ``better`` lies above the ``worse`` curve (linear in log-params)."""
+    import math
+
+    pts_w = sorted((res.value(k, "train_params"), res.value(k, metric)) for k in worse)
+    pts_b = [(res.value(k, "train_params"), res.value(k, metric)) for k in better]
+    if any(v is None for p in pts_w + pts_b for v in p):
+        return None
+    margins = []
+    for p, y in pts_b:
+        lo = max((q for q in pts_w if q[0] <= p), default=pts_w[0])
+        hi = min((q for q in pts_w if q[0] >= p), default=pts_w[-1])
+        if lo[0] == hi[0]:
+            ref = lo[1] if p >= lo[0] else lo[1]
+        else:
+            t = (math.log(p) - math.log(lo[0])) / (math.log(hi[0]) - math.log(lo[0]))
+            ref = lo[1] + t * (hi[1] - lo[1])
+        margins.append(y - ref)
+    return all(m > 0 for m in margins), ", ".join(f"{m:+.3f} dB" for m in margins)
+
+
+def _dominance_claim(cid: str, text: str, ref: str, better: list[str], worse: list[str], paper: str) -> Custom:
+    def fn(res: ExperimentResult, refv: Any, scale: str) -> tuple[str, str, str, str]:
+        if scale == "smoke":
+            return "not checked", "", paper, "smoke scale trains a few steps: not evidence"
+        out = _dominates(res, better, worse)
+        if out is None:
+            return "not checked", "—", paper, "not measured"
+        ok, margins = out
+        return ("reproduced" if ok else "not reproduced", f"margins over the other curve at equal params: {margins}",
+                paper, "")
+
+    return Custom(cid, text, ref, fn=fn)
+
+
+# -- Fig. 4 ----------------------------------------------------------------------------------------------
+FIG4_DEPTHS = (3, 5, 7)
+
+
+def _fig4() -> Experiment:
+    rows = []
+    for design, name in (("original", "convxunit_original"), ("1x1", "convxunit_1x1")):
+        for d in FIG4_DEPTHS:
+            rows.append(Row(f"{design}_d{d}", f"xUnit {design}, {d} layers", ms(name, depth=d),
+                            group=f"xUnit ({'with 1×1 conv' if design == '1x1' else 'original'})", x=d,
+                            train_overrides={"paper": {"data.name": "restoration_folder",
+                                                       "data.root": "{data_root}/BSD400",
+                                                       "data.eval_root": "{data_root}/BSD68"}}))
+    claims = [_dominance_claim("fig4_1x1", "The 1×1-conv xUnit gives a better PSNR/parameter trade-off", "Fig. 4",
+                               [f"1x1_d{d}" for d in FIG4_DEPTHS], [f"original_d{d}" for d in FIG4_DEPTHS],
+                               "better trade-off (plot only)")]
+    return Experiment(
+        "fig4", "Fig. 4", "Conv+xUnit denoisers: original xUnit vs xUnit with 1×1 conv (σ = 50, BSD68)", rows,
+        measure=("params",),
+        train=TrainSpec("dxnet_denoise_sigma50", scales={"smoke": SMOKE_RESTORATION, "cpu": CPU_DENOISE, "paper": {}},
+                        metric="psnr"),
+        claims=claims,
+        plots=[PlotSpec("fig4_psnr_vs_params.png", x="train_params", y="psnr", title="Fig. 4: PSNR vs parameters",
+                        xlabel="parameters (M)", ylabel="PSNR on BSD68, σ=50 (dB)", x_scale=1e6),
+               PlotSpec("fig4_psnr_vs_depth.png", x="x", y="psnr", title="Fig. 4: PSNR vs depth", xlabel="layers",
+                        ylabel="PSNR (dB)")],
+        notes={"cpu": "cpu scale: trained on 40×40 gray patches of Sun_Hays80 (768 per epoch, 3 epochs), evaluated on "
+                      "the first 8 BSD68 images with fixed σ = 50 noise (paper: BSD400, 5000 epochs, all 68 images).",
+               "smoke": "smoke scale: 2 steps on scikit-image's photos.",
+               "paper": "paper scale: `dxnet_denoise_sigma50` with BSD400 for training and BSD68 for evaluation."})
+
+
+# -- Fig. 8 ----------------------------------------------------------------------------------------------
+def _fig8() -> Experiment:
+    over = {"paper": {"data.name": "restoration_folder", "data.root": "{data_root}/BSD400",
+                      "data.eval_root": "{data_root}/BSD68"}}
+    spec = [("dncnn", "DnCNN", "dncnn", "DnCNN / xDnCNN"), ("xdncnn", "xDnCNN", "xdncnn", "DnCNN / xDnCNN"),
+            ("densenet_444", "DenseNet_{4,4,4}", "densenet_denoise_4_4_4", "DenseNet"),
+            ("densenet_468", "DenseNet_{4,6,8}", "densenet_denoise_4_6_8", "DenseNet"),
+            ("dxnet_444", "DxNet_{4,4,4}", "dxnet_denoise_4_4_4", "DxNet"),
+            ("dxnet_468", "DxNet_{4,6,8}", "dxnet_denoise_4_6_8", "DxNet")]
+    rows = [Row(k, label, ms(name), group=g, train_overrides=over) for k, label, name, g in spec]
+
+    def quarter(res: ExperimentResult) -> float | None:
+        a, b = res.value("dxnet_444", "params"), res.value("dncnn", "params")
+        return None if not a or not b else a / b
+
+    claims: list[Any] = [
+        MatchesValue("dx444_quarter", "DxNet_{4,4,4} has one fourth of DnCNN's parameters", "Sec. 4.3", fn=quarter,
+                     expected="fig8.dxnet_4_4_4.params_fraction_of_dncnn", tol=0.025),
+        Better("dx444_vs_dncnn", "DxNet_{4,4,4} denoises slightly better than DnCNN", "Sec. 4.3 / Fig. 8",
+               metric="psnr", better="dxnet_444", worse="dncnn"),
+        Better("dx444_vs_dense444", "DxNet_{4,4,4} beats DenseNet_{4,4,4}", "Fig. 8", metric="psnr",
+               better="dxnet_444", worse="densenet_444"),
+        Better("dx468_vs_dense468", "DxNet_{4,6,8} beats DenseNet_{4,6,8}", "Fig. 8", metric="psnr",
+               better="dxnet_468", worse="densenet_468"),
+        _dominance_claim("fig8_front", "DxNets have the best PSNR/parameter trade-off (above the DenseNet curve)",
+                         "Fig. 8", ["dxnet_444", "dxnet_468"], ["densenet_444", "densenet_468"],
+                         "best trade-off (plot only)"),
+    ]
+    return Experiment(
+        "fig8", "Fig. 8", "Denoising PSNR vs parameters (σ = 50, BSD68)", rows, measure=("params",),
+        train=TrainSpec("dxnet_denoise_sigma50", scales={"smoke": SMOKE_RESTORATION, "cpu": CPU_DENOISE, "paper": {}},
+                        metric="psnr"),
+        claims=claims,
+        plots=[PlotSpec("fig8_psnr_vs_params.png", x="train_params", y="psnr", title="Fig. 8: denoising, σ=50",
+                        xlabel="parameters (M)", ylabel="PSNR (dB)", x_scale=1e6, logx=True)],
+        notes={"cpu": "cpu scale: every model trained with the same short schedule as Fig. 4 (Adam, MSE, lr 1e-3 with "
+                      "the paper's ÷5 milestones) on Sun_Hays80 patches; PSNR on the first 8 BSD68 images.",
+               "smoke": "smoke scale: 2 steps on scikit-image's photos.",
+               "paper": "paper scale: BSD400 training (5000 epochs), BSD68 evaluation."})
+
+
+# -- Fig. 6 ----------------------------------------------------------------------------------------------
+def _fig6() -> Experiment:
+    over = {"paper": {"data.name": "restoration_folder", "data.root": "{data_root}/DIV2K",
+                      "data.eval_root": "{data_root}/BSD100"}}
+    rows = [Row("dxnet16", "DxNet16", ms("dxnet16_sr"), ref={"params": "fig6.dxnet16.params"}, group="DxNet",
+                train_overrides=over),
+            Row("dxnet32", "DxNet32", ms("dxnet32_sr"), group="DxNet", train_overrides=over),
+            Row("densenet16", "DenseNet16 (no xUnits)", ms("densenet16_sr"), group="DenseNet", train_overrides=over),
+            Row("densenet32", "DenseNet32 (no xUnits)", ms("densenet32_sr"), group="DenseNet", train_overrides=over)]
+    claims: list[Any] = [
+        Matches("dxnet16_params", "DxNet16 has 0.86M parameters", "Sec. 4.2", row="dxnet16", metric="params",
+                ref_key="fig6.dxnet16.params", unit=1e6),
+        MatchesValue("prosr_ratio", "DxNet16 is nearly 4× smaller than ProSR_l (3.1M)", "Sec. 4.2",
+                     fn=lambda res: None if not res.value("dxnet16", "params")
+                     else 3.1e6 / res.value("dxnet16", "params"), expected=4.0, tol=0.5,
+                     paper_text="≈4 (3.1M / 0.86M = 3.6)"),
+        Better("sr16", "DxNet16 beats its DenseNet twin", "Fig. 6", metric="psnr", better="dxnet16", worse="densenet16"),
+        Better("sr32", "DxNet32 beats its DenseNet twin", "Fig. 6", metric="psnr", better="dxnet32", worse="densenet32"),
+    ]
+    return Experiment(
+        "fig6", "Fig. 6", "×4 super-resolution PSNR vs parameters", rows, measure=("params",),
+        train=TrainSpec("dxnet_sr_x4", scales={"smoke": SMOKE_SR, "cpu": CPU_SR, "paper": {}}, metric="psnr"),
+        claims=claims,
+        plots=[PlotSpec("fig6_psnr_vs_params.png", x="train_params", y="psnr", title="Fig. 6: ×4 SR",
+                        xlabel="parameters (M)", ylabel="PSNR, Y channel (dB)", x_scale=1e6)],
+        notes={"cpu": "cpu scale: 64×64 HR crops of CSun_Hays80 (384 per epoch, 3 epochs), PSNR on the Y channel of "
+                      "CSet5 ignoring a 4-pixel border (paper: DIV2K, 6000 epochs, BSD100).",
+               "smoke": "smoke scale: 2 steps on scikit-image's photos.",
+               "paper": "paper scale: DIV2K training, BSD100 evaluation (`dxnet_sr_x4`)."})
+
+
+# -- Figs. 9-10 ----------------------------------------------------------------------------------------------
+SIGMAS = {"smoke": (0.0, 0.01, 0.02), "cpu": (0.0, 0.005, 0.01, 0.015, 0.02), "paper": (0.0, 0.005, 0.01, 0.015, 0.02)}
+REPEATS = {"smoke": 2, "cpu": 8, "paper": 1000}
+
+
+def _sharpness(ctx: Any, res: ExperimentResult) -> None:
+    from leannets.analysis.sharpness import checkpoint_data, estimate_sharpness, plot_sharpness, task_loss_fn
+
+    exp = ctx.paper.experiment("fig9")
+    results = []
+    for key in ("densenet_468", "dxnet_468"):
+        ckpt = ctx.checkpoint(res, key)
+        model, task, loader, _ = checkpoint_data(ckpt, split="train", limit=16 if ctx.scale != "paper" else None)
+        r = estimate_sharpness(model, task_loss_fn(task, loader), SIGMAS[ctx.scale], repeats=REPEATS[ctx.scale],
+                               seed=ctx.seed, name=exp.row(key).label)
+        results.append(r)
+        rr = res.row(key)
+        rr.metrics.update({"trace_hessian": r.trace_hessian, "mean_eigenvalue": r.mean_eigenvalue, "fit_r2": r.r2,
+                           "base_loss": r.base_loss})
+    res.extras["metric_columns"] = ["mean_eigenvalue", "trace_hessian", "fit_r2", "base_loss"]
+    res.files.append(ctx.rel(plot_sharpness(results, ctx.figure("fig9_10_sharpness.png"))))
+
+
+def _fig9() -> Experiment:
+    over = {"paper": {"data.name": "restoration_folder", "data.root": "{data_root}/BSD400",
+                      "data.eval_root": "{data_root}/BSD68"}}
+    rows = [Row("densenet_468", "DenseNet_{4,6,8}", ms("densenet_denoise_4_6_8"),
+                ref={"mean_eigenvalue": "fig9.densenet_4_6_8.mean_hessian_eigenvalue"}, group="DenseNet",
+                train_overrides=over),
+            Row("dxnet_468", "DxNet_{4,6,8}", ms("dxnet_denoise_4_6_8"),
+                ref={"mean_eigenvalue": "fig9.dxnet_4_6_8.mean_hessian_eigenvalue"}, group="DxNet",
+                train_overrides=over)]
+    claims: list[Any] = [
+        Better("flatter", "DxNet_{4,6,8} sits in a flatter minimum (smaller mean Hessian eigenvalue)", "Sec. 4.4 / Fig. 9",
+               metric="mean_eigenvalue", better="dxnet_468", worse="densenet_468",
+               paper_keys=("fig9.dxnet_4_6_8.mean_hessian_eigenvalue", "fig9.densenet_4_6_8.mean_hessian_eigenvalue")),
+        Absolute("eig_dense", "DenseNet_{4,6,8} mean Hessian eigenvalue", "Sec. 4.4", row="densenet_468",
+                 metric="mean_eigenvalue", ref_key="fig9.densenet_4_6_8.mean_hessian_eigenvalue"),
+        Absolute("eig_dx", "DxNet_{4,6,8} mean Hessian eigenvalue", "Sec. 4.4", row="dxnet_468",
+                 metric="mean_eigenvalue", ref_key="fig9.dxnet_4_6_8.mean_hessian_eigenvalue"),
+    ]
+    return Experiment(
+        "fig9", "Figs. 9–10", "Minima sharpness of the 4-6-8 denoisers (loss vs parameter noise)", rows,
+        measure=("params",),
+        train=TrainSpec("dxnet_denoise_sigma50", scales={"smoke": SMOKE_RESTORATION, "cpu": CPU_DENOISE, "paper": {}},
+                        metric="psnr"),
+        claims=claims, analysis=_sharpness,
+        notes={"cpu": f"cpu scale: the Fig. 8 runs of the two 4-6-8 denoisers; Gaussian noise of σ ∈ {SIGMAS['cpu']} on "
+                      f"every conv filter, {REPEATS['cpu']} realizations each (paper: 1000), MSE on 16 training patches; "
+                      "slope of mean loss vs σ² = ½Tr(H).",
+               "smoke": "smoke scale: 2 realizations on 16 patches of barely trained models.",
+               "paper": "paper scale: 1000 realizations on the training set."})
+
+
+# -- Fig. 5 ----------------------------------------------------------------------------------------------
+def _cam(ctx: Any, res: ExperimentResult) -> None:
+    from leannets.analysis.cam import class_activation_maps, normalize_cam, plot_cam_grid
+    from leannets.engine.checkpoint import load_model
+    from leannets.engine.recipe import stage_configs
+    from leannets.engine.task import create_task
+
+    t1 = ctx.paper.experiment("table1")
+    models, data = {}, None
+    for key in ("densenet_16", "dxnet_12"):
+        run = ctx.train(t1, t1.row(key))
+        model, ckpt = load_model(run["checkpoint"])
+        models[t1.row(key).label + f" ({run['model']})"] = model
+        data = ckpt
+    splits = create_task(stage_configs(data["recipe"])[-1]).build_data()
+    images = splits.eval.images[:6]
+    info = data["data_info"]
+    x01 = images.float() / 255.0
+    mean = torch.tensor(info["mean"]).view(1, -1, 1, 1)
+    std = torch.tensor(info["std"]).view(1, -1, 1, 1)
+    rows = {}
+    with torch.no_grad():
+        for label, model in models.items():
+            out = class_activation_maps(model, (x01 - mean) / std, classes=splits.eval.labels[:6])
+            cams = normalize_cam(out.cams, tuple(x01.shape[-2:]))
+            names = info.get("class_names") or []
+            rows[label] = [(cams[i].numpy(), f"p={float(out.probs[i]):.2f}") for i in range(len(images))]
+    titles = [str((info.get("class_names") or [])[int(c)]) if info.get("class_names") else str(int(c))
+              for c in splits.eval.labels[:6]]
+    path = plot_cam_grid([x01[i].permute(1, 2, 0).numpy() for i in range(len(images))], rows,
+                         ctx.figure("fig5_cam.png"), image_titles=titles)
+    res.files.append(ctx.rel(path))
+
+
+def _fig5() -> Experiment:
+    return Experiment("fig5", "Fig. 5", "Class activation maps of DenseNet and DxNet (true class)", [], measure=(),
+                      claims=[Custom("cam", "DxNet's CAMs cover the whole object, DenseNet's only parts", "Fig. 5",
+                                     fn=lambda res, ref, scale: ("not checked", "see figure",
+                                                                 "qualitative (Fig. 5)",
+                                                                 "qualitative claim: judged by eye"))],
+                      analysis=_cam,
+                      notes={"cpu": "The Table 1 models trained at this scale (DenseNet 6-6-6 / DxNet 4-4-4 on the "
+                                    "CIFAR-10 subset), CAMs of the true class on 6 test images (paper: ImageNet "
+                                    "DenseNet-121 / DxNet-105).",
+                             "smoke": "smoke scale: barely trained models on digits.",
+                             "paper": "paper scale: the Table 1 CIFAR-10 models."})
+
+
+def paper() -> Paper:
+    return Paper("dxnet", TITLE, [_table1(), _xunit_exp(), _fig4(), _fig8(), _fig6(), _fig9(), _fig5(),
+                                  _table1_svhn()])
