@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--add-noise", type=float, default=None, metavar="SIGMA",
                    help="treat inputs as clean: add N(0, SIGMA²) noise first and report PSNR/SSIM")
     p.add_argument("--seed", type=int, default=0, help="seed of --add-noise (image i uses (seed, i))")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     p.set_defaults(func=run)
 
 
@@ -36,6 +36,7 @@ def run(args: argparse.Namespace) -> int:
         if not p.is_file():
             raise FileNotFoundError(f"image {p} does not exist")
     model, _, ckpt = load_restoration_model(args.checkpoint, expect="denoising", device=args.device)
+    device = next(model.parameters()).device
     channels = int(getattr(model, "in_chans", 1))
     out_dir = Path(args.out)
     print(f"{ckpt['recipe']['model']['name']} ({'gray' if channels == 1 else 'RGB'}) from {ckpt['path']}")
@@ -46,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
             x = x + eval_noise(tuple(x.shape), args.add_noise, args.seed, i)
             save_image(out_dir / f"{path.stem}_noisy.png", quantize(x)[0].to(torch.uint8))
         with torch.no_grad():
-            y = run_model(model, x.to(args.device)).float().cpu()
+            y = run_model(model, x.to(device)).float().cpu()
         out = quantize(y)
         dest = save_image(out_dir / f"{path.stem}_denoised.png", out[0].to(torch.uint8))
         line = f"{path.name} -> {dest}"

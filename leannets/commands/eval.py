@@ -1,17 +1,22 @@
-"""``leannets eval CHECKPOINT [--data NAME] [--data-root DIR] [--set data.k=v|task.k=v …]``: evaluate a checkpoint."""
+"""``leannets eval CHECKPOINT [--data NAME|DIR] [--sigma S | --scale K] [--set data.k=v|task.k=v …]``."""
 from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint (loss and the task's metrics)")
-    p.add_argument("checkpoint", help="checkpoint file or run folder (uses its last.pt; best.pt via the path)")
-    p.add_argument("--data", default=None, help="dataset name (default: the one the checkpoint was trained on)")
+    p.add_argument("checkpoint", help="checkpoint file or run folder (a folder means its last.pt)")
+    p.add_argument("--data", default=None,
+                   help="dataset name, or a folder (used by the task directly when it supports folders, e.g. "
+                        "restoration test sets; otherwise it becomes data.root)")
     p.add_argument("--data-root", default=None, metavar="DIR", help="dataset folder (data.root)")
+    p.add_argument("--sigma", type=float, default=None, help="noise σ for denoising checkpoints (task.sigma)")
+    p.add_argument("--scale", type=int, default=None, help="upscaling factor for SR checkpoints (task.scale)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override data.* or task.* recipe keys, e.g. --set task.sigma=50 (repeatable)")
+                   help="override data.* or task.* recipe keys, e.g. --set data.limit_eval=100 (repeatable)")
     p.add_argument("--split", default="eval", choices=("eval", "train", "val"), help="which split to evaluate")
     p.add_argument("--no-ema", action="store_true", help="use the raw weights even if an EMA was kept")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -20,25 +25,47 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from leannets.engine.checkpoint import load_checkpoint
     from leannets.engine.recipe import parse_override
-    from leannets.engine.trainer import evaluate_checkpoint
+    from leannets.engine.task import Task, get_task_class
+    from leannets.engine.trainer import evaluate_checkpoint, resolve_device
 
     overrides: dict = {}
-    if args.data:
-        overrides["data.name"] = args.data
-    if args.data_root:
-        overrides["data.root"] = args.data_root
     for text in args.overrides:
         key, value = parse_override(text)
         if not key.startswith(("data.", "task.")):
             raise ValueError(f"--set {text!r}: eval accepts only data.* and task.* keys")
         overrides[key] = value
-    out = evaluate_checkpoint(args.checkpoint, overrides=overrides, device=args.device, use_ema=not args.no_ema,
-                              split=args.split)
+    if args.sigma is not None:
+        overrides["task.sigma"] = args.sigma
+    if args.scale is not None:
+        overrides["task.scale"] = args.scale
+    if args.data_root:
+        overrides["data.root"] = args.data_root
+    out = None
+    if args.data and Path(args.data).is_dir():
+        ckpt = load_checkpoint(args.checkpoint)
+        cls = get_task_class(ckpt["recipe"]["task"]["name"])
+        if cls.evaluate_folder.__func__ is not Task.evaluate_folder.__func__:
+            options = {k[5:]: v for k, v in overrides.items() if k.startswith("task.")}
+            res = cls.evaluate_folder(args.checkpoint, args.data, options, str(resolve_device(args.device)))
+            if res is not None:
+                out = {"metrics": res["metrics"], "report": res.get("report"), "num_samples": res.get("num_samples"),
+                       "split": "folder", "checkpoint": ckpt["path"], "data": args.data,
+                       "model": ckpt["recipe"]["model"]["name"]}
+        if out is None:
+            overrides["data.root"] = args.data
+    elif args.data:
+        overrides["data.name"] = args.data
+    if out is None:
+        out = evaluate_checkpoint(args.checkpoint, overrides=overrides, device=args.device, use_ema=not args.no_ema,
+                                  split=args.split)
     if args.json:
         print(json.dumps(out, indent=2, default=str))
         return 0
-    print(f"{out['model']} on {out['data']} ({out['split']} split, {out['num_samples']} samples) — {out['checkpoint']}")
+    n = out.get("num_samples")
+    print(f"{out['model']} on {out['data']} ({out['split']} split{f', {n} samples' if n else ''}) — "
+          f"{out['checkpoint']}")
     if out.get("report"):
         print(out["report"])
     for k, v in sorted(out["metrics"].items()):

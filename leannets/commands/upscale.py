@@ -18,7 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default="upscaled", help="output folder (default: ./upscaled)")
     p.add_argument("--downscale-first", action="store_true",
                    help="treat inputs as high-resolution references: downscale, upscale, report PSNR/SSIM")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda[:N]")
     p.set_defaults(func=run)
 
 
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
         if not p.is_file():
             raise FileNotFoundError(f"image {p} does not exist")
     model, task, ckpt = load_restoration_model(args.checkpoint, expect="super_resolution", device=args.device)
+    device = next(model.parameters()).device
     channels = int(getattr(model, "in_chans", 3))
     s = int(getattr(model, "scale", task.scale))
     out_dir = Path(args.out)
@@ -48,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
             save_image(out_dir / f"{path.stem}_lr.png", img)
         x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float()[None] / 255.0
         with torch.no_grad():
-            y = run_model(model, x.to(args.device)).float().cpu()
+            y = run_model(model, x.to(device)).float().cpu()
         out = quantize(y)
         dest = save_image(out_dir / f"{path.stem}_x{s}.png", out[0].to(torch.uint8))
         line = f"{path.name} ({img.shape[1]}×{img.shape[0]}) -> {dest} ({out.shape[-1]}×{out.shape[-2]})"

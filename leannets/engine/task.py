@@ -150,6 +150,17 @@ class Task:
         """Optional detailed text for ``leannets eval`` (e.g. per-image PSNR); ``None`` by default."""
         return None
 
+    @classmethod
+    def evaluate_folder(cls, checkpoint: str, folder: str, options: dict[str, Any], device: str = "cpu"
+                        ) -> dict[str, Any] | None:
+        """``leannets eval CHECKPOINT --data DIR`` on a plain folder of files (e.g. a restoration test set).
+
+        Return ``{"metrics": {...}, "report": str | None, "num_samples": int}`` or ``None`` (the default)
+        to let the folder become ``data.root`` of the checkpoint's dataset. ``options`` holds the task
+        options given on the command line (``--sigma``, ``--scale``, ``--set task.k=v``).
+        """
+        return None
+
     def is_better(self, new: float, old: float | None) -> bool:
         """Whether metric value ``new`` beats ``old`` (``None`` = no previous value)."""
         if old is None or old != old:

@@ -336,10 +336,13 @@ def load_restoration_model(checkpoint: str | Path, expect: str | None = None, de
 
     Args:
         expect: ``"denoising"`` or ``"super_resolution"``: refuse other checkpoints with a clear error.
+        device: ``cpu``, ``cuda[:N]`` or ``auto``.
         task_overrides: ``task.*`` values to change (e.g. ``sigma``).
     """
     from ..checkpoint import load_model
 
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     model, ckpt = load_model(checkpoint, device=device)
     name = str(ckpt["recipe"]["task"]["name"])
     if expect is not None and name != expect:
