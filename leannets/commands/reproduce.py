@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--list", action="store_true", help="list the paper's tables/figures and exit")
+    p.add_argument("--plan", action="store_true",
+                   help="print every training run (recipe + overrides, validated) without running anything")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=run)
 
@@ -37,6 +39,15 @@ def run(args: argparse.Namespace) -> int:
         return 0
     for name in args.table or []:
         paper.experiment(name)  # ValueError naming the allowed tables
+    if args.plan:
+        from leannets.reproduce.runner import plan_paper
+
+        runs = plan_paper(paper, args.table, args.scale, args.data_root, args.seed)
+        for r in runs:
+            ov = " ".join(f"{k}={v}" for k, v in sorted(r["overrides"].items()) if not k.startswith("model."))
+            print(f"{r['experiment']:<12} {r['row']:<16} {r['model']['name']:<32} {r['recipe']} {ov}")
+        print(f"{len(runs)} runs ({len({r['run_id'] for r in runs})} distinct) at {args.scale} scale")
+        return 0
     command = _command(args)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     doc = run_paper(paper, tables=args.table, scale=args.scale, out_dir=args.out, data_root=args.data_root,

@@ -220,7 +220,7 @@ class WAEClassifier(Classifier):
         if self.head_lh is None:
             return h_l if pre_logits else self.fc(h_l)
         h_lh = self.head_lh(x)
-        if pre_logits:
+        if pre_logits or self.num_classes == 0:
             return torch.cat([h_l, h_lh], 1)
         return (self.fc(h_l) + self.fusion_fc(h_lh)) / 2
 
@@ -246,6 +246,8 @@ class WAEClassifier(Classifier):
         if f_h is None:
             return WAEOutput(s_l, s_l, None, i_l, i_h, recon)
         s_lh = self.fusion_fc(self.head_lh(torch.cat([f_l, f_h], 1)))
+        if self.num_classes == 0:  # identity heads: the "logits" are both pre-logit vectors
+            return WAEOutput(torch.cat([s_l, s_lh], 1), s_l, s_lh, i_l, i_h, recon)
         return WAEOutput((s_l + s_lh) / 2, s_l, s_lh, i_l, i_h, recon)
 
     def forward(self, x: torch.Tensor, parts: bool = False, classify: bool = True,

@@ -77,7 +77,7 @@ def _paper_value(name: str, ref: Any) -> str:
     """A quoted value converted to the column's unit (e.g. 15.36 G shown as 15360 in a (M) column)."""
     _, div, _ = metric_format(name)
     value = ref.value
-    if isinstance(value, (int, float)) and ref.unit in _UNIT and div != 1.0:
+    if isinstance(value, (int, float)) and ref.unit in _UNIT and div not in (1.0, _UNIT[ref.unit]):
         value = value * _UNIT[ref.unit] / div
         return fmt_num(value, 5)
     return str(value)
@@ -165,13 +165,15 @@ def render_report(doc: Mapping[str, Any], results: Sequence[ExperimentResult], c
         lines += [f"## {exp_res.ref}: {exp_res.title}", f"<a id=\"{_anchor(exp_res)}\"></a>", ""]
         for note in exp_res.notes:
             lines += [note, ""]
-        if exp_res.trained and exp_res.rows and exp_res.rows[0].run:
-            run = exp_res.rows[0].run
-            ov = ", ".join(f"{k}={v}" for k, v in sorted((run.get("overrides") or {}).items())
+        runs = [r.run for r in exp_res.rows if r.run]
+        if exp_res.trained and runs:
+            recipes = sorted({r.get("recipe_name") for r in runs})
+            ov = ", ".join(f"{k}={v}" for k, v in sorted((runs[0].get("overrides") or {}).items())
                            if not k.startswith(("model.", "train.progress", "train.device", "seed")))
-            lines += [f"Trained with recipe `{run.get('recipe_name')}` and overrides `{ov}`; metrics from the final "
-                      f"epoch on the evaluation split "
-                      f"({exp_res.rows[0].metrics.get('eval_samples', '?')} samples).", ""]
+            n = next((r.metrics["eval_samples"] for r in exp_res.rows if r.metrics.get("eval_samples")), None)
+            lines += [f"Trained with recipe{'s' if len(recipes) > 1 else ''} {', '.join(f'`{r}`' for r in recipes)} "
+                      f"and overrides `{ov}` (seed {ctx.seed}); metrics from the final epoch on the evaluation split"
+                      + (f" ({n} samples)." if n else "."), ""]
         if exp_res.rows:
             lines += [_rows_table(exp_res, refs, ctx), ""]
         lines += [t + "\n" for t in _extra_tables(exp_res)]

@@ -120,15 +120,21 @@ class Context:
             overrides["train.threads"] = self.threads
         return recipe, format_overrides(overrides, self.data_root)
 
-    def train(self, exp: Experiment, row: Row) -> dict[str, Any]:
-        """Train (or reuse / resume) the run of ``row``; returns the engine's result dict."""
-        from leannets.engine import train
+    def resolve(self, exp: Experiment, row: Row) -> tuple[str, dict[str, Any], dict[str, Any], str]:
+        """(recipe name, overrides, resolved recipe, run id) of ``row``'s training run."""
         from leannets.engine.recipe import load_recipe
 
         recipe, overrides = self.recipe_for(exp, row)
         resolved = load_recipe(recipe, overrides)
         # name/description do not change what is trained: equal runs of different tables are shared.
-        run_id = f"{resolved['model']['name']}-{stable_hash({k: v for k, v in resolved.items() if k not in ('name', 'description')})}"
+        key = {k: v for k, v in resolved.items() if k not in ("name", "description")}
+        return recipe, overrides, resolved, f"{resolved['model']['name']}-{stable_hash(key)}"
+
+    def train(self, exp: Experiment, row: Row) -> dict[str, Any]:
+        """Train (or reuse / resume) the run of ``row``; returns the engine's result dict."""
+        from leannets.engine import train
+
+        recipe, overrides, resolved, run_id = self.resolve(exp, row)
         if run_id in self.run_cache:
             return self.run_cache[run_id]
         run_dir = self.runs_dir / run_id
@@ -306,6 +312,29 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
     return doc
 
 
+def plan_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: str = "smoke",
+               data_root: str | os.PathLike | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """Every training run ``run_paper`` would start, with its recipe resolved and validated by the
+    engine (nothing is trained and no data is read): a dry run of the declarations."""
+    from . import get_paper
+
+    paper_obj = get_paper(paper) if isinstance(paper, str) else paper
+    ctx = Context(paper=paper_obj, scale=scale, seed=seed, out_dir=Path("."),
+                  data_root=Path(data_root) if data_root else None, reference=load_reference(paper_obj.name))
+    runs: list[dict[str, Any]] = []
+    for exp in paper_obj.select(tables):
+        if scale not in exp.scales or exp.train is None or not exp.train.trains_at(scale):
+            continue
+        for row in exp.rows:
+            if row.model_for(scale) is None:
+                continue
+            recipe, overrides, resolved, run_id = ctx.resolve(exp, row)
+            runs.append({"experiment": exp.name, "row": row.key, "model": resolved["model"], "recipe": recipe,
+                         "overrides": overrides, "run_id": run_id,
+                         "stages": len(resolved.get("stages") or []) or 1})
+    return runs
+
+
 def verdict_counts(doc: Mapping[str, Any]) -> str:
     s = doc["summary"]
     return f"{s['reproduced']} reproduced, {s['not reproduced']} not reproduced, {s['not checked']} not checked"
@@ -315,4 +344,4 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-__all__ += ["run_experiment", "verdict_counts", "fmt_num", "Verdict"]
+__all__ += ["run_experiment", "plan_paper", "verdict_counts", "fmt_num", "Verdict"]

@@ -144,3 +144,11 @@ def test_vgg_options():
     assert leannets.create_model("vgg_cifar_small")(torch.randn(1, 3, 32, 32)).shape == (1, 10)
     with pytest.raises(ValueError, match="unknown cfg"):
         leannets.models.vgg.VGG("vgg7")
+
+
+def test_num_classes_zero_returns_pre_logits():
+    model = leannets.create_model(f"wae_{SMALL}", num_classes=0).eval()
+    x = torch.randn(2, 3, 32, 32)
+    feats = model(x)
+    assert feats.shape == (2, 128 + 128 + 32)  # h_l (128) and h_lh (128 + 32), global-pool heads
+    torch.testing.assert_close(feats, model.forward_head(model.forward_features(x), pre_logits=True))

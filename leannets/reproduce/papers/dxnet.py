@@ -36,6 +36,18 @@ CPU_SR = {"data.name": "restoration_folder", "data.root": RESTORATION + "/CSun_H
           "data.eval_root": RESTORATION + "/CSet5", "data.patch_size": 64, "data.patches_per_epoch": 384,
           "train.epochs": 3, "train.eval_every": 3}
 SMOKE_SR = {**SMOKE_RESTORATION, "data.patch_size": 48}
+# smoke scale: narrow/shallow versions of the restoration nets (evaluation runs on whole photos).
+SMOKE_MODELS = {
+    "dncnn": ms("dncnn", depth=5, width=16), "xdncnn": ms("xdncnn", depth=3, width=16),
+    "densenet_denoise_4_4_4": ms("densenet_denoise_4_4_4", block_config=(2, 2, 2), growth_rate=8),
+    "densenet_denoise_4_6_8": ms("densenet_denoise_4_6_8", block_config=(2, 3, 4), growth_rate=8),
+    "dxnet_denoise_4_4_4": ms("dxnet_denoise_4_4_4", block_config=(2, 2, 2), growth_rate=8),
+    "dxnet_denoise_4_6_8": ms("dxnet_denoise_4_6_8", block_config=(2, 3, 4), growth_rate=8),
+    "dxnet16_sr": ms("dxnet16_sr", block_config=(1, 1, 1, 1, 1, 1), growth_rate=8),
+    "dxnet32_sr": ms("dxnet32_sr", block_config=(1, 1, 1), growth_rate=8),
+    "densenet16_sr": ms("densenet16_sr", block_config=(1, 1, 1, 1, 1, 1), growth_rate=8),
+    "densenet32_sr": ms("densenet32_sr", block_config=(1, 1, 1), growth_rate=8),
+}
 
 
 # -- Table 1 ----------------------------------------------------------------------------------------
@@ -207,6 +219,7 @@ def _fig4() -> Experiment:
     for design, name in (("original", "convxunit_original"), ("1x1", "convxunit_1x1")):
         for d in FIG4_DEPTHS:
             rows.append(Row(f"{design}_d{d}", f"xUnit {design}, {d} layers", ms(name, depth=d),
+                            trained={"smoke": ms(name, depth=d, width=8)},
                             group=f"xUnit ({'with 1×1 conv' if design == '1x1' else 'original'})", x=d,
                             train_overrides={"paper": {"data.name": "restoration_folder",
                                                        "data.root": "{data_root}/BSD400",
@@ -239,7 +252,8 @@ def _fig8() -> Experiment:
             ("densenet_468", "DenseNet_{4,6,8}", "densenet_denoise_4_6_8", "DenseNet"),
             ("dxnet_444", "DxNet_{4,4,4}", "dxnet_denoise_4_4_4", "DxNet"),
             ("dxnet_468", "DxNet_{4,6,8}", "dxnet_denoise_4_6_8", "DxNet")]
-    rows = [Row(k, label, ms(name), group=g, train_overrides=over) for k, label, name, g in spec]
+    rows = [Row(k, label, ms(name), trained={"smoke": SMOKE_MODELS[name]}, group=g, train_overrides=over)
+            for k, label, name, g in spec]
 
     def quarter(res: ExperimentResult) -> float | None:
         a, b = res.value("dxnet_444", "params"), res.value("dncnn", "params")
@@ -276,10 +290,13 @@ def _fig6() -> Experiment:
     over = {"paper": {"data.name": "restoration_folder", "data.root": "{data_root}/DIV2K",
                       "data.eval_root": "{data_root}/BSD100"}}
     rows = [Row("dxnet16", "DxNet16", ms("dxnet16_sr"), ref={"params": "fig6.dxnet16.params"}, group="DxNet",
+                trained={"smoke": SMOKE_MODELS["dxnet16_sr"]}, train_overrides=over),
+            Row("dxnet32", "DxNet32", ms("dxnet32_sr"), group="DxNet", trained={"smoke": SMOKE_MODELS["dxnet32_sr"]},
                 train_overrides=over),
-            Row("dxnet32", "DxNet32", ms("dxnet32_sr"), group="DxNet", train_overrides=over),
-            Row("densenet16", "DenseNet16 (no xUnits)", ms("densenet16_sr"), group="DenseNet", train_overrides=over),
-            Row("densenet32", "DenseNet32 (no xUnits)", ms("densenet32_sr"), group="DenseNet", train_overrides=over)]
+            Row("densenet16", "DenseNet16 (no xUnits)", ms("densenet16_sr"), group="DenseNet",
+                trained={"smoke": SMOKE_MODELS["densenet16_sr"]}, train_overrides=over),
+            Row("densenet32", "DenseNet32 (no xUnits)", ms("densenet32_sr"), group="DenseNet",
+                trained={"smoke": SMOKE_MODELS["densenet32_sr"]}, train_overrides=over)]
     claims: list[Any] = [
         Matches("dxnet16_params", "DxNet16 has 0.86M parameters", "Sec. 4.2", row="dxnet16", metric="params",
                 ref_key="fig6.dxnet16.params", unit=1e6),
@@ -330,10 +347,10 @@ def _fig9() -> Experiment:
                       "data.eval_root": "{data_root}/BSD68"}}
     rows = [Row("densenet_468", "DenseNet_{4,6,8}", ms("densenet_denoise_4_6_8"),
                 ref={"mean_eigenvalue": "fig9.densenet_4_6_8.mean_hessian_eigenvalue"}, group="DenseNet",
-                train_overrides=over),
+                trained={"smoke": SMOKE_MODELS["densenet_denoise_4_6_8"]}, train_overrides=over),
             Row("dxnet_468", "DxNet_{4,6,8}", ms("dxnet_denoise_4_6_8"),
                 ref={"mean_eigenvalue": "fig9.dxnet_4_6_8.mean_hessian_eigenvalue"}, group="DxNet",
-                train_overrides=over)]
+                trained={"smoke": SMOKE_MODELS["dxnet_denoise_4_6_8"]}, train_overrides=over)]
     claims: list[Any] = [
         Better("flatter", "DxNet_{4,6,8} sits in a flatter minimum (smaller mean Hessian eigenvalue)", "Sec. 4.4 / Fig. 9",
                metric="mean_eigenvalue", better="dxnet_468", worse="densenet_468",

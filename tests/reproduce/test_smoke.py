@@ -1,0 +1,90 @@
+"""Smoke-scale runs: the parameter/MAC tables of every paper (checked against the paper), one
+trained table end to end (deterministic, reused, resumable), and (slow) each whole paper."""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from leannets.cli import main
+from leannets.reproduce import PAPERS, run_paper
+
+
+def _verdicts(doc: dict, exp: str) -> dict[str, str]:
+    e = next(e for e in doc["experiments"] if e["name"] == exp)
+    return {v["claim"]: v["status"] for v in e["verdicts"]}
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+def _metrics(doc: dict) -> dict:
+    """Every row metric except wall-clock times (the only figures allowed to differ between runs)."""
+    out = {}
+    for e in doc["experiments"]:
+        for r in e["rows"]:
+            out[(e["name"], r["key"])] = {k: v for k, v in r["metrics"].items() if not k.endswith("_s")}
+    return out
+
+
+def test_parameter_and_mac_tables_of_all_papers(tmp_path):
+    docs = {
+        "multiception": run_paper("multiception", ["table5"], out_dir=tmp_path / "mc", log=_quiet),
+        "xsepconv": run_paper("xsepconv", ["eq3"], out_dir=tmp_path / "xs", log=_quiet),
+        "dxnet": run_paper("dxnet", ["xunit"], out_dir=tmp_path / "dx", log=_quiet),
+    }
+    mc = _verdicts(docs["multiception"], "table5")
+    assert mc["params_c10_r20_standard"] == mc["params_c10_r50_multiception"] == "reproduced"
+    assert mc["diff_average"] == "reproduced"
+    xs = _verdicts(docs["xsepconv"], "eq3")
+    assert xs["k5_saving"] == xs["ratio_k7"] == xs["down_min_k"] == "reproduced"
+    assert _verdicts(docs["dxnet"], "xunit")["xunit_82_k12"] == "reproduced"
+    for name, doc in docs.items():
+        out = tmp_path / {"multiception": "mc", "xsepconv": "xs", "dxnet": "dx"}[name]
+        report = (out / "report.md").read_text(encoding="utf-8")
+        assert "paper (quoted)" in report and f"leannets/reference/{name}.json" in report
+        assert json.loads((out / "results.json").read_text()) == json.loads(json.dumps(doc))
+        for e in doc["experiments"]:
+            for f in e["files"]:
+                assert (out / f).is_file() and (out / f).stat().st_size > 1000, f
+    table5 = (tmp_path / "mc" / "report.md").read_text(encoding="utf-8")
+    assert "| ResNet-20 (CIFAR-10), Standard conv | resnet20_standard | 0.2725 (272,474) | 0.2724 |" in table5
+
+
+def test_trained_table_is_deterministic_reused_and_resumable(tmp_path):
+    a = run_paper("xsepconv", ["table1"], out_dir=tmp_path / "a", seed=3, log=_quiet)
+    b = run_paper("xsepconv", ["table1"], out_dir=tmp_path / "b", seed=3, log=_quiet)
+    assert _metrics(a) == _metrics(b)
+    acc = [m["acc1"] for m in _metrics(a).values()]
+    assert len(acc) == 2 and all(0 <= v <= 100 and math.isfinite(v) for v in acc)
+    # Re-running into the same folder reuses the finished runs; a run without result.json resumes.
+    runs = sorted((tmp_path / "a" / "runs").iterdir())
+    assert len(runs) == 2 and all((r / "last.pt").is_file() for r in runs)
+    (runs[0] / "result.json").unlink()
+    logs: list[str] = []
+    c = run_paper("xsepconv", ["table1"], out_dir=tmp_path / "a", seed=3, log=logs.append)
+    assert any("resuming" in m for m in logs) and any("reusing" in m for m in logs)
+    assert _metrics(c) == _metrics(a)
+    verdicts = _verdicts(a, "table1")
+    assert verdicts["fewer_params_100"] == "reproduced" and verdicts["acc_w100"] == "not checked"
+    d = run_paper("xsepconv", ["table1"], out_dir=tmp_path / "d", seed=4, log=_quiet)
+    assert _metrics(d) != _metrics(a)  # the seed matters
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("paper", PAPERS)
+def test_whole_paper_smoke_via_cli(paper, tmp_path, capsys):
+    out = tmp_path / paper
+    assert main(["reproduce", paper, "--scale", "smoke", "--out", str(out), "--threads", "1", "--quiet"]) == 0
+    assert "reproduced" in capsys.readouterr().out
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["scale"] == "smoke" and doc["command"].startswith(f"leannets reproduce {paper}")
+    assert sum(doc["summary"].values()) > 0
+    pngs = list((out / "figures").glob("*.png"))
+    assert pngs, "no figures"
+    report = (out / "report.md").read_text(encoding="utf-8")
+    for e in doc["experiments"]:
+        assert e["ref"] in report
