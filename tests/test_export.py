@@ -194,8 +194,9 @@ def test_cli_predict_top5_with_class_names(digits_checkpoint, tmp_path, capsys):
     from PIL import Image
 
     from leannets.data import build_dataset
+    from leannets.engine.checkpoint import load_checkpoint
 
-    splits = build_dataset({"name": "digits"})
+    splits = build_dataset(load_checkpoint(digits_checkpoint)["recipe"]["data"])
     images = splits.eval.images[:2]  # uint8 (2, 3, 32, 32)
     paths = []
     for i, img in enumerate(images):
