@@ -78,3 +78,14 @@ def test_classifier_interface(name):
     assert model(x).shape == (2, 3)
     model.reset_classifier(0)
     assert model(x).shape == (2, model.num_features)
+
+
+def test_any_backbone_with_xsepconv_gets_the_network_wide_padding_schedule():
+    from leannets.layers.padding import padding_schedule
+
+    model = leannets.create_model("resnet20_standard", conv_type="xsepconv")
+    schedule = padding_schedule(model)
+    assert len(schedule) == 9  # one 2×2 layer per basic block
+    assert [idx for _, idx, _ in schedule] == list(range(1, 10))
+    assert [d for _, _, d in schedule[:4]] == ["right_bottom", "left_top", "left_bottom", "right_top"]
+    assert schedule[-1][2] == "groups"  # N % 4 == 1: the last layer uses per-group symmetric padding

@@ -415,6 +415,11 @@ class Trainer:
         self.log("  ".join(parts))
 
     def _check_finite(self, bad_step: torch.Tensor, stage_name: str, stage_start: int, spe: int) -> None:
+        """Raise if any rank saw a non-finite loss (a collective under DDP: call it at the same steps on all ranks)."""
+        if is_distributed():
+            flag = torch.where(bad_step < 0, torch.tensor(2**62, device=bad_step.device), bad_step).clone()
+            torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
+            bad_step = torch.where(flag == 2**62, torch.tensor(-1, device=flag.device), flag)
         g = int(bad_step.item())
         if g < 0:
             return
@@ -446,7 +451,7 @@ class Trainer:
                                          for k, v in s.sums.items() if not k.startswith("_")}
         n_seen = n_start = float(s.sums.get("_n", 0.0))
         elapsed_before = float(s.sums.get("_time", 0.0))
-        bad_step = torch.tensor(-1, device=dev)
+        bad_step = torch.tensor(-1, dtype=torch.int64, device=dev)
         clip = tcfg["grad_clip"]
         every_steps = cfg["checkpoint"]["every_steps"]
         show = self.dist.is_main and _progress_enabled(
@@ -478,19 +483,21 @@ class Trainer:
                 optimizer.step()
             if self.ema is not None:
                 self.ema.update(unwrap_model(self.model))
-            n = task.batch_size(batch) * self.dist.world_size
-            n_seen += n
+            n = task.batch_size(batch)
+            n_seen += n * self.dist.world_size
             det = loss.detach()
             bad_step = torch.where((bad_step < 0) & ~torch.isfinite(det),
-                                   torch.tensor(s.global_step, device=dev), bad_step)
+                                   torch.tensor(s.global_step, dtype=torch.int64, device=dev), bad_step)
             for k, v in {"train_loss": det, **{f"train_{k}": v for k, v in logs.items()}}.items():
                 v = torch.as_tensor(v, device=dev).detach().double() * n
                 sums[k] = sums[k] + v if k in sums else v
             s.global_step += 1
             s.step = step + 1
             if bar is not None and (s.step % tcfg["log_interval"] == 0 or s.step == spe):
-                self._check_finite(bad_step, cfg["stage"]["name"], stage_start, spe)
-                post = {k.replace("train_", ""): f"{float(v) / n_seen:.4g}" for k, v in sums.items()}
+                if not self.dist.enabled:  # under DDP the check is a collective: only at steps all ranks share
+                    self._check_finite(bad_step, cfg["stage"]["name"], stage_start, spe)
+                post = {k.replace("train_", ""): f"{float(v) * self.dist.world_size / n_seen:.4g}"
+                        for k, v in sums.items()}
                 post["img/s"] = f"{(n_seen - n_start) / max(time.perf_counter() - t0, 1e-9):.0f}"
                 bar.set_postfix(post, refresh=False)
             if bar is not None:
@@ -504,6 +511,13 @@ class Trainer:
             bar.close()
         self._check_finite(bad_step, cfg["stage"]["name"], stage_start, spe)
         elapsed = elapsed_before + time.perf_counter() - t0
+        if is_distributed() and sums:
+            keys = sorted(sums)
+            packed = torch.stack([sums[k] for k in keys])
+            torch.distributed.all_reduce(packed)  # per-rank sums of (batch mean × local batch) → global sums
+            sums = dict(zip(keys, packed.unbind(0)))
+        else:
+            sums = {k: v * self.dist.world_size for k, v in sums.items()}
         out = {k: float(v) / max(n_seen, 1) for k, v in sums.items()}
         out["epoch_time_s"] = elapsed
         out["img_per_s"] = n_seen / max(elapsed, 1e-9)

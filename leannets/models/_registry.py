@@ -142,4 +142,17 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     except TypeError as err:
         raise ValueError(f"create_model({name!r}): bad arguments {sorted(kwargs)}: {err}") from err
     model.model_name = name  # type: ignore[assignment]
+    _number_even_padding(model)
     return model
+
+
+def _number_even_padding(model: nn.Module) -> None:
+    """Give every registered model the network-wide improved padding schedule (XSepConv paper).
+
+    Families that build their own schedule in ``__init__`` are left alone; any other backbone
+    that picked up ``conv_type="xsepconv"`` through the conv factory gets numbered here.
+    """
+    from leannets.layers.padding import EvenPad2d, assign_padding_schedule
+
+    if any(isinstance(m, EvenPad2d) and m.strategy == "improved" and m.index is None for m in model.modules()):
+        assign_padding_schedule(model)
