@@ -264,7 +264,8 @@ def export_model(
         path: output file; written atomically (temp file in the same folder + rename).
         fmt: ``onnx`` or ``torchscript``.
         input_size: (C, H, W) traced; default :func:`smallest_input_size`.
-        fold_bn: fold conv→BN pairs first (:func:`leannets.analysis.fold_bn.fold_bn`).
+        fold_bn: fold conv→BN pairs first (:func:`leannets.analysis.fold_bn.fold_bn`); the file
+            is still verified against the unfolded model.
         opset: ONNX opset.
         dynamic_batch: keep the batch dimension dynamic in ONNX.
         verify: run the exported file (onnxruntime / ``torch.jit.load``) on a batch of
@@ -281,10 +282,11 @@ def export_model(
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(1, *input_size, generator=gen)
     pairs = None
+    reference = model  # the file is always checked against the unmodified model
     if fold_bn:
         from .fold_bn import fold_bn as _fold
 
-        model = _fold(model, x, inplace=True)
+        model = _fold(model, x, inplace=False)
         pairs = int(getattr(model, "folded_bn_pairs", 0))
     with torch.no_grad():
         n_out = len(flatten_outputs(model(x)))  # also validates the input size with a clear error
@@ -308,7 +310,7 @@ def export_model(
     if verify:
         batch = verify_batch if (dynamic_batch or fmt == "torchscript") else 1
         xb = torch.randn(batch, *input_size, generator=gen)
-        abs_err, rel_err = verify_export(path, fmt, model, xb)
+        abs_err, rel_err = verify_export(path, fmt, reference, xb)
         result.max_abs_error, result.max_rel_error, result.verified_batch = abs_err, rel_err, batch
         if rel_err > tolerance:
             raise ValueError(f"{path}: exported {fmt} output differs from PyTorch by {rel_err:.3g} "
@@ -330,7 +332,9 @@ def load_exported(path: str | os.PathLike, fmt: str | None = None) -> Any:
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = max(1, torch.get_num_threads())
         return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-    return torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu")
 
 
 def run_exported(runner: Any, x: torch.Tensor) -> list[torch.Tensor]:

@@ -1,8 +1,9 @@
 """Decomposition figure (Figs. 3–4 of Chen et al.): input | I_L | I_H (contrast-stretched) | Î.
 
 Each row shows one image. The input and the reconstruction are un-normalised with the data's
-mean/std; I_L and I_H are stretched per image to their own [min, max] (I_H carries little
-energy, so without stretching it would look uniformly grey). The grid is written atomically
+mean/std; I_L and I_H are stretched per image and channel to their own [min, max] (nothing ties
+the learned channels to RGB's offsets and scales, and I_H carries little energy, so without
+stretching it would look uniformly grey). The grid is written atomically
 as a PNG with Pillow.
 """
 from __future__ import annotations
@@ -19,13 +20,13 @@ from PIL import Image, ImageDraw
 
 __all__ = ["decomposition_grid", "save_decomposition_png", "stretch"]
 
-COLUMNS = ("input", "I_L", "I_H (stretched)", "reconstruction")
+COLUMNS = ("input", "I_L (stretched)", "I_H (stretched)", "reconstruction")
 
 
 def stretch(x: torch.Tensor) -> torch.Tensor:
-    """Per-image min–max stretch of ``(N, C, H, W)`` to [0, 1] (flat images become 0.5)."""
-    flat = x.flatten(1)
-    lo, hi = flat.min(1).values.view(-1, 1, 1, 1), flat.max(1).values.view(-1, 1, 1, 1)
+    """Per-image, per-channel min–max stretch of ``(N, C, H, W)`` to [0, 1] (flat channels become 0.5)."""
+    flat = x.flatten(2)
+    lo, hi = flat.min(2).values[..., None, None], flat.max(2).values[..., None, None]
     span = hi - lo
     return torch.where(span > 1e-12, (x - lo) / span.clamp_min(1e-12), torch.full_like(x, 0.5))
 

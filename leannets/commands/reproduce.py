@@ -19,6 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", default=None, help="output folder (default: reproductions/<paper>-<scale>)")
     p.add_argument("--data-root", default=None,
                    help="dataset folder (cpu scale: e.g. ../shared/data; paper scale: see docs/reproduce.md)")
+    p.add_argument("--runs", default=None, metavar="DIR",
+                   help="folder of the training runs (checkpoints; default: <out>/runs)")
     p.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--list", action="store_true", help="list the paper's tables/figures and exit")
@@ -51,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     command = _command(args)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     doc = run_paper(paper, tables=args.table, scale=args.scale, out_dir=args.out, data_root=args.data_root,
-                    seed=args.seed, threads=args.threads, command=command, log=log)
+                    seed=args.seed, threads=args.threads, command=command, log=log, runs_dir=args.runs)
     out = args.out or f"reproductions/{paper.name}-{args.scale}"
     print(f"{paper.name} ({args.scale}): {verdict_counts(doc)} — {out}/report.md")
     return 0
@@ -65,4 +67,6 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--data-root", args.data_root]
     if args.seed:
         parts += ["--seed", str(args.seed)]
+    if args.threads:
+        parts += ["--threads", str(args.threads)]
     return " ".join(shlex.quote(p) for p in parts)

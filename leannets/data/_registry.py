@@ -164,7 +164,3 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """A NumPy generator that depends only on (seed, epoch, sample index): reproducible in any worker."""
     digest = hashlib.blake2b(f"{seed}:{epoch}:{index}".encode(), digest_size=8).digest()
     return np.random.default_rng(int.from_bytes(digest, "little"))
-
-
-def is_dataset(obj: Any) -> bool:
-    return isinstance(obj, (ImageTensors, Dataset))

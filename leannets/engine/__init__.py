@@ -5,7 +5,7 @@ Programmatic use::
 
     from leannets.engine import train, evaluate_checkpoint
     result = train("densenet_cifar10", overrides={"train.epochs": 1}, out_dir="runs/x")
-    result["final"]["acc1"], result["checkpoint"]
+    result["final"]["eval_acc1"], result["checkpoint"]
 """
 from .recipe import Field, load_recipe, register_keys, stage_configs
 from .task import Task, create_task, get_task_class, list_tasks, register_task

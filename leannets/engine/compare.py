@@ -174,7 +174,8 @@ def format_report(results: Mapping[str, Any]) -> str:
             if r.get("cpu_latency_ms") and base.get("cpu_latency_ms"):
                 parts.append(f"latency ×{r['cpu_latency_ms'] / base['cpu_latency_ms']:.2f}")
             if r["metric"] is not None and base["metric"] is not None:
-                parts.append(f"{label} {(r['metric'] - base['metric']) * scale:+.2f}")
+                unit = " points" if scale == 100.0 else ""
+                parts.append(f"{label.replace(' (%)', '')} {(r['metric'] - base['metric']) * scale:+.2f}{unit}")
             lines.append(f"- `{r['name']}`: " + ", ".join(parts))
         lines.append("")
     lines += [
@@ -185,6 +186,9 @@ def format_report(results: Mapping[str, Any]) -> str:
         "Models:", "",
     ]
     lines += [f"- `{r['name']}` — {r['source']} ({r['paper']})" for r in results["models"]]
+    if any(r.get("cpu_latency_ms") for r in results["models"]):
+        lines += ["", "Latency: median ± IQR of 20 timed batch-1 inferences after warm-up (eval mode, no grad, "
+                  "BatchNorm not folded); on a shared machine the IQR shows how much the timing is disturbed."]
     if results.get("plot"):
         lines += ["", f"![{label} vs MACs and params]({results['plot']})"]
     return "\n".join(lines) + "\n"
@@ -203,10 +207,18 @@ def plot_results(results: Mapping[str, Any], path: str | os.PathLike) -> Path | 
     label, scale = _metric_label(results)
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
     for ax, key, xlabel in ((axes[0], "macs", "MACs per image (M)"), (axes[1], "params", "parameters (M)")):
-        for r in rows:
-            x, y = r[key] / 1e6, r["metric"] * scale
+        xs = [r[key] / 1e6 for r in rows]
+        ys = [r["metric"] * scale for r in rows]
+        for r, x, y in zip(rows, xs, ys):
             ax.scatter([x], [y], s=40)
-            ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(0, 6), fontsize=8, ha="center")
+        span = (max(xs) - min(xs)) or max(xs) or 1.0
+        ax.set_xlim(min(xs) - 0.25 * span, max(xs) + 0.25 * span)
+        yspan = (max(ys) - min(ys)) or max(1.0, 0.02 * abs(max(ys)))
+        top = max(ys) + 0.5 * yspan
+        if scale == 100.0:
+            top = min(top, 100.0 + 0.1 * yspan)
+        ax.set_ylim(min(ys) - 0.5 * yspan, top)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"eval {label}")
         ax.grid(True, alpha=0.3)

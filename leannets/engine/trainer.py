@@ -15,14 +15,12 @@ import contextlib
 import csv
 import io
 import json
-import math
 import os
 import random
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Callable, Mapping
 
 import numpy as np
@@ -30,7 +28,7 @@ import torch
 import torch.nn as nn
 
 from leannets.commands._common import atomic_write_json, atomic_write_text
-from leannets.data import build_dataset, make_loader
+from leannets.data import make_loader
 from leannets.data.loader import derive_seed
 
 from .checkpoint import (FORMAT, VERSION, capture_rng, copy_checkpoint, load_checkpoint, restore_rng,
@@ -634,7 +632,3 @@ def evaluate_checkpoint(path: str | os.PathLike, overrides: Mapping[str, Any] | 
     return {"metrics": metrics, "main_metric": task.main_metric, "higher_is_better": task.higher_is_better,
             "num_samples": loader.num_samples, "split": split, "checkpoint": ckpt["path"],
             "data": cfg["data"]["name"], "model": cfg["model"]["name"], "report": report}
-
-
-def finite_or_none(x: float | None) -> float | None:
-    return None if x is None or not math.isfinite(x) else x

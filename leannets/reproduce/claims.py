@@ -104,7 +104,7 @@ class Matches(Claim):
         paper = reference[self.ref_key]
         value = res.value(self.row, self.metric)
         if value is None:
-            return self._verdict("not checked", "—", paper.cite(), "not measured")
+            return self._verdict("not checked", "—", paper.cite(), f"not measured at {scale} scale")
         ours = value / self.unit
         tol = self.tol if (self.tol is not None or self.rel_tol is not None) else paper.printed_tolerance()
         ok, detail = _within(ours, float(paper.value), tol, self.rel_tol)
@@ -130,7 +130,7 @@ class MatchesValue(Claim):
             target, paper, default_tol = float(self.expected), self.paper_text or fmt_num(self.expected), 0.0
         value = self.fn(res)
         if value is None:
-            return self._verdict("not checked", "—", paper, "not measured")
+            return self._verdict("not checked", "—", paper, f"not measured at {scale} scale")
         tol = self.tol if (self.tol is not None or self.rel_tol is not None) else default_tol
         ok, detail = _within(float(value), target, tol, self.rel_tol)
         return self._verdict("reproduced" if ok else "not reproduced", fmt_num(float(value)), paper, detail)
@@ -148,7 +148,8 @@ def _paper_pair(reference: Reference, keys: tuple[str, str] | None) -> tuple[flo
     if not keys:
         return None, None, "—"
     a, b = reference[keys[0]], reference[keys[1]]
-    return float(a.value), float(b.value), f"{a.value} vs {b.value}{' ' + a.unit if a.unit else ''} ({a.ref})"
+    where = a.ref if a.ref == b.ref else f"{a.ref}; {b.ref}"
+    return float(a.value), float(b.value), f"{a.value} vs {b.value}{' ' + a.unit if a.unit else ''} ({where})"
 
 
 @dataclass
@@ -169,7 +170,7 @@ class Better(Claim):
             return skipped
         a, b = res.value(self.better, self.metric), res.value(self.worse, self.metric)
         if a is None or b is None:
-            return self._verdict("not checked", "—", paper, "not measured")
+            return self._verdict("not checked", "—", paper, f"not measured at {scale} scale")
         sign = 1.0 if higher_is_better(self.metric) else -1.0
         margin = sign * (a - b)
         ours = f"{fmt_num(a)} vs {fmt_num(b)}"
@@ -208,7 +209,7 @@ class NotWorse(Claim):
             return skipped
         a, b = res.value(self.a, self.metric), res.value(self.b, self.metric)
         if a is None or b is None:
-            return self._verdict("not checked", "—", paper, "not measured")
+            return self._verdict("not checked", "—", paper, f"not measured at {scale} scale")
         sign = 1.0 if higher_is_better(self.metric) else -1.0
         deficit = sign * (b - a)  # > 0: a is worse
         paper_deficit = max(0.0, sign * (pb - pa)) if pa is not None and pb is not None else 0.0
@@ -239,7 +240,7 @@ class Absolute(Claim):
             return self._verdict("not checked", ours, paper.cite(),
                                  f"absolute figure needs the paper's full recipe and data ({scale} scale)")
         if value is None:
-            return self._verdict("not checked", "—", paper.cite(), "not measured")
+            return self._verdict("not checked", "—", paper.cite(), f"not measured at {scale} scale")
         se = noise_pp(res, self.row, self.metric)
         tol = self.tol if self.tol is not None else (2 * se if se is not None else paper.printed_tolerance())
         ok, detail = _within(value, float(paper.value), tol, None)
@@ -261,7 +262,7 @@ class AtLeast(Claim):
         if scale not in self.scales:
             return self._verdict("not checked", fmt_num(value), paper.cite(), f"not measured at {scale} scale")
         if value is None:
-            return self._verdict("not checked", "—", paper.cite(), "not measured")
+            return self._verdict("not checked", "—", paper.cite(), f"not measured at {scale} scale")
         target = float(paper.value)
         if value >= target:
             return self._verdict("reproduced", fmt_num(value), paper.cite(), f"{value / target:.2f}× the paper's")

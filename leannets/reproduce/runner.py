@@ -77,12 +77,13 @@ class Context:
     reference: Reference
     log: Callable[[str], None] = print
     threads: int | None = None
+    runs_root: Path | None = None
     run_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_counts: dict[str, int] = field(default_factory=dict)
 
     @property
     def runs_dir(self) -> Path:
-        return self.out_dir / "runs"
+        return self.runs_root or self.out_dir / "runs"
 
     def figure(self, name: str) -> Path:
         path = self.out_dir / "figures" / name
@@ -150,7 +151,7 @@ class Context:
             result = train(resolved, out_dir=run_dir, verbose=self.scale == "paper", progress=False)
         result = dict(result)
         result["run_id"], result["recipe_name"], result["overrides"] = run_id, recipe, overrides
-        if result.get("task") == "classification":
+        if "eval_acc1" in (result.get("final") or {}):  # accuracies: their noise needs the test-set size
             result["eval_samples"] = self.eval_count(resolved)
         result["run_dir"] = str(run_dir)
         self.run_cache[run_id] = result
@@ -172,7 +173,8 @@ class Context:
         run = res.row(row_key).run
         if not run or not run.get("checkpoint"):
             raise ValueError(f"{res.name}: row {row_key!r} was not trained at {self.scale} scale")
-        return Path(run["checkpoint"])
+        path = Path(run["checkpoint"])
+        return path if path.is_absolute() else self.out_dir / path
 
 
 def _eval_samples(result: Mapping[str, Any]) -> int | None:
@@ -245,6 +247,9 @@ def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
             rr.metrics.update(_row_metrics_from_run(result, exp.train.metric))
             rr.run = {k: result.get(k) for k in ("run_id", "run_dir", "recipe_name", "overrides", "checkpoint",
                                                  "best_checkpoint", "epochs", "global_step", "data")}
+            for k in ("run_dir", "checkpoint", "best_checkpoint"):  # relative to the report when inside it
+                if rr.run.get(k):
+                    rr.run[k] = ctx.rel(rr.run[k])
     if exp.analysis is not None:
         exp.analysis(ctx, res)
     for claim in exp.claims:
@@ -269,10 +274,11 @@ def _summary(results: Sequence[ExperimentResult]) -> dict[str, int]:
 
 def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: str = "smoke",
               out_dir: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None, seed: int = 0,
-              threads: int | None = None, command: str | None = None, log: Callable[[str], None] = print
-              ) -> dict[str, Any]:
+              threads: int | None = None, command: str | None = None, log: Callable[[str], None] = print,
+              runs_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run ``paper``'s experiments (all, or ``tables``) at ``scale``; returns the results dict
-    (also written to ``<out_dir>/results.json`` with ``report.md`` and ``figures/``)."""
+    (also written to ``<out_dir>/results.json`` with ``report.md`` and ``figures/``). Training
+    runs live in ``runs_dir`` (default ``<out_dir>/runs``; share one across papers to reuse runs)."""
     from . import get_paper
     from .report import write_report
 
@@ -291,7 +297,8 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
     if threads:
         torch.set_num_threads(threads)
     ctx = Context(paper=paper_obj, scale=scale, seed=seed, out_dir=out, data_root=root,
-                  reference=load_reference(paper_obj.name), log=log, threads=threads)
+                  reference=load_reference(paper_obj.name), log=log, threads=threads,
+                  runs_root=Path(runs_dir) if runs_dir else None)
     t0 = time.perf_counter()
     results: list[ExperimentResult] = []
     try:

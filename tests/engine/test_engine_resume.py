@@ -21,7 +21,7 @@ def tiny(**sections) -> dict:
          "data": {"name": "digits", "image_size": 16, "batch_size": 16, "eval_batch_size": 64, "limit_eval": 64},
          "optim": {"lr": 0.05, "nesterov": True}, "train": {"threads": 1}}
     for k, v in sections.items():
-        r[k] = {**r.get(k, {}), **v}
+        r[k] = {**r.get(k, {}), **v} if isinstance(v, dict) else v
     return r
 
 
@@ -78,3 +78,37 @@ def test_sigkill_and_resume_is_bit_identical(tmp_path: Path):
     assert _strip_times(a["history"]) == _strip_times(b["history"])
     assert res["final"] == ref["final"] and res["global_step"] == ref["global_step"] == 12
     assert sorted(p.name for p in run.glob("epoch_*.pt")) == ["epoch_0001.pt", "epoch_0002.pt", "epoch_0003.pt"]
+
+
+def test_resume_inside_a_later_stage_matches_uninterrupted(tmp_path: Path, monkeypatch):
+    """Crash right after a mid-epoch checkpoint of stage 2 (frozen stage 1 before it), then resume."""
+    from leannets.engine import trainer as trainer_mod
+
+    recipe = tiny(model={"kwargs": {"growth_rate": 2, "bn_size": 2, "num_init_features": 4}},
+                  data={"limit_train": 48, "crop_padding": 2},
+                  train={"epochs": 1}, checkpoint={"every_steps": 1},
+                  stages=[{"name": "frozen", "freeze": ["stem", "blocks.0"]},
+                          {"name": "joint", "epochs": 2, "optim": {"name": "adam", "lr": 1e-3}}])
+    ref = train(recipe, out_dir=tmp_path / "ref", verbose=False)
+
+    original = trainer_mod.Trainer._checkpoint
+
+    def crash_after(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        if self.state.stage == 1 and self.state.global_step == 5:  # stage 2, epoch 1, step 2
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer_mod.Trainer, "_checkpoint", crash_after)
+    try:
+        train(recipe, out_dir=tmp_path / "run", verbose=False)
+    except KeyboardInterrupt:
+        pass
+    monkeypatch.setattr(trainer_mod.Trainer, "_checkpoint", original)
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert (ck["loop"]["stage"], ck["loop"]["epoch"], ck["loop"]["step"]) == (1, 0, 2)
+    res = train(resume=tmp_path / "run", verbose=False)
+    a, b = load_checkpoint(tmp_path / "ref" / "last.pt"), load_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+    assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
+    assert [h["stage_name"] for h in res["history"]] == ["frozen", "joint", "joint"]
+    assert res["final"] == ref["final"]

@@ -107,7 +107,7 @@ def test_decomposition_png(tmp_path):
     np.testing.assert_array_equal(grid[:64:2, :64:2], images[0].permute(1, 2, 0).numpy())
     out = save_decomposition_png(tmp_path / "fig" / "dec.png", model, images, title="t")
     assert Image.open(out).size[0] == 4 * 128 and not list(tmp_path.glob("fig/.*"))
-    s = stretch(torch.tensor([[[[1.0, 3.0]]]]))
-    assert s.flatten().tolist() == [0.0, 1.0]
+    s = stretch(torch.tensor([[[[1.0, 3.0]], [[10.0, 30.0]], [[5.0, 5.0]]]]))
+    assert s.flatten().tolist() == [0.0, 1.0, 0.0, 1.0, 0.5, 0.5]
     with pytest.raises(ValueError, match="needs a WAE with a decoder"):
         decomposition_grid(leannets.create_model("wavelet_vgg_cifar_small"), images)

@@ -60,3 +60,15 @@ def test_bad_inputs_raise_clear_errors():
         DWT2d("nope")
     with pytest.raises(ValueError, match=r"\(N, 12, h, w\)"):
         IDWT2d()(torch.rand(1, 3, 8, 8))
+
+
+def test_real_images_keep_their_energy_in_ca(shared_data):
+    from leannets.data.cifar import read_cifar10
+
+    _, test, _ = read_cifar10(shared_data / "cifar10-subset")
+    x = test.images[:64].float() / 255.0
+    y = DWT2d()(x)
+    ca, ch, cv, cd = DWT2d().split(y)
+    total = y.pow(2).sum()
+    assert ca.pow(2).sum() / total > 0.95  # natural images: the approximation band carries the energy
+    torch.testing.assert_close(IDWT2d()(y), x, atol=3e-5, rtol=0)

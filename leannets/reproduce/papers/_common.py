@@ -5,8 +5,8 @@ One rule per scale and data kind, applied to every experiment alike (nothing is 
 - smoke, classification: the embedded ``digits`` data, 64 training / 64 evaluation images,
   batch 16, one epoch of 2 steps, no warm-up.
 - cpu, classification: the real CIFAR-10 subset under ``--data-root`` (5,085 training / 1,017
-  test images), batch 64, a per-paper number of epochs set by the time budget, warm-up capped at
-  one epoch; the recipe's optimiser and schedule otherwise unchanged.
+  test images; per paper the first N training images and E epochs, set by the time budget),
+  batch 64, warm-up capped at one epoch; the recipe's optimiser and schedule otherwise unchanged.
 - paper: the bundled recipe as published, datasets under ``--data-root`` (layout in docs/reproduce.md).
 """
 from __future__ import annotations
@@ -24,10 +24,12 @@ SMOKE_CLASSIFICATION: dict[str, Any] = {
 CIFAR10_SUBSET = "{data_root}/cifar10-subset"
 
 
-def cpu_classification(epochs: int, root: str = CIFAR10_SUBSET, batch: int = 64, warmup: float | None = None,
-                       **extra: Any) -> dict[str, Any]:
-    """cpu-scale overrides for a CIFAR-10-subset classification run of ``epochs`` epochs."""
-    out: dict[str, Any] = {"data.root": root, "data.batch_size": batch, "train.epochs": epochs, "train.eval_every": epochs}
+def cpu_classification(epochs: int, limit_train: int | None = None, root: str = CIFAR10_SUBSET, batch: int = 64,
+                       warmup: float | None = None, **extra: Any) -> dict[str, Any]:
+    """cpu-scale overrides: ``epochs`` epochs on (the first ``limit_train`` images of) the CIFAR-10
+    subset, evaluated once at the end on its 1,017 test images."""
+    out: dict[str, Any] = {"data.root": root, "data.batch_size": batch, "train.epochs": epochs,
+                           "train.eval_every": epochs, "data.limit_train": limit_train}
     if warmup is not None:
         out["schedule.warmup_epochs"] = warmup
     out.update(extra)

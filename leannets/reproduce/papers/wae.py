@@ -176,7 +176,8 @@ def _no_ft(ctx: Any, res: ExperimentResult) -> None:
     from pathlib import Path
 
     run = res.row("wae").run or {}
-    path = Path(run.get("run_dir") or "") / "result.json"
+    run_dir = Path(run.get("run_dir") or "")
+    path = (run_dir if run_dir.is_absolute() else ctx.out_dir / run_dir) / "result.json"
     if not path.is_file():
         return
     history = json.loads(path.read_text(encoding="utf-8")).get("history", [])
@@ -200,7 +201,7 @@ def _ft_helps(res: ExperimentResult, ref: Any, scale: str) -> tuple[str, str, st
         return "not checked", "", paper, "smoke scale trains a few steps: not evidence"
     a, b = res.value("wae", "acc1"), res.extras.get("wae_without_ft_acc1")
     if a is None or b is None:
-        return "not checked", "—", paper, "not measured"
+        return "not checked", "—", paper, f"not measured at {scale} scale"
     return ("reproduced" if a > b else "not reproduced", f"{a:.2f} vs {b:.2f} % top-1 acc.", paper,
             f"{a - b:+.2f} points")
 
@@ -235,7 +236,7 @@ def _table2() -> Experiment:
                               "paper": {"data.root": "{data_root}/imagenet"}},
                       recipe_by_row=recipes)
     return Experiment(
-        "table2", "Tables 2–4", "Accuracy of WAE vs the baselines; I_L / cA / resized inputs; joint fine-tuning",
+        "table2", "Tables 2–4", "Accuracy of WAE vs the baselines; I_L only vs resized input; joint fine-tuning",
         _acc_rows(), measure=("params",), train=train, claims=claims, analysis=_no_ft,
         plots=[PlotSpec("table2_acc_vs_macs.png", x="train_macs", y="acc1", title="Accuracy vs MACs",
                         xlabel="MACs (M)", ylabel="top-1 accuracy (%)", x_scale=1e6)],
@@ -297,7 +298,7 @@ def _noise_claim(v: float) -> Any:
             return "not checked", "", paper, "smoke scale trains a few steps: not evidence"
         a, b = res.value("wae", f"acc1@V={v:g}"), res.value("full", f"acc1@V={v:g}")
         if a is None or b is None:
-            return "not checked", "—", paper, "not measured"
+            return "not checked", "—", paper, f"not measured at {scale} scale"
         return ("reproduced" if a > b else "not reproduced", f"{a:.2f} vs {b:.2f} %", paper, f"{a - b:+.2f} points")
 
     return Custom(f"noise_{v:g}", f"V={v:g}: WAE more accurate than the full-resolution backbone", "Table 7", fn=fn)
@@ -353,7 +354,7 @@ def _fig4() -> Experiment:
             return "not checked", "" if share is None else f"{100 * share:.1f}%", "I_H carries little energy (Figs. 3–4)", \
                 "smoke scale: not evidence"
         if share is None:
-            return "not checked", "—", "", "not measured"
+            return "not checked", "—", "", f"not measured at {scale} scale"
         return ("reproduced" if share < 0.5 else "not reproduced", f"I_H share of the energy {100 * share:.1f}%",
                 "I_H carries minimum energy (Figs. 3–4, qualitative)", "")
 
