@@ -13,7 +13,7 @@ from . import __version__
 def build_parser() -> argparse.ArgumentParser:
     from . import commands
 
-    parser = argparse.ArgumentParser(prog="leannets", description=__doc__.split("\n")[0].strip("`"))
+    parser = argparse.ArgumentParser(prog="leannets", description="Build, train and fairly measure efficient CNNs.")
     parser.add_argument("--version", action="version", version=f"leannets {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
