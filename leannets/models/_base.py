@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-__all__ = ["LeanModule", "Classifier"]
+__all__ = ["LeanModule", "Classifier", "init_weights"]
 
 
 class LeanModule(nn.Module):
@@ -67,3 +67,24 @@ class Classifier(LeanModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         return self.forward_head(self.forward_features(x))
+
+
+def init_weights(model: nn.Module, conv_mode: str = "fan_out", linear_std: float | None = 0.01) -> None:
+    """Standard initialisation shared by the model families.
+
+    Convs: Kaiming normal (ReLU gain) with ``conv_mode`` fan, zero bias; BatchNorm: 1/0;
+    Linear: N(0, ``linear_std``) weights (``None`` keeps PyTorch's default) and zero bias.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode=conv_mode, nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d) and m.affine:
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            if linear_std is not None:
+                nn.init.normal_(m.weight, 0, linear_std)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
 from ..layers import create_act
-from ._base import Classifier
+from ._base import Classifier, init_weights
 from ._registry import register_model
 
 __all__ = ["DenseNet", "DxNet", "DenseLayer", "DenseBlock", "Transition"]
@@ -155,21 +155,9 @@ class DenseNet(Classifier):
         self.num_features = num_features
         self.min_input_size = stem_stride * 2 ** (len(block_config) - 1)
         self.reset_classifier(num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
         # fan_in (as torchvision's DenseNet): keeps eval-mode activations O(1) at init; fan_out
         # lets them grow with the concatenated width (~1e9 at the end of 26-26-26).
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+        init_weights(self, conv_mode="fan_in", linear_std=None)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(x))

@@ -22,7 +22,7 @@ import torch.nn as nn
 
 from ..layers import ConvBnAct, create_conv, make_divisible
 from ..layers.multiception import stage_kernel_sizes
-from ._base import Classifier
+from ._base import Classifier, init_weights
 from ._registry import register_model
 from .resnet_cifar import BAO
 
@@ -110,20 +110,7 @@ class MobileNetV2Cifar(Classifier):
         self.features = nn.Sequential(*layers)
         self.min_input_size = 16 * stem_stride
         self.reset_classifier(num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

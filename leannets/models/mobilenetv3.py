@@ -29,7 +29,7 @@ import torch.nn as nn
 from ..layers import ConvBn, ConvBnAct, SqueezeExcite, create_act, make_divisible
 from ..layers.padding import assign_padding_schedule
 from ..layers.xsepconv import XSepConv
-from ._base import Classifier
+from ._base import Classifier, init_weights
 from ._registry import register_model
 
 __all__ = ["MobileNetV3Small", "InvertedResidual", "BlockSpec", "SMALL_BLOCKS", "LAYOUTS", "paper_depthwise"]
@@ -170,7 +170,7 @@ class MobileNetV3Small(Classifier):
         self.head_act = create_act("hswish")
         self.num_features = ch(1024)
         self.reset_classifier(num_classes)
-        self._init_weights()
+        init_weights(self)
         self.padding_order = assign_padding_schedule(self)
 
     @staticmethod
@@ -184,18 +184,6 @@ class MobileNetV3Small(Classifier):
                              f"{len(SMALL_BLOCKS)} entries, got {depthwise!r}")
         return [str(c) for c in depthwise]
 
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_head(self.blocks(self.stem(x)))

@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ..layers import create_act
-from ._base import LeanModule
+from ._base import LeanModule, init_weights
 from ._registry import register_model
 
 __all__ = ["RestorationNet", "DenseDenoiser", "DenseSR", "DnCNN", "ConvXUnitNet", "SubPixelUpsampler",
@@ -50,14 +50,7 @@ class RestorationNet(LeanModule):
     residual: bool = True
 
     def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_in", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self, conv_mode="fan_in", linear_std=None)
 
     @staticmethod
     def _shrink_output(conv: nn.Conv2d, factor: float = 0.1) -> None:

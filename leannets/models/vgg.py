@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from ..layers import create_conv
-from ._base import Classifier
+from ._base import Classifier, init_weights
 from ._registry import register_model
 
 __all__ = ["VGG", "VGG_CFGS", "MlpHead"]
@@ -104,20 +104,7 @@ class VGG(Classifier):
         self.pre_logits = MlpHead(ch, pool_size, fc_widths, drop_rate)
         self.num_features = self.pre_logits.num_features
         self.reset_classifier(num_classes)
-        self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, 0, 0.01)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)
