@@ -12,15 +12,15 @@ with a linear ``fc`` qualifies (``forward_features`` gives ``f``).
 from __future__ import annotations
 
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from leannets._io import atomic_save_figure
 
 __all__ = ["CamOutput", "check_cam_model", "class_activation_maps", "normalize_cam", "overlay_cam",
            "plot_cam_grid", "load_image", "IMAGE_SUFFIXES"]
@@ -126,16 +126,9 @@ def load_image(path: str | os.PathLike, in_chans: int, size: tuple[int, int]) ->
     return arr[..., None] if arr.ndim == 2 else arr
 
 
-def _save_figure(fig, path: Path) -> None:  # noqa: ANN001
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+def _save_figure(fig: Any, path: Path) -> None:
+    atomic_save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def plot_cam_grid(images: Sequence[np.ndarray], rows: dict[str, Sequence[tuple[np.ndarray, str]]],

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
@@ -31,6 +30,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
+from leannets._io import atomic_save_figure
 
 __all__ = ["SharpnessResult", "perturbable_parameters", "fit_quadratic", "estimate_sharpness", "task_loss_fn",
            "criterion_loss_fn", "checkpoint_data", "plot_sharpness", "save_sharpness", "format_sharpness_table",
@@ -274,16 +274,9 @@ def checkpoint_data(path: str | os.PathLike, data: str | None = None, overrides:
     return model, task, loader, ckpt
 
 
+
 def _save_figure(fig: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120, bbox_inches="tight", format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def plot_sharpness(results: Sequence[SharpnessResult], path: str | os.PathLike, quad_range: float = 1.0) -> Path:

@@ -19,6 +19,7 @@ import torch
 from leannets.commands._common import atomic_write_json, atomic_write_text
 
 from .recipe import apply_overrides, load_recipe, parse_override, stage_configs
+from leannets._io import atomic_save_figure
 
 __all__ = ["DEFAULT_COMPARE_MODELS", "DEFAULT_COMPARE_RECIPE", "compare_models", "format_report", "plot_results"]
 
@@ -224,11 +225,8 @@ def plot_results(results: Mapping[str, Any], path: str | os.PathLike) -> Path | 
         ax.grid(True, alpha=0.3)
     fig.suptitle(f"{results['data']}: {label} vs cost (recipe {results['recipe']['name']}, seed {results['seed']})",
                  fontsize=10)
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=120)
+    path = atomic_save_figure(fig, path, dpi=120)
     plt.close(fig)
-    os.replace(tmp, path)
     return path
 
 

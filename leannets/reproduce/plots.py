@@ -3,13 +3,13 @@ model family, with the paper's quoted values as hollow markers where the paper s
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
 from .reference import Reference
 from .results import ExperimentResult
 from .spec import Experiment, PlotSpec
+from leannets._io import atomic_save_figure
 
 __all__ = ["draw_plot", "save_figure", "new_figure"]
 
@@ -31,18 +31,11 @@ def save_figure(fig: Any, path: str | os.PathLike) -> Path:
     """Save a matplotlib figure atomically (temp PNG in the same folder + rename) and close it."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".png")
-    os.close(fd)
     try:
         fig.tight_layout()
-        fig.savefig(tmp, format="png", metadata={"Software": None})
-        os.replace(tmp, path)
+        return atomic_save_figure(fig, path, metadata={"Software": None})
     finally:
-        Path(tmp).unlink(missing_ok=True)
         plt.close(fig)
-    return path
 
 
 def _value(rr: Any, name: str) -> float | None:
