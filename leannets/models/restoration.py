@@ -246,7 +246,18 @@ class DenseSR(RestorationNet):
         return y + base
 
 
-class DnCNN(RestorationNet):
+class _FeedForwardDenoiser(RestorationNet):
+    """A plain ``body`` stack; with residual learning it predicts the noise, subtracted from the input."""
+
+    body: nn.Sequential
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.check_input(x)
+        y = self.body(x)
+        return x - y if self.residual else y
+
+
+class DnCNN(_FeedForwardDenoiser):
     """DnCNN (Zhang et al. 2017): Conv+ReLU, (depth−2)×(Conv+BN+ReLU), Conv; residual learning.
 
     ``depth=17, width=64`` on gray images has 556,097 parameters (≈ 0.56M).
@@ -270,13 +281,8 @@ class DnCNN(RestorationNet):
         self._init_weights()
         self._shrink_output(layers[-1])
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        y = self.body(x)
-        return x - y if self.residual else y
 
-
-class ConvXUnitNet(RestorationNet):
+class ConvXUnitNet(_FeedForwardDenoiser):
     """Feed-forward Conv+xUnit denoiser (xUnit paper's xDnCNN; Dense xUnit paper's Fig. 4 stacks).
 
     ``Conv → xUnit``, then ``depth−2`` × ``BN → Conv → xUnit``, then ``BN → Conv`` to the image
@@ -311,11 +317,6 @@ class ConvXUnitNet(RestorationNet):
         self.body = nn.Sequential(*layers)
         self._init_weights()
         self._shrink_output(layers[-1])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.check_input(x)
-        y = self.body(x)
-        return x - y if self.residual else y
 
 
 # ---------------------------------------------------------------------------------------------
