@@ -29,7 +29,7 @@ __all__ = ["paper_bound", "mac_breakdown", "family_of", "family_models", "prepar
            "interleaved_latency", "OPTIMIZATIONS", "SpeedupRow", "SpeedupReport", "measure_speedups", "format_speedups",
            "WAE_PREFIXES"]
 
-WAE_PREFIXES = ("wae", "decomp", "wavelet", "halfres", "ilonly")
+WAE_PREFIXES = ("wae", "decomp", "wavelet", "halfres", "ilonly", "caonly")
 DEFAULT_VARIANTS = ("halfres", "wavelet", "ilonly", "wae")
 
 

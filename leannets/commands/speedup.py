@@ -16,7 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--optimize", default="channels_last", choices=["eager", "channels_last", "jit"],
                    help="inference preparation applied to every model (BN is always folded)")
     p.add_argument("--variants", nargs="+", default=["halfres", "wavelet", "ilonly", "wae"],
-                   help="variants to compare (wae, decomp, wavelet, halfres, ilonly)")
+                   help="variants to compare (wae, decomp, wavelet, halfres, ilonly, caonly)")
     p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), default=None)
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=run)

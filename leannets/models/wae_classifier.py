@@ -11,7 +11,7 @@ cross-entropies, plus the transform loss in stages 1 and 3) needs the parts:
 
 Front ends (``front_end=``): ``"wae"`` (learned encoder; ``wae_*``, ``decomp_*`` and
 ``ilonly_*``), ``"wavelet"`` (fixed CDF 9/7 DWT: cA → backbone, cH‖cV‖cD → fusion;
-``wavelet_*``) and ``"resize"`` (anti-aliased ½ bilinear resize, no fusion; ``halfres_*``).
+``wavelet_*``, or cA alone: ``caonly_*``) and ``"resize"`` (anti-aliased ½ bilinear resize, no fusion; ``halfres_*``).
 The full-resolution baselines are the plain backbones (``vgg16``, ``resnet50``,
 ``vgg_cifar_small``).
 """
@@ -277,7 +277,7 @@ class WAEClassifier(Classifier):
 
 
 # ---------------------------------------------------------------------------------------------------
-# Registered models: {wae,decomp,wavelet,halfres,ilonly}_{vgg16,resnet50,vgg_cifar_small}
+# Registered models: {wae,decomp,wavelet,halfres,ilonly,caonly}_{vgg16,resnet50,vgg_cifar_small}
 # ---------------------------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -305,6 +305,7 @@ VARIANTS: dict[str, tuple[str, bool, bool, str]] = {
     "wavelet": ("wavelet", True, False, "Wavelet+CNN: CDF 9/7 DWT, cA → backbone, cH‖cV‖cD → fusion net"),
     "halfres": ("resize", False, False, "backbone on the image resized to ½ (I_L classifier structure)"),
     "ilonly": ("wae", False, True, "WAE I_L only (no fusion); Table 3"),
+    "caonly": ("wavelet", False, False, "CDF 9/7 DWT approximation cA only → backbone (no fusion); Table 3"),
 }
 
 

@@ -40,6 +40,9 @@ def test_front_ends_feed_the_documented_inputs():
     wav = leannets.create_model(f"wavelet_{SMALL}").eval()
     i_l, i_h = wav.decompose(x)
     assert i_l.shape == (1, 3, 16, 16) and i_h.shape == (1, 9, 16, 16)  # cA | cH, cV, cD
+    ca = leannets.create_model(f"caonly_{SMALL}").eval()
+    assert ca.fusion_net is None and ca.head_lh is None
+    torch.testing.assert_close(ca.decompose(x)[0], i_l)  # cA only: the same approximation, no fusion
     half = leannets.create_model(f"halfres_{SMALL}").eval()
     i_l, i_h = half.decompose(x)
     assert i_h is None and i_l.shape == (1, 3, 16, 16)
