@@ -19,13 +19,17 @@ from ..layers import create_act
 from ._base import Classifier, init_weights
 from ._registry import register_model
 
-__all__ = ["DenseNet", "DxNet", "DenseLayer", "DenseBlock", "Transition"]
+__all__ = ["DenseNet", "DxNet", "DenseLayer", "DenseBlock", "Transition", "dense_body"]
 
 HUANG = "Huang et al., Densely Connected Convolutional Networks, CVPR 2017"
 
 
+def _norm(channels: int, enabled: bool) -> nn.Module:
+    return nn.BatchNorm2d(channels) if enabled else nn.Identity()
+
+
 class DenseLayer(nn.Module):
-    """BN-ReLU-Conv1×1 → BN-ReLU-Conv3×3 → [gate] producing ``growth_rate`` new channels.
+    """norm-act-Conv1×1 → norm-act-Conv3×3 → [gate] producing ``growth_rate`` new channels.
 
     Args:
         in_ch: channels of the concatenated input.
@@ -35,25 +39,30 @@ class DenseLayer(nn.Module):
         memory_efficient: recompute concat + bottleneck in backward (gradient checkpointing).
         gate: activation name applied to the k-channel output (e.g. ``"xunit"``), or ``None``.
         gate_kwargs: options for the gate.
+        norm: BatchNorm before each activation (``False``: none, as in the BN-free SR nets).
+        act: pointwise activation name.
+        conv_bias: bias on the 3×3 conv (the restoration nets of the Dense xUnit code have one).
     """
 
     def __init__(self, in_ch: int, growth_rate: int, bn_size: int = 4, drop_rate: float = 0.0,
-                 memory_efficient: bool = False, gate: str | None = None, gate_kwargs: dict | None = None) -> None:
+                 memory_efficient: bool = False, gate: str | None = None, gate_kwargs: dict | None = None,
+                 norm: bool = True, act: str = "relu", conv_bias: bool = False) -> None:
         super().__init__()
         mid = bn_size * growth_rate
-        self.norm1 = nn.BatchNorm2d(in_ch)
-        self.relu1 = nn.ReLU(inplace=True)
+        self.norm1 = _norm(in_ch, norm)
+        # In place is safe: the activation's input is a fresh concatenation (or BN output).
+        self.act1 = create_act(act, in_ch)
         self.conv1 = nn.Conv2d(in_ch, mid, 1, bias=False)
-        self.norm2 = nn.BatchNorm2d(mid)
-        self.relu2 = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(mid, growth_rate, 3, padding=1, bias=False)
+        self.norm2 = _norm(mid, norm)
+        self.act2 = create_act(act, mid)
+        self.conv2 = nn.Conv2d(mid, growth_rate, 3, padding=1, bias=conv_bias)
         self.gate = create_act(gate, growth_rate, **(gate_kwargs or {})) if gate else nn.Identity()
         self.drop_rate = float(drop_rate)
         self.memory_efficient = memory_efficient
 
     def bottleneck(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = torch.cat(features, 1)
-        x = self.conv1(self.relu1(self.norm1(x)))
+        x = self.conv1(self.act1(self.norm1(x)))
         if self.drop_rate > 0:
             x = F.dropout(x, self.drop_rate, self.training)
         return x
@@ -63,7 +72,7 @@ class DenseLayer(nn.Module):
             x = cp.checkpoint(lambda *fs: self.bottleneck(list(fs)), *features, use_reentrant=False)
         else:
             x = self.bottleneck(features)
-        x = self.conv2(self.relu2(self.norm2(x)))
+        x = self.conv2(self.act2(self.norm2(x)))
         if self.drop_rate > 0:
             x = F.dropout(x, self.drop_rate, self.training)
         return self.gate(x)
@@ -85,14 +94,51 @@ class DenseBlock(nn.ModuleDict):
 
 
 class Transition(nn.Sequential):
-    """BN-ReLU-Conv1×1(out_ch)-[dropout]-AvgPool2×2."""
+    """norm-act-Conv1×1(out_ch)-[dropout]-[AvgPool2×2]."""
 
-    def __init__(self, in_ch: int, out_ch: int, drop_rate: float = 0.0) -> None:
-        layers: list[nn.Module] = [nn.BatchNorm2d(in_ch), nn.ReLU(inplace=True), nn.Conv2d(in_ch, out_ch, 1, bias=False)]
+    def __init__(self, in_ch: int, out_ch: int, drop_rate: float = 0.0, norm: bool = True, act: str = "relu",
+                 pool: bool = True) -> None:
+        layers: list[nn.Module] = [_norm(in_ch, norm), create_act(act, in_ch), nn.Conv2d(in_ch, out_ch, 1, bias=False)]
         if drop_rate > 0:
             layers.append(nn.Dropout(drop_rate))
-        layers.append(nn.AvgPool2d(2, 2))
+        if pool:
+            layers.append(nn.AvgPool2d(2, 2))
         super().__init__(*layers)
+
+
+def dense_body(in_ch: int, block_config: Sequence[int], growth_rate: int, *, bn_size: int = 4,
+               reduction: float = 0.5, drop_rate: float = 0.0, norm: bool = True, act: str = "relu",
+               pool: bool = True, **layer_kwargs) -> tuple[nn.Sequential, int]:
+    """Dense blocks with transitions between them; returns ``(module, output channels)``.
+
+    Args:
+        in_ch: input channels.
+        block_config: layers per dense block.
+        growth_rate: k.
+        bn_size, drop_rate, norm, act: as in :class:`DenseLayer` (``drop_rate``/``norm``/``act`` also
+            apply to the transitions).
+        reduction: transition compression θ.
+        pool: 2×2 average pooling in the transitions (``False`` for the full-resolution restoration nets).
+        **layer_kwargs: more :class:`DenseLayer` options (``memory_efficient``, ``gate``, ``gate_kwargs``,
+            ``conv_bias``).
+    """
+    if not block_config or any(int(n) < 1 for n in block_config):
+        raise ValueError(f"block_config must list positive layer counts, got {list(block_config)}")
+    if not 0 < reduction <= 1:
+        raise ValueError(f"reduction must be in (0, 1], got {reduction}")
+    if growth_rate < 1 or bn_size < 1:
+        raise ValueError(f"growth_rate and bn_size must be positive, got {growth_rate}, {bn_size}")
+    blocks: list[nn.Module] = []
+    ch = in_ch
+    for i, n in enumerate(block_config):
+        blocks.append(DenseBlock(int(n), ch, growth_rate, bn_size=bn_size, drop_rate=drop_rate, norm=norm, act=act,
+                                 **layer_kwargs))
+        ch += int(n) * growth_rate
+        if i != len(block_config) - 1:
+            out = int(ch * reduction)
+            blocks.append(Transition(ch, out, drop_rate, norm, act, pool))
+            ch = out
+    return nn.Sequential(*blocks), ch
 
 
 class DenseNet(Classifier):
@@ -122,8 +168,6 @@ class DenseNet(Classifier):
         super().__init__()
         if stem not in ("cifar", "imagenet"):
             raise ValueError(f"DenseNet: stem must be 'cifar' or 'imagenet', got {stem!r}")
-        if not 0 < reduction <= 1:
-            raise ValueError(f"DenseNet: reduction must be in (0, 1], got {reduction}")
         self.in_chans = in_chans
         self.num_classes = num_classes
         num_features = num_init_features or 2 * growth_rate
@@ -141,16 +185,9 @@ class DenseNet(Classifier):
             stem_layers.append(nn.MaxPool2d(3, 2, 1))
             stem_stride = 4
         self.stem = nn.Sequential(*stem_layers)
-        blocks: list[nn.Module] = []
-        for i, num_layers in enumerate(block_config):
-            blocks.append(DenseBlock(num_layers, num_features, growth_rate, bn_size=bn_size, drop_rate=drop_rate,
-                                     memory_efficient=memory_efficient, gate=gate, gate_kwargs=gate_kwargs))
-            num_features += num_layers * growth_rate
-            if i != len(block_config) - 1:
-                out = int(num_features * reduction)
-                blocks.append(Transition(num_features, out, drop_rate))
-                num_features = out
-        self.blocks = nn.Sequential(*blocks)
+        self.blocks, num_features = dense_body(num_features, block_config, growth_rate, bn_size=bn_size,
+                                               reduction=reduction, drop_rate=drop_rate,
+                                               memory_efficient=memory_efficient, gate=gate, gate_kwargs=gate_kwargs)
         self.norm_final = nn.BatchNorm2d(num_features)
         self.num_features = num_features
         self.min_input_size = stem_stride * 2 ** (len(block_config) - 1)

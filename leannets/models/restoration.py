@@ -26,10 +26,10 @@ import torch.nn.functional as F
 
 from ..layers import create_act
 from ._base import LeanModule, init_weights
+from .densenet import dense_body
 from ._registry import register_model
 
-__all__ = ["RestorationNet", "DenseDenoiser", "DenseSR", "DnCNN", "ConvXUnitNet", "SubPixelUpsampler",
-           "dense_body"]
+__all__ = ["RestorationNet", "DenseDenoiser", "DenseSR", "DnCNN", "ConvXUnitNet", "SubPixelUpsampler"]
 
 DXNET = "Kligvasser & Michaeli, Dense xUnit Networks, 2019"
 XUNIT = "Kligvasser, Rott Shaham & Michaeli, xUnit: Learning a Spatial Activation Function, CVPR 2018"
@@ -59,69 +59,15 @@ class RestorationNet(LeanModule):
             conv.weight.mul_(factor)
 
 
-def _norm(channels: int, enabled: bool) -> nn.Module:
-    return nn.BatchNorm2d(channels) if enabled else nn.Identity()
-
-
 def _gate(gate: str | None, channels: int, gate_kwargs: dict | None) -> nn.Module:
     return create_act(gate, channels, **(gate_kwargs or {})) if gate else nn.Identity()
 
 
-class DenseLayer(nn.Module):
-    """Pre-activation dense layer ``norm-act-Conv1×1-norm-act-Conv3×3 [-gate]`` giving k new channels.
-
-    With ``norm=False`` every BatchNorm is dropped (super-resolution); with ``gate="xunit"`` it is the
-    paper's x-dense layer (xUnit on the k-channel output before concatenation).
-    """
-
-    def __init__(self, in_ch: int, growth_rate: int, bn_size: int = 2, norm: bool = True, act: str = "relu",
-                 gate: str | None = None, gate_kwargs: dict | None = None) -> None:
-        super().__init__()
-        mid = bn_size * growth_rate
-        self.norm1 = _norm(in_ch, norm)
-        # Without a norm in front, an in-place activation would overwrite ``x``, which is concatenated below.
-        self.act1 = create_act(act, in_ch, inplace=False) if not norm else create_act(act, in_ch)
-        self.conv1 = nn.Conv2d(in_ch, mid, 1, bias=False)
-        self.norm2 = _norm(mid, norm)
-        self.act2 = create_act(act, mid)
-        self.conv2 = nn.Conv2d(mid, growth_rate, 3, padding=1, bias=True)
-        self.gate = _gate(gate, growth_rate, gate_kwargs)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.conv1(self.act1(self.norm1(x)))
-        y = self.gate(self.conv2(self.act2(self.norm2(y))))
-        return torch.cat([x, y], 1)
-
-
-class Transition(nn.Sequential):
-    """``norm-act-Conv1×1``: compresses the channels by the reduction rate, no pooling."""
-
-    def __init__(self, in_ch: int, out_ch: int, norm: bool = True, act: str = "relu") -> None:
-        super().__init__(_norm(in_ch, norm), create_act(act, in_ch), nn.Conv2d(in_ch, out_ch, 1, bias=False))
-
-
-def dense_body(in_ch: int, block_config: Sequence[int], growth_rate: int, bn_size: int = 2,
-               reduction: float = 0.5, norm: bool = True, act: str = "relu", gate: str | None = None,
-               gate_kwargs: dict | None = None) -> tuple[nn.Sequential, int]:
-    """Dense blocks with transitions between them; returns (module, output channels)."""
-    if not block_config or any(int(n) < 1 for n in block_config):
-        raise ValueError(f"block_config must list positive layer counts, got {list(block_config)}")
-    if not 0 < reduction <= 1:
-        raise ValueError(f"reduction must be in (0, 1], got {reduction}")
-    if growth_rate < 1 or bn_size < 1:
-        raise ValueError(f"growth_rate and bn_size must be positive, got {growth_rate}, {bn_size}")
-    layers: list[nn.Module] = []
-    ch = in_ch
-    for i, n in enumerate(block_config):
-        block = nn.Sequential(*[DenseLayer(ch + j * growth_rate, growth_rate, bn_size, norm, act, gate, gate_kwargs)
-                                for j in range(int(n))])
-        layers.append(block)
-        ch += int(n) * growth_rate
-        if i != len(block_config) - 1:
-            out = int(ch * reduction)
-            layers.append(Transition(ch, out, norm, act))
-            ch = out
-    return nn.Sequential(*layers), ch
+def _restoration_body(in_ch: int, block_config: Sequence[int], growth_rate: int, bn_size: int, reduction: float,
+                      norm: bool, act: str, gate: str | None, gate_kwargs: dict) -> tuple[nn.Sequential, int]:
+    """The dense body of the restoration nets: transitions without pooling, biased 3×3 convs."""
+    return dense_body(in_ch, block_config, growth_rate, bn_size=bn_size, reduction=reduction, norm=norm, act=act,
+                      pool=False, gate=gate, gate_kwargs=gate_kwargs, conv_bias=True)
 
 
 class DenseDenoiser(RestorationNet):
@@ -158,8 +104,8 @@ class DenseDenoiser(RestorationNet):
         gate_kwargs = {"kernel_size": 9, **(gate_kwargs or {})}
         self.stem = nn.Sequential(nn.Conv2d(in_chans, num_init_features, 3, padding=1, bias=True),
                                   _gate(stem_gate, num_init_features, gate_kwargs))
-        self.body, ch = dense_body(num_init_features, block_config, growth_rate, bn_size, reduction, True, act,
-                                   gate, gate_kwargs)
+        self.body, ch = _restoration_body(num_init_features, block_config, growth_rate, bn_size, reduction, True,
+                                          act, gate, gate_kwargs)
         self.norm_final = nn.BatchNorm2d(ch)
         self.act_final = create_act(act, ch)
         self.head = nn.Conv2d(ch, in_chans, head_kernel, padding=head_kernel // 2, bias=True)
@@ -228,7 +174,8 @@ class DenseSR(RestorationNet):
         nf = num_init_features
         up = upsample_features or nf
         self.stem = nn.Sequential(nn.Conv2d(in_chans, nf, 3, padding=1, bias=True), _gate(stem_gate, nf, gate_kwargs))
-        self.body, ch = dense_body(nf, block_config, growth_rate, bn_size, reduction, False, act, gate, gate_kwargs)
+        self.body, ch = _restoration_body(nf, block_config, growth_rate, bn_size, reduction, False, act, gate,
+                                          gate_kwargs)
         self.act_final = create_act(act, ch)
         self.fusion = nn.Conv2d(ch, up, 3, padding=1, bias=True)
         self.upsample = SubPixelUpsampler(up, self.scale)
