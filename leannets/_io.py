@@ -36,8 +36,8 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
 
 
-def atomic_save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any) -> Path:
-    """``fig.savefig`` to a temp PNG beside ``path``, then rename (the figure stays open)."""
+def atomic_save_figure(fig: Any, path: str | os.PathLike, close: bool = True, **savefig_kwargs: Any) -> Path:
+    """``fig.savefig`` to a temp PNG beside ``path``, then rename; closes the figure unless ``close=False``."""
     path = Path(path)
     tmp = _temp_beside(path, ".png")
     try:
@@ -46,4 +46,9 @@ def atomic_save_figure(fig: Any, path: str | os.PathLike, **savefig_kwargs: Any)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    finally:
+        if close:
+            import matplotlib.pyplot as plt
+
+            plt.close(fig)
     return path

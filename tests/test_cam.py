@@ -11,21 +11,9 @@ from leannets.analysis.cam import (check_cam_model, class_activation_maps, load_
 from leannets.models import create_model
 
 
-def _with_random_bn(model: nn.Module) -> nn.Module:
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(m.num_features, generator=g) + 0.5)
-            m.bias.data.copy_(torch.randn(m.num_features, generator=g) * 0.1)
-    if isinstance(getattr(model, "fc", None), nn.Linear):
-        model.fc.bias.data.copy_(torch.randn(model.fc.out_features, generator=g))
-    return model.eval()
-
-
 @pytest.mark.parametrize("name", ["dxnet_cifar_4_4_4", "densenet_bc_cifar_6_6_6"])
-def test_cam_is_class_weighted_sum_of_last_feature_maps(name):
-    model = _with_random_bn(create_model(name, num_classes=5))
+def test_cam_is_class_weighted_sum_of_last_feature_maps(name, randomize_bn):
+    model = randomize_bn(create_model(name, num_classes=5), linear=True).eval()
     x = torch.randn(3, 3, 32, 32)
     out = class_activation_maps(model, x)
     feats = model.forward_features(x).detach()
@@ -43,8 +31,8 @@ def test_cam_is_class_weighted_sum_of_last_feature_maps(name):
     torch.testing.assert_close(out.probs, logits.softmax(1).max(1).values)
 
 
-def test_explicit_class_and_range_check():
-    model = _with_random_bn(create_model("dxnet_cifar_4_4_4", num_classes=4))
+def test_explicit_class_and_range_check(randomize_bn):
+    model = randomize_bn(create_model("dxnet_cifar_4_4_4", num_classes=4), linear=True).eval()
     x = torch.randn(2, 3, 16, 16)
     out = class_activation_maps(model, x, classes=3)
     assert out.classes.tolist() == [3, 3]
@@ -118,29 +106,14 @@ def test_grid_png_side_by_side(tmp_path):
 
 # -- CLI ------------------------------------------------------------------------------------------------
 
-def _train_tiny(out_dir, model_name):
-    from leannets.engine import train
-
-    torch.set_num_threads(1)
-    recipe = {"name": f"tiny-{model_name}", "seed": 0, "model": {"name": model_name},
-              "data": {"name": "digits", "batch_size": 16, "limit_train": 32, "limit_eval": 32},
-              "train": {"epochs": 1, "max_steps_per_epoch": 2, "progress": False}}
-    return train(recipe, out_dir=out_dir, verbose=False)["checkpoint"]
-
-
-@pytest.fixture(scope="module")
-def tiny_checkpoints(tmp_path_factory):
-    root = tmp_path_factory.mktemp("ckpts")
-    return [_train_tiny(root / "dx", "dxnet_cifar_4_4_4"), _train_tiny(root / "dn", "densenet_bc_cifar_6_6_6")]
-
-
-def test_cam_cli_on_files_and_data(tiny_checkpoints, tmp_path, capsys):
+def test_cam_cli_on_files_and_data(tiny_classifier_checkpoints, tmp_path, capsys):
     from leannets.cli import main
 
     arr = (np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)
     Image.fromarray(arr).save(tmp_path / "photo.jpg")
     out = tmp_path / "cam"
-    rc = main(["cam", str(tiny_checkpoints[0]), str(tmp_path / "photo.jpg"), "--checkpoint", str(tiny_checkpoints[1]),
+    dx, dn = tiny_classifier_checkpoints
+    rc = main(["cam", str(dx), str(tmp_path / "photo.jpg"), "--checkpoint", str(dn),
                "--from-data", "2", "--out", str(out)])
     assert rc == 0
     payload = json.loads((out / "cam.json").read_text())
@@ -153,12 +126,12 @@ def test_cam_cli_on_files_and_data(tiny_checkpoints, tmp_path, capsys):
     assert "2 model(s) × 3 image(s)" in capsys.readouterr().out
 
 
-def test_cam_cli_errors(tiny_checkpoints, tmp_path, capsys):
+def test_cam_cli_errors(tiny_classifier_checkpoints, tmp_path, capsys):
     from leannets.cli import main
 
-    assert main(["cam", str(tiny_checkpoints[0]), str(tmp_path / "notes.txt"), "--out", str(tmp_path)]) == 2
+    assert main(["cam", str(tiny_classifier_checkpoints[0]), str(tmp_path / "notes.txt"), "--out", str(tmp_path)]) == 2
     assert "notes.txt: neither a checkpoint" in capsys.readouterr().err
-    assert main(["cam", str(tiny_checkpoints[0]), "--out", str(tmp_path)]) == 2
+    assert main(["cam", str(tiny_classifier_checkpoints[0]), "--out", str(tmp_path)]) == 2
     assert "at least one image" in capsys.readouterr().err
     assert main(["cam", str(tmp_path / "none.pt"), "--from-data", "1", "--out", str(tmp_path)]) == 2
     assert "none.pt does not exist" in capsys.readouterr().err

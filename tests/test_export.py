@@ -40,30 +40,10 @@ def _cases() -> list:
     return cases
 
 
-def _make_nontrivial(model: nn.Module) -> nn.Module:
-    """Random BN statistics/affines and unit-scale linear layers, so outputs are O(1) and a wrong
-    export cannot hide behind near-zero logits."""
-    g = torch.Generator().manual_seed(0)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.running_mean is not None:
-                n = m.num_features
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
-                if m.affine:
-                    m.weight.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
-                    m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-            elif isinstance(m, nn.Linear):
-                m.weight.copy_(torch.randn(m.weight.shape, generator=g) / m.in_features ** 0.5)
-                if m.bias is not None:
-                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
-    return model.eval()
-
-
 @pytest.mark.parametrize("name", _cases())
-def test_every_registered_model_exports_to_onnx_and_torchscript(name, tmp_path):
+def test_every_registered_model_exports_to_onnx_and_torchscript(name, tmp_path, randomize_bn):
     info = leannets.model_info(name)
-    model = _make_nontrivial(leannets.create_model(name))
+    model = randomize_bn(leannets.create_model(name), linear=True).eval()
     size = smallest_input_size(model, info.input_size[0])
     with torch.no_grad():
         ref = model(torch.randn(2, *size))
@@ -76,10 +56,10 @@ def test_every_registered_model_exports_to_onnx_and_torchscript(name, tmp_path):
         assert result.max_rel_error is not None and result.max_rel_error <= TOL, (name, fmt, result.max_rel_error)
 
 
-def test_verification_catches_a_wrong_file(tmp_path):
+def test_verification_catches_a_wrong_file(tmp_path, randomize_bn):
     """The check is real: a file exported from different weights fails verification."""
-    a = _make_nontrivial(leannets.create_model("densenet_bc_cifar_6_6_6"))
-    b = _make_nontrivial(leannets.create_model("densenet_bc_cifar_6_6_6"))
+    a = randomize_bn(leannets.create_model("densenet_bc_cifar_6_6_6"), linear=True).eval()
+    b = randomize_bn(leannets.create_model("densenet_bc_cifar_6_6_6"), linear=True).eval()
     with torch.no_grad():
         b.fc.weight.add_(1.0)
     export_model(b, tmp_path / "b.onnx", "onnx", input_size=(3, 8, 8))
@@ -90,8 +70,8 @@ def test_verification_catches_a_wrong_file(tmp_path):
         torch.testing.assert_close(got, b(x), rtol=1e-4, atol=1e-4)
 
 
-def test_fold_bn_export_matches_unfolded_model(tmp_path):
-    model = _make_nontrivial(leannets.create_model("dxnet_cifar_4_4_4"))
+def test_fold_bn_export_matches_unfolded_model(tmp_path, randomize_bn):
+    model = randomize_bn(leannets.create_model("dxnet_cifar_4_4_4"), linear=True).eval()
     result = export_model(model, tmp_path / "f.onnx", "onnx", input_size=(3, 16, 16), fold_bn=True)
     assert result.folded_bn_pairs and result.folded_bn_pairs > 0
     x = torch.randn(3, 3, 16, 16)

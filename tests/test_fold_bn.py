@@ -7,18 +7,6 @@ import leannets
 from leannets.analysis.fold_bn import find_conv_bn_pairs, fold_bn
 
 
-def _randomize_bn(model: nn.Module) -> None:
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            n = m.num_features
-            m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-            m.running_var.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
-            if m.affine:
-                m.weight.data.copy_(torch.rand(n, generator=g) * 0.5 + 0.75)
-                m.bias.data.copy_(torch.randn(n, generator=g) * 0.1)
-
-
 def _probe(name: str) -> torch.Tensor:
     model_info = leannets.model_info(name)
     c = model_info.input_size[0]
@@ -29,7 +17,7 @@ def _probe(name: str) -> torch.Tensor:
     return torch.randn(1, c, size, size)
 
 
-def test_folds_grouped_asymmetric_and_2x2_kernels():
+def test_folds_grouped_asymmetric_and_2x2_kernels(randomize_bn):
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
@@ -46,7 +34,7 @@ def test_folds_grouped_asymmetric_and_2x2_kernels():
             return self.bn3(self.pw(x))
 
     net = Net().eval()
-    _randomize_bn(net)
+    randomize_bn(net)
     x = torch.randn(2, 8, 9, 9)
     folded = fold_bn(net, x)
     assert folded.folded_bn_pairs == 3
@@ -73,9 +61,9 @@ def test_bn_after_non_conv_or_shared_output_is_left_alone():
 
 
 @pytest.mark.parametrize("name", leannets.list_models())
-def test_fold_bn_is_exact_for_every_registered_model(name):
+def test_fold_bn_is_exact_for_every_registered_model(name, randomize_bn):
     model = leannets.create_model(name).eval()
-    _randomize_bn(model)
+    randomize_bn(model)
     x = _probe(name)
     with torch.no_grad():
         ref = model(x)

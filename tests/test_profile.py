@@ -1,11 +1,9 @@
 import json
 
-import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-import leannets
 from leannets.analysis.profile import (count_elementwise, count_macs, count_params, format_table,
                                        training_step_peak_bytes,
                                        peak_activation_bytes, profile_model)

@@ -185,22 +185,13 @@ def test_json_and_png_for_several_models(tmp_path):
 
 # -- CLI ------------------------------------------------------------------------------------------------
 
-def _train_tiny(out_dir, model_name):
-    from leannets.engine import train
-
-    torch.set_num_threads(1)
-    recipe = {"name": f"tiny-{model_name}", "seed": 0, "model": {"name": model_name},
-              "data": {"name": "digits", "batch_size": 16, "limit_train": 32, "limit_eval": 32},
-              "train": {"epochs": 1, "max_steps_per_epoch": 2, "progress": False}}
-    return train(recipe, out_dir=out_dir, verbose=False)["checkpoint"]
-
-
-def test_sharpness_cli_two_checkpoints(tmp_path, capsys):
+def test_sharpness_cli_two_checkpoints(tiny_classifier_checkpoints, tmp_path, capsys):
     from leannets.cli import main
 
-    ckpts = [_train_tiny(tmp_path / "dx", "dxnet_cifar_4_4_4"), _train_tiny(tmp_path / "dn", "densenet_bc_cifar_6_6_6")]
+    ckpts = tiny_classifier_checkpoints
     out = tmp_path / "sharp"
-    rc = main(["sharpness", str(ckpts[0]), str(tmp_path / "dn"), "--limit", "24", "--sigmas", "0", "0.01", "0.02",
+    # a checkpoint file and a run folder (which resolves to its last.pt)
+    rc = main(["sharpness", str(ckpts[0]), str(ckpts[1].parent), "--limit", "24", "--sigmas", "0", "0.01", "0.02",
                "--repeats", "2", "--seed", "5", "--out", str(out)])
     assert rc == 0
     payload = json.loads((out / "sharpness.json").read_text())

@@ -14,12 +14,13 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
 from leannets._io import atomic_save_figure
 
 __all__ = ["CamOutput", "check_cam_model", "class_activation_maps", "normalize_cam", "overlay_cam",
@@ -126,11 +127,6 @@ def load_image(path: str | os.PathLike, in_chans: int, size: tuple[int, int]) ->
     return arr[..., None] if arr.ndim == 2 else arr
 
 
-
-def _save_figure(fig: Any, path: Path) -> None:
-    atomic_save_figure(fig, path, dpi=120, bbox_inches="tight")
-
-
 def plot_cam_grid(images: Sequence[np.ndarray], rows: dict[str, Sequence[tuple[np.ndarray, str]]],
                   path: str | os.PathLike, image_titles: Sequence[str] | None = None, alpha: float = 0.5) -> Path:
     """One PNG: first row the input images, then one row of CAM overlays per model (side by side).
@@ -166,9 +162,4 @@ def plot_cam_grid(images: Sequence[np.ndarray], rows: dict[str, Sequence[tuple[n
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout()
-    out = Path(path)
-    try:
-        _save_figure(fig, out)
-    finally:
-        plt.close(fig)
-    return out
+    return atomic_save_figure(fig, path, dpi=120, bbox_inches="tight")

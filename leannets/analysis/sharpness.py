@@ -274,11 +274,6 @@ def checkpoint_data(path: str | os.PathLike, data: str | None = None, overrides:
     return model, task, loader, ckpt
 
 
-
-def _save_figure(fig: Any, path: Path) -> None:
-    atomic_save_figure(fig, path, dpi=120, bbox_inches="tight")
-
-
 def plot_sharpness(results: Sequence[SharpnessResult], path: str | os.PathLike, quad_range: float = 1.0) -> Path:
     """PNG with (a) mean loss vs σ (± std, fitted ``a + b σ²``) and (b) the Fig. 10 1-D quadratics.
 
@@ -312,12 +307,7 @@ def plot_sharpness(results: Sequence[SharpnessResult], path: str | os.PathLike, 
     ax2.set_title("1-D quadratic with the mean Hessian eigenvalue (Fig. 10)")
     ax2.legend(fontsize=8)
     fig.tight_layout()
-    out = Path(path)
-    try:
-        _save_figure(fig, out)
-    finally:
-        plt.close(fig)
-    return out
+    return atomic_save_figure(fig, path, dpi=120, bbox_inches="tight")
 
 
 def save_sharpness(results: Sequence[SharpnessResult], out_dir: str | os.PathLike, stem: str = "sharpness",

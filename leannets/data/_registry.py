@@ -8,7 +8,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, Subset
+from torch.utils.data import Subset
 
 __all__ = ["ImageTensors", "DataSplits", "DatasetInfo", "register_dataset", "build_dataset", "list_datasets",
            "dataset_info", "dataset_options", "sample_rng"]

@@ -225,9 +225,7 @@ def plot_results(results: Mapping[str, Any], path: str | os.PathLike) -> Path | 
         ax.grid(True, alpha=0.3)
     fig.suptitle(f"{results['data']}: {label} vs cost (recipe {results['recipe']['name']}, seed {results['seed']})",
                  fontsize=10)
-    path = atomic_save_figure(fig, path, dpi=120)
-    plt.close(fig)
-    return path
+    return atomic_save_figure(fig, path, dpi=120)
 
 
 def command_line() -> str:

@@ -29,13 +29,8 @@ def new_figure(width: float = 5.2, height: float = 3.8) -> Any:
 
 def save_figure(fig: Any, path: str | os.PathLike) -> Path:
     """Save a matplotlib figure atomically (temp PNG in the same folder + rename) and close it."""
-    import matplotlib.pyplot as plt
-
-    try:
-        fig.tight_layout()
-        return atomic_save_figure(fig, path, metadata={"Software": None})
-    finally:
-        plt.close(fig)
+    fig.tight_layout()
+    return atomic_save_figure(fig, path, metadata={"Software": None})
 
 
 def _value(rr: Any, name: str) -> float | None:

@@ -19,18 +19,6 @@ TYPES = [("standard", 3), ("dsconv", 3), ("mixconv", (3, 5, 7)), ("multiception"
          ("multiception", (3, 3))]
 
 
-def _randomize(m: nn.Module, seed: int = 1) -> nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    for bn in m.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            n = bn.num_features
-            bn.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-            bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            bn.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            bn.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
-    return m
-
-
 class _ConvCounter(TorchDispatchMode):
     def __init__(self):
         super().__init__()
@@ -76,10 +64,10 @@ def test_multiception_applies_every_kernel_to_all_channels_and_keeps_weights_sep
     assert [c.kernel_size for c in mix.dw] == [(3, 3), (5, 5), (7, 7)] and mix.pw.in_channels == 10
 
 
-def test_multiception_follows_the_paper_definition():
+def test_multiception_follows_the_paper_definition(randomize_bn):
     """Concat of per-kernel depthwise outputs (kernel-major, as the authors' torch.cat) → BN → 1×1 → BN."""
     torch.manual_seed(0)
-    m = _randomize(MulticeptionConv(3, 4, (3, 5), stride=2)).eval()
+    m = randomize_bn(MulticeptionConv(3, 4, (3, 5), stride=2)).eval()
     x = torch.randn(2, 3, 9, 9)
     f = nn.functional
     ys = [f.conv2d(x, c.weight, padding=c.kernel_size[0] // 2, groups=3) for c in m.dw]
@@ -123,9 +111,9 @@ def _max_rel(a: torch.Tensor, b: torch.Tensor, scale: float | None = None) -> fl
 
 
 @pytest.mark.parametrize("conv_type,ks,stride,stride_in,act", CASES)
-def test_fused_equals_reference_outputs_gradients_and_bn_stats(conv_type, ks, stride, stride_in, act):
+def test_fused_equals_reference_outputs_gradients_and_bn_stats(conv_type, ks, stride, stride_in, act, randomize_bn):
     torch.manual_seed(0)
-    base = _randomize(create_conv(conv_type, 7, 5, ks, stride, stride_in=stride_in, mid_act=act))
+    base = randomize_bn(create_conv(conv_type, 7, 5, ks, stride, stride_in=stride_in, mid_act=act))
     ref, fused = copy.deepcopy(base), copy.deepcopy(base)
     ref.impl, fused.impl = "reference", "fused"
     x = torch.randn(4, 7, 9, 9)
@@ -171,9 +159,9 @@ def test_fused_path_makes_one_depthwise_call():
     assert counter.convs == [(4, 1, 3, 3), (4, 1, 5, 5), (4, 1, 7, 7), (6, 12, 1, 1)]
 
 
-def test_fused_inference_cache_follows_weight_updates():
+def test_fused_inference_cache_follows_weight_updates(randomize_bn):
     torch.manual_seed(0)
-    m = _randomize(MixConv(6, 4, (3, 5), impl="fused")).eval()
+    m = randomize_bn(MixConv(6, 4, (3, 5), impl="fused")).eval()
     x = torch.randn(2, 6, 8, 8)
     with torch.no_grad():
         m(x)
@@ -184,9 +172,9 @@ def test_fused_inference_cache_follows_weight_updates():
         torch.testing.assert_close(out, m(x), rtol=1e-5, atol=1e-5)
 
 
-def test_stride_position_is_irrelevant_in_eval_but_not_in_training():
+def test_stride_position_is_irrelevant_in_eval_but_not_in_training(randomize_bn):
     torch.manual_seed(0)
-    pw = _randomize(MulticeptionConv(4, 6, (3, 5), stride=2, stride_in="pointwise", impl="reference"))
+    pw = randomize_bn(MulticeptionConv(4, 6, (3, 5), stride=2, stride_in="pointwise", impl="reference"))
     dw = MulticeptionConv(4, 6, (3, 5), stride=2, stride_in="depthwise", impl="reference")
     dw.load_state_dict(pw.state_dict())
     x = torch.randn(4, 4, 10, 10)

@@ -5,7 +5,6 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-import leannets
 from leannets.analysis.restoration_metrics import imresize, imresize_torch, psnr, quantize, ssim
 from leannets.cli import main as cli_main
 from leannets.engine.checkpoint import FORMAT, save_checkpoint

@@ -16,17 +16,6 @@ def _conv_weights(m: nn.Module) -> int:
     return sum(c.weight.numel() for c in m.modules() if isinstance(c, nn.Conv2d))
 
 
-def _randomize_bn(m: nn.Module) -> None:
-    g = torch.Generator().manual_seed(1)
-    for bn in m.modules():
-        if isinstance(bn, nn.BatchNorm2d):
-            n = bn.num_features
-            bn.running_mean.copy_(torch.randn(n, generator=g) * 0.2)
-            bn.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-            bn.weight.data.copy_(torch.rand(n, generator=g) + 0.5)
-            bn.bias.data.copy_(torch.randn(n, generator=g) * 0.2)
-
-
 @pytest.mark.parametrize("variant", XSEP_VARIANTS)
 @pytest.mark.parametrize("stride", [1, 2])
 @pytest.mark.parametrize("hw", [(1, 1), (7, 7), (8, 8), (9, 12)])
@@ -91,13 +80,13 @@ def test_receptive_field_is_k_plus_1(k):
 
 @pytest.mark.parametrize("variant", XSEP_VARIANTS)
 @pytest.mark.parametrize("padding", ["asymmetric", "symmetric", "improved"])
-def test_bn_folds_exactly_and_backward_runs(variant, padding):
+def test_bn_folds_exactly_and_backward_runs(variant, padding, randomize_bn):
     m = XSepConv(8, 5, 2, variant=variant, padding=padding, act="hswish")
     x = torch.randn(2, 8, 9, 9)
     m(x).sum().backward()
     assert all(p.grad is not None for p in m.parameters())
     m.eval()
-    _randomize_bn(m)
+    randomize_bn(m)
     folded = fold_bn(m, x)
     n_convs = sum(isinstance(c, nn.Conv2d) for c in m.modules())
     assert folded.folded_bn_pairs == n_convs
