@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._common import existing_files
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("denoise", help="denoise images with a trained denoising checkpoint")
@@ -31,10 +33,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.add_noise is not None and args.add_noise < 0:
         raise ValueError(f"--add-noise must be >= 0, got {args.add_noise}")
-    paths = [Path(p) for p in args.images]
-    for p in paths:
-        if not p.is_file():
-            raise FileNotFoundError(f"image {p} does not exist")
+    paths = existing_files(args.images)
     model, _, ckpt = load_restoration_model(args.checkpoint, expect="denoising", device=args.device)
     device = next(model.parameters()).device
     channels = int(getattr(model, "in_chans", 1))

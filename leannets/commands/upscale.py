@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ._common import existing_files
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("upscale", help="super-resolve images with a trained super-resolution checkpoint")
@@ -30,10 +32,7 @@ def run(args: argparse.Namespace) -> int:
     from leannets.data.restoration import load_image, save_image
     from leannets.engine.tasks.restoration import load_restoration_model, run_model
 
-    paths = [Path(p) for p in args.images]
-    for p in paths:
-        if not p.is_file():
-            raise FileNotFoundError(f"image {p} does not exist")
+    paths = existing_files(args.images)
     model, task, ckpt = load_restoration_model(args.checkpoint, expect="super_resolution", device=args.device)
     device = next(model.parameters()).device
     channels = int(getattr(model, "in_chans", 3))

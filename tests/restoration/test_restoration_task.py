@@ -224,3 +224,8 @@ def test_upscale_cli_writes_scaled_images_and_reports_psnr(tmp_path, capsys):
         evaluate_folder(ckpt, data, scale=4)
     assert cli_main(["denoise", str(data / "im0.png"), "--checkpoint", str(ckpt)]) == 2
     assert "use `leannets upscale`" in capsys.readouterr().err
+    missing = tmp_path / "nope.png"
+    for command in ("upscale", "denoise"):
+        assert cli_main([command, str(data / "im0.png"), str(missing), "--checkpoint", str(ckpt)]) == 2
+        err = capsys.readouterr().err
+        assert "not found" in err and "nope.png" in err and "im0.png" not in err
