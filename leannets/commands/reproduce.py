@@ -1,22 +1,30 @@
-"""``leannets reproduce PAPER [--table NAME …] [--scale smoke|cpu|paper] [--out DIR] [--data-root DIR]
-[--seed N]``: run a paper's tables/figures and write report.md, results.json and PNG plots."""
+"""``leannets reproduce PAPER|all [--table NAME …] [--scale smoke|cpu|paper] [--out DIR] [--data-root DIR]
+[--seed N]``: run a paper's tables/figures and write report.md, results.json and PNG plots.
+
+``all`` runs the four papers one after the other into ``OUT/<paper>/`` (training runs shared in
+``OUT/runs`` unless ``--runs``) and writes ``OUT/README.md``: an index with each paper's verdicts
+and minutes and the total time.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     from leannets.reproduce import PAPERS, SCALES
 
     p = sub.add_parser("reproduce", help="reproduce a paper's tables/figures (report beside the paper's numbers)")
-    p.add_argument("paper", choices=PAPERS, help="which paper")
+    p.add_argument("paper", choices=(*PAPERS, "all"), help="which paper (all: the four, one after the other)")
     p.add_argument("--table", action="append", default=None, metavar="NAME",
                    help="only this table/figure (repeatable; see --list)")
     p.add_argument("--scale", choices=SCALES, default="smoke",
                    help="smoke: embedded data, tiny runs (CI); cpu: real small data from --data-root, "
                         "≤ 60 min for all papers on 2 cores; paper: the published recipes (GPU, resumable)")
-    p.add_argument("--out", default=None, help="output folder (default: reproductions/<paper>-<scale>)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: reproductions/<paper>-<scale>; all: reproductions/all-<scale>)")
     p.add_argument("--data-root", default=None,
                    help="dataset folder (cpu scale: e.g. ../shared/data; paper scale: see docs/reproduce.md)")
     p.add_argument("--runs", default=None, metavar="DIR",
@@ -31,6 +39,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.paper == "all":
+        return _run_all(args)
+    return _run_one(args)
+
+
+def _run_one(args: argparse.Namespace) -> int:
     from leannets.reproduce import get_paper, run_paper
     from leannets.reproduce.runner import verdict_counts
 
@@ -56,7 +70,50 @@ def run(args: argparse.Namespace) -> int:
                     seed=args.seed, threads=args.threads, command=command, log=log, runs_dir=args.runs)
     out = args.out or f"reproductions/{paper.name}-{args.scale}"
     print(f"{paper.name} ({args.scale}): {verdict_counts(doc)} — {out}/report.md")
+    args.doc = doc
     return 0
+
+
+def _run_all(args: argparse.Namespace) -> int:
+    """Each paper into ``OUT/<paper>``, then ``OUT/README.md`` indexing them."""
+    from leannets.reproduce import PAPERS
+
+    if args.table:
+        raise ValueError("--table names one paper's tables; it cannot be used with `reproduce all`")
+    root = Path(args.out or f"reproductions/all-{args.scale}")
+    runs = args.runs or (None if args.list or args.plan else str(root / "runs"))
+    docs = []
+    for name in PAPERS:
+        one = argparse.Namespace(**{**vars(args), "paper": name, "out": str(root / name), "runs": runs})
+        if args.list or args.plan:
+            print(f"# {name}")
+        _run_one(one)
+        if hasattr(one, "doc"):
+            docs.append(one.doc)
+    if docs:
+        index = write_index(root, docs, _command(args))
+        print(f"all ({args.scale}): {sum(d['seconds'] for d in docs) / 60:.1f} min — {index}")
+    return 0
+
+
+def write_index(root: os.PathLike | str, docs: list[dict], command: str) -> Path:
+    """``root/README.md``: one row per paper (verdicts, minutes, report link) and the total time."""
+    from leannets._io import atomic_write_text
+
+    lines = [f"# Reproductions — `{docs[0]['scale']}` scale", "",
+             f"Command: `{command}`  ", f"Seed {docs[0]['seed']} · torch {docs[0]['environment']['torch']} · "
+             f"{docs[0]['environment']['threads']} CPU threads", "",
+             "| paper | reproduced | not reproduced | not checked | minutes | report |", "|---|---|---|---|---|---|"]
+    for d in docs:
+        s = d["summary"]
+        lines.append(f"| {d['title']} | {s['reproduced']} | {s['not reproduced']} | {s['not checked']} | "
+                     f"{d['seconds'] / 60:.1f} | [{d['paper']}/report.md]({d['paper']}/report.md) |")
+    total = sum(d["seconds"] for d in docs) / 60
+    lines += ["", f"**Total: {total:.1f} min** (training runs reused from an earlier run take no time; "
+              "a fresh `--runs` folder measures the full cost).", ""]
+    path = Path(root) / "README.md"
+    atomic_write_text(path, "\n".join(lines))
+    return path
 
 
 def _command(args: argparse.Namespace) -> str:

@@ -87,3 +87,25 @@ def test_whole_paper_smoke_via_cli(paper, tmp_path, capsys):
     report = (out / "report.md").read_text(encoding="utf-8")
     for e in doc["experiments"]:
         assert e["ref"] in report
+
+
+def test_reproduce_all_lists_every_paper_and_refuses_table(capsys):
+    assert main(["reproduce", "all", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert [line for line in out.splitlines() if line.startswith("# ")] == [f"# {p}" for p in PAPERS]
+    assert main(["reproduce", "all", "--table", "table1"]) == 2
+    assert "--table" in capsys.readouterr().err
+
+
+def test_reproduce_all_index_sums_the_papers(tmp_path):
+    from leannets.commands.reproduce import write_index
+
+    env = {"torch": "2.x", "threads": 2}
+    docs = [{"paper": "wae", "title": "WAE paper", "scale": "cpu", "seed": 0, "environment": env, "seconds": 90.0,
+             "summary": {"reproduced": 3, "not reproduced": 1, "not checked": 0}},
+            {"paper": "dxnet", "title": "DxNet paper", "scale": "cpu", "seed": 0, "environment": env,
+             "seconds": 30.0, "summary": {"reproduced": 2, "not reproduced": 0, "not checked": 5}}]
+    text = write_index(tmp_path, docs, "leannets reproduce all --scale cpu").read_text(encoding="utf-8")
+    assert "| WAE paper | 3 | 1 | 0 | 1.5 | [wae/report.md](wae/report.md) |" in text
+    assert "| DxNet paper | 2 | 0 | 5 | 0.5 |" in text
+    assert "**Total: 2.0 min**" in text and "`leannets reproduce all --scale cpu`" in text
