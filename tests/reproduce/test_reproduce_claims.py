@@ -88,3 +88,16 @@ def test_at_least_and_custom():
     assert claim.evaluate(res, ref, "smoke").status == "not checked"
     custom = Custom("c", "x", "T", fn=lambda r, rf, s: ("reproduced", "1", "1", "ok"))
     assert custom.evaluate(res, ref, "cpu").label() == "reproduced (ok)"
+
+
+def test_dominance_uses_only_the_rows_trained_at_this_scale():
+    from leannets.reproduce.papers.dxnet import _dominates
+
+    untrained = {"train_params": None, "psnr": None}  # e.g. the deepest Fig. 4 rows at cpu scale
+    res = _res(w1={"train_params": 100, "psnr": 20.0}, w2={"train_params": 400, "psnr": 22.0}, w3=untrained,
+               b1={"train_params": 200, "psnr": 21.5}, b2=untrained)
+    ok, margins = _dominates(res, ["b1", "b2"], ["w1", "w2", "w3"])
+    assert ok and margins == "+0.500 dB"  # the worse curve at 200 params (log-linear) is 21.0 dB
+    res.rows[3].metrics["psnr"] = 20.5
+    assert _dominates(res, ["b1", "b2"], ["w1", "w2", "w3"])[0] is False
+    assert _dominates(res, ["b2"], ["w1"]) is None

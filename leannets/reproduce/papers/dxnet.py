@@ -175,12 +175,16 @@ def _xunit_exp() -> Experiment:
 # -- Restoration helpers -----------------------------------------------------------------------------------
 def _dominates(res: ExperimentResult, better: list[str], worse: list[str], metric: str = "psnr"
                ) -> tuple[bool, str] | None:
-    """Whether every point of ``better`` lies above the ``worse`` curve (linear in log-params)."""
+    """Whether every measured point of ``better`` lies above the measured ``worse`` curve (linear in
+    log-params); rows not trained at this scale are left out, ``None`` when either side has no point."""
     import math
 
-    pts_w = sorted((res.value(k, "train_params"), res.value(k, metric)) for k in worse)
-    pts_b = [(res.value(k, "train_params"), res.value(k, metric)) for k in better]
-    if any(v is None for p in pts_w + pts_b for v in p):
+    def points(keys: list[str]) -> list[tuple[float, float]]:
+        pts = [(res.value(k, "train_params"), res.value(k, metric)) for k in keys]
+        return sorted(p for p in pts if p[0] is not None and p[1] is not None)
+
+    pts_w, pts_b = points(worse), points(better)
+    if not pts_w or not pts_b:
         return None
     margins = []
     for p, y in pts_b:
