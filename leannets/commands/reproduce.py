@@ -40,11 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.paper == "all":
-        return _run_all(args)
-    return _run_one(args)
+        _run_all(args)
+    else:
+        _run_one(args)
+    return 0
 
 
-def _run_one(args: argparse.Namespace) -> int:
+def _run_one(args: argparse.Namespace) -> dict | None:
+    """One paper (or its ``--list`` / ``--plan``); returns the results dict when it ran."""
     from leannets.reproduce import get_paper, run_paper
     from leannets.reproduce.runner import verdict_counts
 
@@ -52,7 +55,7 @@ def _run_one(args: argparse.Namespace) -> int:
     if args.list:
         for exp in paper.experiments:
             print(f"{exp.name:<10} {exp.ref:<14} {exp.title}  [scales: {', '.join(exp.scales)}]")
-        return 0
+        return None
     for name in args.table or []:
         paper.experiment(name)  # ValueError naming the allowed tables
     if args.plan:
@@ -63,18 +66,17 @@ def _run_one(args: argparse.Namespace) -> int:
             ov = " ".join(f"{k}={v}" for k, v in sorted(r["overrides"].items()) if not k.startswith("model."))
             print(f"{r['experiment']:<12} {r['row']:<16} {r['model']['name']:<32} {r['recipe']} {ov}")
         print(f"{len(runs)} runs ({len({r['run_id'] for r in runs})} distinct) at {args.scale} scale")
-        return 0
+        return None
     command = _command(args)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     doc = run_paper(paper, tables=args.table, scale=args.scale, out_dir=args.out, data_root=args.data_root,
                     seed=args.seed, threads=args.threads, command=command, log=log, runs_dir=args.runs)
     out = args.out or f"reproductions/{paper.name}-{args.scale}"
     print(f"{paper.name} ({args.scale}): {verdict_counts(doc)} — {out}/report.md")
-    args.doc = doc
-    return 0
+    return doc
 
 
-def _run_all(args: argparse.Namespace) -> int:
+def _run_all(args: argparse.Namespace) -> None:
     """Each paper into ``OUT/<paper>``, then ``OUT/README.md`` indexing them."""
     from leannets.reproduce import PAPERS
 
@@ -87,13 +89,12 @@ def _run_all(args: argparse.Namespace) -> int:
         one = argparse.Namespace(**{**vars(args), "paper": name, "out": str(root / name), "runs": runs})
         if args.list or args.plan:
             print(f"# {name}")
-        _run_one(one)
-        if hasattr(one, "doc"):
-            docs.append(one.doc)
+        doc = _run_one(one)
+        if doc is not None:
+            docs.append(doc)
     if docs:
         index = write_index(root, docs, _command(args))
         print(f"all ({args.scale}): {sum(d['seconds'] for d in docs) / 60:.1f} min — {index}")
-    return 0
 
 
 def write_index(root: os.PathLike | str, docs: list[dict], command: str) -> Path:
