@@ -1,0 +1,57 @@
+"""Documentation stays true: relative links resolve, and the committed reproduction reports agree with
+their results.json, the index, the README and the acceptance budget (all four papers ≤ 60 min on CPU)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+REPRODUCTIONS = ROOT / "docs" / "reproductions"
+PAPERS = ("dxnet", "wae", "xsepconv", "multiception")
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _relative_links(md: Path) -> list[str]:
+    links = [m.group(1).split("#")[0] for m in LINK.finditer(md.read_text(encoding="utf-8"))]
+    return [t for t in links if t and "://" not in t and not t.startswith("mailto:")]
+
+
+@pytest.mark.parametrize("md", DOCS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_relative_links_resolve(md: Path):
+    missing = [t for t in _relative_links(md) if not (md.parent / t).exists()]
+    assert not missing, f"{md.relative_to(ROOT)} links to missing files: {missing}"
+
+
+def _committed(paper: str) -> dict:
+    return json.loads((REPRODUCTIONS / paper / "results.json").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_committed_report_matches_its_results(paper: str):
+    doc = _committed(paper)
+    assert doc["paper"] == paper and doc["scale"] == "cpu"
+    s = doc["summary"]
+    report = (REPRODUCTIONS / paper / "report.md").read_text(encoding="utf-8")
+    assert (f"**Verdicts: {s['reproduced']} reproduced, {s['not reproduced']} not reproduced, "
+            f"{s['not checked']} not checked.**") in report
+    for fig in re.findall(r"\]\((figures/[^)]+\.png)\)", report):
+        assert (REPRODUCTIONS / paper / fig).stat().st_size > 0, fig
+
+
+def test_committed_index_and_readme_agree_and_fit_the_cpu_budget():
+    docs = [_committed(p) for p in PAPERS]
+    index = (REPRODUCTIONS / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for d in docs:
+        s, minutes = d["summary"], d["seconds"] / 60
+        row = (f"| {d['title']} | {s['reproduced']} | {s['not reproduced']} | {s['not checked']} | "
+               f"{minutes:.1f} | [{d['paper']}/report.md]({d['paper']}/report.md) |")
+        assert row in index
+        assert f"({minutes:.1f} min: {s['reproduced']} reproduced, {s['not reproduced']} not" in readme, d["paper"]
+    total = sum(d["seconds"] for d in docs) / 60
+    assert f"**Total: {total:.1f} min**" in index
+    assert total <= 60, f"cpu-scale reproduction of all four papers took {total:.1f} min (budget 60)"
