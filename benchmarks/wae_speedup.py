@@ -6,6 +6,7 @@ MAC ratio and the paper's bound 1/(1/4 + 1/64) = 3.76×, and the goal (≥ 3.5×
 
     python benchmarks/wae_speedup.py                       # both families, batch 1 and 4, 2 threads
     python benchmarks/wae_speedup.py --families vgg16 --optimize jit --repeats 7
+    python benchmarks/wae_speedup.py --breakdown           # + where WAE's time goes (part latencies, GMAC/s)
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ import time
 
 import torch
 
-from leannets.analysis.speedup import OPTIMIZATIONS, format_speedups, measure_speedups
+from leannets.analysis.speedup import (OPTIMIZATIONS, format_breakdown, format_speedups, latency_breakdown,
+                                      measure_speedups)
 
 GOALS = {"vgg16": 3.5, "resnet50": 2.0, "vgg_cifar_small": None}
 PAPER_CPU = {"vgg16": 3.13, "resnet50": 1.88}
@@ -30,6 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--optimize", nargs="+", default=["channels_last", "jit"], choices=OPTIMIZATIONS)
     p.add_argument("--variants", nargs="+", default=["halfres", "wavelet", "wae"])
     p.add_argument("--device", default="cpu")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also time WAE's parts (front end, backbone on I_L, fusion net) at batch 1, channels_last")
     args = p.parse_args(argv)
     summary = []
     for family in args.families:
@@ -48,6 +52,11 @@ def main(argv: list[str] | None = None) -> int:
                                + (f", paper CPU {PAPER_CPU[family]:.2f}" if family in PAPER_CPU else "")
                                + (f", goal {goal:.1f}: {'met' if wae.speedup[b] >= goal else 'NOT met'}"
                                   if goal else "") + ")")
+    if args.breakdown:
+        for family in args.families:
+            rows = latency_breakdown(f"wae_{family}", device=args.device, threads=args.threads, repeats=args.repeats)
+            print(f"\n## where wae_{family}'s time goes (batch 1, BN folded, channels_last)\n")
+            print(format_breakdown(f"wae_{family}", rows))
     print(f"\n## summary (torch {torch.__version__}, {args.threads} threads)\n")
     print("\n".join(summary))
     return 0

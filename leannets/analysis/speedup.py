@@ -17,7 +17,7 @@ import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -26,7 +26,8 @@ from .fold_bn import fold_bn
 from .profile import count_macs
 
 __all__ = ["paper_bound", "mac_breakdown", "family_of", "family_models", "prepare_for_inference",
-           "interleaved_latency", "OPTIMIZATIONS", "SpeedupRow", "SpeedupReport", "measure_speedups", "format_speedups",
+           "interleaved_timings", "interleaved_latency", "PartTiming", "latency_breakdown",
+           "format_breakdown", "OPTIMIZATIONS", "SpeedupRow", "SpeedupReport", "measure_speedups", "format_speedups",
            "WAE_PREFIXES"]
 
 WAE_PREFIXES = ("wae", "decomp", "wavelet", "halfres", "ilonly", "caonly")
@@ -120,21 +121,20 @@ def prepare_for_inference(model: nn.Module, example: torch.Tensor, fold: bool = 
     return model
 
 
-def interleaved_latency(models: dict[str, nn.Module], x: torch.Tensor, warmup: int = 1, repeats: int = 5,
+def interleaved_timings(calls: dict[str, Callable[[], Any]], warmup: int = 1, repeats: int = 5,
                         device: str = "cpu") -> dict[str, tuple[float, float]]:
-    """(median, IQR) ms per model, timed round-robin: one call of every model per round."""
+    """(median, IQR) ms per call, timed round-robin: each call once per round, in inference mode."""
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    x = x.to(device)
-    times: dict[str, list[float]] = {k: [] for k in models}
+    times: dict[str, list[float]] = {k: [] for k in calls}
     with torch.inference_mode():
         for _ in range(warmup):
-            for m in models.values():
-                m(x)
+            for fn in calls.values():
+                fn()
         sync()
         for _ in range(repeats):
-            for name, m in models.items():
+            for name, fn in calls.items():
                 t0 = time.perf_counter()
-                m(x)
+                fn()
                 sync()
                 times[name].append((time.perf_counter() - t0) * 1e3)
     out = {}
@@ -145,6 +145,13 @@ def interleaved_latency(models: dict[str, nn.Module], x: torch.Tensor, warmup: i
             iqr = q[2] - q[0]
         out[name] = (statistics.median(ts), iqr)
     return out
+
+
+def interleaved_latency(models: dict[str, nn.Module], x: torch.Tensor, warmup: int = 1, repeats: int = 5,
+                        device: str = "cpu") -> dict[str, tuple[float, float]]:
+    """(median, IQR) ms per model on the same input, timed round-robin: one call of every model per round."""
+    x = x.to(device)
+    return interleaved_timings({name: (lambda m=m: m(x)) for name, m in models.items()}, warmup, repeats, device)
 
 
 @dataclass
@@ -260,4 +267,84 @@ def format_speedups(report: SpeedupReport) -> str:
                  f"{report.threads} threads, BN folded, optimisation '{report.optimize}', "
                  f"medians of {report.repeats} interleaved rounds. Paper bound 1/(1/4+1/64) = "
                  f"{report.paper_bound:.2f}× (excludes encoder and fc layers).")
+    return "\n".join(lines)
+
+
+@dataclass
+class PartTiming:
+    """One part of a WAE-style model (or the whole model, or the full-res reference) timed in isolation."""
+
+    part: str
+    macs: int
+    latency_ms: float
+    latency_iqr_ms: float
+
+    @property
+    def gmacs_per_s(self) -> float:
+        """Achieved multiply-accumulate throughput: how close the part runs to the hardware's peak."""
+        return self.macs / self.latency_ms / 1e6 if self.latency_ms > 0 else 0.0
+
+
+def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None, repeats: int = 5,
+                      warmup: int = 1, channels_last: bool = True, input_size: Sequence[int] | None = None,
+                      seed: int = 0) -> list[PartTiming]:
+    """Where a WAE-style model's time goes: front end, backbone on I_L, fusion net on I_H, the whole model
+    and the full-resolution backbone, BN folded, batch 1, timed interleaved in one run.
+
+    The achieved GMAC/s of each part shows which parts run far below the convolution library's peak, i.e.
+    why the measured speed-up falls short of the MAC ratio. The classifier heads are the remainder
+    (whole model minus the timed parts).
+    """
+    from leannets.models import create_model, model_info
+
+    variant, family = family_of(name)
+    if variant == "full":
+        raise ValueError(f"latency_breakdown: {name!r} is a full-resolution model; pass a WAE-style model "
+                         f"({', '.join(p + '_' + family for p in WAE_PREFIXES)})")
+    size = tuple(int(v) for v in (input_size or model_info(name).input_size))
+    old_threads = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(seed)
+        x = torch.randn(1, *size)
+        raw = create_model(name).eval()
+        macs = mac_breakdown(raw, size)
+        full_raw = create_model(family).eval()
+        full_macs = count_macs(full_raw, x)
+        model = prepare_for_inference(raw, x, channels_last=channels_last).to(device)
+        full = prepare_for_inference(full_raw, x, channels_last=channels_last).to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        x = x.to(device)
+        with torch.inference_mode():
+            i_l, i_h = model.decompose(x)
+        calls: dict[str, Callable[[], Any]] = {
+            "full-resolution backbone": lambda: full(x),
+            "whole model": lambda: model(x),
+            "front end": lambda: model.decompose(x),
+            "backbone on I_L": lambda: model.backbone.forward_features(i_l),
+        }
+        if model.fusion_net is not None:
+            calls["fusion net on I_H"] = lambda: model.fusion_net.forward_features(i_h)
+        lat = interleaved_timings(calls, warmup, repeats, device)
+    finally:
+        torch.set_num_threads(old_threads)
+    part_macs = {"full-resolution backbone": full_macs, "whole model": macs["total"], "front end": macs["front_end"],
+                 "backbone on I_L": macs["backbone"], "fusion net on I_H": macs["fusion"]}
+    rows = [PartTiming(part, part_macs[part], *lat[part]) for part in calls]
+    timed = sum(r.latency_ms for r in rows[2:])
+    rows.append(PartTiming("heads (remainder)", macs["heads"], max(lat["whole model"][0] - timed, 0.0), 0.0))
+    return rows
+
+
+def format_breakdown(name: str, rows: Sequence[PartTiming]) -> str:
+    """Markdown table of :func:`latency_breakdown`: MACs, latency, share of the whole model, GMAC/s."""
+    whole = next(r for r in rows if r.part == "whole model").latency_ms
+    lines = [f"| {name}: part | MACs (G) | latency (ms, median ± IQR) | share of whole model | GMAC/s |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        share = "—" if r.part in ("whole model", "full-resolution backbone") else f"{r.latency_ms / whole:.0%}"
+        lines.append(f"| {r.part} | {r.macs / 1e9:.3f} | {r.latency_ms:.2f} ± {r.latency_iqr_ms:.2f} | {share} | "
+                     f"{r.gmacs_per_s:.0f} |")
     return "\n".join(lines)

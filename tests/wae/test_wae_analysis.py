@@ -8,8 +8,8 @@ from PIL import Image
 
 import leannets
 from leannets.analysis.robustness import add_gaussian_noise, format_noise_table, noise_robustness, noisy_accuracy
-from leannets.analysis.speedup import (family_models, format_speedups, interleaved_latency, measure_speedups,
-                                       prepare_for_inference)
+from leannets.analysis.speedup import (family_models, format_breakdown, format_speedups, interleaved_latency,
+                                       latency_breakdown, mac_breakdown, measure_speedups, prepare_for_inference)
 from leannets.analysis.wae_vis import decomposition_grid, save_decomposition_png, stretch
 from leannets.cli import main
 
@@ -61,6 +61,30 @@ def test_interleaved_latency_reports_every_model():
     models = {"a": torch.nn.Identity(), "b": torch.nn.Conv2d(3, 3, 3)}
     out = interleaved_latency(models, torch.randn(1, 3, 8, 8), warmup=0, repeats=4)
     assert set(out) == {"a", "b"} and all(m >= 0 and iqr >= 0 for m, iqr in out.values())
+
+
+def test_latency_breakdown_times_each_part_with_its_macs():
+    rows = latency_breakdown("wae_vgg_cifar_small", threads=1, repeats=2, warmup=0)
+    by_part = {r.part: r for r in rows}
+    assert list(by_part) == ["full-resolution backbone", "whole model", "front end", "backbone on I_L",
+                             "fusion net on I_H", "heads (remainder)"]
+    macs = mac_breakdown(leannets.create_model("wae_vgg_cifar_small"), (3, 32, 32))
+    assert by_part["front end"].macs == macs["front_end"] > 0
+    assert by_part["backbone on I_L"].macs == macs["backbone"]
+    assert by_part["fusion net on I_H"].macs == macs["fusion"]
+    assert by_part["whole model"].macs == macs["total"]
+    # the backbone on I_L is the full-resolution backbone at half the resolution: a quarter of its MACs
+    assert by_part["backbone on I_L"].macs == pytest.approx(by_part["full-resolution backbone"].macs / 4, rel=0.02)
+    assert all(r.latency_ms > 0 for r in rows[:-1])
+    r = by_part["backbone on I_L"]
+    assert r.gmacs_per_s == pytest.approx(r.macs / r.latency_ms / 1e6)
+    text = format_breakdown("wae_vgg_cifar_small", rows)
+    assert "| fusion net on I_H |" in text and "GMAC/s" in text
+    # the resize baseline has no fusion net, so no such row
+    assert "fusion net on I_H" not in {r.part for r in latency_breakdown("halfres_vgg_cifar_small", threads=1,
+                                                                          repeats=1, warmup=0)}
+    with pytest.raises(ValueError, match="full-resolution model"):
+        latency_breakdown("vgg_cifar_small")
 
 
 def test_speedup_cli_writes_json(tmp_path, capsys):
