@@ -1,5 +1,6 @@
 import json
 
+import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -102,3 +103,18 @@ def test_cli_profile_num_classes(capsys):
     assert main(["profile", "densenet_bc_cifar_16_16_16", "--num-classes", "100", "--json", "--no-latency"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data[0]["params"] == 769_162 + 90 * (342 + 1)  # 342 final features, 90 more classes
+
+
+def test_torch_threads_sets_and_restores_even_on_error():
+    from leannets.analysis.profile import torch_threads
+
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    with torch_threads(target):
+        assert torch.get_num_threads() == target
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(target):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before

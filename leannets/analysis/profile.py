@@ -8,8 +8,9 @@ from __future__ import annotations
 import statistics
 import time
 import weakref
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import torch
 import torch.nn as nn
@@ -157,6 +158,18 @@ def training_step_peak_bytes(model: nn.Module, example_input: torch.Tensor,
     return tracker.peak
 
 
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)`` (``None``/0: unchanged), restored afterwards."""
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 def _time_calls(fn: Callable[[], Any], warmup: int, repeats: int, sync: Callable[[], None]) -> list[float]:
     for _ in range(warmup):
         fn()
@@ -185,17 +198,11 @@ def measure_latency(model: nn.Module, example_input: torch.Tensor, warmup: int =
         threads: CPU threads to pin with ``torch.set_num_threads`` (restored afterwards).
         device: ``cpu`` or ``cuda`` (CUDA timings synchronize around each call).
     """
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
     model = model.to(device).eval()
     x = example_input.to(device)
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    try:
-        with torch.inference_mode():
-            times = _time_calls(lambda: model(x), warmup, repeats, sync)
-    finally:
-        torch.set_num_threads(old_threads)
+    with torch_threads(threads), torch.inference_mode():
+        times = _time_calls(lambda: model(x), warmup, repeats, sync)
     return _median_iqr(times)
 
 

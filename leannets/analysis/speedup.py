@@ -13,7 +13,6 @@ same input batch.
 """
 from __future__ import annotations
 
-import statistics
 import time
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -23,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from .fold_bn import fold_bn
-from .profile import count_macs
+from .profile import _median_iqr, count_macs, torch_threads
 
 __all__ = ["paper_bound", "mac_breakdown", "family_of", "family_models", "prepare_for_inference",
            "interleaved_timings", "interleaved_latency", "PartTiming", "latency_breakdown",
@@ -137,14 +136,7 @@ def interleaved_timings(calls: dict[str, Callable[[], Any]], warmup: int = 1, re
                 fn()
                 sync()
                 times[name].append((time.perf_counter() - t0) * 1e3)
-    out = {}
-    for name, ts in times.items():
-        iqr = 0.0
-        if len(ts) >= 4:
-            q = statistics.quantiles(ts, n=4)
-            iqr = q[2] - q[0]
-        out[name] = (statistics.median(ts), iqr)
-    return out
+    return {name: _median_iqr(ts) for name, ts in times.items()}
 
 
 def interleaved_latency(models: dict[str, nn.Module], x: torch.Tensor, warmup: int = 1, repeats: int = 5,
@@ -220,10 +212,7 @@ def measure_speedups(name: str, batch_sizes: Sequence[int] = (1, 8), device: str
     names = family_models(name, variants)
     size = tuple(int(v) for v in (input_size or model_info(names[0]).input_size))
     channels_last = optimize in ("channels_last", "jit")
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         torch.manual_seed(seed)
         probe = torch.randn(1, *size)
         raw: dict[str, nn.Module] = {}
@@ -246,9 +235,7 @@ def measure_speedups(name: str, batch_sizes: Sequence[int] = (1, 8), device: str
             for r in rows:
                 r.latency_ms[b], r.latency_iqr_ms[b] = lat[r.name]
                 r.speedup[b] = lat[names[0]][0] / lat[r.name][0]
-    finally:
-        torch.set_num_threads(old_threads)
-    return SpeedupReport(family_of(name)[1], size, device, threads or old_threads, tuple(batch_sizes), repeats,
+    return SpeedupReport(family_of(name)[1], size, device, threads or torch.get_num_threads(), tuple(batch_sizes), repeats,
                          optimize, paper_bound(), rows)
 
 
@@ -302,10 +289,7 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None
         raise ValueError(f"latency_breakdown: {name!r} is a full-resolution model; pass a WAE-style model "
                          f"({', '.join(p + '_' + family for p in WAE_PREFIXES)})")
     size = tuple(int(v) for v in (input_size or model_info(name).input_size))
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
+    with torch_threads(threads):
         torch.manual_seed(seed)
         x = torch.randn(1, *size)
         raw = create_model(name).eval()
@@ -328,8 +312,6 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None
         if model.fusion_net is not None:
             calls["fusion net on I_H"] = lambda: model.fusion_net.forward_features(i_h)
         lat = interleaved_timings(calls, warmup, repeats, device)
-    finally:
-        torch.set_num_threads(old_threads)
     part_macs = {"full-resolution backbone": full_macs, "whole model": macs["total"], "front end": macs["front_end"],
                  "backbone on I_L": macs["backbone"], "fusion net on I_H": macs["fusion"]}
     rows = [PartTiming(part, part_macs[part], *lat[part]) for part in calls]

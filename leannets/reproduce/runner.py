@@ -293,25 +293,22 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
     out = Path(out_dir or f"reproductions/{paper_obj.name}-{scale}")
     out.mkdir(parents=True, exist_ok=True)
     experiments = [e for e in paper_obj.select(tables) if scale in e.scales]
-    old_threads = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
     ctx = Context(paper=paper_obj, scale=scale, seed=seed, out_dir=out, data_root=root,
                   reference=load_reference(paper_obj.name), log=log, threads=threads,
                   runs_root=Path(runs_dir) if runs_dir else None)
     t0 = time.perf_counter()
     results: list[ExperimentResult] = []
-    try:
+    from leannets.analysis.profile import torch_threads
+
+    with torch_threads(threads):
         for exp in experiments:
             log(f"[{paper_obj.name}] {exp.ref}: {exp.title}")
             results.append(run_experiment(ctx, exp))
-    finally:
-        torch.set_num_threads(old_threads)
     doc = {
         "version": RESULTS_VERSION, "paper": paper_obj.name, "title": paper_obj.title, "scale": scale, "seed": seed,
         "command": command, "data_root": str(root) if root else None,
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "threads": threads or old_threads, "machine": platform.machine()},
+                        "threads": threads or torch.get_num_threads(), "machine": platform.machine()},
         "reference_notice": ctx.reference.notice, "summary": _summary(results),
         "seconds": time.perf_counter() - t0, "experiments": [r.as_dict() for r in results],
     }
