@@ -276,7 +276,7 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None
                       warmup: int = 1, channels_last: bool = True, input_size: Sequence[int] | None = None,
                       seed: int = 0) -> list[PartTiming]:
     """Where a WAE-style model's time goes: front end, backbone on I_L, fusion net on I_H, the whole model
-    and the full-resolution backbone, BN folded, batch 1, timed interleaved in one run.
+    and the full-resolution backbone (whole and convs only), BN folded, batch 1, timed interleaved in one run.
 
     The achieved GMAC/s of each part shows which parts run far below the convolution library's peak, i.e.
     why the measured speed-up falls short of the MAC ratio. The classifier heads are the remainder
@@ -296,6 +296,7 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None
         macs = mac_breakdown(raw, size)
         full_raw = create_model(family).eval()
         full_macs = count_macs(full_raw, x)
+        full_conv_macs = count_macs(full_raw.forward_features, x)
         model = prepare_for_inference(raw, x, channels_last=channels_last).to(device)
         full = prepare_for_inference(full_raw, x, channels_last=channels_last).to(device)
         if channels_last:
@@ -305,6 +306,7 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None
             i_l, i_h = model.decompose(x)
         calls: dict[str, Callable[[], Any]] = {
             "full-resolution backbone": lambda: full(x),
+            "full-resolution convs": lambda: full.forward_features(x),
             "whole model": lambda: model(x),
             "front end": lambda: model.decompose(x),
             "backbone on I_L": lambda: model.backbone.forward_features(i_l),
@@ -312,10 +314,11 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None
         if model.fusion_net is not None:
             calls["fusion net on I_H"] = lambda: model.fusion_net.forward_features(i_h)
         lat = interleaved_timings(calls, warmup, repeats, device)
-    part_macs = {"full-resolution backbone": full_macs, "whole model": macs["total"], "front end": macs["front_end"],
+    part_macs = {"full-resolution backbone": full_macs, "full-resolution convs": full_conv_macs,
+                 "whole model": macs["total"], "front end": macs["front_end"],
                  "backbone on I_L": macs["backbone"], "fusion net on I_H": macs["fusion"]}
     rows = [PartTiming(part, part_macs[part], *lat[part]) for part in calls]
-    timed = sum(r.latency_ms for r in rows[2:])
+    timed = sum(r.latency_ms for r in rows[3:])
     rows.append(PartTiming("heads (remainder)", macs["heads"], max(lat["whole model"][0] - timed, 0.0), 0.0))
     return rows
 
@@ -326,7 +329,8 @@ def format_breakdown(name: str, rows: Sequence[PartTiming]) -> str:
     lines = [f"| {name}: part | MACs (G) | latency (ms, median ± IQR) | share of whole model | GMAC/s |",
              "|---|---|---|---|---|"]
     for r in rows:
-        share = "—" if r.part in ("whole model", "full-resolution backbone") else f"{r.latency_ms / whole:.0%}"
+        share = "—" if r.part in ("whole model", "full-resolution backbone", "full-resolution convs") \
+            else f"{r.latency_ms / whole:.0%}"
         lines.append(f"| {r.part} | {r.macs / 1e9:.3f} | {r.latency_ms:.2f} ± {r.latency_iqr_ms:.2f} | {share} | "
                      f"{r.gmacs_per_s:.0f} |")
     return "\n".join(lines)

@@ -66,15 +66,16 @@ def test_interleaved_latency_reports_every_model():
 def test_latency_breakdown_times_each_part_with_its_macs():
     rows = latency_breakdown("wae_vgg_cifar_small", threads=1, repeats=2, warmup=0)
     by_part = {r.part: r for r in rows}
-    assert list(by_part) == ["full-resolution backbone", "whole model", "front end", "backbone on I_L",
-                             "fusion net on I_H", "heads (remainder)"]
+    assert list(by_part) == ["full-resolution backbone", "full-resolution convs", "whole model", "front end",
+                             "backbone on I_L", "fusion net on I_H", "heads (remainder)"]
+    assert 0 < by_part["full-resolution convs"].macs < by_part["full-resolution backbone"].macs
     macs = mac_breakdown(leannets.create_model("wae_vgg_cifar_small"), (3, 32, 32))
     assert by_part["front end"].macs == macs["front_end"] > 0
     assert by_part["backbone on I_L"].macs == macs["backbone"]
     assert by_part["fusion net on I_H"].macs == macs["fusion"]
     assert by_part["whole model"].macs == macs["total"]
     # the backbone on I_L is the full-resolution backbone at half the resolution: a quarter of its MACs
-    assert by_part["backbone on I_L"].macs == pytest.approx(by_part["full-resolution backbone"].macs / 4, rel=0.02)
+    assert by_part["backbone on I_L"].macs == pytest.approx(by_part["full-resolution convs"].macs / 4, rel=0.02)
     assert all(r.latency_ms > 0 for r in rows[:-1])
     r = by_part["backbone on I_L"]
     assert r.gmacs_per_s == pytest.approx(r.macs / r.latency_ms / 1e6)
