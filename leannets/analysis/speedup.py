@@ -235,8 +235,8 @@ def measure_speedups(name: str, batch_sizes: Sequence[int] = (1, 8), device: str
             for r in rows:
                 r.latency_ms[b], r.latency_iqr_ms[b] = lat[r.name]
                 r.speedup[b] = lat[names[0]][0] / lat[r.name][0]
-    return SpeedupReport(family_of(name)[1], size, device, threads or torch.get_num_threads(), tuple(batch_sizes), repeats,
-                         optimize, paper_bound(), rows)
+    return SpeedupReport(family_of(name)[1], size, device, threads or torch.get_num_threads(), tuple(batch_sizes),
+                         repeats, optimize, paper_bound(), rows)
 
 
 def format_speedups(report: SpeedupReport) -> str:

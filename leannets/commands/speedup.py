@@ -17,12 +17,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--variants", nargs="+", default=["halfres", "wavelet", "ilonly", "wae"],
                    help="variants to compare (wae, decomp, wavelet, halfres, ilonly, caonly)")
     p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), default=None)
+    p.add_argument("--breakdown", action="store_true",
+                   help="also time the WAE-style model's parts at batch 1 (front end, backbone on I_L, fusion net, "
+                        "heads) with their achieved GMAC/s; NAME picks the model (wae_<family> for a full-res name)")
     p.add_argument("--json", default=None, metavar="PATH", help="also write the report as JSON")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from leannets.analysis.speedup import format_speedups, measure_speedups
+    from dataclasses import asdict
+
+    from leannets.analysis.speedup import (family_of, format_breakdown, format_speedups, latency_breakdown,
+                                           measure_speedups)
 
     from ._common import atomic_write_json
 
@@ -30,6 +36,16 @@ def run(args: argparse.Namespace) -> int:
                               repeats=args.repeats, warmup=args.warmup, optimize=args.optimize,
                               variants=args.variants, input_size=args.input_size)
     print(format_speedups(report))
+    doc = report.as_dict()
+    if args.breakdown:
+        variant, family = family_of(args.name)
+        name = args.name if variant != "full" else f"wae_{family}"
+        rows = latency_breakdown(name, device=args.device, threads=args.threads, repeats=args.repeats,
+                                 warmup=args.warmup, channels_last=args.optimize != "eager",
+                                 input_size=args.input_size)
+        print(f"\nwhere {name}'s time goes (batch 1, BN folded):\n")
+        print(format_breakdown(name, rows))
+        doc["breakdown"] = {"model": name, "parts": [asdict(r) | {"gmacs_per_s": r.gmacs_per_s} for r in rows]}
     if args.json:
-        atomic_write_json(args.json, report.as_dict())
+        atomic_write_json(args.json, doc)
     return 0

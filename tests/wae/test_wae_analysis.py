@@ -95,7 +95,19 @@ def test_speedup_cli_writes_json(tmp_path, capsys):
     assert "wae_vgg_cifar_small" in capsys.readouterr().out
     data = json.loads(path.read_text())
     assert data["rows"][1]["name"] == "wae_vgg_cifar_small" and data["optimize"] == "eager"
+    assert "breakdown" not in data
     assert main(["speedup", "densenet121"]) == 2
+
+
+def test_speedup_cli_breakdown_of_a_family_named_by_its_full_res_model(tmp_path, capsys):
+    path = tmp_path / "b.json"
+    assert main(["speedup", "vgg_cifar_small", "--batch", "1", "--repeats", "1", "--warmup", "0", "--threads", "1",
+                 "--variants", "wae", "--breakdown", "--json", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "where wae_vgg_cifar_small's time goes" in out and "| backbone on I_L |" in out
+    parts = json.loads(path.read_text())["breakdown"]["parts"]
+    assert [p["part"] for p in parts][-1] == "heads (remainder)"
+    assert all(p["gmacs_per_s"] >= 0 and p["macs"] >= 0 for p in parts)
 
 
 class _Oracle(torch.nn.Module):
