@@ -60,6 +60,10 @@ def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference:
                 paper_pts.setdefault(group, []).append((float(px), float(py)))
     if not groups and not paper_pts:
         return None
+    if plot.kind == "bars":
+        return _draw_bars(plot, exp, res, reference, path)
+    if plot.kind == "points":  # distinct models, no curve: one marker and legend entry per row
+        groups = {label: [(x, y, label)] for pts in groups.values() for x, y, label in pts}
     fig, ax = new_figure()
     colors = {}
     for i, (group, pts) in enumerate(groups.items()):
@@ -81,6 +85,23 @@ def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference:
     ax.set_title(f"{plot.title} — {res.scale} scale", fontsize=9)
     ax.legend(fontsize=7)
     return save_figure(fig, path)
+
+
+def _draw_bars(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference: Reference,
+               path: str | os.PathLike) -> Path:
+    labels, ours, paper = [], [], []
+    for row, rr in zip(exp.rows, res.rows):
+        y = _value(rr, plot.y)
+        py = reference[row.ref[plot.paper_y]].value if plot.paper_y and plot.paper_y in row.ref else None
+        if y is None and py is None:
+            continue
+        labels.append(rr.label)
+        ours.append(None if y is None else y / plot.y_scale)
+        paper.append(float(py) if isinstance(py, (int, float)) else None)
+    series: dict[str, Sequence[float | None]] = {f"ours ({res.scale})": ours}
+    if any(v is not None for v in paper):
+        series["paper (quoted)"] = paper
+    return bar_plot(path, labels, series, f"{plot.title} — {res.scale} scale", plot.ylabel)
 
 
 def bar_plot(path: str | os.PathLike, labels: Sequence[str], series: dict[str, Sequence[float | None]],

@@ -123,6 +123,9 @@ class TrainSpec:
         return scale in self.scales
 
 
+PLOT_KINDS = ("line", "points", "bars")
+
+
 @dataclass(frozen=True)
 class PlotSpec:
     """A figure in the paper's style: ``y`` vs ``x`` per group of rows, paper points hollow.
@@ -135,6 +138,8 @@ class PlotSpec:
         paper_y: reference metric name in :attr:`Row.ref` plotted as hollow markers (quoted).
         logx: logarithmic x axis.
         x_scale, y_scale: divide values by these (e.g. 1e6 for M params).
+        kind: ``line`` (a curve per group, e.g. error vs depth or width), ``points`` (one marker per row:
+            distinct models that form no curve) or ``bars`` (``y`` per row; ``x`` is ignored).
     """
 
     file: str
@@ -148,6 +153,11 @@ class PlotSpec:
     logx: bool = False
     x_scale: float = 1.0
     y_scale: float = 1.0
+    kind: str = "line"
+
+    def __post_init__(self) -> None:
+        if self.kind not in PLOT_KINDS:
+            raise ValueError(f"PlotSpec {self.file}: unknown kind {self.kind!r}; allowed: {', '.join(PLOT_KINDS)}")
 
 
 @dataclass

@@ -168,7 +168,7 @@ def _acc_rows() -> list[Row]:
         if key == "ilonly":  # no fusion net or fusion heads to freeze in stage 1
             over["stages.0.freeze"] = ["backbone", "fc"]
         rows.append(Row(key, label, paper_model, trained={"smoke": small, "cpu": small}, ref={"top5_error": ref},
-                        group="WAE variants", train_overrides=over))
+                        train_overrides=over))
     return rows
 
 
@@ -243,7 +243,8 @@ def _table2() -> Experiment:
         "table2", "Tables 2–4", "Accuracy of WAE vs the baselines; I_L only vs resized input; joint fine-tuning",
         _acc_rows(), measure=("params",), train=train, claims=claims, analysis=_no_ft,
         plots=[PlotSpec("table2_acc_vs_macs.png", x="train_macs", y="acc1", title="Accuracy vs MACs",
-                        xlabel="MACs (M)", ylabel="top-1 accuracy (%)", x_scale=1e6)],
+                        xlabel="MACs (M)", ylabel="top-1 accuracy (%)", x_scale=1e6,
+                        kind="points")],
         notes={"cpu": f"cpu scale: the small VGG family (`vgg_cifar_small`) on {CPU_LIMIT_TRAIN} CIFAR-10-subset "
                       "training images with the slice's CPU recipes (WAE and I_L only: `wae_cifar_small`, three stages; "
                       "the baselines: `wae_cifar_small_baseline`, one stage). We report CIFAR-10 top-1 accuracy; the "
