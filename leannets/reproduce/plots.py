@@ -71,9 +71,10 @@ def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference:
         line = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=_MARKERS[i % len(_MARKERS)],
                        label=f"{group} (ours, {res.scale})")[0]
         colors[group] = line.get_color()
+        offset = (4, 4) if i % 2 == 0 else (4, -9)  # neighbouring curves label on opposite sides
         for x, y, label in pts:
             if 1 < len(pts) <= 6:
-                ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=6, alpha=0.8)
+                ax.annotate(label, (x, y), textcoords="offset points", xytext=offset, fontsize=6, alpha=0.8)
     for i, (group, pts) in enumerate(paper_pts.items()):
         pts.sort()
         ax.plot([p[0] for p in pts], [p[1] for p in pts], linestyle="--", marker=_MARKERS[i % len(_MARKERS)],
