@@ -18,7 +18,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 __all__ = ["ProfileResult", "count_params", "count_macs", "count_elementwise", "peak_activation_bytes",
-           "measure_latency", "profile_model", "format_table", "LiveMemoryTracker", "training_step_peak_bytes"]
+           "measure_latency", "profile_model", "format_table", "LiveMemoryTracker", "training_step_peak_bytes",
+           "median_iqr", "torch_threads"]
 
 # Elementwise ops that gating activations (xUnit, SE, h-swish) spend their work on.
 _ELEMENTWISE = {
@@ -183,7 +184,8 @@ def _time_calls(fn: Callable[[], Any], warmup: int, repeats: int, sync: Callable
     return times
 
 
-def _median_iqr(times: list[float]) -> tuple[float, float]:
+def median_iqr(times: list[float]) -> tuple[float, float]:
+    """(median, interquartile range) of timings; the IQR is 0 for fewer than 4 samples."""
     if len(times) < 4:
         return statistics.median(times), 0.0
     q = statistics.quantiles(times, n=4)
@@ -203,7 +205,7 @@ def measure_latency(model: nn.Module, example_input: torch.Tensor, warmup: int =
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     with torch_threads(threads), torch.inference_mode():
         times = _time_calls(lambda: model(x), warmup, repeats, sync)
-    return _median_iqr(times)
+    return median_iqr(times)
 
 
 def profile_model(

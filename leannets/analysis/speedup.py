@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 
 from .fold_bn import fold_bn
-from .profile import _median_iqr, count_macs, torch_threads
+from .profile import count_macs, median_iqr, torch_threads
 
 __all__ = ["paper_bound", "mac_breakdown", "family_of", "family_models", "prepare_for_inference",
            "interleaved_timings", "interleaved_latency", "PartTiming", "latency_breakdown",
@@ -136,7 +136,7 @@ def interleaved_timings(calls: dict[str, Callable[[], Any]], warmup: int = 1, re
                 fn()
                 sync()
                 times[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: _median_iqr(ts) for name, ts in times.items()}
+    return {name: median_iqr(ts) for name, ts in times.items()}
 
 
 def interleaved_latency(models: dict[str, nn.Module], x: torch.Tensor, warmup: int = 1, repeats: int = 5,
@@ -276,7 +276,7 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None
                       warmup: int = 1, channels_last: bool = True, input_size: Sequence[int] | None = None,
                       seed: int = 0) -> list[PartTiming]:
     """Where a WAE-style model's time goes: front end, backbone on I_L, fusion net on I_H, the whole model
-    and the full-resolution backbone (whole and convs only), BN folded, batch 1, timed interleaved in one run.
+    and the full-resolution model (whole and convs only), BN folded, batch 1, timed interleaved in one run.
 
     The achieved GMAC/s of each part shows which parts run far below the convolution library's peak, i.e.
     why the measured speed-up falls short of the MAC ratio. The classifier heads are the remainder
@@ -305,7 +305,7 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None
         with torch.inference_mode():
             i_l, i_h = model.decompose(x)
         calls: dict[str, Callable[[], Any]] = {
-            "full-resolution backbone": lambda: full(x),
+            "full-resolution model": lambda: full(x),
             "full-resolution convs": lambda: full.forward_features(x),
             "whole model": lambda: model(x),
             "front end": lambda: model.decompose(x),
@@ -314,11 +314,11 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None
         if model.fusion_net is not None:
             calls["fusion net on I_H"] = lambda: model.fusion_net.forward_features(i_h)
         lat = interleaved_timings(calls, warmup, repeats, device)
-    part_macs = {"full-resolution backbone": full_macs, "full-resolution convs": full_conv_macs,
+    part_macs = {"full-resolution model": full_macs, "full-resolution convs": full_conv_macs,
                  "whole model": macs["total"], "front end": macs["front_end"],
                  "backbone on I_L": macs["backbone"], "fusion net on I_H": macs["fusion"]}
     rows = [PartTiming(part, part_macs[part], *lat[part]) for part in calls]
-    timed = sum(r.latency_ms for r in rows[3:])
+    timed = sum(lat[part][0] for part in ("front end", "backbone on I_L", "fusion net on I_H") if part in lat)
     rows.append(PartTiming("heads (remainder)", macs["heads"], max(lat["whole model"][0] - timed, 0.0), 0.0))
     return rows
 
@@ -329,7 +329,7 @@ def format_breakdown(name: str, rows: Sequence[PartTiming]) -> str:
     lines = [f"| {name}: part | MACs (G) | latency (ms, median ± IQR) | share of whole model | GMAC/s |",
              "|---|---|---|---|---|"]
     for r in rows:
-        share = "—" if r.part in ("whole model", "full-resolution backbone", "full-resolution convs") \
+        share = "—" if r.part in ("whole model", "full-resolution model", "full-resolution convs") \
             else f"{r.latency_ms / whole:.0%}"
         lines.append(f"| {r.part} | {r.macs / 1e9:.3f} | {r.latency_ms:.2f} ± {r.latency_iqr_ms:.2f} | {share} | "
                      f"{r.gmacs_per_s:.0f} |")

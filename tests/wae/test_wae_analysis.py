@@ -66,9 +66,9 @@ def test_interleaved_latency_reports_every_model():
 def test_latency_breakdown_times_each_part_with_its_macs():
     rows = latency_breakdown("wae_vgg_cifar_small", threads=1, repeats=2, warmup=0)
     by_part = {r.part: r for r in rows}
-    assert list(by_part) == ["full-resolution backbone", "full-resolution convs", "whole model", "front end",
+    assert list(by_part) == ["full-resolution model", "full-resolution convs", "whole model", "front end",
                              "backbone on I_L", "fusion net on I_H", "heads (remainder)"]
-    assert 0 < by_part["full-resolution convs"].macs < by_part["full-resolution backbone"].macs
+    assert 0 < by_part["full-resolution convs"].macs < by_part["full-resolution model"].macs
     macs = mac_breakdown(leannets.create_model("wae_vgg_cifar_small"), (3, 32, 32))
     assert by_part["front end"].macs == macs["front_end"] > 0
     assert by_part["backbone on I_L"].macs == macs["backbone"]
