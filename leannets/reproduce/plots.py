@@ -1,5 +1,6 @@
 """PNG figures in the papers' style: a metric vs parameters/MACs/depth/width, one line per
-model family, with the paper's quoted values as hollow markers where the paper states them."""
+model family (or one marker per model, or bars per row), with the paper's quoted values as hollow
+markers where the paper states them."""
 from __future__ import annotations
 
 import os
@@ -42,7 +43,9 @@ def _value(rr: Any, name: str) -> float | None:
 
 def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference: Reference,
               path: str | os.PathLike) -> Path | None:
-    """Draw ``plot`` for an experiment's results; ``None`` when no row has both values."""
+    """Draw ``plot`` for an experiment's results; ``None`` when no row has the values to draw."""
+    if plot.kind == "bars":
+        return _draw_bars(plot, exp, res, reference, path)
     groups: dict[str, list[tuple[float, float, str]]] = {}
     paper_pts: dict[str, list[tuple[float, float]]] = {}
     for row, rr in zip(exp.rows, res.rows):
@@ -60,8 +63,6 @@ def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference:
                 paper_pts.setdefault(group, []).append((float(px), float(py)))
     if not groups and not paper_pts:
         return None
-    if plot.kind == "bars":
-        return _draw_bars(plot, exp, res, reference, path)
     if plot.kind == "points":  # distinct models, no curve: one marker and legend entry per row
         groups = {label: [(x, y, label)] for pts in groups.values() for x, y, label in pts}
     fig, ax = new_figure()
@@ -89,7 +90,7 @@ def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference:
 
 
 def _draw_bars(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference: Reference,
-               path: str | os.PathLike) -> Path:
+               path: str | os.PathLike) -> Path | None:
     labels, ours, paper = [], [], []
     for row, rr in zip(exp.rows, res.rows):
         y = _value(rr, plot.y)
@@ -99,6 +100,8 @@ def _draw_bars(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference
         labels.append(rr.label)
         ours.append(None if y is None else y / plot.y_scale)
         paper.append(float(py) if isinstance(py, (int, float)) else None)
+    if not labels:
+        return None
     series: dict[str, Sequence[float | None]] = {f"ours ({res.scale})": ours}
     if any(v is not None for v in paper):
         series["paper (quoted)"] = paper

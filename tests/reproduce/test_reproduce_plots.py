@@ -60,6 +60,15 @@ def test_bars_draw_one_bar_per_row_with_its_value(tmp_path, captured):
     assert [t.get_text() for t in ax.get_xticklabels()] == [label for _, label, _, _ in ROWS]
 
 
+def test_bars_need_no_x_and_nothing_to_draw_gives_no_file(tmp_path):
+    plot = PlotSpec("p.png", x="params", y="acc1", title="t", xlabel="", ylabel="acc", kind="bars")  # no params
+    exp, res = _experiment(plot)
+    assert plots.draw_plot(plot, exp, res, load_reference("wae"), tmp_path / "p.png") is not None
+    empty = PlotSpec("q.png", x="macs", y="psnr", title="t", xlabel="", ylabel="dB", kind="bars")
+    assert plots.draw_plot(empty, exp, res, load_reference("wae"), tmp_path / "q.png") is None
+    assert not (tmp_path / "q.png").exists()
+
+
 def test_unknown_kind_is_rejected_naming_the_allowed_ones():
     with pytest.raises(ValueError, match="unknown kind 'pie'.*line, points, bars"):
         PlotSpec("p.png", x="macs", y="acc1", title="t", xlabel="", ylabel="", kind="pie")
