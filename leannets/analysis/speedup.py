@@ -257,6 +257,10 @@ def format_speedups(report: SpeedupReport) -> str:
     return "\n".join(lines)
 
 
+# Rows of a breakdown that time a whole model (the others are parts of the WAE model's forward).
+WHOLE_MODEL_ROWS = ("full-resolution model", "full-resolution convs", "whole model")
+
+
 @dataclass
 class PartTiming:
     """One part of a WAE-style model (or the whole model, or the full-res reference) timed in isolation."""
@@ -318,7 +322,7 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None
                  "whole model": macs["total"], "front end": macs["front_end"],
                  "backbone on I_L": macs["backbone"], "fusion net on I_H": macs["fusion"]}
     rows = [PartTiming(part, part_macs[part], *lat[part]) for part in calls]
-    timed = sum(lat[part][0] for part in ("front end", "backbone on I_L", "fusion net on I_H") if part in lat)
+    timed = sum(lat[part][0] for part in calls if part not in WHOLE_MODEL_ROWS)
     rows.append(PartTiming("heads (remainder)", macs["heads"], max(lat["whole model"][0] - timed, 0.0), 0.0))
     return rows
 
@@ -329,8 +333,7 @@ def format_breakdown(name: str, rows: Sequence[PartTiming]) -> str:
     lines = [f"| {name}: part | MACs (G) | latency (ms, median ± IQR) | share of whole model | GMAC/s |",
              "|---|---|---|---|---|"]
     for r in rows:
-        share = "—" if r.part in ("whole model", "full-resolution model", "full-resolution convs") \
-            else f"{r.latency_ms / whole:.0%}"
+        share = "—" if r.part in WHOLE_MODEL_ROWS else f"{r.latency_ms / whole:.0%}"
         lines.append(f"| {r.part} | {r.macs / 1e9:.3f} | {r.latency_ms:.2f} ± {r.latency_iqr_ms:.2f} | {share} | "
                      f"{r.gmacs_per_s:.0f} |")
     return "\n".join(lines)

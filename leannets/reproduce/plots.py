@@ -41,6 +41,14 @@ def _value(rr: Any, name: str) -> float | None:
     return float(v) if isinstance(v, (int, float)) else None
 
 
+def _quoted(reference: Reference, row: Any, metric: str | None) -> float | None:
+    """The paper's quoted value of ``metric`` for a row, when the row references a number."""
+    if not metric or metric not in row.ref:
+        return None
+    v = reference[row.ref[metric]].value
+    return float(v) if isinstance(v, (int, float)) else None
+
+
 def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference: Reference,
               path: str | os.PathLike) -> Path | None:
     """Draw ``plot`` for an experiment's results; ``None`` when no row has the values to draw."""
@@ -53,14 +61,13 @@ def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference:
         group = rr.group or rr.label
         if x is not None and y is not None:
             groups.setdefault(group, []).append((x / plot.x_scale, y / plot.y_scale, rr.label))
-        if plot.paper_y and plot.paper_y in row.ref:
-            py = reference[row.ref[plot.paper_y]].value
-            if plot.paper_x and plot.paper_x in row.ref:
-                px = reference[row.ref[plot.paper_x]].value
-            else:
+        py = _quoted(reference, row, plot.paper_y)
+        if py is not None:
+            px = _quoted(reference, row, plot.paper_x)
+            if px is None and plot.paper_x not in row.ref:  # the paper's point sits at our x
                 px = None if x is None else x / plot.x_scale
-            if px is not None and isinstance(py, (int, float)):
-                paper_pts.setdefault(group, []).append((float(px), float(py)))
+            if px is not None:
+                paper_pts.setdefault(group, []).append((px, py))
     if not groups and not paper_pts:
         return None
     if plot.kind == "points":  # distinct models, no curve: one marker and legend entry per row
@@ -94,12 +101,12 @@ def _draw_bars(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference
     labels, ours, paper = [], [], []
     for row, rr in zip(exp.rows, res.rows):
         y = _value(rr, plot.y)
-        py = reference[row.ref[plot.paper_y]].value if plot.paper_y and plot.paper_y in row.ref else None
+        py = _quoted(reference, row, plot.paper_y)
         if y is None and py is None:
             continue
         labels.append(rr.label)
         ours.append(None if y is None else y / plot.y_scale)
-        paper.append(float(py) if isinstance(py, (int, float)) else None)
+        paper.append(py)
     if not labels:
         return None
     series: dict[str, Sequence[float | None]] = {f"ours ({res.scale})": ours}
