@@ -641,7 +641,7 @@ def main() -> None:
     print(f"\nLoad average {load0:.1f} at start, {load1:.1f} at end on {os.cpu_count()} CPUs "
           "(> CPUs: other processes competed; ratios are interleaved, absolute times are inflated).")
     if args.json:
-        from leannets.commands._common import atomic_write_json
+        from leannets._io import atomic_write_json
 
         atomic_write_json(args.json, {"torch": torch.__version__, "threads": args.threads,
                                       "load_average": [load0, load1], "sections": rep.sections})

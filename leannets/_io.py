@@ -1,54 +1,131 @@
-"""Atomic file writes (temp file in the same folder + rename): nothing written is ever half-done."""
+"""Atomic file writes, in one place: nothing written is ever half-done.
+
+Every writer goes through :func:`atomic_write`: the content is written to a temp file
+``.NAME.XXXX.tmp`` in the destination folder, flushed and fsynced, given the permissions a plain
+``open()`` would give (``0o666`` minus the process umask; ``mkstemp`` alone leaves ``0o600``), and
+renamed over the destination with ``os.replace``. A crash leaves at most an orphan temp file, which
+:func:`remove_orphan_temps` clears when a run resumes.
+"""
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_write_text", "atomic_write_json", "atomic_save_figure"]
+__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "atomic_save_figure",
+           "atomic_copy", "remove_orphan_temps", "TEMP_SUFFIX"]
 
-
-def _temp_beside(path: Path, suffix: str) -> str:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    return tmp
+TEMP_SUFFIX = ".tmp"
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` via a temp file in the same folder + rename."""
-    path = Path(path)
-    tmp = _temp_beside(path, ".tmp")
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (no-op where directories cannot be opened, e.g. Windows)."""
     try:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside ``path``; when the block succeeds it becomes ``path`` atomically.
+
+    The block writes the temp path by name (``torch.save``, ``savefig``, ONNX export, PIL ...).
+    On any error the temp file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=TEMP_SUFFIX)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        _fsync_dir(path.parent)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_write(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    to_dict = getattr(obj, "to_dict", None)
+    return to_dict() if callable(to_dict) else str(obj)
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
+    """Write ``obj`` as indented JSON (objects with ``to_dict()`` as their dict, others via ``str``)."""
+    return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
 def atomic_save_figure(fig: Any, path: str | os.PathLike, close: bool = True, **savefig_kwargs: Any) -> Path:
-    """``fig.savefig`` to a temp PNG beside ``path``, then rename; closes the figure unless ``close=False``."""
-    path = Path(path)
-    tmp = _temp_beside(path, ".png")
+    """``fig.savefig`` (PNG unless ``format`` is given) atomically; closes the figure unless ``close=False``."""
     try:
-        fig.savefig(tmp, **{"format": "png", **savefig_kwargs})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with atomic_write(path) as tmp:
+            fig.savefig(tmp, **{"format": "png", **savefig_kwargs})
     finally:
         if close:
-            import matplotlib.pyplot as plt
+            import matplotlib.pyplot as plt  # only figure writers need matplotlib
 
             plt.close(fig)
-    return path
+    return Path(path)
+
+
+def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
+    """Copy ``src`` to ``dst`` atomically (e.g. ``last.pt`` -> ``best.pt``)."""
+    with atomic_write(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
+
+
+def remove_orphan_temps(folder: str | os.PathLike, older_than: float | None = None) -> list[Path]:
+    """Delete ``.NAME.*.tmp`` files left in ``folder`` (recursively) by writes that were interrupted.
+
+    Args:
+        folder: the run folder.
+        older_than: only files last modified before this ``time.time()`` value (default: now), so a
+            write in progress in another process is not touched.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    cutoff = time.time() if older_than is None else older_than
+    removed = []
+    for p in folder.rglob(f".*{TEMP_SUFFIX}"):
+        try:
+            if p.is_file() and p.stat().st_mtime < cutoff:
+                p.unlink()
+                removed.append(p)
+        except FileNotFoundError:
+            continue
+    return removed

@@ -83,7 +83,7 @@ def test_cli_profile_json(capsys):
 
 def test_cli_profile_unknown_model(capsys):
     assert main(["profile", "densenet_bc_cifar_16_16", "--no-latency"]) == 2
-    assert "Unknown model" in capsys.readouterr().err
+    assert "unknown model" in capsys.readouterr().err
 
 
 def test_cli_list_shows_references(capsys):

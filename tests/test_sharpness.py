@@ -92,13 +92,15 @@ def test_mse_regression_task_hessian_from_data():
 
 
 def test_classification_task_loss_matches_cross_entropy():
+    from leannets.engine.recipe import load_recipe, stage_configs
     from leannets.engine.task import create_task
 
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
                           nn.Flatten(), nn.Linear(4, 3))
     loader = [(torch.randn(6, 3, 8, 8), torch.randint(0, 3, (6,))) for _ in range(3)]
-    task = create_task({"task": {"name": "classification", "label_smoothing": 0.0}})
+    task = create_task(stage_configs(load_recipe({"model": {"name": "densenet_bc_cifar_6_6_6"},
+                                                  "task": {"name": "classification", "label_smoothing": 0.0}}))[0])
     via_task = task_loss_fn(task, loader)
     via_ce = criterion_loss_fn(loader, F.cross_entropy)
     model.eval()

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import copy
 import os
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,8 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
+
+from leannets._io import atomic_write
 
 __all__ = ["FORMATS", "DEFAULT_OPSET", "ExportResult", "default_export_path", "export_model", "flatten_outputs",
            "load_exported", "load_model_source", "LoadedModel", "run_exported", "smallest_input_size",
@@ -96,12 +97,6 @@ def _check_input_size(input_size: Sequence[int]) -> tuple[int, int, int]:
     if len(size) != 3 or min(size) <= 0:
         raise ValueError(f"input size must be three positive integers C H W, got {tuple(input_size)}")
     return size  # type: ignore[return-value]
-
-
-def _tmp_path(path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    return Path(tmp)
 
 
 def _pool_matrix(size_in: int, size_out: int) -> torch.Tensor:
@@ -295,15 +290,11 @@ def export_model(
     if fmt == "onnx":  # on a copy: the file is verified against the unmodified model
         wrapped = copy.deepcopy(wrapped)
         rewritten = _rewrite_adaptive_pools(wrapped, x)
-    tmp = _tmp_path(path)
-    try:
+    with atomic_write(path) as tmp:
         if fmt == "onnx":
             _write_onnx(wrapped, x, n_out, tmp, opset, dynamic_batch)
         else:
             _write_torchscript(wrapped, x, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     result = ExportResult(path=str(path), format=fmt, input_size=input_size, folded_bn_pairs=pairs, outputs=n_out)
     if fmt == "onnx" and rewritten:
         result.extra["adaptive_pools_as_matrices"] = rewritten

@@ -313,7 +313,7 @@ def plot_sharpness(results: Sequence[SharpnessResult], path: str | os.PathLike, 
 def save_sharpness(results: Sequence[SharpnessResult], out_dir: str | os.PathLike, stem: str = "sharpness",
                    meta: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``<stem>.json`` (every number) and ``<stem>.png`` into ``out_dir``; returns both paths."""
-    from leannets.commands._common import atomic_write_json
+    from leannets._io import atomic_write_json
 
     out = Path(out_dir)
     json_path, png_path = out / f"{stem}.json", out / f"{stem}.png"

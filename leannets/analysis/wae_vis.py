@@ -9,7 +9,6 @@ as a PNG with Pillow.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
@@ -17,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image, ImageDraw
+
+from leannets._io import atomic_write
 
 __all__ = ["decomposition_grid", "save_decomposition_png", "stretch"]
 
@@ -89,13 +90,6 @@ def save_decomposition_png(path: str | os.PathLike, model: nn.Module, images: to
     canvas.paste(header, (0, 0))
     canvas.paste(Image.fromarray(grid), (0, header.height))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".png")
-    os.close(fd)
-    try:
+    with atomic_write(path) as tmp:
         canvas.save(tmp, format="PNG")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path

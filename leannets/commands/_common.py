@@ -5,9 +5,7 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from leannets._io import atomic_save_figure, atomic_write_json, atomic_write_text
-
-__all__ = ["atomic_save_figure", "atomic_write_json", "atomic_write_text", "existing_files"]
+__all__ = ["existing_files"]
 
 
 def existing_files(paths: Iterable[str | os.PathLike], what: str = "image") -> list[Path]:

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     from leannets.analysis.cam import check_cam_model, class_activation_maps, load_image, normalize_cam, plot_cam_grid
-    from leannets.commands._common import atomic_write_json
+    from leannets._io import atomic_write_json
     from leannets.commands.sharpness import _labels
     from leannets.engine.checkpoint import load_model
 

@@ -10,7 +10,7 @@ import argparse
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from leannets.engine.compare import DEFAULT_COMPARE_MODELS, DEFAULT_COMPARE_RECIPE
+    from leannets.analysis.compare import DEFAULT_COMPARE_MODELS, DEFAULT_COMPARE_RECIPE
 
     p = sub.add_parser("compare", help="train + evaluate + profile models side by side (report, JSON, plot)")
     p.add_argument("models", nargs="*", metavar="MODEL",
@@ -31,7 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from leannets.engine.compare import _table, command_line, compare_models
+    from leannets.analysis.compare import _table, command_line, compare_models
     from leannets.engine.recipe import parse_override
 
     overrides = dict(parse_override(o) for o in args.overrides)

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from leannets.analysis.restoration_metrics import psnr, quantize, ssim
+    from leannets.engine.restoration_metrics import psnr, quantize, ssim
     from leannets.data.restoration import load_image, save_image
     from leannets.engine.tasks.restoration import eval_noise, load_restoration_model, run_model
 

@@ -40,7 +40,7 @@ def _load(path: str, data_root: str | None):  # noqa: ANN202
 def run(args: argparse.Namespace) -> int:
     from leannets.analysis.robustness import format_noise_table, noise_robustness
 
-    from ._common import atomic_write_json
+    from leannets._io import atomic_write_json
 
     results = {}
     vis_done = args.decomposition is None

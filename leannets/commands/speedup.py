@@ -30,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from leannets.analysis.speedup import (family_of, format_breakdown, format_speedups, latency_breakdown,
                                            measure_speedups)
 
-    from ._common import atomic_write_json
+    from leannets._io import atomic_write_json
 
     report = measure_speedups(args.name, batch_sizes=args.batch, device=args.device, threads=args.threads,
                               repeats=args.repeats, warmup=args.warmup, optimize=args.optimize,

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from leannets.analysis.restoration_metrics import imresize, modcrop, psnr, quantize, ssim
+    from leannets.engine.restoration_metrics import imresize, modcrop, psnr, quantize, ssim
     from leannets.data.restoration import load_image, save_image
     from leannets.engine.tasks.restoration import load_restoration_model, run_model
 

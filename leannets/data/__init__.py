@@ -4,7 +4,7 @@ file such as ``data/restoration.py`` only has to call :func:`register_dataset` a
 How another slice plugs in::
 
     from leannets.data import DataSplits, register_dataset
-    from leannets.engine.recipe import Field
+    from leannets.config import Field
 
     def build_bsd(cfg: dict) -> DataSplits:          # cfg = the recipe's resolved ``data`` section
         ...                                           # cfg["root"], cfg["patch_size"], ...

@@ -1,8 +1,9 @@
 """Dataset registry and the split containers shared by every reader."""
 from __future__ import annotations
 
-import difflib
+import copy
 import hashlib
+import importlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -10,8 +11,11 @@ import numpy as np
 import torch
 from torch.utils.data import Subset
 
+from leannets.config import REQUIRED, DataSection
+from leannets.registry import Registry
+
 __all__ = ["ImageTensors", "DataSplits", "DatasetInfo", "register_dataset", "build_dataset", "list_datasets",
-           "dataset_info", "dataset_options", "sample_rng"]
+           "dataset_info", "dataset_options", "data_section", "sample_rng"]
 
 
 @dataclass
@@ -77,48 +81,37 @@ class DataSplits:
 @dataclass(frozen=True)
 class DatasetInfo:
     name: str
-    builder: Callable[[dict[str, Any]], DataSplits]
+    builder: Callable[[DataSection], DataSplits]
     options: Mapping[str, Any]
     description: str = ""
     needs_root: bool = True
 
 
-_DATASETS: dict[str, DatasetInfo] = {}
+# Importing the package registers every reader (see data/__init__.py).
+DATASETS: Registry[DatasetInfo] = Registry("dataset", recipe_key="data.name",
+                                           loader=lambda: importlib.import_module("leannets.data"))
 
 
-def register_dataset(name: str, builder: Callable[[dict[str, Any]], DataSplits], *,
+def register_dataset(name: str, builder: Callable[[DataSection], DataSplits], *,
                      options: Mapping[str, Any] | None = None, description: str = "", needs_root: bool = True
                      ) -> None:
     """Register ``builder(data_cfg) -> DataSplits`` under ``name`` (recipe ``data.name``).
 
     Args:
-        options: extra recipe keys ``{key: leannets.engine.recipe.Field}`` valid under ``data.`` when
+        options: extra recipe keys ``{key: leannets.config.Field}`` valid under ``data.`` when
             this dataset is selected.
         description: one line for listings.
         needs_root: whether ``data.root`` is required (``False`` for embedded data).
     """
-    if name in _DATASETS and _DATASETS[name].builder is not builder:
-        raise ValueError(f"dataset {name!r} is registered twice")
-    _DATASETS[name] = DatasetInfo(name, builder, dict(options or {}), description, needs_root)
-
-
-def _ensure_loaded() -> None:
-    import leannets.data  # noqa: F401
+    DATASETS.register(name, DatasetInfo(name, builder, dict(options or {}), description, needs_root))
 
 
 def list_datasets() -> list[str]:
-    _ensure_loaded()
-    return sorted(_DATASETS)
+    return DATASETS.names()
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    _ensure_loaded()
-    if name not in _DATASETS:
-        close = difflib.get_close_matches(name, list(_DATASETS), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown dataset {name!r} (recipe key data.name).{hint} "
-                         f"Known: {', '.join(sorted(_DATASETS))}")
-    return _DATASETS[name]
+    return DATASETS.get(name)
 
 
 def dataset_options(name: str) -> dict[str, Any]:
@@ -146,17 +139,32 @@ def _holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     return Subset(split, train_idx.tolist()), Subset(split, val_idx.tolist())
 
 
+def data_section(cfg: Mapping[str, Any]) -> DataSection:
+    """``cfg`` as a typed :class:`~leannets.config.DataSection`, unset keys (core and the dataset's) at their defaults.
+
+    A section resolved by a recipe is returned as is; a partial mapping (library use, tests) is completed.
+    """
+    if isinstance(cfg, DataSection):
+        return cfg
+    name = cfg.get("name", DataSection.schema["name"].default)
+    fields = {**DataSection.schema, **dataset_options(name)}
+    values = {k: copy.deepcopy(f.default) for k, f in fields.items() if f.default is not REQUIRED}
+    values.update(cfg)
+    return DataSection(values)
+
+
 def build_dataset(cfg: Mapping[str, Any], seed: int = 0) -> DataSplits:
-    """Build the splits for a resolved ``data`` recipe section, applying limits and the validation hold-out."""
-    info = dataset_info(cfg["name"])
-    if info.needs_root and not cfg.get("root"):
-        raise ValueError(f"dataset {cfg['name']!r} needs data.root (a folder); e.g. --set data.root=/path/to/data")
-    splits = info.builder(dict(cfg))
-    splits.name = splits.name or cfg["name"]
-    splits.train = _limit(splits.train, cfg.get("limit_train"))
-    splits.eval = _limit(splits.eval, cfg.get("limit_eval"))
-    if cfg.get("val_fraction"):
-        splits.train, splits.val = _holdout(splits.train, cfg["val_fraction"], seed)
+    """Build the splits for a ``data`` recipe section, applying limits and the validation hold-out."""
+    cfg = data_section(cfg)
+    info = dataset_info(cfg.name)
+    if info.needs_root and not cfg.root:
+        raise ValueError(f"dataset {cfg.name!r} needs data.root (a folder); e.g. --set data.root=/path/to/data")
+    splits = info.builder(cfg)
+    splits.name = splits.name or cfg.name
+    splits.train = _limit(splits.train, cfg.limit_train)
+    splits.eval = _limit(splits.eval, cfg.limit_eval)
+    if cfg.val_fraction:
+        splits.train, splits.val = _holdout(splits.train, cfg.val_fraction, seed)
     return splits
 
 

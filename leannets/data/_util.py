@@ -73,11 +73,11 @@ def channel_stats(images: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float,
     return tuple(round(float(v), 4) for v in mean), tuple(round(float(v), 4) for v in std)
 
 
-def stats_or_override(cfg: dict[str, Any], default: tuple[Sequence[float], Sequence[float]],
+def stats_or_override(cfg: DataSection, default: tuple[Sequence[float], Sequence[float]],
                       channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """``data.mean`` / ``data.std`` from the recipe when set, else ``default``; lengths checked."""
-    mean = cfg.get("mean") or default[0]
-    std = cfg.get("std") or default[1]
+    mean = cfg.mean or default[0]
+    std = cfg.std or default[1]
     for key, v in (("mean", mean), ("std", std)):
         if len(v) != channels:
             raise ValueError(f"data.{key} must have {channels} values (one per channel), got {list(v)}")

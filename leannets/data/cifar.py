@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine.recipe import Field
+from leannets.config import DataSection, Field
 from ._registry import DataSplits, ImageTensors, register_dataset
 from ._util import channel_stats, find_dir, require_file, safe_pickle_load, stats_or_override
 
@@ -79,17 +79,17 @@ def read_cifar100(root: str | Path, label_type: str = "fine") -> tuple[ImageTens
     return train, test, names
 
 
-def build_cifar10(cfg: dict[str, Any]) -> DataSplits:
-    train, test, names = read_cifar10(cfg["root"])
+def build_cifar10(cfg: DataSection) -> DataSplits:
+    train, test, names = read_cifar10(cfg.root)
     mean, std = stats_or_override(cfg, channel_stats(train.images), 3)
     return DataSplits(train=train, eval=test, num_classes=10, in_chans=3, input_size=(3, 32, 32), mean=mean,
                       std=std, class_names=names, name="cifar10")
 
 
-def build_cifar100(cfg: dict[str, Any]) -> DataSplits:
-    train, test, names = read_cifar100(cfg["root"], cfg["label_type"])
+def build_cifar100(cfg: DataSection) -> DataSplits:
+    train, test, names = read_cifar100(cfg.root, cfg.label_type)
     mean, std = stats_or_override(cfg, channel_stats(train.images), 3)
-    return DataSplits(train=train, eval=test, num_classes=100 if cfg["label_type"] == "fine" else 20, in_chans=3,
+    return DataSplits(train=train, eval=test, num_classes=100 if cfg.label_type == "fine" else 20, in_chans=3,
                       input_size=(3, 32, 32), mean=mean, std=std, class_names=names, name="cifar100")
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..engine.recipe import Field
+from leannets.config import DataSection, Field
 from ._registry import DataSplits, ImageTensors, register_dataset
 from ._util import channel_stats, stats_or_override
 
@@ -68,8 +68,8 @@ def load_digits_tensors(size: int = 32, channels: int = 3) -> tuple[ImageTensors
     return ImageTensors(x[train_i], y[train_i]), ImageTensors(x[test_i], y[test_i])
 
 
-def build_digits(cfg: dict[str, Any]) -> DataSplits:
-    size = cfg["image_size"]
+def build_digits(cfg: DataSection) -> DataSplits:
+    size = cfg.image_size
     if not 8 <= size <= 256:
         raise ValueError(f"data.image_size must be in [8, 256] for digits, got {size}")
     train, test = load_digits_tensors(size)

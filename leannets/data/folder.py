@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..engine.recipe import Field
+from leannets.config import Field
 from ._registry import DataSplits, register_dataset
 from .transforms import FileImageDataset, decode_to_tensors
 from ._util import channel_stats, stats_or_override
@@ -46,18 +46,18 @@ def scan_class_folders(folder: Path, classes: list[str] | None = None, layout: s
     return samples, classes
 
 
-def build_file_splits(cfg: dict[str, Any], train_samples: list[tuple[str, int]], eval_samples: list[tuple[str, int]],
+def build_file_splits(cfg: DataSection, train_samples: list[tuple[str, int]], eval_samples: list[tuple[str, int]],
                       classes: list[str], name: str, default_size: int, in_memory_default: bool) -> DataSplits:
     """Splits for (path, label) lists: in memory (decoded once) or file-based with PIL transforms."""
-    size = cfg.get("input_size") or default_size
-    in_memory = in_memory_default if cfg.get("in_memory") is None else cfg["in_memory"]
+    size = cfg.input_size or default_size
+    in_memory = in_memory_default if cfg.in_memory is None else cfg.in_memory
     if in_memory:
         train = decode_to_tensors(train_samples, size, 1.0)
         test = decode_to_tensors(eval_samples, size, 1.0)
         mean, std = stats_or_override(cfg, channel_stats(train.images), 3)
     else:
-        common = dict(scale=cfg["scale"], ratio=cfg["ratio"], crop_pct=cfg["crop_pct"], flip=cfg["flip"],
-                      augment=cfg["augment"])
+        common = dict(crop_area=cfg.crop_area, ratio=cfg.ratio, crop_pct=cfg.crop_pct, flip=cfg.flip,
+                      augment=cfg.augment)
         train = FileImageDataset(train_samples, size, True, **common)
         test = FileImageDataset(eval_samples, size, False, **common)
         mean, std = stats_or_override(cfg, (IMAGENET_MEAN, IMAGENET_STD), 3)
@@ -67,12 +67,12 @@ def build_file_splits(cfg: dict[str, Any], train_samples: list[tuple[str, int]],
                             "eval_images": len(eval_samples)})
 
 
-def build_imagefolder(cfg: dict[str, Any]) -> DataSplits:
-    root = Path(cfg["root"]).expanduser()
+def build_imagefolder(cfg: DataSection) -> DataSplits:
+    root = Path(cfg.root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"data.root {root} does not exist. Expected layout: {LAYOUT}")
-    train_samples, classes = scan_class_folders(root / cfg["train_dir"])
-    eval_dir = root / cfg["eval_dir"]
+    train_samples, classes = scan_class_folders(root / cfg.train_dir)
+    eval_dir = root / cfg.eval_dir
     if not eval_dir.is_dir():
         alt = [root / d for d in ("val", "validation", "test") if (root / d).is_dir()]
         if not alt:

@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from leannets.config import DataSection
+
 from ._registry import DataSplits, ImageTensors, register_dataset
 from ._util import channel_stats, require_file, stats_or_override
 
@@ -45,8 +47,8 @@ def _find(root: Path, pattern: str) -> list[Path]:
     return sorted(found, key=lambda p: int(re.findall(r"\d+", p.stem)[-1]) if re.findall(r"\d+", p.stem) else 0)
 
 
-def build_imagenet32(cfg: dict[str, Any]) -> DataSplits:
-    root = Path(cfg["root"]).expanduser()
+def build_imagenet32(cfg: DataSection) -> DataSplits:
+    root = Path(cfg.root).expanduser()
     if not root.is_dir():
         raise FileNotFoundError(f"data.root {root} does not exist. Expected layout: {LAYOUT}")
     train_files = _find(root, r"train_data_batch_\d+\.npz")

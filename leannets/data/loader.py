@@ -15,7 +15,7 @@ from typing import Any, Iterator, Mapping, Sequence
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ._registry import ImageTensors
+from ._registry import ImageTensors, data_section
 
 __all__ = ["DeviceLoader", "FileLoader", "EpochSampler", "make_loader", "augment_batch", "derive_seed"]
 
@@ -288,23 +288,24 @@ def make_loader(split: Any, data_cfg: Mapping[str, Any], *, train: bool, device:
     ``data.batch_size`` is the *global* training batch (divided across ``world_size`` ranks);
     ``data.eval_batch_size`` is per rank.
     """
+    data_cfg = data_section(data_cfg)
     if train:
-        if data_cfg["batch_size"] % world_size:
-            raise ValueError(f"data.batch_size={data_cfg['batch_size']} is not divisible by the "
+        if data_cfg.batch_size % world_size:
+            raise ValueError(f"data.batch_size={data_cfg.batch_size} is not divisible by the "
                              f"{world_size} DDP processes")
-        batch = data_cfg["batch_size"] // world_size
+        batch = data_cfg.batch_size // world_size
     else:
-        batch = data_cfg["eval_batch_size"]
-    if not data_cfg.get("normalize", True):
+        batch = data_cfg.eval_batch_size
+    if not data_cfg.normalize:
         mean = std = None
     if isinstance(split, ImageTensors):
         return DeviceLoader(split, batch, train=train, device=device, seed=seed, mean=mean, std=std,
-                            crop_padding=data_cfg.get("crop_padding", 0), flip=data_cfg.get("flip", False),
-                            cutout=data_cfg.get("cutout", 0), augment=data_cfg.get("augment", True), rank=rank,
-                            world_size=world_size, channels_last=channels_last, max_steps=max_steps)
+                            crop_padding=data_cfg.crop_padding, flip=data_cfg.flip, cutout=data_cfg.cutout,
+                            augment=data_cfg.augment, rank=rank, world_size=world_size, channels_last=channels_last,
+                            max_steps=max_steps)
     if isinstance(split, Dataset):
         return FileLoader(split, batch, train=train, device=device, seed=seed, mean=mean, std=std,
-                          num_workers=data_cfg.get("num_workers", 0), rank=rank, world_size=world_size,
+                          num_workers=data_cfg.num_workers, rank=rank, world_size=world_size,
                           channels_last=channels_last, max_steps=max_steps)
     raise ValueError(f"cannot load a split of type {type(split).__name__}: expected ImageTensors or a "
                      f"torch.utils.data.Dataset")

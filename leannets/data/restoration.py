@@ -20,7 +20,6 @@ Registered datasets (recipe ``data.name``):
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,7 +28,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
-from leannets.engine.recipe import Field
+from leannets._io import atomic_write
+from leannets.config import Field
 
 from ._registry import DataSplits, register_dataset, sample_rng
 
@@ -104,14 +104,8 @@ def save_image(path: str | os.PathLike, img: np.ndarray | torch.Tensor) -> Path:
         arr = arr[:, :, 0]
     p.parent.mkdir(parents=True, exist_ok=True)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG", ".tif": "TIFF", ".tiff": "TIFF"}.get(p.suffix.lower(), p.suffix[1:].upper())
-    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}.", suffix=p.suffix)
-    os.close(fd)
-    try:
+    with atomic_write(p) as tmp:
         Image.fromarray(arr).save(tmp, format=fmt)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return p
 
 
@@ -204,23 +198,23 @@ def _load_all(files: Sequence[Path], channels: int) -> tuple[list[np.ndarray], l
     return [load_image(f, channels) for f in files], [f.name for f in files]
 
 
-def _splits(train_files: Sequence[Path], eval_files: Sequence[Path], cfg: dict[str, Any], name: str,
+def _splits(train_files: Sequence[Path], eval_files: Sequence[Path], cfg: DataSection, name: str,
             meta: dict[str, Any]) -> DataSplits:
-    channels = cfg.get("channels", 1)
-    patch = cfg.get("patch_size", 48)
+    channels = cfg.channels
+    patch = cfg.patch_size
     train_imgs, train_names = _load_all(train_files, channels)
     eval_imgs, eval_names = _load_all(eval_files, channels)
-    train = PatchDataset(train_imgs, train_names, patch, cfg.get("patches_per_epoch", 3200),
-                         flip=cfg.get("flip", True), rot90=cfg.get("rot90", True))
+    train = PatchDataset(train_imgs, train_names, patch, cfg.patches_per_epoch,
+                         flip=cfg.flip, rot90=cfg.rot90)
     return DataSplits(train=train, eval=ImageDataset(eval_imgs, eval_names), num_classes=0, in_chans=channels,
                       input_size=(channels, patch, patch), mean=(0.0,) * channels, std=(1.0,) * channels,
                       name=name, meta={**meta, "train_images": len(train_imgs), "eval_images": len(eval_imgs)})
 
 
-def build_restoration_folder(cfg: dict[str, Any]) -> DataSplits:
+def build_restoration_folder(cfg: DataSection) -> DataSplits:
     """``data.root`` (training images) + ``data.eval_root`` (evaluation images), or root/train + root/test."""
-    root = Path(cfg["root"]).expanduser()
-    eval_root = cfg.get("eval_root")
+    root = Path(cfg.root).expanduser()
+    eval_root = cfg.eval_root
     if eval_root:
         train_dir, eval_dir = root, Path(eval_root).expanduser()
     elif (root / "train").is_dir() and (root / "test").is_dir():
@@ -245,7 +239,7 @@ def skimage_photo_paths() -> tuple[list[Path], list[Path]]:
     return train, test
 
 
-def build_skimage_photos(cfg: dict[str, Any]) -> DataSplits:
+def build_skimage_photos(cfg: DataSection) -> DataSplits:
     train, test = skimage_photo_paths()
     return _splits(train, test, cfg, "skimage_photos", {"source": "scikit-image package data (skimage.data)"})
 

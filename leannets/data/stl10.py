@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from leannets.config import DataSection
+
 from ._registry import DataSplits, ImageTensors, register_dataset
 from ._util import channel_stats, find_dir, require_file, stats_or_override
 
@@ -38,8 +40,8 @@ def read_stl10_split(folder: Path, split: str) -> ImageTensors:
     return ImageTensors(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels - 1))
 
 
-def build_stl10(cfg: dict[str, Any]) -> DataSplits:
-    folder = find_dir(cfg["root"], ["stl10_binary"], "train_X.bin", LAYOUT)
+def build_stl10(cfg: DataSection) -> DataSplits:
+    folder = find_dir(cfg.root, ["stl10_binary"], "train_X.bin", LAYOUT)
     train, test = read_stl10_split(folder, "train"), read_stl10_split(folder, "test")
     names_file = folder / "class_names.txt"
     names = names_file.read_text().split() if names_file.is_file() else None

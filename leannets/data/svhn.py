@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..engine.recipe import Field
+from leannets.config import DataSection, Field
 from ._registry import DataSplits, ImageTensors, register_dataset
 from ._util import channel_stats, find_dir, require_file, stats_or_override
 
@@ -44,10 +44,10 @@ def read_svhn_mat(path: Path) -> ImageTensors:
     return ImageTensors(images, torch.from_numpy(y))
 
 
-def build_svhn(cfg: dict[str, Any]) -> DataSplits:
-    folder = find_dir(cfg["root"], ["svhn", "SVHN"], "train_32x32.mat", LAYOUT)
+def build_svhn(cfg: DataSection) -> DataSplits:
+    folder = find_dir(cfg.root, ["svhn", "SVHN"], "train_32x32.mat", LAYOUT)
     train = read_svhn_mat(require_file(folder, "train_32x32.mat", LAYOUT))
-    if cfg["svhn_extra"]:
+    if cfg.svhn_extra:
         extra = read_svhn_mat(require_file(folder, "extra_32x32.mat", LAYOUT))
         train = ImageTensors(torch.cat([train.images, extra.images]), torch.cat([train.labels, extra.labels]))
     test = read_svhn_mat(require_file(folder, "test_32x32.mat", LAYOUT))

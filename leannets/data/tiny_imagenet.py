@@ -9,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from leannets.config import DataSection
+
 from ._registry import DataSplits, register_dataset
 from ._util import find_dir, require_file
 from .folder import IMG_EXTENSIONS, build_file_splits
@@ -55,8 +57,8 @@ def read_tiny_imagenet_samples(root: str | Path) -> tuple[list[tuple[str, int]],
     return train, val, wnids
 
 
-def build_tiny_imagenet(cfg: dict[str, Any]) -> DataSplits:
-    train, val, wnids = read_tiny_imagenet_samples(cfg["root"])
+def build_tiny_imagenet(cfg: DataSection) -> DataSplits:
+    train, val, wnids = read_tiny_imagenet_samples(cfg.root)
     return build_file_splits(cfg, train, val, wnids, "tiny_imagenet", 64, True)
 
 

@@ -1,6 +1,6 @@
 """PIL transforms for file-based (large-image) datasets and the dataset class that applies them.
 
-Training: RandomResizedCrop (area ``scale`` 0.08–1, aspect ``ratio`` 3/4–4/3, as Szegedy et al. /
+Training: RandomResizedCrop (area ``crop_area`` 0.08–1, aspect ``ratio`` 3/4–4/3, as Szegedy et al. /
 torchvision) + horizontal flip. Evaluation: resize the shorter side to ``size / crop_pct`` then
 center-crop ``size``. Randomness comes from :func:`~leannets.data.sample_rng` (seed, epoch, index),
 so results do not depend on the number of DataLoader workers.
@@ -23,13 +23,13 @@ __all__ = ["random_resized_crop_box", "train_transform", "eval_transform", "pil_
 
 
 def random_resized_crop_box(width: int, height: int, rng: np.random.Generator,
-                            scale: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3)
+                            crop_area: Sequence[float] = (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3)
                             ) -> tuple[int, int, int, int]:
-    """(left, top, w, h) of a random crop covering ``scale`` of the area with aspect in ``ratio``."""
+    """(left, top, w, h) of a random crop covering ``crop_area`` of the area with aspect in ``ratio``."""
     area = width * height
     log_r = (math.log(ratio[0]), math.log(ratio[1]))
     for _ in range(10):
-        target = area * rng.uniform(scale[0], scale[1])
+        target = area * rng.uniform(crop_area[0], crop_area[1])
         aspect = math.exp(rng.uniform(*log_r))
         w = int(round(math.sqrt(target * aspect)))
         h = int(round(math.sqrt(target / aspect)))
@@ -56,10 +56,10 @@ def pil_to_uint8(img: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(arr.transpose(2, 0, 1)))
 
 
-def train_transform(img: Image.Image, size: int, rng: np.random.Generator, scale: Sequence[float] = (0.08, 1.0),
+def train_transform(img: Image.Image, size: int, rng: np.random.Generator, crop_area: Sequence[float] = (0.08, 1.0),
                     ratio: Sequence[float] = (3 / 4, 4 / 3), flip: bool = True) -> torch.Tensor:
     """RandomResizedCrop(size) + horizontal flip → uint8 (C, size, size)."""
-    left, top, w, h = random_resized_crop_box(img.width, img.height, rng, scale, ratio)
+    left, top, w, h = random_resized_crop_box(img.width, img.height, rng, crop_area, ratio)
     out = img.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
     if flip and rng.random() < 0.5:
         out = out.transpose(Image.FLIP_LEFT_RIGHT)
@@ -93,12 +93,12 @@ def load_image(path: str | Path, mode: str = "RGB") -> Image.Image:
 class FileImageDataset(Dataset):
     """(path, label) samples decoded with PIL; train or eval transforms; yields (uint8 (C,H,W), label)."""
 
-    def __init__(self, samples: Sequence[tuple[str, int]], size: int, train: bool, *, scale: Sequence[float] =
+    def __init__(self, samples: Sequence[tuple[str, int]], size: int, train: bool, *, crop_area: Sequence[float] =
                  (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3), crop_pct: float = 0.875, flip: bool = True,
                  augment: bool = True, mode: str = "RGB") -> None:
         self.samples = list(samples)
         self.size, self.train = size, train
-        self.scale, self.ratio, self.crop_pct = tuple(scale), tuple(ratio), crop_pct
+        self.crop_area, self.ratio, self.crop_pct = tuple(crop_area), tuple(ratio), crop_pct
         self.flip, self.augment, self.mode = flip, augment, mode
         self.seed, self.epoch = 0, 0
 
@@ -115,7 +115,7 @@ class FileImageDataset(Dataset):
         path, label = self.samples[index]
         img = load_image(path, self.mode)
         if self.train and self.augment:
-            x = train_transform(img, self.size, sample_rng(self.seed, self.epoch, index), self.scale, self.ratio,
+            x = train_transform(img, self.size, sample_rng(self.seed, self.epoch, index), self.crop_area, self.ratio,
                                 self.flip)
         else:
             x = eval_transform(img, self.size, self.crop_pct)

@@ -13,8 +13,6 @@ from __future__ import annotations
 import os
 import pickle
 import random
-import shutil
-import tempfile
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -22,6 +20,11 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn as nn
+
+from leannets._io import atomic_copy, atomic_write
+
+from .recipe import stage_configs
+from .task import create_task
 
 __all__ = ["FORMAT", "save_checkpoint", "copy_checkpoint", "load_checkpoint", "load_model", "capture_rng",
            "restore_rng", "unwrap_model"]
@@ -41,57 +44,16 @@ def unwrap_model(model: nn.Module) -> nn.Module:
             return model
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _umask_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def save_checkpoint(obj: dict[str, Any], path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temp file in the same folder, fsync, then ``os.replace`` (atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    """``torch.save`` atomically (temp file in the same folder, fsync, ``os.replace``)."""
+    with atomic_write(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
 
 
 def copy_checkpoint(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Atomically copy a checkpoint file (used for ``best.pt`` and ``epoch_N.pt``)."""
-    dst = Path(dst)
-    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return dst
+    return atomic_copy(src, dst)
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -153,9 +115,6 @@ def restore_rng(state: dict[str, Any]) -> None:
 def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", use_ema: bool = True
                ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint (via its task) and load its weights; returns (model in eval mode, ckpt)."""
-    from .recipe import stage_configs
-    from .task import create_task
-
     ckpt = load_checkpoint(path)
     cfg = stage_configs(ckpt["recipe"])[0]
     task = create_task(cfg)
@@ -164,6 +123,6 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu", use_
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise ValueError(f"checkpoint {ckpt['path']}: weights do not fit model {cfg['model']['name']!r}: "
+        raise ValueError(f"checkpoint {ckpt['path']}: weights do not fit model {cfg.model.name!r}: "
                          f"{str(err).splitlines()[0]}") from err
     return model.to(device).eval(), ckpt

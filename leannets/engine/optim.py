@@ -8,6 +8,8 @@ from typing import Any, Mapping
 import torch
 import torch.nn as nn
 
+from leannets.config import OptimSection, ScheduleSection
+
 __all__ = ["build_optimizer", "LRSchedule", "ModelEma", "param_groups"]
 
 
@@ -24,19 +26,19 @@ def param_groups(model: nn.Module, weight_decay: float, no_decay_norm_bias: bool
                         {"params": no_decay, "weight_decay": 0.0}) if g["params"]]
 
 
-def build_optimizer(model: nn.Module, cfg: Mapping[str, Any]) -> torch.optim.Optimizer:
+def build_optimizer(model: nn.Module, cfg: OptimSection) -> torch.optim.Optimizer:
     """The optimizer of a resolved ``optim`` recipe section over the model's trainable parameters.
 
     ``momentum`` and ``nesterov`` apply to SGD only, ``betas`` and ``eps`` to Adam/AdamW only (a stage that
     switches optimizer inherits the other keys harmlessly).
     """
-    groups = param_groups(model, cfg["weight_decay"], cfg["no_decay_norm_bias"])
-    name = cfg["name"]
+    groups = param_groups(model, cfg.weight_decay, cfg.no_decay_norm_bias)
+    name = cfg.name
     if name == "sgd":
-        return torch.optim.SGD(groups, lr=cfg["lr"], momentum=cfg["momentum"], nesterov=cfg["nesterov"],
-                               weight_decay=cfg["weight_decay"])
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
     cls = torch.optim.Adam if name == "adam" else torch.optim.AdamW
-    return cls(groups, lr=cfg["lr"], betas=tuple(cfg["betas"]), eps=cfg["eps"], weight_decay=cfg["weight_decay"])
+    return cls(groups, lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps, weight_decay=cfg.weight_decay)
 
 
 class LRSchedule:
@@ -51,12 +53,12 @@ class LRSchedule:
         steps_per_epoch: to convert ``warmup_epochs`` to steps.
     """
 
-    def __init__(self, optimizer: torch.optim.Optimizer, cfg: Mapping[str, Any], base_lr: float, total_steps: int,
+    def __init__(self, optimizer: torch.optim.Optimizer, cfg: ScheduleSection, base_lr: float, total_steps: int,
                  steps_per_epoch: int) -> None:
-        self.optimizer, self.cfg, self.base_lr = optimizer, dict(cfg), base_lr
+        self.optimizer, self.cfg, self.base_lr = optimizer, cfg, base_lr
         self.total = max(1, total_steps)
-        self.warmup = int(round(cfg["warmup_epochs"] * steps_per_epoch))
-        self.milestones = [int(round(m / 100.0 * self.total)) for m in cfg["milestones"]]
+        self.warmup = int(round(cfg.warmup_epochs * steps_per_epoch))
+        self.milestones = [int(round(m / 100.0 * self.total)) for m in cfg.milestones]
         self.plateau_scale = 1.0
         self.best: float | None = None
         self.bad_epochs = 0
@@ -66,19 +68,19 @@ class LRSchedule:
 
     def lr_at(self, step: int) -> float:
         c = self.cfg
-        name = c["name"]
+        name = c.name
         if step < self.warmup:
-            frac = c["warmup_start"] + (1 - c["warmup_start"]) * step / self.warmup
+            frac = c.warmup_start + (1 - c.warmup_start) * step / self.warmup
             return self.base_lr * frac * self.plateau_scale
         if name == "cosine":
             t = (step - self.warmup) / max(1, self.total - self.warmup)
-            lr = c["min_lr"] + (self.base_lr - c["min_lr"]) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+            lr = c.min_lr + (self.base_lr - c.min_lr) * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
         elif name == "multistep":
-            lr = self.base_lr * c["gamma"] ** sum(step >= m for m in self.milestones)
+            lr = self.base_lr * c.gamma ** sum(step >= m for m in self.milestones)
         else:
             lr = self.base_lr
         if name == "plateau":
-            lr = max(lr * self.plateau_scale, c["min_lr"])
+            lr = max(lr * self.plateau_scale, c.min_lr)
         return lr
 
     def step(self, step: int) -> float:
@@ -91,20 +93,20 @@ class LRSchedule:
 
     def epoch_end(self, metric: float | None) -> bool:
         """Feed the validation loss (plateau schedule only); returns True when the lr was reduced."""
-        if self.cfg["name"] != "plateau" or metric is None or metric != metric:
+        if self.cfg.name != "plateau" or metric is None or metric != metric:
             return False
         if self.cooldown_left > 0:
             self.cooldown_left -= 1
             self.bad_epochs = 0
-        if self.best is None or metric < self.best * (1 - self.cfg["threshold"]):
+        if self.best is None or metric < self.best * (1 - self.cfg.threshold):
             self.best = metric
             self.bad_epochs = 0
             return False
         self.bad_epochs += 1
-        if self.bad_epochs > self.cfg["patience"] and self.cooldown_left == 0:
-            self.plateau_scale *= self.cfg["factor"]
+        if self.bad_epochs > self.cfg.patience and self.cooldown_left == 0:
+            self.plateau_scale *= self.cfg.factor
             self.bad_epochs = 0
-            self.cooldown_left = self.cfg["cooldown"]
+            self.cooldown_left = self.cfg.cooldown
             return True
         return False
 

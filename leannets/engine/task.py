@@ -7,7 +7,7 @@ How another slice plugs in (e.g. ``leannets/engine/tasks/restoration.py``; every
 ``leannets/engine/tasks/`` is imported automatically, so just create the file)::
 
     from leannets.engine.task import Task, register_task
-    from leannets.engine.recipe import Field
+    from leannets.config import Field
 
     @register_task("denoising")
     class DenoisingTask(Task):
@@ -30,7 +30,6 @@ the device; :meth:`Task.batch_size` tells the trainer how many samples it holds 
 """
 from __future__ import annotations
 
-import difflib
 import importlib
 from typing import Any, Callable, ClassVar
 
@@ -38,11 +37,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .recipe import Field
+from leannets.config import Field, StageConfig
+from leannets.data import DataSplits, build_dataset
+from leannets.models import create_model
+from leannets.registry import Registry
 
 __all__ = ["Task", "register_task", "get_task_class", "create_task", "list_tasks", "MetricSums"]
 
-_TASKS: dict[str, type["Task"]] = {}
+TASKS: Registry[type["Task"]] = Registry(
+    "task", recipe_key="task.name", loader=lambda: importlib.import_module("leannets.engine.tasks"))
 
 
 class MetricSums:
@@ -91,28 +94,24 @@ class Task:
     main_metric: ClassVar[str] = "loss"
     higher_is_better: ClassVar[bool] = False
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self, cfg: StageConfig) -> None:
         self.cfg = cfg
-        self.opts = cfg.get("task", {})
+        self.opts = cfg.task
 
     # -- data and model -------------------------------------------------------------------------
-    def build_data(self):  # -> leannets.data.DataSplits
+    def build_data(self) -> DataSplits:
         """Train/eval splits of the recipe's dataset (``data`` section)."""
-        from leannets.data import build_dataset
+        return build_dataset(self.cfg.data, seed=self.cfg.seed)
 
-        return build_dataset(self.cfg["data"], seed=self.cfg.get("seed", 0))
-
-    def build_model(self, splits) -> nn.Module:
+    def build_model(self, splits: DataSplits) -> nn.Module:
         """The recipe's model sized for the data (classes, channels)."""
-        from leannets.models import create_model
-
-        m = self.cfg["model"]
-        kwargs = dict(m.get("kwargs") or {})
+        m = self.cfg.model
+        kwargs = dict(m.kwargs or {})
         if getattr(splits, "num_classes", None):
             kwargs.setdefault("num_classes", splits.num_classes)
         if getattr(splits, "in_chans", None):
             kwargs.setdefault("in_chans", splits.in_chans)
-        return create_model(m["name"], **kwargs)
+        return create_model(m.name, **kwargs)
 
     # -- steps ------------------------------------------------------------------------------------
     def batch_size(self, batch: Any) -> int:
@@ -172,39 +171,27 @@ def register_task(name: str) -> Callable[[type[Task]], type[Task]]:
     """Class decorator registering a :class:`Task` subclass under ``name`` (recipe ``task.name``)."""
 
     def wrap(cls: type[Task]) -> type[Task]:
-        if name in _TASKS and _TASKS[name] is not cls:
-            raise ValueError(f"task {name!r} is registered twice")
         if "name" in cls.options:
             raise ValueError(f"task {name!r}: option 'name' is reserved")
+        TASKS.register(name, cls)
         cls.name = name
-        _TASKS[name] = cls
         return cls
 
     return wrap
 
 
-def _ensure_loaded() -> None:
-    importlib.import_module("leannets.engine.tasks")
-
-
 def list_tasks() -> list[str]:
-    _ensure_loaded()
-    return sorted(_TASKS)
+    return TASKS.names()
 
 
 def get_task_class(name: str) -> type[Task]:
     """The registered class for ``name``; ``ValueError`` listing the known tasks otherwise."""
-    _ensure_loaded()
-    if name not in _TASKS:
-        close = difflib.get_close_matches(name, list(_TASKS), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown task {name!r} (recipe key task.name).{hint} Known: {', '.join(sorted(_TASKS))}")
-    return _TASKS[name]
+    return TASKS.get(name)
 
 
-def create_task(cfg: dict[str, Any]) -> Task:
-    """Instantiate the task named by ``cfg['task']['name']`` with the resolved (stage) config."""
-    return get_task_class(cfg["task"]["name"])(cfg)
+def create_task(cfg: StageConfig) -> Task:
+    """Instantiate the task named by ``cfg.task.name`` with the resolved (stage) config."""
+    return get_task_class(cfg.task.name)(cfg)
 
 
 def cross_entropy_sums(logits: torch.Tensor, target: torch.Tensor, topk: tuple[int, ...] = (1, 5)

@@ -26,12 +26,14 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
-from leannets.commands._common import atomic_write_json, atomic_write_text
-from leannets.data import make_loader
+from leannets._io import atomic_write_json, atomic_write_text, remove_orphan_temps
+from leannets.config import Recipe, StageConfig
+from leannets.data import DataSplits, make_loader
 from leannets.data.loader import derive_seed
 
-from .checkpoint import (FORMAT, VERSION, capture_rng, copy_checkpoint, load_checkpoint, restore_rng,
+from .checkpoint import (FORMAT, VERSION, capture_rng, copy_checkpoint, load_checkpoint, load_model, restore_rng,
                          save_checkpoint, unwrap_model)
 from .distributed import (DistInfo, broadcast_object, cleanup_distributed, convert_sync_bn, init_distributed,
                           is_distributed)
@@ -39,7 +41,8 @@ from .optim import LRSchedule, ModelEma, build_optimizer
 from .recipe import apply_overrides, dump_recipe, load_recipe, stage_configs, validate_recipe
 from .task import Task, create_task
 
-__all__ = ["train", "evaluate_checkpoint", "NonFiniteLossError", "resolve_device", "data_info_of"]
+__all__ = ["train", "evaluate_checkpoint", "NonFiniteLossError", "resolve_device", "data_info_of", "Trainer",
+           "StageRun"]
 
 
 class NonFiniteLossError(ValueError):
@@ -155,17 +158,58 @@ class _TBWriter:
             self.writer.close()
 
 
+@dataclass
+class StageRun:
+    """Everything one stage's loop needs, built once by :meth:`Trainer._setup_stage`."""
+
+    index: int
+    cfg: StageConfig
+    task: Task
+    splits: DataSplits
+    frozen: list[nn.Module]
+    train_loader: Any
+    eval_loader: Any
+    val_loader: Any | None
+    steps_per_epoch: int
+    optimizer: torch.optim.Optimizer
+    sched: LRSchedule
+    scaler: Any
+    autocast: Callable[[], Any]
+    train_model: nn.Module
+
+    @property
+    def name(self) -> str:
+        return self.cfg.stage.name
+
+    @property
+    def epochs(self) -> int:
+        return self.cfg.train.epochs
+
+
+@dataclass
+class _EpochSums:
+    """Running per-epoch sums on the device (restored from ``LoopState.sums`` when resuming mid-epoch)."""
+
+    sums: dict[str, torch.Tensor]
+    n_seen: float
+    n_start: float
+    elapsed_before: float
+    bad_step: torch.Tensor
+    stage_start: int
+    t0: float = field(default_factory=time.perf_counter)
+
+
 class Trainer:
     """Runs all stages of a resolved recipe; see :func:`train`."""
 
-    def __init__(self, recipe: dict[str, Any], out_dir: Path | None, resume_ckpt: dict[str, Any] | None = None,
+    def __init__(self, recipe: Recipe, out_dir: Path | None, resume_ckpt: dict[str, Any] | None = None,
                  verbose: bool = True, progress: bool | None = None) -> None:
         self.recipe = recipe
         self.stages = stage_configs(recipe, validate=False)
-        self.seed = recipe["seed"]
-        self.dist = init_distributed(recipe["train"]["device"])
+        self.seed = recipe.seed
+        self.dist = init_distributed(recipe.train.device)
         self._owns_dist = self.dist.enabled
-        self.device = resolve_device(recipe["train"]["device"], self.dist)
+        self.device = resolve_device(recipe.train.device, self.dist)
         if out_dir is not None and self.dist.enabled:
             out_dir = Path(str(broadcast_object(str(out_dir))))
         self.out_dir = out_dir
@@ -173,11 +217,11 @@ class Trainer:
         self.progress_override = progress
         self.resume_ckpt = resume_ckpt
         self.state = LoopState()
-        self._data_cache: dict[str, Any] = {}
+        self._data_cache: dict[str, DataSplits] = {}
         self.tb = _TBWriter(out_dir if self.dist.is_main else None)
-        if recipe["train"]["threads"]:
-            torch.set_num_threads(recipe["train"]["threads"])
-        if recipe["train"]["deterministic"] and self.device.type == "cuda":
+        if recipe.train.threads:
+            torch.set_num_threads(recipe.train.threads)
+        if recipe.train.deterministic and self.device.type == "cuda":
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
         elif self.device.type == "cuda":
@@ -188,21 +232,21 @@ class Trainer:
         if self.verbose:
             print(msg, flush=True)
 
-    def _splits(self, task: Task, cfg: dict[str, Any]) -> Any:
-        key = json.dumps(cfg["data"], sort_keys=True, default=str)
+    def _splits(self, task: Task, cfg: StageConfig) -> DataSplits:
+        key = json.dumps(cfg.data.to_dict(), sort_keys=True, default=str)
         if key not in self._data_cache:
             self._data_cache[key] = task.build_data()
         return self._data_cache[key]
 
-    def _loader(self, split: Any, cfg: dict[str, Any], splits: Any, train: bool, stage: int) -> Any:
-        return make_loader(split, cfg["data"], train=train, device=self.device, seed=derive_seed(self.seed, stage),
+    def _loader(self, split: Any, cfg: StageConfig, splits: DataSplits, train: bool, stage: int) -> Any:
+        return make_loader(split, cfg.data, train=train, device=self.device, seed=derive_seed(self.seed, stage),
                            mean=getattr(splits, "mean", None), std=getattr(splits, "std", None),
                            rank=self.dist.rank, world_size=self.dist.world_size,
                            channels_last=self._channels_last(cfg),
-                           max_steps=cfg["train"]["max_steps_per_epoch"] if train else None)
+                           max_steps=cfg.train.max_steps_per_epoch if train else None)
 
-    def _channels_last(self, cfg: dict[str, Any]) -> bool:
-        v = cfg["train"]["channels_last"]
+    def _channels_last(self, cfg: StageConfig) -> bool:
+        v = cfg.train.channels_last
         return self.device.type == "cuda" if v is None else v
 
     # -- model -----------------------------------------------------------------------------------------
@@ -213,15 +257,15 @@ class Trainer:
         splits0 = self._splits(task0, cfg0)
         self.data_info = data_info_of(splits0)
         model = task0.build_model(splits0)
-        init = cfg0["model"]["init_checkpoint"]
+        init = cfg0.model.init_checkpoint
         if init:
             ck = load_checkpoint(init)
             try:
                 model.load_state_dict(ck["ema"] if ck.get("ema") is not None else ck["model"])
             except RuntimeError as err:
                 raise ValueError(f"model.init_checkpoint {init}: weights do not fit "
-                                 f"{cfg0['model']['name']!r}: {str(err).splitlines()[0]}") from err
-        if cfg0["model"]["sync_bn"] and self.dist.enabled:
+                                 f"{cfg0.model.name!r}: {str(err).splitlines()[0]}") from err
+        if cfg0.model.sync_bn and self.dist.enabled:
             model = convert_sync_bn(model, self.device)
         model = model.to(self.device)
         if self._channels_last(cfg0):
@@ -239,19 +283,18 @@ class Trainer:
         torch.distributed.all_gather_object(out, mine)
         return out
 
-    def _checkpoint(self, optimizer: torch.optim.Optimizer, sched: LRSchedule, scaler: Any,
-                    is_best: bool = False, keep_copy: str | None = None) -> None:
+    def _checkpoint(self, run: StageRun, is_best: bool = False, keep_copy: str | None = None) -> None:
         rng = self._gather_rng()
         if not self.dist.is_main or self.out_dir is None:
             return
         s = self.state
         ckpt = {
             "format": FORMAT, "version": VERSION, "torch_version": str(torch.__version__),
-            "recipe": self.recipe, "data_info": self.data_info,
+            "recipe": self.recipe.to_dict(), "data_info": self.data_info,
             "model": unwrap_model(self.model).state_dict(),
             "ema": self.ema.state_dict() if self.ema is not None else None,
-            "optimizer": optimizer.state_dict(), "schedule": sched.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else None,
+            "optimizer": run.optimizer.state_dict(), "schedule": run.sched.state_dict(),
+            "scaler": run.scaler.state_dict() if run.scaler is not None else None,
             "rng": rng, "world_size": self.dist.world_size,
             "loop": {"stage": s.stage, "epoch": s.epoch, "step": s.step, "global_step": s.global_step,
                      "opt_stage": s.opt_stage},
@@ -286,10 +329,13 @@ class Trainer:
     # -- loop ------------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         t_start = time.perf_counter()
+        wall_start = time.time()
         self.build_model()
         self._ema_state = None
         if self.resume_ckpt is not None:
             self._restore(self.resume_ckpt)
+            if self.dist.is_main and self.out_dir is not None:
+                remove_orphan_temps(self.out_dir, older_than=wall_start)
         if self.dist.is_main and self.out_dir is not None:
             atomic_write_text(self.out_dir / "recipe.yaml", dump_recipe(self.recipe))
         final: dict[str, float] = dict(self.state.last_metrics)
@@ -308,101 +354,121 @@ class Trainer:
     def _eval_model(self) -> nn.Module:
         return self.ema.module if self.ema is not None else self.model
 
-    def _run_stage(self, stage_idx: int) -> dict[str, float]:
+    def _setup_stage(self, stage_idx: int) -> StageRun:
+        """Task, data, loaders, optimizer, schedule, EMA and the (DDP/compiled) training model of one stage."""
         cfg = self.stages[stage_idx]
-        tcfg = cfg["train"]
         task = create_task(cfg)
         splits = self._splits(task, cfg)
-        frozen = _apply_freeze(unwrap_model(self.model), cfg["stage"]["freeze"], self.base_trainable)
+        frozen = _apply_freeze(unwrap_model(self.model), cfg.stage.freeze, self.base_trainable)
         train_loader = self._loader(splits.train, cfg, splits, True, stage_idx)
         eval_loader = self._loader(splits.eval, cfg, splits, False, stage_idx)
         val_loader = self._loader(splits.val, cfg, splits, False, stage_idx) if getattr(splits, "val", None) \
             is not None else None
         spe = len(train_loader)
         if spe < 1:
-            raise ValueError(f"stage {cfg['stage']['name']!r}: the training split ({train_loader.num_samples} "
+            raise ValueError(f"stage {cfg.stage.name!r}: the training split ({train_loader.num_samples} "
                              f"samples) is too small for one batch per process")
-        epochs = tcfg["epochs"]
-        optimizer = build_optimizer(unwrap_model(self.model), cfg["optim"])
-        sched = LRSchedule(optimizer, cfg["schedule"], cfg["optim"]["lr"], epochs * spe, spe)
-        amp_dtype = _amp_dtype(tcfg["amp"], self.device)
+        optimizer = build_optimizer(unwrap_model(self.model), cfg.optim)
+        sched = LRSchedule(optimizer, cfg.schedule, cfg.optim.lr, cfg.train.epochs * spe, spe)
+        amp_dtype = _amp_dtype(cfg.train.amp, self.device)
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-        if tcfg["ema_decay"] > 0:
-            if self.ema is None:
-                self.ema = ModelEma(unwrap_model(self.model), tcfg["ema_decay"])
-                if self._ema_state is not None:
-                    self.ema.load_state_dict(self._ema_state)
-            self.ema.decay = tcfg["ema_decay"]
+        self._setup_ema(cfg.train.ema_decay)
+        autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype is not None else \
+            contextlib.nullcontext
+        return StageRun(stage_idx, cfg, task, splits, frozen, train_loader, eval_loader, val_loader, spe, optimizer,
+                        sched, scaler, autocast, self._training_model(cfg))
+
+    def _setup_ema(self, decay: float) -> None:
+        if decay <= 0:
+            return
+        if self.ema is None:
+            self.ema = ModelEma(unwrap_model(self.model), decay)
+            if self._ema_state is not None:
+                self.ema.load_state_dict(self._ema_state)
+        self.ema.decay = decay
+
+    def _training_model(self, cfg: StageConfig) -> nn.Module:
         train_model: nn.Module = self.model
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
             train_model = nn.parallel.DistributedDataParallel(unwrap_model(self.model), device_ids=ids,
-                                                              find_unused_parameters=tcfg["find_unused_parameters"])
-        if tcfg["compile"]:
+                                                              find_unused_parameters=cfg.train.find_unused_parameters)
+        if cfg.train.compile:
             train_model = torch.compile(train_model)
+        return train_model
+
+    def _resume_or_seed(self, run: StageRun) -> None:
+        """Restore optimizer/schedule/RNG when resuming inside this stage, else seed the stage afresh."""
         s = self.state
-        resuming = self.resume_ckpt is not None and s.opt_stage == stage_idx and s.stage == stage_idx
-        if resuming:
+        if self.resume_ckpt is not None and s.opt_stage == run.index and s.stage == run.index:
             ck = self.resume_ckpt
-            optimizer.load_state_dict(ck["optimizer"])
-            sched.load_state_dict(ck["schedule"])
-            if scaler is not None and ck.get("scaler"):
-                scaler.load_state_dict(ck["scaler"])
+            run.optimizer.load_state_dict(ck["optimizer"])
+            run.sched.load_state_dict(ck["schedule"])
+            if run.scaler is not None and ck.get("scaler"):
+                run.scaler.load_state_dict(ck["scaler"])
             rng = ck["rng"]
             restore_rng(rng[self.dist.rank] if self.dist.rank < len(rng) else rng[0])
         else:
-            _seed_all(derive_seed(self.seed, "stage", stage_idx, "rank", self.dist.rank))
+            _seed_all(derive_seed(self.seed, "stage", run.index, "rank", self.dist.rank))
             s.epoch, s.step, s.sums = 0, 0, {}
         self.resume_ckpt = None
-        s.stage, s.opt_stage = stage_idx, stage_idx
-        autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype is not None else \
-            contextlib.nullcontext
-        self.log(f"[{cfg['stage']['name']}] task={task.name} model={cfg['model']['name']} data={splits.name} "
-                 f"train={train_loader.num_samples} eval={eval_loader.num_samples} steps/epoch={spe} "
-                 f"epochs={epochs} device={self.device} world={self.dist.world_size}")
-        final: dict[str, float] = dict(s.last_metrics)
-        while s.epoch < epochs:
-            epoch = s.epoch
-            self._train_epoch(task, cfg, train_model, frozen, train_loader, optimizer, sched, scaler, autocast,
-                              spe, epochs)
-            last_epoch = epoch + 1 == epochs
-            row = {k: v for k, v in s.sums.items() if not k.startswith("_")}
-            metrics: dict[str, float] = {}
-            if (epoch + 1) % tcfg["eval_every"] == 0 or last_epoch:
-                eval_model = self._eval_model()
-                metrics = {f"eval_{k}": v for k, v in task.evaluate(
-                    eval_model, eval_loader, distributed=self.dist.enabled, autocast=autocast).items()}
-                if val_loader is not None:
-                    metrics.update({f"val_{k}": v for k, v in task.evaluate(
-                        eval_model, val_loader, distributed=self.dist.enabled, autocast=autocast).items()})
-            select = "val_" if val_loader is not None else "eval_"
-            reduced = sched.epoch_end(metrics.get(f"{select}loss"))
-            main = metrics.get(f"{select}{task.main_metric}")
-            is_best = main is not None and task.is_better(main, s.best)
-            if is_best:
-                s.best = main
-                s.best_where = {"stage": stage_idx, "epoch": epoch + 1, "metric": f"{select}{task.main_metric}"}
-            row = {"stage": stage_idx, "stage_name": cfg["stage"]["name"], "epoch": epoch + 1,
-                   "global_step": s.global_step, "lr": sched.last_lr, **row, **metrics}
-            if reduced:
-                row["lr_reduced"] = True
-            s.history.append(row)
-            if metrics:
-                s.last_metrics = metrics
-                final = metrics
-            s.epoch, s.step, s.sums = epoch + 1, 0, {}
-            if s.epoch == epochs:
-                s.stage, s.epoch = stage_idx + 1, 0
-            every = cfg["checkpoint"]["every"]
-            keep = f"epoch_{len(s.history):04d}.pt" if every and (epoch + 1) % every == 0 else None
-            self._checkpoint(optimizer, sched, scaler, is_best=is_best and cfg["checkpoint"]["save_best"],
-                             keep_copy=keep)
-            if s.stage != stage_idx:
-                s.epoch = epochs
-            self._write_metrics()
-            self.tb.log(row, s.global_step)
-            self._print_epoch(row, task, epochs)
+        s.stage, s.opt_stage = run.index, run.index
+
+    def _run_stage(self, stage_idx: int) -> dict[str, float]:
+        run = self._setup_stage(stage_idx)
+        self._resume_or_seed(run)
+        self.log(f"[{run.name}] task={run.task.name} model={run.cfg.model.name} data={run.splits.name} "
+                 f"train={run.train_loader.num_samples} eval={run.eval_loader.num_samples} "
+                 f"steps/epoch={run.steps_per_epoch} epochs={run.epochs} device={self.device} "
+                 f"world={self.dist.world_size}")
+        final: dict[str, float] = dict(self.state.last_metrics)
+        while self.state.epoch < run.epochs:
+            self._train_epoch(run)
+            final = self._end_epoch(run) or final
         return final
+
+    def _evaluate(self, run: StageRun) -> dict[str, float]:
+        eval_model = self._eval_model()
+        metrics = {f"eval_{k}": v for k, v in run.task.evaluate(
+            eval_model, run.eval_loader, distributed=self.dist.enabled, autocast=run.autocast).items()}
+        if run.val_loader is not None:
+            metrics.update({f"val_{k}": v for k, v in run.task.evaluate(
+                eval_model, run.val_loader, distributed=self.dist.enabled, autocast=run.autocast).items()})
+        return metrics
+
+    def _end_epoch(self, run: StageRun) -> dict[str, float]:
+        """Evaluate (when due), step the plateau schedule, log the row and checkpoint; returns the metrics."""
+        s, task, epochs = self.state, run.task, run.epochs
+        epoch = s.epoch
+        row = {k: v for k, v in s.sums.items() if not k.startswith("_")}
+        due = (epoch + 1) % run.cfg.train.eval_every == 0 or epoch + 1 == epochs
+        metrics = self._evaluate(run) if due else {}
+        select = "val_" if run.val_loader is not None else "eval_"
+        reduced = run.sched.epoch_end(metrics.get(f"{select}loss"))
+        main = metrics.get(f"{select}{task.main_metric}")
+        is_best = main is not None and task.is_better(main, s.best)
+        if is_best:
+            s.best = main
+            s.best_where = {"stage": run.index, "epoch": epoch + 1, "metric": f"{select}{task.main_metric}"}
+        row = {"stage": run.index, "stage_name": run.name, "epoch": epoch + 1,
+               "global_step": s.global_step, "lr": run.sched.last_lr, **row, **metrics}
+        if reduced:
+            row["lr_reduced"] = True
+        s.history.append(row)
+        if metrics:
+            s.last_metrics = metrics
+        s.epoch, s.step, s.sums = epoch + 1, 0, {}
+        if s.epoch == epochs:
+            s.stage, s.epoch = run.index + 1, 0
+        every = run.cfg.checkpoint.every
+        keep = f"epoch_{len(s.history):04d}.pt" if every and (epoch + 1) % every == 0 else None
+        self._checkpoint(run, is_best=is_best and run.cfg.checkpoint.save_best, keep_copy=keep)
+        if s.stage != run.index:
+            s.epoch = epochs
+        self._write_metrics()
+        self.tb.log(row, s.global_step)
+        self._print_epoch(row, task, epochs)
+        return metrics
 
     def _print_epoch(self, row: dict[str, Any], task: Task, epochs: int) -> None:
         parts = [f"[{row['stage_name']}] epoch {row['epoch']}/{epochs}", f"lr {row['lr']:.3g}"]
@@ -428,87 +494,106 @@ class Trainer:
         raise NonFiniteLossError(f"non-finite training loss at stage {stage_name!r} epoch {local // spe + 1} "
                                  f"step {local % spe + 1} (global step {g + 1}); training stopped{keep}")
 
-    def _train_epoch(self, task: Task, cfg: dict[str, Any], train_model: nn.Module, frozen: list[nn.Module],
-                     loader: Any, optimizer: torch.optim.Optimizer, sched: LRSchedule, scaler: Any,
-                     autocast: Callable[[], Any], spe: int, epochs: int) -> None:
-        s = self.state
-        tcfg = cfg["train"]
-        epoch = s.epoch
-        start = s.step
-        stage_start = s.global_step - (epoch * spe + start)
-        train_model.train()
-        for m in frozen:
+    def _begin_epoch(self, run: StageRun) -> _EpochSums:
+        """Put the model in training mode, position the loader (mid-epoch on resume) and restore the sums."""
+        s, dev = self.state, self.device
+        run.train_model.train()
+        for m in run.frozen:
             m.eval()
         if self.ema is not None:
             self.ema.module.eval()
-        loader.set_epoch(epoch)
-        if start:
-            loader.skip(start)
-        dev = self.device
-        sums: dict[str, torch.Tensor] = {k: torch.tensor(v, dtype=torch.float64, device=dev)
-                                         for k, v in s.sums.items() if not k.startswith("_")}
-        n_seen = n_start = float(s.sums.get("_n", 0.0))
-        elapsed_before = float(s.sums.get("_time", 0.0))
-        bad_step = torch.tensor(-1, dtype=torch.int64, device=dev)
-        clip = tcfg["grad_clip"]
-        every_steps = cfg["checkpoint"]["every_steps"]
-        show = self.dist.is_main and _progress_enabled(
-            self.progress_override if self.progress_override is not None else tcfg["progress"])
-        bar = None
-        if show:
-            from tqdm import tqdm
+        run.train_loader.set_epoch(s.epoch)
+        if s.step:
+            run.train_loader.skip(s.step)
+        n_seen = float(s.sums.get("_n", 0.0))
+        return _EpochSums(
+            sums={k: torch.tensor(v, dtype=torch.float64, device=dev) for k, v in s.sums.items()
+                  if not k.startswith("_")},
+            n_seen=n_seen, n_start=n_seen, elapsed_before=float(s.sums.get("_time", 0.0)),
+            bad_step=torch.tensor(-1, dtype=torch.int64, device=dev),
+            stage_start=s.global_step - (s.epoch * run.steps_per_epoch + s.step))
 
-            bar = tqdm(total=spe, initial=start, desc=f"{cfg['stage']['name']} {epoch + 1}/{epochs}",
-                       leave=False, dynamic_ncols=True, file=sys.stderr)
-        t0 = time.perf_counter()
-        step = start
-        for step, batch in enumerate(loader, start=start):
-            sched.step(epoch * spe + step)
-            with autocast():
-                loss, logs = task.training_step(train_model, batch)
-            optimizer.zero_grad(set_to_none=True)
-            if scaler is not None:
-                scaler.scale(loss).backward()
-                if clip:
-                    scaler.unscale_(optimizer)
-                    nn.utils.clip_grad_norm_(unwrap_model(self.model).parameters(), clip)
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                loss.backward()
-                if clip:
-                    nn.utils.clip_grad_norm_(unwrap_model(self.model).parameters(), clip)
-                optimizer.step()
-            if self.ema is not None:
-                self.ema.update(unwrap_model(self.model))
-            n = task.batch_size(batch)
-            n_seen += n * self.dist.world_size
-            det = loss.detach()
-            bad_step = torch.where((bad_step < 0) & ~torch.isfinite(det),
-                                   torch.tensor(s.global_step, dtype=torch.int64, device=dev), bad_step)
-            for k, v in {"train_loss": det, **{f"train_{k}": v for k, v in logs.items()}}.items():
-                v = torch.as_tensor(v, device=dev).detach().double() * n
-                sums[k] = sums[k] + v if k in sums else v
+    def _optimizer_step(self, run: StageRun, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Forward under autocast, backward, optional clipping, optimizer and EMA update."""
+        with run.autocast():
+            loss, logs = run.task.training_step(run.train_model, batch)
+        run.optimizer.zero_grad(set_to_none=True)
+        clip = run.cfg.train.grad_clip
+        if run.scaler is not None:
+            run.scaler.scale(loss).backward()
+            if clip:
+                run.scaler.unscale_(run.optimizer)
+                nn.utils.clip_grad_norm_(unwrap_model(self.model).parameters(), clip)
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+        else:
+            loss.backward()
+            if clip:
+                nn.utils.clip_grad_norm_(unwrap_model(self.model).parameters(), clip)
+            run.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(unwrap_model(self.model))
+        return loss, logs
+
+    def _accumulate(self, acc: _EpochSums, run: StageRun, batch: Any, loss: torch.Tensor,
+                    logs: dict[str, torch.Tensor]) -> None:
+        n = run.task.batch_size(batch)
+        acc.n_seen += n * self.dist.world_size
+        det = loss.detach()
+        acc.bad_step = torch.where((acc.bad_step < 0) & ~torch.isfinite(det),
+                                   torch.tensor(self.state.global_step, dtype=torch.int64, device=self.device),
+                                   acc.bad_step)
+        for k, v in {"train_loss": det, **{f"train_{k}": v for k, v in logs.items()}}.items():
+            v = torch.as_tensor(v, device=self.device).detach().double() * n
+            acc.sums[k] = acc.sums[k] + v if k in acc.sums else v
+
+    def _progress_bar(self, run: StageRun) -> Any:
+        show = self.dist.is_main and _progress_enabled(
+            self.progress_override if self.progress_override is not None else run.cfg.train.progress)
+        if not show:
+            return None
+        return tqdm(total=run.steps_per_epoch, initial=self.state.step,
+                    desc=f"{run.name} {self.state.epoch + 1}/{run.epochs}", leave=False, dynamic_ncols=True,
+                    file=sys.stderr)
+
+    def _show_progress(self, bar: Any, acc: _EpochSums, run: StageRun) -> None:
+        s, spe = self.state, run.steps_per_epoch
+        if s.step % run.cfg.train.log_interval == 0 or s.step == spe:
+            if not self.dist.enabled:  # under DDP the check is a collective: only at steps all ranks share
+                self._check_finite(acc.bad_step, run.name, acc.stage_start, spe)
+            post = {k.replace("train_", ""): f"{float(v) * self.dist.world_size / acc.n_seen:.4g}"
+                    for k, v in acc.sums.items()}
+            post["img/s"] = f"{(acc.n_seen - acc.n_start) / max(time.perf_counter() - acc.t0, 1e-9):.0f}"
+            bar.set_postfix(post, refresh=False)
+        bar.update(1)
+
+    def _train_epoch(self, run: StageRun) -> None:
+        s, spe = self.state, run.steps_per_epoch
+        acc = self._begin_epoch(run)
+        every_steps = run.cfg.checkpoint.every_steps
+        bar = self._progress_bar(run)
+        for step, batch in enumerate(run.train_loader, start=s.step):
+            run.sched.step(s.epoch * spe + step)
+            loss, logs = self._optimizer_step(run, batch)
+            self._accumulate(acc, run, batch, loss, logs)
             s.global_step += 1
             s.step = step + 1
-            if bar is not None and (s.step % tcfg["log_interval"] == 0 or s.step == spe):
-                if not self.dist.enabled:  # under DDP the check is a collective: only at steps all ranks share
-                    self._check_finite(bad_step, cfg["stage"]["name"], stage_start, spe)
-                post = {k.replace("train_", ""): f"{float(v) * self.dist.world_size / n_seen:.4g}"
-                        for k, v in sums.items()}
-                post["img/s"] = f"{(n_seen - n_start) / max(time.perf_counter() - t0, 1e-9):.0f}"
-                bar.set_postfix(post, refresh=False)
             if bar is not None:
-                bar.update(1)
+                self._show_progress(bar, acc, run)
             if every_steps and s.step % every_steps == 0 and s.step < spe:
-                self._check_finite(bad_step, cfg["stage"]["name"], stage_start, spe)
-                s.sums = {k: float(v) for k, v in sums.items()}
-                s.sums.update({"_n": n_seen, "_time": elapsed_before + time.perf_counter() - t0})
-                self._checkpoint(optimizer, sched, scaler)
+                self._check_finite(acc.bad_step, run.name, acc.stage_start, spe)
+                s.sums = {k: float(v) for k, v in acc.sums.items()}
+                s.sums.update({"_n": acc.n_seen, "_time": acc.elapsed_before + time.perf_counter() - acc.t0})
+                self._checkpoint(run)
         if bar is not None:
             bar.close()
-        self._check_finite(bad_step, cfg["stage"]["name"], stage_start, spe)
-        elapsed = elapsed_before + time.perf_counter() - t0
+        self._check_finite(acc.bad_step, run.name, acc.stage_start, spe)
+        s.sums = self._epoch_means(acc)
+
+    def _epoch_means(self, acc: _EpochSums) -> dict[str, float]:
+        """Per-sample means of the epoch over all ranks, with time and throughput."""
+        elapsed = acc.elapsed_before + time.perf_counter() - acc.t0
+        sums = acc.sums
         if is_distributed() and sums:
             keys = sorted(sums)
             packed = torch.stack([sums[k] for k in keys])
@@ -516,18 +601,18 @@ class Trainer:
             sums = dict(zip(keys, packed.unbind(0)))
         else:
             sums = {k: v * self.dist.world_size for k, v in sums.items()}
-        out = {k: float(v) / max(n_seen, 1) for k, v in sums.items()}
+        out = {k: float(v) / max(acc.n_seen, 1) for k, v in sums.items()}
         out["epoch_time_s"] = elapsed
-        out["img_per_s"] = n_seen / max(elapsed, 1e-9)
-        s.sums = out
+        out["img_per_s"] = acc.n_seen / max(elapsed, 1e-9)
+        return out
 
     def _result(self, final: dict[str, float], seconds: float) -> dict[str, Any]:
         task_cls = create_task(self.stages[-1])
         s = self.state
         model = unwrap_model(self.model)
         return {
-            "name": self.recipe["name"], "out_dir": str(self.out_dir) if self.out_dir else None,
-            "model": self.recipe["model"]["name"], "task": task_cls.name, "main_metric": task_cls.main_metric,
+            "name": self.recipe.name, "out_dir": str(self.out_dir) if self.out_dir else None,
+            "model": self.recipe.model.name, "task": task_cls.name, "main_metric": task_cls.main_metric,
             "higher_is_better": task_cls.higher_is_better, "final": final,
             "best": {"value": s.best, **s.best_where},
             "params": sum(p.numel() for p in model.parameters()),
@@ -577,7 +662,7 @@ def train(recipe: str | os.PathLike | Mapping[str, Any] | None = None,
         if recipe is None:
             raise ValueError("train: give a recipe (file, bundled name or dict) or resume=RUN_DIR")
         resolved = load_recipe(recipe, overrides)
-        run_dir = Path(out_dir) if out_dir is not None else _default_out_dir(resolved["name"])
+        run_dir = Path(out_dir) if out_dir is not None else _default_out_dir(resolved.name)
     trainer = Trainer(resolved, run_dir if save else None, resume_ckpt=ckpt, verbose=verbose, progress=progress)
     return trainer.run()
 
@@ -598,8 +683,6 @@ def evaluate_checkpoint(path: str | os.PathLike, overrides: Mapping[str, Any] | 
         ``{"metrics": {...}, "main_metric", "higher_is_better", "num_samples", "split", "checkpoint",
         "data", "model", "report"}``.
     """
-    from .checkpoint import load_model
-
     model, ckpt = load_model(path, use_ema=use_ema)
     recipe = ckpt["recipe"]
     if overrides:
@@ -626,9 +709,9 @@ def evaluate_checkpoint(path: str | os.PathLike, overrides: Mapping[str, Any] | 
     # Normalise with the statistics the model was trained with.
     mean = info.get("mean") or getattr(splits, "mean", None)
     std = info.get("std") or getattr(splits, "std", None)
-    loader = make_loader(chosen, cfg["data"], train=False, device=dev, seed=recipe["seed"], mean=mean, std=std)
+    loader = make_loader(chosen, cfg.data, train=False, device=dev, seed=cfg.seed, mean=mean, std=std)
     metrics = task.evaluate(model, loader)
     report = task.report(model, loader) if verbose_report else None
     return {"metrics": metrics, "main_metric": task.main_metric, "higher_is_better": task.higher_is_better,
             "num_samples": loader.num_samples, "split": split, "checkpoint": ckpt["path"],
-            "data": cfg["data"]["name"], "model": cfg["model"]["name"], "report": report}
+            "data": cfg.data.name, "model": cfg.model.name, "report": report}

@@ -5,13 +5,18 @@ Other layer files add their activations with :func:`register_act`.
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable
 
 import torch.nn as nn
 
-__all__ = ["create_act", "register_act", "list_acts"]
+from leannets.registry import Registry
 
-_ACTS: dict[str, Callable[..., nn.Module]] = {
+__all__ = ["create_act", "register_act", "list_acts", "ACTS"]
+
+# Importing the package registers the activations of every layer file (xunit, ...).
+ACTS: Registry[Callable[..., nn.Module]] = Registry("activation", loader=lambda: importlib.import_module("leannets.layers"))
+_BUILTIN: dict[str, Callable[..., nn.Module]] = {
     "relu": lambda channels=None, **kw: nn.ReLU(inplace=kw.get("inplace", True)),
     "relu6": lambda channels=None, **kw: nn.ReLU6(inplace=kw.get("inplace", True)),
     "hswish": lambda channels=None, **kw: nn.Hardswish(inplace=kw.get("inplace", True)),
@@ -22,20 +27,17 @@ _ACTS: dict[str, Callable[..., nn.Module]] = {
     "prelu": lambda channels=None, **kw: nn.PReLU(channels or 1),
     "identity": lambda channels=None, **kw: nn.Identity(),
 }
+for _name, _builder in _BUILTIN.items():
+    ACTS.register(_name, _builder)
 
 
 def register_act(name: str, builder: Callable[..., nn.Module]) -> None:
     """Register ``builder(channels=None, **kwargs) -> nn.Module`` under ``name``."""
-    _ACTS[name] = builder
+    ACTS.register(name, builder)
 
 
 def list_acts() -> list[str]:
-    _ensure_loaded()
-    return sorted(_ACTS)
-
-
-def _ensure_loaded() -> None:
-    import leannets.layers  # noqa: F401  (registers xunit etc.)
+    return ACTS.names()
 
 
 def create_act(name: str | nn.Module | None, channels: int | None = None, **kwargs: Any) -> nn.Module:
@@ -51,8 +53,4 @@ def create_act(name: str | nn.Module | None, channels: int | None = None, **kwar
         return nn.Identity()
     if isinstance(name, nn.Module):
         return name
-    _ensure_loaded()
-    key = name.lower()
-    if key not in _ACTS:
-        raise ValueError(f"Unknown activation {name!r}; allowed: {', '.join(sorted(_ACTS))}")
-    return _ACTS[key](channels=channels, **kwargs)
+    return ACTS.get(name.lower())(channels=channels, **kwargs)

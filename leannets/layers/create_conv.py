@@ -10,29 +10,30 @@ activation). Types are registered by their own layer files via :func:`register_c
 """
 from __future__ import annotations
 
+import importlib
 from typing import Any, Callable, Sequence
 
 import torch.nn as nn
 
-__all__ = ["create_conv", "register_conv_type", "list_conv_types", "ConvBn", "ConvBnAct"]
+from leannets.registry import Registry
 
-_CONV_TYPES: dict[str, Callable[..., nn.Module]] = {}
+from .create_act import create_act
+
+__all__ = ["create_conv", "register_conv_type", "list_conv_types", "ConvBn", "ConvBnAct", "CONV_TYPES"]
+
+# Importing the package registers the conv types of every layer file.
+CONV_TYPES: Registry[Callable[..., nn.Module]] = Registry(
+    "conv_type", loader=lambda: importlib.import_module("leannets.layers"))
 
 
 def register_conv_type(name: str) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator registering ``builder(in_ch, out_ch, kernel_size, stride, **kw)``."""
 
-    def wrap(builder: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        _CONV_TYPES[name] = builder
-        return builder
-
-    return wrap
+    return CONV_TYPES.decorator(name)
 
 
 def list_conv_types() -> list[str]:
-    import leannets.layers  # noqa: F401
-
-    return sorted(_CONV_TYPES)
+    return CONV_TYPES.names()
 
 
 def create_conv(
@@ -54,13 +55,10 @@ def create_conv(
         stride: spatial stride.
         **kwargs: type-specific options.
     """
-    import leannets.layers  # noqa: F401
-
-    if conv_type not in _CONV_TYPES:
-        raise ValueError(f"Unknown conv_type {conv_type!r}; allowed: {', '.join(sorted(_CONV_TYPES))}")
+    builder = CONV_TYPES.get(conv_type)
     if in_ch <= 0 or out_ch <= 0:
         raise ValueError(f"create_conv({conv_type!r}): channels must be positive, got in_ch={in_ch}, out_ch={out_ch}")
-    return _CONV_TYPES[conv_type](in_ch, out_ch, kernel_size, stride, **kwargs)
+    return builder(in_ch, out_ch, kernel_size, stride, **kwargs)
 
 
 def single_kernel(conv_type: str, kernel_size: int | Sequence[int]) -> int:
@@ -95,8 +93,6 @@ class ConvBnAct(nn.Sequential):
 
     def __init__(self, in_ch: int, out_ch: int, kernel_size: int = 3, stride: int = 1, groups: int = 1,
                  act: str | None = "relu", padding: int | None = None) -> None:
-        from .create_act import create_act
-
         if padding is None:
             padding = (kernel_size - 1) // 2
         super().__init__(

@@ -6,12 +6,14 @@ figure), the default input size and the task, so users and reports can cite it.
 """
 from __future__ import annotations
 
-import difflib
-import fnmatch
+import importlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 import torch.nn as nn
+
+from leannets.layers.padding import EvenPad2d, assign_padding_schedule
+from leannets.registry import Registry
 
 __all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "is_model"]
 
@@ -36,8 +38,10 @@ class ModelInfo:
         return asdict(self)
 
 
-_MODEL_FNS: dict[str, Callable[..., nn.Module]] = {}
-_MODEL_INFO: dict[str, ModelInfo] = {}
+# Importing the package registers every model family (see models/__init__.py).
+MODELS: Registry[tuple[Callable[..., nn.Module], ModelInfo]] = Registry(
+    "model", recipe_key="model.name", loader=lambda: importlib.import_module("leannets.models"),
+    list_hint="`leannets list` shows every registered model.")
 
 
 def register_model(
@@ -68,10 +72,7 @@ def register_model(
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         model_name = name or fn.__name__
-        if model_name in _MODEL_FNS and _MODEL_FNS[model_name] is not fn:
-            raise ValueError(f"model {model_name!r} is registered twice")
-        _MODEL_FNS[model_name] = fn
-        _MODEL_INFO[model_name] = ModelInfo(
+        MODELS.register(model_name, (fn, ModelInfo(
             name=model_name,
             paper=paper,
             source=source,
@@ -81,43 +82,24 @@ def register_model(
             family=fn.__module__.rsplit(".", 1)[-1],
             notes=notes,
             tags=tuple(tags),
-        )
+        )))
         return fn
 
     return wrap
 
 
-def _ensure_loaded() -> None:
-    # Importing the package registers every model family (see models/__init__.py).
-    import leannets.models  # noqa: F401
-
-
-def _unknown(name: str) -> ValueError:
-    close = difflib.get_close_matches(name, list(_MODEL_FNS), n=5, cutoff=0.4)
-    hint = f" Closest: {', '.join(close)}." if close else ""
-    return ValueError(f"Unknown model {name!r}.{hint} Use `leannets list` to see all {len(_MODEL_FNS)} models.")
-
-
 def is_model(name: str) -> bool:
-    _ensure_loaded()
-    return name in _MODEL_FNS
+    return name in MODELS
 
 
 def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
     """Sorted registered names matching a shell-style ``pattern`` (and ``task`` if given)."""
-    _ensure_loaded()
-    names = [n for n in _MODEL_FNS if fnmatch.fnmatchcase(n, pattern)]
-    if task is not None:
-        names = [n for n in names if _MODEL_INFO[n].task == task]
-    return sorted(names)
+    return [n for n in MODELS.names(pattern) if task is None or MODELS.get(n)[1].task == task]
 
 
 def model_info(name: str) -> ModelInfo:
     """The :class:`ModelInfo` of a registered model; ``ValueError`` with close names if unknown."""
-    _ensure_loaded()
-    if name not in _MODEL_INFO:
-        raise _unknown(name)
-    return _MODEL_INFO[name]
+    return MODELS.get(name)[1]
 
 
 def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, **overrides: Any) -> nn.Module:
@@ -129,16 +111,14 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
         in_chans: input channels; ``None`` keeps the model's default.
         **overrides: forwarded to the model's constructor (e.g. ``conv_type``, ``drop_rate``).
     """
-    _ensure_loaded()
-    if name not in _MODEL_FNS:
-        raise _unknown(name)
+    fn = MODELS.get(name)[0]
     kwargs = dict(overrides)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
         kwargs["in_chans"] = in_chans
     try:
-        model = _MODEL_FNS[name](**kwargs)
+        model = fn(**kwargs)
     except TypeError as err:
         raise ValueError(f"create_model({name!r}): bad arguments {sorted(kwargs)}: {err}") from err
     model.model_name = name  # type: ignore[assignment]
@@ -152,7 +132,5 @@ def _number_even_padding(model: nn.Module) -> None:
     Families that build their own schedule in ``__init__`` are left alone; any other backbone
     that picked up ``conv_type="xsepconv"`` through the conv factory gets numbered here.
     """
-    from leannets.layers.padding import EvenPad2d, assign_padding_schedule
-
     if any(isinstance(m, EvenPad2d) and m.strategy == "improved" and m.index is None for m in model.modules()):
         assign_padding_schedule(model)

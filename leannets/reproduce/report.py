@@ -5,7 +5,7 @@ import json
 import math
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-from leannets.commands._common import atomic_write_json, atomic_write_text
+from leannets._io import atomic_write_json, atomic_write_text
 
 from .claims import fmt_num
 from .results import ExperimentResult

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from leannets.analysis.profile import count_params
 from leannets.cli import main as cli_main
-from leannets.engine.compare import DEFAULT_COMPARE_MODELS
+from leannets.analysis.compare import DEFAULT_COMPARE_MODELS
 from leannets.models import create_model, model_info
 
 
@@ -41,6 +41,6 @@ def test_compare_cli_writes_report_results_and_plot(tmp_path: Path, capsys):
 
 def test_compare_rejects_unknown_models_and_bad_epochs(tmp_path: Path, capsys):
     assert cli_main(["compare", "densenet_bc_cifar_6_6_7", "--out", str(tmp_path)]) == 2
-    assert "Unknown model 'densenet_bc_cifar_6_6_7'" in capsys.readouterr().err
+    assert "unknown model 'densenet_bc_cifar_6_6_7'" in capsys.readouterr().err
     assert cli_main(["compare", "densenet_bc_cifar_6_6_6", "--epochs", "0", "--out", str(tmp_path)]) == 2
     assert not (tmp_path / "results.json").exists()

@@ -9,7 +9,7 @@ from skimage.color import rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio as sk_psnr
 from skimage.metrics import structural_similarity as sk_ssim
 
-from leannets.analysis.restoration_metrics import (cubic_kernel, imresize, imresize_torch, modcrop, psnr, psnr_batch,
+from leannets.engine.restoration_metrics import (cubic_kernel, imresize, imresize_torch, modcrop, psnr, psnr_batch,
                                                    quantize, resize_weights, rgb_to_y, ssim, ssim_batch)
 
 

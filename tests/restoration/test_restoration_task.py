@@ -5,7 +5,7 @@ import torch
 import torch.nn as nn
 from PIL import Image
 
-from leannets.analysis.restoration_metrics import imresize, imresize_torch, psnr, quantize, ssim
+from leannets.engine.restoration_metrics import imresize, imresize_torch, psnr, quantize, ssim
 from leannets.cli import main as cli_main
 from leannets.engine.checkpoint import FORMAT, save_checkpoint
 from leannets.engine.recipe import load_recipe, stage_configs
@@ -35,7 +35,7 @@ def _images(folder, shapes, channels=1, seed=0):
 
 
 def _checkpoint(path, recipe, model, in_chans):
-    ckpt = {"format": FORMAT, "version": 1, "recipe": recipe,
+    ckpt = {"format": FORMAT, "version": 1, "recipe": recipe.to_dict(),
             "data_info": {"name": "test", "num_classes": 0, "in_chans": in_chans, "input_size": [in_chans, 16, 16],
                           "mean": [0.0] * in_chans, "std": [1.0] * in_chans, "class_names": []},
             "model": model.state_dict(), "ema": None, "metrics": {}}
@@ -67,8 +67,8 @@ def test_eval_noise_is_fixed_per_image_and_has_sigma():
     assert not torch.equal(a, c)
     noise = (a - target / 255.0) * 255.0
     assert float(noise.std()) == pytest.approx(50.0, rel=0.05)
-    cfg["task"]["eval_seed"] = 1
-    assert not torch.equal(create_task(cfg).eval_pair(clean, 3)[0], a)
+    reseeded = stage_configs(_cfg({"name": "denoising", "sigma": 50, "eval_seed": 1}, "dncnn", {}))[0]
+    assert not torch.equal(create_task(reseeded).eval_pair(clean, 3)[0], a)
 
 
 def test_training_noise_is_fresh_gaussian():

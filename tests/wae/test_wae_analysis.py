@@ -21,7 +21,7 @@ def test_family_models_and_errors():
         family_models("densenet121")
     with pytest.raises(ValueError, match="unknown variants"):
         family_models("wae_vgg16", ["fast"])
-    with pytest.raises(ValueError, match="Unknown model"):
+    with pytest.raises(ValueError, match="unknown model"):
         family_models("wae_vgg17")
 
 

@@ -33,7 +33,7 @@ def test_recipes_follow_paper_and_pairs_differ_only_in_model(key):
 
 def test_dataset_specific_augmentation():
     tiny = load_recipe("mbv3_tinyimagenet_xsep")["data"]
-    assert tiny["input_size"] == 56 and tiny["scale"] == [0.08, 1.0] and tiny["flip"]
+    assert tiny["input_size"] == 56 and tiny["crop_area"] == [0.08, 1.0] and tiny["flip"]
     assert tiny["ratio"] == pytest.approx([3 / 4, 4 / 3])
     svhn = load_recipe("mbv3_svhn_dw")["data"]
     assert svhn["svhn_extra"] and not svhn["augment"]

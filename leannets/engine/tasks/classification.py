@@ -7,7 +7,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..recipe import Field
+from leannets.config import Field
 from ..task import Task, cross_entropy_sums, register_task
 
 
@@ -22,7 +22,7 @@ class ClassificationTask(Task):
     def training_step(self, model: nn.Module, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         images, target = batch[0], batch[1]
         logits = model(images)
-        loss = F.cross_entropy(logits.float(), target, label_smoothing=self.opts.get("label_smoothing", 0.0))
+        loss = F.cross_entropy(logits.float(), target, label_smoothing=self.opts.label_smoothing)
         acc = (logits.detach().argmax(1) == target).float().mean()
         return loss, {"acc1": acc}
 

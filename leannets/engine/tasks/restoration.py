@@ -25,10 +25,16 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from leannets.analysis.restoration_metrics import imresize, imresize_torch, psnr_batch, quantize, ssim_batch
+from leannets.config import Field
+from leannets.data import DataSplits
+from leannets.data.loader import derive_seed
+from leannets.data.restoration import ImageDataset
+from leannets.models import create_model
 
-from ..recipe import Field
-from ..task import Task, register_task
+from ..checkpoint import load_model
+from ..recipe import apply_overrides, stage_configs
+from ..restoration_metrics import imresize, imresize_torch, psnr_batch, quantize, ssim_batch
+from ..task import Task, create_task, register_task
 
 __all__ = ["RestorationTask", "DenoisingTask", "SuperResolutionTask", "eval_noise", "run_model",
            "evaluate_folder", "format_rows", "restoration_task_for", "load_restoration_model"]
@@ -36,8 +42,6 @@ __all__ = ["RestorationTask", "DenoisingTask", "SuperResolutionTask", "eval_nois
 
 def eval_noise(shape: tuple[int, ...], sigma: float, seed: int, index: int) -> torch.Tensor:
     """The fixed evaluation noise of image ``index``: N(0, (σ/255)²), float32 on the CPU."""
-    from leannets.data.loader import derive_seed
-
     gen = torch.Generator().manual_seed(derive_seed("restoration-noise", seed, index))
     return torch.randn(shape, generator=gen, dtype=torch.float32) * (sigma / 255.0)
 
@@ -72,7 +76,7 @@ class RestorationTask(Task):
     # -- configuration ----------------------------------------------------------------------------
     @property
     def loss_name(self) -> str:
-        return self.opts.get("loss") or self.default_loss
+        return self.opts.loss or self.default_loss
 
     @property
     def scale(self) -> int:
@@ -80,11 +84,11 @@ class RestorationTask(Task):
 
     @property
     def y_channel(self) -> bool:
-        return bool(self.opts.get("y_channel", False))
+        return bool(self.opts.y_channel)
 
     @property
     def crop_border(self) -> int:
-        value = self.opts.get("crop_border")
+        value = self.opts.crop_border
         return self.scale if value is None else int(value)
 
     def loss_fn(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -99,7 +103,7 @@ class RestorationTask(Task):
         while ds is not None and not hasattr(ds, "set_epoch"):
             ds = getattr(ds, "dataset", None)
         if ds is not None and hasattr(ds, "seed"):
-            ds.seed = int(self.cfg.get("seed", 0))
+            ds.seed = self.cfg.seed
         self._check_patch(int(splits.input_size[-1]))
         return splits
 
@@ -110,21 +114,19 @@ class RestorationTask(Task):
         """Model keyword arguments the task fixes (e.g. the SR scale)."""
         return {}
 
-    def build_model(self, splits) -> nn.Module:
-        from leannets.models import create_model
-
-        m = self.cfg["model"]
-        kwargs = dict(m.get("kwargs") or {})
+    def build_model(self, splits: DataSplits) -> nn.Module:
+        m = self.cfg.model
+        kwargs = dict(m.kwargs or {})
         kwargs.update(self.model_kwargs(kwargs))
         if getattr(splits, "in_chans", None):
             kwargs.setdefault("in_chans", splits.in_chans)
-        model = create_model(m["name"], **kwargs)
+        model = create_model(m.name, **kwargs)
         kind = getattr(model, "task", None)
         if kind is not None and kind != self.name:
-            raise ValueError(f"model {m['name']!r} is a {kind} model but the recipe's task.name is "
+            raise ValueError(f"model {m.name!r} is a {kind} model but the recipe's task.name is "
                              f"{self.name!r}; pick a {self.name} model (leannets list) or task.name={kind}")
         if int(getattr(model, "scale", 1)) != self.scale:
-            raise ValueError(f"model {m['name']!r} upscales ×{getattr(model, 'scale', 1)} but task.scale is {self.scale}")
+            raise ValueError(f"model {m.name!r} upscales ×{getattr(model, 'scale', 1)} but task.scale is {self.scale}")
         return model
 
     # -- degradations -----------------------------------------------------------------------------
@@ -201,14 +203,14 @@ class RestorationTask(Task):
             self.evaluate(model, loader)
         rows = [{"image": names[i] if names is not None and i < len(names) else f"#{i}", **v}
                 for i, v in sorted(self._rows.items())]
-        return format_rows({"task": self.name, "rows": rows, "mean": _mean(rows), "data": self.cfg["data"]["name"],
+        return format_rows({"task": self.name, "rows": rows, "mean": _mean(rows), "data": self.cfg.data.name,
                             "settings": self.describe(model)})
 
     def describe(self, model: nn.Module) -> dict[str, Any]:
         """The evaluation settings printed with the results."""
         channels = int(getattr(model, "in_chans", 1))
         return {"sigma": getattr(self, "sigma", None), "scale": self.scale, "y_channel": self.y_channel and channels == 3,
-                "crop_border": self.crop_border, "channels": channels, "model": self.cfg["model"]["name"]}
+                "crop_border": self.crop_border, "channels": channels, "model": self.cfg.model.name}
 
     @torch.no_grad()
     def evaluate_images(self, model: nn.Module, dataset: Any,
@@ -250,16 +252,16 @@ class DenoisingTask(RestorationTask):
 
     def __init__(self, cfg: dict[str, Any]) -> None:
         super().__init__(cfg)
-        if float(self.opts.get("sigma", 50.0)) < 0:
+        if float(self.opts.sigma) < 0:
             raise ValueError(f"task.sigma must be >= 0, got {self.opts['sigma']}")
 
     @property
     def sigma(self) -> float:
-        return float(self.opts.get("sigma", 50.0))
+        return float(self.opts.sigma)
 
     @property
     def crop_border(self) -> int:
-        value = self.opts.get("crop_border")
+        value = self.opts.crop_border
         return 0 if value is None else int(value)
 
     def degrade_batch(self, clean: torch.Tensor) -> torch.Tensor:
@@ -267,7 +269,7 @@ class DenoisingTask(RestorationTask):
 
     def eval_pair(self, clean: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         target = clean.to(torch.float32)[None]
-        noisy = target / 255.0 + eval_noise(tuple(target.shape), self.sigma, int(self.opts.get("eval_seed", 0)),
+        noisy = target / 255.0 + eval_noise(tuple(target.shape), self.sigma, int(self.opts.eval_seed),
                                             index)
         return noisy, target
 
@@ -283,7 +285,7 @@ class SuperResolutionTask(RestorationTask):
 
     @property
     def scale(self) -> int:
-        return int(self.opts.get("scale", 4))
+        return int(self.opts.scale)
 
     def build_data(self):  # -> DataSplits
         splits = super().build_data()
@@ -318,14 +320,11 @@ class SuperResolutionTask(RestorationTask):
 
 def restoration_task_for(ckpt: dict[str, Any], **task_overrides: Any) -> RestorationTask:
     """The restoration task of a checkpoint's recipe, with ``task.*`` overrides (e.g. ``sigma``)."""
-    from ..recipe import stage_configs
-    from ..task import create_task
-
-    cfg = stage_configs(ckpt["recipe"])[0]
-    cfg["task"] = {**cfg["task"], **{k: v for k, v in task_overrides.items() if v is not None}}
+    overrides = {f"task.{k}": v for k, v in task_overrides.items() if v is not None}
+    cfg = stage_configs(apply_overrides(ckpt["recipe"], overrides))[0]
     task = create_task(cfg)
     if not isinstance(task, RestorationTask):
-        raise ValueError(f"checkpoint {ckpt.get('path', '')} was trained for task {cfg['task']['name']!r}, "
+        raise ValueError(f"checkpoint {ckpt.get('path', '')} was trained for task {cfg.task.name!r}, "
                          f"not denoising or super_resolution")
     return task
 
@@ -339,8 +338,6 @@ def load_restoration_model(checkpoint: str | Path, expect: str | None = None, de
         device: ``cpu``, ``cuda[:N]`` or ``auto``.
         task_overrides: ``task.*`` values to change (e.g. ``sigma``).
     """
-    from ..checkpoint import load_model
-
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     model, ckpt = load_model(checkpoint, device=device)
@@ -362,8 +359,6 @@ def evaluate_folder(checkpoint: str | Path, data: str | Path, *, sigma: float | 
     ``sigma``/``scale`` must agree with the checkpoint's task (σ may differ for a blind test; the
     scale of an SR net is fixed by its upsampler).
     """
-    from leannets.data.restoration import ImageDataset
-
     model, _, ckpt = load_restoration_model(checkpoint, device=device)
     name = str(ckpt["recipe"]["task"]["name"])
     if sigma is not None and name != "denoising":

@@ -31,7 +31,7 @@ from leannets.layers.wae import LOSS_REDUCTIONS, TransformLoss, joint_loss, tran
 from leannets.models.wae_classifier import WAEClassifier, WAEOutput
 
 from ..checkpoint import unwrap_model
-from ..recipe import Field
+from leannets.config import Field
 from ..task import Task, cross_entropy_sums, register_task
 
 __all__ = ["WAETask", "WAE_MODES"]
@@ -64,7 +64,7 @@ class WAETask(Task):
 
     @property
     def mode(self) -> str:
-        return self.opts.get("mode", "classify")
+        return self.opts.mode
 
     def _net(self, model: nn.Module) -> nn.Module:
         net = unwrap_model(model)
@@ -76,8 +76,8 @@ class WAETask(Task):
         return net
 
     def _transform(self, x: torch.Tensor, out: WAEOutput) -> TransformLoss:
-        return transform_loss(x, out.recon, out.i_h, self.opts.get("energy_weight", 1.0),
-                              self.opts.get("reduction", "sum"))
+        return transform_loss(x, out.recon, out.i_h, self.opts.energy_weight,
+                              self.opts.reduction)
 
     def _forward(self, model: nn.Module, net: nn.Module, x: torch.Tensor) -> WAEOutput | torch.Tensor:
         if not isinstance(net, WAEClassifier):
@@ -89,7 +89,7 @@ class WAETask(Task):
         x, y = batch[0], batch[1]
         net = self._net(model)
         out = self._forward(model, net, x)
-        ls = self.opts.get("label_smoothing", 0.0)
+        ls = self.opts.label_smoothing
         if isinstance(out, torch.Tensor):
             loss = F.cross_entropy(out.float(), y, label_smoothing=ls)
             return loss, {"acc1": (out.detach().argmax(1) == y).float().mean()}
@@ -102,7 +102,7 @@ class WAETask(Task):
         cls = net.classification_loss(out, y, ls)
         logs["acc1"] = (out.logits.detach().argmax(1) == y).float().mean()
         logs["cls_loss"] = cls.detach()
-        loss = joint_loss(cls, t, self.opts.get("transform_weight", 1e-3)) if self.mode == "joint" else cls
+        loss = joint_loss(cls, t, self.opts.transform_weight) if self.mode == "joint" else cls
         return loss, logs
 
     def eval_step(self, model: nn.Module, batch: Any) -> dict[str, tuple[torch.Tensor, int]]:

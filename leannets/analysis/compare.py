@@ -12,14 +12,19 @@ import platform
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 
 import torch
 
-from leannets.commands._common import atomic_write_json, atomic_write_text
+from leannets._io import atomic_save_figure, atomic_write_json, atomic_write_text
+from leannets.config import Recipe
+from leannets.engine.recipe import apply_overrides, load_recipe, parse_override, stage_configs
+from leannets.engine.task import create_task
+from leannets.engine.trainer import train
+from leannets.models import model_info
 
-from .recipe import apply_overrides, load_recipe, parse_override, stage_configs
-from leannets._io import atomic_save_figure
+from .profile import profile_model, torch_threads
 
 __all__ = ["DEFAULT_COMPARE_MODELS", "DEFAULT_COMPARE_RECIPE", "compare_models", "format_report", "plot_results"]
 
@@ -37,14 +42,8 @@ def _overrides_dict(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict
     return dict(parse_override(o) for o in overrides)
 
 
-def _profile(name: str, recipe: dict[str, Any], data_info: dict[str, Any], latency: bool, threads: int | None
+def _profile(name: str, recipe: Recipe, data_info: dict[str, Any], latency: bool, threads: int | None
              ) -> dict[str, Any]:
-    from types import SimpleNamespace
-
-    from leannets.analysis.profile import profile_model
-
-    from .task import create_task
-
     cfg = stage_configs(recipe)[0]
     model = create_task(cfg).build_model(SimpleNamespace(**data_info)).eval()
     size = tuple(data_info.get("input_size") or (model.in_chans, 32, 32))
@@ -73,26 +72,28 @@ def compare_models(models: Sequence[str] | None = None, recipe: str | os.PathLik
     Returns:
         The ``results.json`` content: ``{"models": [{name, params, macs, cpu_latency_ms, metric, ...}], ...}``.
     """
-    from .trainer import train
-
     t0 = time.perf_counter()
     models = list(models or DEFAULT_COMPARE_MODELS)
     if len(set(models)) != len(models):
         raise ValueError(f"compare: model names must be unique, got {models}")
-    from leannets.models import model_info
-
     for m in models:
         model_info(m)
-    if threads:
-        torch.set_num_threads(threads)
+    with torch_threads(threads):
+        return _compare(models, recipe, overrides, Path(out_dir), epochs, latency, threads, verbose, progress,
+                        command, t0)
+
+
+def _compare(models: list[str], recipe: str | os.PathLike | Mapping[str, Any] | None,
+             overrides: Mapping[str, Any] | Sequence[str] | None, out: Path, epochs: int | None, latency: bool,
+             threads: int | None, verbose: bool, progress: bool | None, command: str | None, t0: float
+             ) -> dict[str, Any]:
     over = _overrides_dict(overrides)
     base = load_recipe(recipe or DEFAULT_COMPARE_RECIPE, over)
     if epochs is not None:
         if epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {epochs}")
-        base = apply_overrides(base, {"train.epochs": epochs} if not base["stages"] else
-                               {f"stages.{i}.epochs": epochs for i in range(len(base["stages"]))})
-    out = Path(out_dir)
+        base = load_recipe(apply_overrides(base, {"train.epochs": epochs} if not base.stages else
+                                           {f"stages.{i}.epochs": epochs for i in range(len(base.stages))}))
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     for i, name in enumerate(models):
@@ -110,7 +111,7 @@ def compare_models(models: Sequence[str] | None = None, recipe: str | os.PathLik
             "epochs": res["epochs"], "global_step": res["global_step"], "run_dir": res["out_dir"], **prof,
         })
     results = {
-        "command": command, "recipe": base, "data": base["data"]["name"], "seed": base["seed"],
+        "command": command, "recipe": base.to_dict(), "data": base.data.name, "seed": base.seed,
         "metric": rows[0]["metric_name"], "higher_is_better": rows[0]["higher_is_better"], "baseline": models[0],
         "models": rows, "total_time_s": time.perf_counter() - t0,
         "machine": {"torch": torch.__version__, "python": platform.python_version(), "cpu": platform.processor()
