@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "atomic_save_figure",
-           "atomic_copy", "remove_orphan_temps", "TEMP_SUFFIX"]
+           "atomic_copy", "remove_orphan_temps", "pyplot", "TEMP_SUFFIX"]
 
 TEMP_SUFFIX = ".tmp"
 
@@ -88,6 +88,20 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> Path:
     return atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the headless Agg backend.
+
+    Imported at first use (not at module import) so that importing leannets never switches the
+    backend of a user's notebook or GUI session.
+    """
+    import matplotlib  # imported at first plot: see the docstring
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt  # imported at first plot: see the docstring
+
+    return plt
+
+
 def atomic_save_figure(fig: Any, path: str | os.PathLike, close: bool = True, **savefig_kwargs: Any) -> Path:
     """``fig.savefig`` (PNG unless ``format`` is given) atomically; closes the figure unless ``close=False``."""
     try:
@@ -95,9 +109,7 @@ def atomic_save_figure(fig: Any, path: str | os.PathLike, close: bool = True, **
             fig.savefig(tmp, **{"format": "png", **savefig_kwargs})
     finally:
         if close:
-            import matplotlib.pyplot as plt  # only figure writers need matplotlib
-
-            plt.close(fig)
+            pyplot().close(fig)
     return Path(path)
 
 

@@ -7,12 +7,10 @@ import importlib
 import pkgutil
 import sys
 
-from . import __version__
+from . import __version__, commands
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import commands
-
     parser = argparse.ArgumentParser(prog="leannets", description="Build, train and fairly measure efficient CNNs.")
     parser.add_argument("--version", action="version", version=f"leannets {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")

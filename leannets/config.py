@@ -25,7 +25,13 @@ from typing import Any, ClassVar, Iterator, Mapping
 
 __all__ = ["Field", "REQUIRED", "Section", "key", "TaskSection", "ModelSection", "DataSection", "OptimSection",
            "ScheduleSection", "TrainSection", "CheckpointSection", "StageInfo", "StageOverrides", "Recipe",
-           "StageConfig", "SECTION_TYPES", "SECTIONS", "STAGE_SECTIONS"]
+           "StageConfig", "SECTION_TYPES", "SECTIONS", "STAGE_SECTIONS", "DEFAULT_COMPARE_MODELS",
+           "DEFAULT_COMPARE_RECIPE"]
+
+#: ``leannets compare`` with no model arguments (the README's main job): the DenseNet-BC baseline, then the
+#: DxNet it is compared with (small CPU-sized members of both families; see docs/engine.md), under this recipe.
+DEFAULT_COMPARE_MODELS: tuple[str, ...] = ("densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4")
+DEFAULT_COMPARE_RECIPE = "compare_default"
 
 _FLOAT_RE = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?")
 

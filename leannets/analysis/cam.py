@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import matplotlib
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
 
-from leannets._io import atomic_save_figure
+from leannets._io import atomic_save_figure, pyplot
+from leannets.models._base import Classifier
 
 __all__ = ["CamOutput", "check_cam_model", "class_activation_maps", "normalize_cam", "overlay_cam",
            "plot_cam_grid", "load_image", "IMAGE_SUFFIXES"]
@@ -42,8 +45,6 @@ class CamOutput:
 
 def check_cam_model(model: nn.Module) -> nn.Linear:
     """Return the model's final linear layer; ``ValueError`` if it is not GAP + linear."""
-    from leannets.models._base import Classifier
-
     name = getattr(model, "model_name", type(model).__name__)
     if not isinstance(model, Classifier):
         raise ValueError(f"CAM needs a Classifier ending in global average pooling + linear "
@@ -94,8 +95,6 @@ def normalize_cam(cams: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def overlay_cam(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5, cmap: str = "jet") -> np.ndarray:
     """Blend an RGB/gray image (H, W[, 3], values in [0, 1]) with a [0, 1] heat map → (H, W, 3) in [0, 1]."""
-    import matplotlib
-
     if not 0 <= alpha <= 1:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     img = np.asarray(image, dtype=np.float64)
@@ -109,8 +108,6 @@ def overlay_cam(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5, cmap: st
 
 def load_image(path: str | os.PathLike, in_chans: int, size: tuple[int, int]) -> np.ndarray:
     """Read an image file as float (H, W, C) in [0, 1], converted to ``in_chans`` and resized (bicubic)."""
-    from PIL import Image, UnidentifiedImageError
-
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"image {p} does not exist")
@@ -137,10 +134,7 @@ def plot_cam_grid(images: Sequence[np.ndarray], rows: dict[str, Sequence[tuple[n
         path: output PNG.
         image_titles: captions of the input images.
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not images:
         raise ValueError("plot_cam_grid: no images")

@@ -17,8 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from leannets._io import atomic_save_figure, atomic_write_json, atomic_write_text
-from leannets.config import Recipe
+from leannets._io import atomic_save_figure, atomic_write_json, atomic_write_text, pyplot
+from leannets.config import DEFAULT_COMPARE_MODELS, DEFAULT_COMPARE_RECIPE, Recipe
 from leannets.engine.recipe import apply_overrides, load_recipe, parse_override, stage_configs
 from leannets.engine.task import create_task
 from leannets.engine.trainer import train
@@ -28,10 +28,6 @@ from .profile import profile_model, torch_threads
 
 __all__ = ["DEFAULT_COMPARE_MODELS", "DEFAULT_COMPARE_RECIPE", "compare_models", "format_report", "plot_results"]
 
-#: ``leannets compare`` with no model arguments: the DenseNet-BC baseline, then the DxNet it is
-#: compared with (small CPU-sized members of both families; see docs/engine.md for the timing).
-DEFAULT_COMPARE_MODELS: tuple[str, ...] = ("densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4")
-DEFAULT_COMPARE_RECIPE = "compare_default"
 
 
 def _overrides_dict(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
@@ -198,10 +194,7 @@ def format_report(results: Mapping[str, Any]) -> str:
 
 def plot_results(results: Mapping[str, Any], path: str | os.PathLike) -> Path | None:
     """PNG with two panels: metric vs MACs and metric vs parameters (written atomically)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     rows = [r for r in results["models"] if r["metric"] is not None]
     if not rows:

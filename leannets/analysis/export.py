@@ -21,8 +21,13 @@ from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from leannets._io import atomic_write
+from leannets.engine.checkpoint import load_model
+from leannets.models import create_model, is_model, model_info
+
+from .fold_bn import fold_bn as _fold
 
 __all__ = ["FORMATS", "DEFAULT_OPSET", "ExportResult", "default_export_path", "export_model", "flatten_outputs",
            "load_exported", "load_model_source", "LoadedModel", "run_exported", "smallest_input_size",
@@ -164,7 +169,6 @@ def _aa_resize_symbolic(mode: str) -> Any:
     """ONNX symbolic for ``aten::_upsample_{mode}2d_aa`` (antialiased resize, which the exporter
     lacks): at the traced size it is exactly ``A_h @ x @ A_w^T`` with constant matrices taken from
     PyTorch's own kernel."""
-    import torch.nn.functional as F
     from torch.onnx import symbolic_helper as sh
 
     def symbolic(g: Any, x: Any, output_size: Any, align_corners: Any, scale_factors: Any) -> Any:
@@ -279,8 +283,6 @@ def export_model(
     pairs = None
     reference = model  # the file is always checked against the unmodified model
     if fold_bn:
-        from .fold_bn import fold_bn as _fold
-
         model = _fold(model, x, inplace=False)
         pairs = int(getattr(model, "folded_bn_pairs", 0))
     with torch.no_grad():
@@ -376,12 +378,8 @@ class LoadedModel:
 def load_model_source(source: str, num_classes: int | None = None) -> LoadedModel:
     """A checkpoint file/run folder (loaded with ``weights_only=True`` by the engine) or a registered
     model name (fresh weights) as a :class:`LoadedModel` in eval mode."""
-    from leannets.models import create_model, is_model, model_info
-
     path = Path(source)
     if path.exists():
-        from leannets.engine.checkpoint import load_model
-
         if num_classes is not None:
             raise ValueError("--num-classes applies to model names only; a checkpoint fixes its classifier")
         model, ckpt = load_model(path)

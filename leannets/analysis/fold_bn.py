@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from leannets.models._base import LeanModule
+
 __all__ = ["fold_bn", "find_conv_bn_pairs", "fuse_conv_bn_weights"]
 
 
@@ -39,8 +41,6 @@ class _UseCounter(TorchDispatchMode):
 
 
 def _default_probe(model: nn.Module) -> torch.Tensor:
-    from leannets.models._base import LeanModule
-
     in_chans = getattr(model, "in_chans", 3)
     size = 32
     if isinstance(model, LeanModule):

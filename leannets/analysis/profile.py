@@ -17,6 +17,10 @@ import torch.nn as nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from leannets.models import create_model, model_info
+
+from .fold_bn import fold_bn as _fold
+
 __all__ = ["ProfileResult", "count_params", "count_macs", "count_elementwise", "peak_activation_bytes",
            "measure_latency", "profile_model", "format_table", "LiveMemoryTracker", "training_step_peak_bytes",
            "median_iqr", "torch_threads"]
@@ -234,8 +238,6 @@ def profile_model(
         threads: CPU threads pinned during timing (default: current setting).
         cuda: time on CUDA too; ``None`` means "if available".
     """
-    from leannets.models import create_model, model_info
-
     name = model if isinstance(model, str) else getattr(model, "model_name", type(model).__name__)
     if isinstance(model, str):
         if input_size is None:
@@ -259,8 +261,6 @@ def profile_model(
         result.threads = threads or torch.get_num_threads()
         result.cpu_latency_ms, result.cpu_latency_iqr_ms = measure_latency(model, xb, warmup, repeats, threads)
         if fold_bn:
-            from .fold_bn import fold_bn as _fold
-
             folded = _fold(model, one)
             result.cpu_latency_folded_ms, result.cpu_latency_folded_iqr_ms = measure_latency(
                 folded, xb, warmup, repeats, threads)

@@ -30,7 +30,12 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import torch
 import torch.nn as nn
-from leannets._io import atomic_save_figure
+
+from leannets._io import atomic_save_figure, atomic_write_json, pyplot
+from leannets.data import dataset_info, make_loader
+from leannets.engine.checkpoint import load_model
+from leannets.engine.recipe import apply_overrides, parse_override, stage_configs, validate_recipe
+from leannets.engine.task import create_task
 
 __all__ = ["SharpnessResult", "perturbable_parameters", "fit_quadratic", "estimate_sharpness", "task_loss_fn",
            "criterion_loss_fn", "checkpoint_data", "plot_sharpness", "save_sharpness", "format_sharpness_table",
@@ -235,11 +240,6 @@ def checkpoint_data(path: str | os.PathLike, data: str | None = None, overrides:
 
     The batches are normalised with the statistics stored in the checkpoint (those used in training).
     """
-    from leannets.data import dataset_info, make_loader
-    from leannets.engine.checkpoint import load_model
-    from leannets.engine.recipe import apply_overrides, parse_override, stage_configs, validate_recipe
-    from leannets.engine.task import create_task
-
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     model, ckpt = load_model(path, device=device, use_ema=use_ema)
@@ -268,7 +268,7 @@ def checkpoint_data(path: str | os.PathLike, data: str | None = None, overrides:
     chosen = {"train": splits.train, "eval": splits.eval, "val": getattr(splits, "val", None)}[split]
     if chosen is None:
         raise ValueError("split 'val' needs data.val_fraction > 0 (e.g. --set data.val_fraction=0.1)")
-    loader = make_loader(chosen, cfg["data"], train=False, device=torch.device(device), seed=recipe["seed"],
+    loader = make_loader(chosen, cfg.data, train=False, device=torch.device(device), seed=cfg.seed,
                          mean=info.get("mean") or getattr(splits, "mean", None),
                          std=info.get("std") or getattr(splits, "std", None))
     return model, task, loader, ckpt
@@ -280,10 +280,7 @@ def plot_sharpness(results: Sequence[SharpnessResult], path: str | os.PathLike, 
     Panel (b) draws ``½ λ̄ t²`` for each model, ``λ̄`` being its mean Hessian eigenvalue
     (the 1-D function whose second derivative matches the Hessian's average curvature).
     """
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     if not results:
         raise ValueError("plot_sharpness: no results")
@@ -313,8 +310,6 @@ def plot_sharpness(results: Sequence[SharpnessResult], path: str | os.PathLike, 
 def save_sharpness(results: Sequence[SharpnessResult], out_dir: str | os.PathLike, stem: str = "sharpness",
                    meta: dict[str, Any] | None = None) -> tuple[Path, Path]:
     """Write ``<stem>.json`` (every number) and ``<stem>.png`` into ``out_dir``; returns both paths."""
-    from leannets._io import atomic_write_json
-
     out = Path(out_dir)
     json_path, png_path = out / f"{stem}.json", out / f"{stem}.png"
     atomic_write_json(json_path, {"meta": meta or {}, "results": [r.as_dict() for r in results]})

@@ -21,6 +21,9 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn as nn
 
+from leannets.models import create_model, is_model, model_info
+from leannets.models.wae_classifier import WAEClassifier
+
 from .fold_bn import fold_bn
 from .profile import count_macs, median_iqr, torch_threads
 
@@ -45,8 +48,6 @@ def mac_breakdown(model: nn.Module, input_size: Sequence[int]) -> dict[str, int]
     ``fusion`` (on I_H), ``heads`` (fully connected layers), ``total`` and
     ``total_without_front_end`` (what the paper's 4.11 G for WAE-VGG16 corresponds to).
     """
-    from leannets.models.wae_classifier import WAEClassifier
-
     if not isinstance(model, WAEClassifier):
         raise ValueError(f"mac_breakdown: expected a WAEClassifier, got {type(model).__name__}")
     model = model.eval()
@@ -67,8 +68,6 @@ def mac_breakdown(model: nn.Module, input_size: Sequence[int]) -> dict[str, int]
 
 def family_of(name: str) -> tuple[str, str]:
     """``("wae", "vgg16")`` for ``wae_vgg16``; ``("full", "vgg16")`` for ``vgg16``."""
-    from leannets.models import model_info
-
     model_info(name)
     for prefix in WAE_PREFIXES:
         if name.startswith(prefix + "_"):
@@ -78,8 +77,6 @@ def family_of(name: str) -> tuple[str, str]:
 
 def family_models(name: str, variants: Sequence[str] = DEFAULT_VARIANTS) -> list[str]:
     """The full-resolution backbone of ``name``'s family followed by its WAE-style variants."""
-    from leannets.models import is_model
-
     _, family = family_of(name)
     bad = [v for v in variants if v not in WAE_PREFIXES]
     if bad:
@@ -199,8 +196,6 @@ def measure_speedups(name: str, batch_sizes: Sequence[int] = (1, 8), device: str
         variants: WAE-style prefixes to compare with the full-res model.
         input_size: (C, H, W); default: the registered size.
     """
-    from leannets.models import create_model, model_info
-
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available")
     if device != "cpu" and not device.startswith("cuda"):
@@ -286,8 +281,6 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None
     why the measured speed-up falls short of the MAC ratio. The classifier heads are the remainder
     (whole model minus the timed parts).
     """
-    from leannets.models import create_model, model_info
-
     variant, family = family_of(name)
     if variant == "full":
         raise ValueError(f"latency_breakdown: {name!r} is a full-resolution model; pass a WAE-style model "

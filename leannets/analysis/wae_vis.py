@@ -18,6 +18,7 @@ import torch.nn as nn
 from PIL import Image, ImageDraw
 
 from leannets._io import atomic_write
+from leannets.models.wae_classifier import WAE, WAEClassifier
 
 __all__ = ["decomposition_grid", "save_decomposition_png", "stretch"]
 
@@ -51,8 +52,6 @@ def decomposition_grid(model: nn.Module, images: torch.Tensor, mean: Sequence[fl
 
     ``model`` is a WAE classifier with a decoder (``wae_*``/``ilonly_*``) or a :class:`WAE`.
     """
-    from leannets.models.wae_classifier import WAE, WAEClassifier
-
     wae = model.wae if isinstance(model, WAEClassifier) else model
     if not isinstance(wae, WAE) or wae.decoder is None:
         raise ValueError("decomposition_grid needs a WAE with a decoder (a wae_* / ilonly_* model or `wae`), "

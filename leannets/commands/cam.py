@@ -12,10 +12,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from leannets._io import atomic_write_json
+from leannets.commands.sharpness import _labels
+
 CHECKPOINT_SUFFIXES = (".pt", ".pth", ".ckpt")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.analysis.cam import IMAGE_SUFFIXES
 
     p = sub.add_parser(
@@ -43,6 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def split_paths(paths: list[str], checkpoints: list[str]) -> tuple[list[str], list[str]]:
     """(checkpoints, images): positional ``paths`` split by suffix / folder, then the ``--checkpoint`` values."""
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.analysis.cam import IMAGE_SUFFIXES
 
     ckpts, images = [], []
@@ -61,6 +66,7 @@ def split_paths(paths: list[str], checkpoints: list[str]) -> tuple[list[str], li
 
 def _data_images(ckpt_path: str, args: argparse.Namespace, models: list[tuple[Any, dict]]) -> tuple[list, list]:
     """Up to ``--from-data`` (image [0,1] HWC numpy, label) pairs from the eval split, denormalised."""
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     import torch
 
     from leannets.analysis.sharpness import checkpoint_data
@@ -90,6 +96,7 @@ def _data_images(ckpt_path: str, args: argparse.Namespace, models: list[tuple[An
 
 
 def _renormalize(x01, ckpt: dict):  # noqa: ANN001, ANN202
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     import torch
 
     info = ckpt["data_info"]
@@ -101,6 +108,7 @@ def _renormalize(x01, ckpt: dict):  # noqa: ANN001, ANN202
 
 
 def _predict(model, x, device):  # noqa: ANN001, ANN202
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     import torch
 
     with torch.no_grad():
@@ -108,6 +116,7 @@ def _predict(model, x, device):  # noqa: ANN001, ANN202
 
 
 def _resize(img, size: tuple[int, int]):  # noqa: ANN001, ANN202
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     import numpy as np
     from PIL import Image
 
@@ -120,12 +129,11 @@ def _resize(img, size: tuple[int, int]):  # noqa: ANN001, ANN202
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     import numpy as np
     import torch
 
     from leannets.analysis.cam import check_cam_model, class_activation_maps, load_image, normalize_cam, plot_cam_grid
-    from leannets._io import atomic_write_json
-    from leannets.commands.sharpness import _labels
     from leannets.engine.checkpoint import load_model
 
     ckpts, files = split_paths(args.paths, args.checkpoint)

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import argparse
 
+from leannets.config import DEFAULT_COMPARE_MODELS, DEFAULT_COMPARE_RECIPE
+
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from leannets.analysis.compare import DEFAULT_COMPARE_MODELS, DEFAULT_COMPARE_RECIPE
-
     p = sub.add_parser("compare", help="train + evaluate + profile models side by side (report, JSON, plot)")
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help=f"registered models, baseline first (default: {' '.join(DEFAULT_COMPARE_MODELS)})")
@@ -31,6 +31,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.analysis.compare import _table, command_line, compare_models
     from leannets.engine.recipe import parse_override
 

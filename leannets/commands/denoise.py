@@ -25,10 +25,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     import torch
 
-    from leannets.engine.restoration_metrics import psnr, quantize, ssim
     from leannets.data.restoration import load_image, save_image
+    from leannets.engine.restoration_metrics import psnr, quantize, ssim
     from leannets.engine.tasks.restoration import eval_noise, load_restoration_model, run_model
 
     if args.add_noise is not None and args.add_noise < 0:

@@ -25,6 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.engine.checkpoint import load_checkpoint
     from leannets.engine.recipe import parse_override
     from leannets.engine.task import Task, get_task_class

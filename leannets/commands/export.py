@@ -27,6 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.analysis.export import default_export_path, export_model, load_model_source
 
     loaded = load_model_source(args.source, num_classes=args.num_classes)

@@ -14,6 +14,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.models import list_models, model_info
 
     infos = [model_info(n) for n in list_models(args.pattern, task=args.task)]

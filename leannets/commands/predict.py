@@ -51,6 +51,7 @@ def parse_class_names(spec: str | None, num_classes: int, stored: Sequence[str])
 
 def load_image(path: str | Path, input_size: Sequence[int], crop_pct: float = 0.875) -> torch.Tensor:
     """A float tensor (C, H, W) in [0, 1] prepared for a model with ``input_size`` (C, H, W)."""
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
@@ -89,6 +90,7 @@ def predict(model: torch.nn.Module, images: torch.Tensor, topk: int, batch: int 
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.analysis.export import load_model_source
 
     if args.topk < 1:

@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def expand_names(names: list[str]) -> list[str]:
     """Expand shell patterns against the registry; unknown plain names raise ``ValueError``."""
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.models import list_models, model_info
 
     out: list[str] = []
@@ -39,6 +40,7 @@ def expand_names(names: list[str]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.analysis.profile import format_table, profile_model
     from leannets.models import create_model, model_info
 

@@ -12,8 +12,11 @@ import os
 import shlex
 from pathlib import Path
 
+from leannets._io import atomic_write_text
+
 
 def register(sub: argparse._SubParsersAction) -> None:
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.reproduce import PAPERS, SCALES
 
     p = sub.add_parser("reproduce", help="reproduce a paper's tables/figures (report beside the paper's numbers)")
@@ -48,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_one(args: argparse.Namespace) -> dict | None:
     """One paper (or its ``--list`` / ``--plan``); returns the results dict when it ran."""
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.reproduce import get_paper, run_paper
     from leannets.reproduce.runner import verdict_counts
 
@@ -78,6 +82,7 @@ def _run_one(args: argparse.Namespace) -> dict | None:
 
 def _run_all(args: argparse.Namespace) -> None:
     """Each paper into ``OUT/<paper>``, then ``OUT/README.md`` indexing them."""
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.reproduce import PAPERS
 
     if args.table:
@@ -99,7 +104,6 @@ def _run_all(args: argparse.Namespace) -> None:
 
 def write_index(root: os.PathLike | str, docs: list[dict], command: str) -> Path:
     """``root/README.md``: one row per paper (verdicts, minutes, report link) and the total time."""
-    from leannets._io import atomic_write_text
 
     lines = [f"# Reproductions — `{docs[0]['scale']}` scale", "",
              f"Command: `{command}`  ", f"Seed {docs[0]['seed']} · torch {docs[0]['environment']['torch']} · "

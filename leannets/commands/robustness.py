@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from leannets._io import atomic_write_json
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("robustness", help="accuracy of trained classifiers under additive Gaussian noise (one table)")
@@ -22,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _load(path: str, data_root: str | None):  # noqa: ANN202
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.engine.checkpoint import load_model
     from leannets.engine.recipe import apply_overrides, stage_configs, validate_recipe
     from leannets.engine.task import create_task
@@ -38,9 +41,9 @@ def _load(path: str, data_root: str | None):  # noqa: ANN202
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.analysis.robustness import format_noise_table, noise_robustness
 
-    from leannets._io import atomic_write_json
 
     results = {}
     vis_done = args.decomposition is None

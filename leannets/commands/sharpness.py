@@ -53,6 +53,7 @@ def _labels(checkpoints: list[str], models: list[str], names: list[str] | None) 
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     import torch
 
     from leannets.analysis.sharpness import (checkpoint_data, estimate_sharpness, format_sharpness_table,

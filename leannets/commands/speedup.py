@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
+
+from leannets._io import atomic_write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -25,12 +28,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
-
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.analysis.speedup import (family_of, format_breakdown, format_speedups, latency_breakdown,
                                            measure_speedups)
 
-    from leannets._io import atomic_write_json
 
     report = measure_speedups(args.name, batch_sizes=args.batch, device=args.device, threads=args.threads,
                               repeats=args.repeats, warmup=args.warmup, optimize=args.optimize,

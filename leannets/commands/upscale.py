@@ -25,11 +25,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # imported when the command runs, not at import: keeps `leannets --help` fast
     import numpy as np
     import torch
 
-    from leannets.engine.restoration_metrics import imresize, modcrop, psnr, quantize, ssim
     from leannets.data.restoration import load_image, save_image
+    from leannets.engine.restoration_metrics import imresize, modcrop, psnr, quantize, ssim
     from leannets.engine.tasks.restoration import load_restoration_model, run_model
 
     paths = existing_files(args.images)

@@ -16,8 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from sklearn.datasets import load_digits
 
 from leannets.config import DataSection, Field
+
 from ._registry import DataSplits, ImageTensors, register_dataset
 from ._util import channel_stats, stats_or_override
 
@@ -39,8 +41,6 @@ def _raw_digits() -> tuple[np.ndarray, np.ndarray]:
         with gzip.open(path, "rt") as f:
             table = np.loadtxt(f, delimiter=",")
         return table[:, :-1].reshape(-1, 8, 8), table[:, -1].astype(np.int64)
-    from sklearn.datasets import load_digits
-
     raw = load_digits()
     return np.asarray(raw.images), np.asarray(raw.target, dtype=np.int64)
 

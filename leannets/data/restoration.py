@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import skimage.data
 import torch
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
@@ -228,8 +229,6 @@ def build_restoration_folder(cfg: DataSection) -> DataSplits:
 
 def skimage_photo_paths() -> tuple[list[Path], list[Path]]:
     """(train, test) paths of the photos bundled in scikit-image's package data."""
-    import skimage.data
-
     base = Path(skimage.data.data_dir)
     train = [base / f for f in SKIMAGE_TRAIN if (base / f).is_file()]
     test = [base / f for f in SKIMAGE_TEST if (base / f).is_file()]

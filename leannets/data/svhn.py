@@ -10,8 +10,10 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.io import loadmat
 
 from leannets.config import DataSection, Field
+
 from ._registry import DataSplits, ImageTensors, register_dataset
 from ._util import channel_stats, find_dir, require_file, stats_or_override
 
@@ -22,8 +24,6 @@ LAYOUT = "ROOT/{train_32x32.mat, test_32x32.mat[, extra_32x32.mat]} (MATLAB file
 
 def read_svhn_mat(path: Path) -> ImageTensors:
     """One SVHN ``.mat`` split as uint8 (N, 3, 32, 32) with labels 0..9."""
-    from scipy.io import loadmat
-
     try:
         mat = loadmat(str(path))
     except Exception as err:  # noqa: BLE001 - scipy raises several types for corrupt files

@@ -37,6 +37,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .create_act import create_act
 from .create_conv import register_conv_type
@@ -170,8 +171,6 @@ def _bn_affine(bn: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]
 
 def _dispatch_mode_active() -> bool:
     try:
-        from torch.utils._python_dispatch import _get_current_dispatch_mode
-
         return _get_current_dispatch_mode() is not None
     except (ImportError, RuntimeError):  # pragma: no cover - private API moved
         return False

@@ -12,6 +12,7 @@ repeated once before the periodic extension. :class:`DWT2d` matches ``pywt.dwt2(
 from __future__ import annotations
 
 import numpy as np
+import pywt
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -21,8 +22,6 @@ __all__ = ["DWT2d", "IDWT2d", "wavelet_filters"]
 
 def wavelet_filters(wavelet: str = "bior4.4") -> dict[str, np.ndarray]:
     """Decomposition and reconstruction filters of a PyWavelets wavelet (even length)."""
-    import pywt
-
     try:
         w = pywt.Wavelet(wavelet)
     except ValueError as err:

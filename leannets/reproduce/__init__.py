@@ -8,25 +8,19 @@ figures with honest verdicts.
 """
 from __future__ import annotations
 
-import importlib
+from typing import Any
 
 from .reference import Reference, RefValue, list_references, load_reference
-from .runner import run_paper
-from .spec import SCALES, Experiment, ModelSpec, Paper, PlotSpec, Row, TrainSpec
+from .spec import PAPERS, SCALES, Experiment, ModelSpec, Paper, PlotSpec, Row, TrainSpec, get_paper, list_papers
 
 __all__ = ["PAPERS", "SCALES", "Experiment", "ModelSpec", "Paper", "PlotSpec", "Reference", "RefValue", "Row",
            "TrainSpec", "get_paper", "list_papers", "list_references", "load_reference", "run_paper"]
 
-PAPERS = ("dxnet", "wae", "xsepconv", "multiception")
 
+def __getattr__(name: str) -> Any:
+    # The runner imports the whole engine; loaded on first use so that `leannets --help` stays fast.
+    if name == "run_paper":
+        from .runner import run_paper  # see the comment above
 
-def list_papers() -> list[str]:
-    return list(PAPERS)
-
-
-def get_paper(name: str) -> Paper:
-    """The declared experiments of ``name`` (one of :data:`PAPERS`)."""
-    if name not in PAPERS:
-        raise ValueError(f"unknown paper {name!r}; choose from: {', '.join(PAPERS)}")
-    module = importlib.import_module(f"{__name__}.papers.{name}")
-    return module.paper()
+        return run_paper
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,10 +7,13 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
+import numpy as np
+
+from leannets._io import atomic_save_figure, pyplot
+
 from .reference import Reference
 from .results import ExperimentResult
 from .spec import Experiment, PlotSpec
-from leannets._io import atomic_save_figure
 
 __all__ = ["draw_plot", "save_figure", "new_figure"]
 
@@ -18,10 +21,7 @@ _MARKERS = "os^Dv<>pPX*h"
 
 
 def new_figure(width: float = 5.2, height: float = 3.8) -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, ax = plt.subplots(figsize=(width, height), dpi=120)
     ax.grid(True, alpha=0.3)
@@ -118,8 +118,6 @@ def _draw_bars(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference
 def bar_plot(path: str | os.PathLike, labels: Sequence[str], series: dict[str, Sequence[float | None]],
              title: str, ylabel: str, logy: bool = False) -> Path:
     """Grouped bars (one group per label, one bar per series; missing values left out)."""
-    import numpy as np
-
     fig, ax = new_figure(max(5.2, 0.9 * len(labels) + 2), 3.8)
     n = max(len(series), 1)
     width = 0.8 / n

@@ -19,10 +19,19 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
+from leannets.analysis.profile import count_macs, count_params, torch_threads
+from leannets.config import Recipe
+from leannets.engine import train
+from leannets.engine.recipe import load_recipe, stage_configs
+from leannets.engine.task import create_task
+from leannets.models import model_info
+
 from .claims import fmt_num
+from .plots import draw_plot
 from .reference import Reference, load_reference
+from .report import write_report
 from .results import ExperimentResult, RowResult, Verdict
-from .spec import SCALES, Experiment, ModelSpec, Paper, Row, stable_hash
+from .spec import SCALES, Experiment, ModelSpec, Paper, Row, get_paper, stable_hash
 
 __all__ = ["Context", "run_paper", "profile_spec", "format_overrides"]
 
@@ -45,9 +54,6 @@ def profile_spec(spec: ModelSpec, input_size: Sequence[int] | None, macs: bool =
                  seed: int = 0, **build_kwargs: Any) -> dict[str, Any]:
     """Parameters (and MACs for one image) of a model spec; counted on the ``meta`` device when
     the model allows it (no memory, same numbers), else on CPU."""
-    from leannets.analysis.profile import count_macs, count_params
-    from leannets.models import model_info
-
     size = tuple(int(v) for v in (input_size or model_info(spec.name).input_size))
     out: dict[str, Any] = {"input_size": list(size)}
     for device in ("meta", "cpu"):
@@ -121,20 +127,16 @@ class Context:
             overrides["train.threads"] = self.threads
         return recipe, format_overrides(overrides, self.data_root)
 
-    def resolve(self, exp: Experiment, row: Row) -> tuple[str, dict[str, Any], dict[str, Any], str]:
+    def resolve(self, exp: Experiment, row: Row) -> tuple[str, dict[str, Any], Recipe, str]:
         """(recipe name, overrides, resolved recipe, run id) of ``row``'s training run."""
-        from leannets.engine.recipe import load_recipe
-
         recipe, overrides = self.recipe_for(exp, row)
         resolved = load_recipe(recipe, overrides)
         # name/description do not change what is trained: equal runs of different tables are shared.
-        key = {k: v for k, v in resolved.items() if k not in ("name", "description")}
-        return recipe, overrides, resolved, f"{resolved['model']['name']}-{stable_hash(key)}"
+        key = {k: v for k, v in resolved.to_dict().items() if k not in ("name", "description")}
+        return recipe, overrides, resolved, f"{resolved.model.name}-{stable_hash(key)}"
 
     def train(self, exp: Experiment, row: Row) -> dict[str, Any]:
         """Train (or reuse / resume) the run of ``row``; returns the engine's result dict."""
-        from leannets.engine import train
-
         recipe, overrides, resolved, run_id = self.resolve(exp, row)
         if run_id in self.run_cache:
             return self.run_cache[run_id]
@@ -157,13 +159,10 @@ class Context:
         self.run_cache[run_id] = result
         return result
 
-    def eval_count(self, resolved: Mapping[str, Any]) -> int:
+    def eval_count(self, resolved: Recipe) -> int:
         """Size of the evaluation split a recipe evaluates on (for the accuracies' noise)."""
-        from leannets.engine.recipe import stage_configs
-        from leannets.engine.task import create_task
-
-        cfg = stage_configs(dict(resolved))[-1]
-        key = stable_hash({"data": cfg["data"], "task": cfg["task"]})
+        cfg = stage_configs(resolved)[-1]
+        key = stable_hash({"data": cfg.data.to_dict(), "task": cfg.task.to_dict()})
         if key not in self.eval_counts:
             self.eval_counts[key] = len(create_task(cfg).build_data().eval)
         return self.eval_counts[key]
@@ -254,8 +253,6 @@ def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
         exp.analysis(ctx, res)
     for claim in exp.claims:
         res.verdicts.append(claim.evaluate(res, ctx.reference, ctx.scale))
-    from .plots import draw_plot
-
     for plot in exp.plots:
         path = draw_plot(plot, exp, res, ctx.reference, ctx.figure(plot.file))
         if path is not None:
@@ -279,9 +276,6 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
     """Run ``paper``'s experiments (all, or ``tables``) at ``scale``; returns the results dict
     (also written to ``<out_dir>/results.json`` with ``report.md`` and ``figures/``). Training
     runs live in ``runs_dir`` (default ``<out_dir>/runs``; share one across papers to reuse runs)."""
-    from . import get_paper
-    from .report import write_report
-
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     paper_obj = get_paper(paper) if isinstance(paper, str) else paper
@@ -298,8 +292,6 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
                   runs_root=Path(runs_dir) if runs_dir else None)
     t0 = time.perf_counter()
     results: list[ExperimentResult] = []
-    from leannets.analysis.profile import torch_threads
-
     with torch_threads(threads):
         for exp in experiments:
             log(f"[{paper_obj.name}] {exp.ref}: {exp.title}")
@@ -320,8 +312,6 @@ def plan_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: s
                data_root: str | os.PathLike | None = None, seed: int = 0) -> list[dict[str, Any]]:
     """Every training run ``run_paper`` would start, with its recipe resolved and validated by the
     engine (nothing is trained and no data is read): a dry run of the declarations."""
-    from . import get_paper
-
     paper_obj = get_paper(paper) if isinstance(paper, str) else paper
     ctx = Context(paper=paper_obj, scale=scale, seed=seed, out_dir=Path("."),
                   data_root=Path(data_root) if data_root else None, reference=load_reference(paper_obj.name))
@@ -333,9 +323,8 @@ def plan_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: s
             if row.model_for(scale) is None:
                 continue
             recipe, overrides, resolved, run_id = ctx.resolve(exp, row)
-            runs.append({"experiment": exp.name, "row": row.key, "model": resolved["model"], "recipe": recipe,
-                         "overrides": overrides, "run_id": run_id,
-                         "stages": len(resolved.get("stages") or []) or 1})
+            runs.append({"experiment": exp.name, "row": row.key, "model": resolved.model.to_dict(), "recipe": recipe,
+                         "overrides": overrides, "run_id": run_id, "stages": len(resolved.stages) or 1})
     return runs
 
 

@@ -16,11 +16,14 @@ Parameter and MAC experiments always use the paper's full-size models (they need
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch.nn as nn
+
+from leannets.models import create_model
 
 if TYPE_CHECKING:  # pragma: no cover
     from .claims import Claim
@@ -45,8 +48,6 @@ class ModelSpec:
     kwargs: Mapping[str, Any] = field(default_factory=dict)
 
     def build(self, **extra: Any) -> nn.Module:
-        from leannets.models import create_model
-
         return create_model(self.name, **{**dict(self.kwargs), **extra})
 
     def describe(self) -> str:
@@ -216,3 +217,18 @@ class Paper:
 
     def select(self, names: Sequence[str] | None) -> list[Experiment]:
         return list(self.experiments) if not names else [self.experiment(n) for n in names]
+
+
+PAPERS = ("dxnet", "wae", "xsepconv", "multiception")
+
+
+def list_papers() -> list[str]:
+    return list(PAPERS)
+
+
+def get_paper(name: str) -> Paper:
+    """The declared experiments of ``name`` (one of :data:`PAPERS`), from ``reproduce/papers/<name>.py``."""
+    if name not in PAPERS:
+        raise ValueError(f"unknown paper {name!r}; choose from: {', '.join(PAPERS)}")
+    module = importlib.import_module(f"leannets.reproduce.papers.{name}")
+    return module.paper()

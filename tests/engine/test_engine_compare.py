@@ -6,7 +6,7 @@ from pathlib import Path
 
 from leannets.analysis.profile import count_params
 from leannets.cli import main as cli_main
-from leannets.analysis.compare import DEFAULT_COMPARE_MODELS
+from leannets.config import DEFAULT_COMPARE_MODELS
 from leannets.models import create_model, model_info
 
 

@@ -12,11 +12,19 @@
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
 
-from ..claims import Better, Custom, Matches, MatchesValue, NotWorse, Absolute
+from leannets.analysis.cam import class_activation_maps, normalize_cam, plot_cam_grid
+from leannets.analysis.sharpness import checkpoint_data, estimate_sharpness, plot_sharpness, task_loss_fn
+from leannets.engine.checkpoint import load_model
+from leannets.engine.recipe import stage_configs
+from leannets.engine.task import create_task
+from leannets.layers.xunit import XUnit
+
+from ..claims import Absolute, Better, Custom, Matches, MatchesValue, NotWorse
 from ..results import ExperimentResult
 from ..spec import Experiment, Paper, PlotSpec, Row, TrainSpec
 from ._common import SMOKE_CLASSIFICATION, cpu_classification, ms, paper_data
@@ -136,8 +144,6 @@ def _table1_svhn() -> Experiment:
 
 # -- Sec. 3.3 / Fig. 1: parameter overheads -----------------------------------------------------------
 def _xunit_analysis(ctx: Any, res: ExperimentResult) -> None:
-    from leannets.layers.xunit import XUnit
-
     rows = []
     for k in (12, 16, 32):
         unit = XUnit(k, kernel_size=9)
@@ -177,8 +183,6 @@ def _dominates(res: ExperimentResult, better: list[str], worse: list[str], metri
                ) -> tuple[bool, str] | None:
     """Whether every measured point of ``better`` lies above the measured ``worse`` curve (linear in
     log-params); rows not trained at this scale are left out, ``None`` when either side has no point."""
-    import math
-
     def points(keys: list[str]) -> list[tuple[float, float]]:
         pts = [(res.value(k, "train_params"), res.value(k, metric)) for k in keys]
         return sorted(p for p in pts if p[0] is not None and p[1] is not None)
@@ -333,8 +337,6 @@ REPEATS = {"smoke": 2, "cpu": 8, "paper": 1000}
 
 
 def _sharpness(ctx: Any, res: ExperimentResult) -> None:
-    from leannets.analysis.sharpness import checkpoint_data, estimate_sharpness, plot_sharpness, task_loss_fn
-
     exp = ctx.paper.experiment("fig9")
     results = []
     for key in ("densenet_468", "dxnet_468"):
@@ -383,11 +385,6 @@ def _fig9() -> Experiment:
 
 # -- Fig. 5 ----------------------------------------------------------------------------------------------
 def _cam(ctx: Any, res: ExperimentResult) -> None:
-    from leannets.analysis.cam import class_activation_maps, normalize_cam, plot_cam_grid
-    from leannets.engine.checkpoint import load_model
-    from leannets.engine.recipe import stage_configs
-    from leannets.engine.task import create_task
-
     t1 = ctx.paper.experiment("table1")
     models, data = {}, None
     for key in ("densenet_16", "dxnet_12"):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..claims import Absolute, Better, Matches, MatchesValue, NotWorse
+from ..plots import bar_plot
 from ..results import ExperimentResult
 from ..spec import Experiment, Paper, PlotSpec, Row, TrainSpec
 from ._common import SMOKE_CLASSIFICATION, cpu_classification, ms, paper_data
@@ -54,8 +55,6 @@ def _average_diff(res: ExperimentResult) -> float | None:
 
 
 def _table5_plot(ctx: Any, res: ExperimentResult) -> None:
-    from ..plots import bar_plot
-
     labels = [label for _, label, *_ in TABLE5]
     series: dict[str, list[float | None]] = {}
     for conv in ("standard", "multiception"):

@@ -13,11 +13,22 @@
 """
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from leannets.analysis.robustness import noise_robustness
+from leannets.analysis.speedup import mac_breakdown, measure_speedups, paper_bound
+from leannets.analysis.wae_vis import save_decomposition_png
+from leannets.engine.checkpoint import load_model
+from leannets.engine.recipe import stage_configs
+from leannets.engine.task import create_task
 
 from ..claims import AtLeast, Better, Custom, Matches, MatchesValue, NotWorse
+from ..plots import new_figure, save_figure
 from ..results import ExperimentResult
 from ..spec import Experiment, Paper, PlotSpec, Row, TrainSpec
 from ._common import SMOKE_CLASSIFICATION, ms
@@ -31,8 +42,6 @@ VARIANCES = (0.0, 0.01, 0.02, 0.05, 0.1)
 # -- Table 1: MACs and speed-ups ------------------------------------------------------------------
 def conv_macs(model: torch.nn.Module, x: torch.Tensor) -> int:
     """Multiply-adds of the convolutions alone (the paper's count leaves out fully connected layers)."""
-    from torch.utils.flop_counter import FlopCounterMode
-
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(x)
@@ -41,8 +50,6 @@ def conv_macs(model: torch.nn.Module, x: torch.Tensor) -> int:
 
 
 def _table1_analysis(ctx: Any, res: ExperimentResult) -> None:
-    from leannets.analysis.speedup import mac_breakdown, measure_speedups, paper_bound
-
     for row in ctx.paper.experiment("table1").rows:
         rr = res.row(row.key)
         size = tuple(rr.input_size)
@@ -174,9 +181,6 @@ def _acc_rows() -> list[Row]:
 
 def _no_ft(ctx: Any, res: ExperimentResult) -> None:
     """Table 4: the WAE run's evaluation at the end of stage 2 (before joint fine-tuning)."""
-    import json
-    from pathlib import Path
-
     run = res.row("wae").run or {}
     run_dir = Path(run.get("run_dir") or "")
     path = (run_dir if run_dir.is_absolute() else ctx.out_dir / run_dir) / "result.json"
@@ -256,11 +260,6 @@ def _table2() -> Experiment:
 
 # -- Table 7: noise ---------------------------------------------------------------------------------
 def _noise(ctx: Any, res: ExperimentResult) -> None:
-    from leannets.analysis.robustness import noise_robustness
-    from leannets.engine.checkpoint import load_model
-    from leannets.engine.recipe import stage_configs
-    from leannets.engine.task import create_task
-
     acc_exp = ctx.paper.experiment("table2")
     models, info = {}, None
     for key in ("full", "wae"):
@@ -279,8 +278,6 @@ def _noise(ctx: Any, res: ExperimentResult) -> None:
         for v in VARIANCES:
             rr.metrics[f"acc1@V={v:g}"] = 100.0 * table[key][v]
     res.extras["metric_columns"] = [f"acc1@V={v:g}" for v in VARIANCES]
-    from ..plots import new_figure, save_figure
-
     fig, ax = new_figure()
     for key, label in (("full", "full-resolution backbone"), ("wae", "WAE")):
         ax.plot(VARIANCES, [100.0 * table[key][v] for v in VARIANCES], "o-", label=f"{label} (ours, {ctx.scale})")
@@ -323,11 +320,6 @@ def _table7() -> Experiment:
 
 # -- Figs. 3-4: decomposition ---------------------------------------------------------------------------
 def _decomposition(ctx: Any, res: ExperimentResult) -> None:
-    from leannets.analysis.wae_vis import save_decomposition_png
-    from leannets.engine.checkpoint import load_model
-    from leannets.engine.recipe import stage_configs
-    from leannets.engine.task import create_task
-
     acc_exp = ctx.paper.experiment("table2")
     for key, title in (("wae", "WAE (transform loss)"),):
         result = ctx.train(acc_exp, acc_exp.row(key))

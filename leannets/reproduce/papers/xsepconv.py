@@ -16,7 +16,13 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from leannets.analysis.profile import count_macs
+from leannets.layers.padding import EvenPad2d
+from leannets.layers.xsepconv import XSepConv, xsepconv_cost_ratio, xsepconv_downsample_cost_ratio
+from leannets.models import create_model
+
 from ..claims import Better, Custom, MatchesValue
+from ..plots import new_figure, save_figure
 from ..results import ExperimentResult
 from ..spec import Experiment, Paper, PlotSpec, Row, TrainSpec
 from ._common import SMOKE_CLASSIFICATION, cpu_classification, ms, paper_data
@@ -34,17 +40,11 @@ RECIPE_TINY = "mbv3_tinyimagenet_xsep"
 
 # -- Sec. 3.1: cost ratios measured on blocks ---------------------------------------------------
 def _block_macs(block: nn.Module, channels: int, size: int) -> tuple[int, int]:
-    from leannets.analysis.profile import count_macs
-
     params = sum(m.weight.numel() for m in block.modules() if isinstance(m, nn.Conv2d))
     return count_macs(block.eval(), torch.zeros(1, channels, size, size)), params
 
 
 def _eq3(ctx: Any, res: ExperimentResult) -> None:
-    from leannets.layers.xsepconv import XSepConv, xsepconv_cost_ratio, xsepconv_downsample_cost_ratio
-
-    from ..plots import new_figure, save_figure
-
     c, size = 32, 28
     rows = []
     measured: dict[str, float] = {}
@@ -81,8 +81,6 @@ def _measured(key: str) -> Any:
 
 
 def _formula_claims() -> list[Any]:
-    from leannets.layers.xsepconv import xsepconv_cost_ratio, xsepconv_downsample_cost_ratio
-
     claims: list[Any] = [
         MatchesValue("k5_saving", "XSepConv saves 44% of the cost of a 5×5 depthwise conv", "Sec. 3.1",
                      fn=lambda res: None if _measured("mac_ratio_s1_k5")(res) is None
@@ -212,9 +210,6 @@ def _variant_rows() -> list[Row]:
 
 
 def _n_even_layers(res: ExperimentResult, ref: Any, scale: str) -> tuple[str, str, str, str]:
-    from leannets.layers.padding import EvenPad2d
-    from leannets.models import create_model
-
     model = create_model("mobilenetv3_small_cifar_100_xsep")
     n = sum(isinstance(m, EvenPad2d) for m in model.modules())
     ok = n % 4 == ref.value("table3.even_layers_mod4")
