@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 REPRODUCTIONS = ROOT / "docs" / "reproductions"
 PAPERS = ("dxnet", "wae", "xsepconv", "multiception")

@@ -94,6 +94,28 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_last_good(tmp_path:
     assert rc == 2
 
 
+def test_resume_removes_orphan_temp_files(tmp_path: Path):
+    run = tmp_path / "run"
+    train(tiny(train={"epochs": 1}), out_dir=run, verbose=False)
+    orphan = run / ".last.pt.k1ll3d.tmp"  # what a write interrupted by SIGKILL leaves behind
+    orphan.write_bytes(b"half a checkpoint")
+    past = orphan.stat().st_mtime - 3600
+    os.utime(orphan, (past, past))
+    train(resume=run, verbose=False)
+    assert not orphan.exists()
+    assert not list(run.glob(".*.tmp"))
+
+
+def test_run_files_get_the_umask_permissions(tmp_path: Path):
+    old = os.umask(0o022)
+    try:
+        train(tiny(train={"epochs": 1}), out_dir=tmp_path / "run", verbose=False)
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in (tmp_path / "run").iterdir() if p.is_file()}
+    assert modes and set(modes.values()) == {0o644}, modes
+
+
 def _write(path: Path, recipe: dict) -> str:
     path.write_text(yaml.safe_dump(recipe))
     return str(path)

@@ -20,12 +20,28 @@ def test_version(capsys):
 
 
 def test_every_subcommand_has_help():
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
+    _, subparsers = build_parser()
     expected = {"list", "profile", "train", "eval", "compare"}
-    assert expected <= set(sub.choices)
-    for name, p in sub.choices.items():
+    assert expected <= set(subparsers)
+    for name, p in subparsers.items():
         assert p.format_help().strip(), name
+
+
+def test_user_errors_are_one_line_but_bugs_keep_their_traceback(monkeypatch, capsys):
+    def user_error(args):
+        raise ValueError("bad value for --task")
+
+    def bug(args):
+        return {}["missing"]
+
+    parser, subparsers = build_parser()
+    subparsers["list"].set_defaults(func=user_error)
+    monkeypatch.setattr("leannets.cli.build_parser", lambda: (parser, subparsers))
+    assert main(["list"]) == 2
+    assert capsys.readouterr().err.strip() == "leannets list: error: bad value for --task"
+    subparsers["list"].set_defaults(func=bug)
+    with pytest.raises(KeyError, match="missing"):
+        main(["list"])
 
 
 def test_options_may_sit_between_positionals(capsys):

@@ -5,12 +5,45 @@ import math
 
 import pytest
 import torch
+import yaml
 
+from leannets.config import DataSection, Field, Recipe, StageConfig, TrainSection
 from leannets.engine.optim import LRSchedule, ModelEma, build_optimizer
-from leannets.engine.recipe import (Field, apply_overrides, list_recipes, load_recipe, parse_override,
-                                    stage_configs)
+from leannets.engine.recipe import apply_overrides, dump_recipe, list_recipes, load_recipe, parse_override, stage_configs
 
 BASE = {"model": {"name": "densenet_bc_cifar_6_6_6"}}
+
+
+def test_resolved_recipes_are_typed_read_only_sections():
+    r = load_recipe({**BASE, "train": {"epochs": 3}, "data": {"limit_train": 8}})
+    assert isinstance(r, Recipe) and isinstance(r.train, TrainSection) and isinstance(r.data, DataSection)
+    assert r.train.epochs == 3 and r.data.limit_train == 8 and r.task.label_smoothing == 0.0  # a task option
+    assert r.train.epochs == r["train"]["epochs"]
+    with pytest.raises(AttributeError, match="read-only"):
+        r.train.epochs = 4
+    with pytest.raises(AttributeError, match="has no key 'epoch'"):
+        r.train.epoch
+    stage = stage_configs(r)[0]
+    assert isinstance(stage, StageConfig) and stage.stage.name == "main" and stage.train.epochs == 3
+    assert load_recipe(r.to_dict()).to_dict() == r.to_dict() == yaml.safe_load(dump_recipe(r))
+
+
+def test_schema_types_come_from_the_section_annotations():
+    assert TrainSection.schema["epochs"] == Field(int, 1, "training epochs")
+    grad_clip = TrainSection.schema["grad_clip"]
+    assert grad_clip.type is float and grad_clip.nullable and grad_clip.default is None
+    assert DataSection.schema["crop_area"].type is list
+
+
+def test_the_old_crop_area_key_is_an_alias_with_a_deprecation_message():
+    with pytest.warns(FutureWarning, match=r"data.scale is deprecated; use data.crop_area"):
+        r = load_recipe({**BASE, "data": {"scale": [0.5, 1.0]}})
+    assert r.data.crop_area == [0.5, 1.0] and "scale" not in r.data
+    with pytest.warns(FutureWarning, match=r"stages.0.data.scale is deprecated"):
+        st = stage_configs(load_recipe({**BASE, "stages": [{"data": {"scale": [0.2, 1.0]}}]}))
+    assert st[0].data.crop_area == [0.2, 1.0]
+    with pytest.raises(ValueError, match=r"data.scale \(deprecated\) and data.crop_area are both set"):
+        load_recipe({**BASE, "data": {"scale": [0.5, 1.0], "crop_area": [0.5, 1.0]}})
 
 
 def test_defaults_are_filled_and_every_bundled_recipe_validates():

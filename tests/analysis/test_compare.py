@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 from leannets.analysis.profile import count_params
@@ -16,14 +18,24 @@ def test_default_models_are_a_densenet_baseline_and_a_dxnet():
     assert "densenet" in base.tags and "dxnet" in other.tags
 
 
+def _run_small_compare(out: Path, kwargs: str) -> int:
+    return cli_main(["compare", "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4", "--epochs", "1", "--out", str(out),
+                     "--set", kwargs, "--set", "data.image_size=16", "--set", "data.limit_train=32",
+                     "--set", "data.limit_eval=40", "--set", "data.batch_size=16", "--threads", "1",
+                     "--no-progress", "--quiet"])
+
+
 def test_compare_cli_writes_report_results_and_plot(tmp_path: Path, capsys):
     out = tmp_path / "cmp"
     kwargs = "model.kwargs={growth_rate: 2, bn_size: 2}"
-    rc = cli_main(["compare", "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4", "--epochs", "1", "--out", str(out),
-                   "--set", kwargs, "--set", "data.image_size=16", "--set", "data.limit_train=32",
-                   "--set", "data.limit_eval=40", "--set", "data.batch_size=16", "--threads", "1", "--no-progress",
-                   "--quiet"])
+    old_umask = os.umask(0o022)
+    try:
+        rc = _run_small_compare(out, kwargs)
+    finally:
+        os.umask(old_umask)
     assert rc == 0
+    for name in ("results.json", "report.md", "compare.png"):
+        assert stat.S_IMODE((out / name).stat().st_mode) == 0o644, name
     table = capsys.readouterr().out
     assert "densenet_bc_cifar_6_6_6" in table and "dxnet_cifar_4_4_4" in table and "MACs" in table
     res = json.loads((out / "results.json").read_text())
