@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from leannets.config import Field
+from leannets.config import Field, StageConfig
 from leannets.data import DataSplits
 from leannets.data.loader import derive_seed
 from leannets.data.restoration import ImageDataset
@@ -69,7 +69,7 @@ class RestorationTask(Task):
     higher_is_better = True
     default_loss = "mse"
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self, cfg: StageConfig) -> None:
         super().__init__(cfg)
         self._rows: dict[int, dict[str, float]] = {}
 
@@ -250,7 +250,7 @@ class DenoisingTask(RestorationTask):
                "y_channel": Field(bool, False, "evaluate on the BT.601 Y channel of RGB images")}
     default_loss = "mse"
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self, cfg: StageConfig) -> None:
         super().__init__(cfg)
         if float(self.opts.sigma) < 0:
             raise ValueError(f"task.sigma must be >= 0, got {self.opts['sigma']}")
