@@ -3,11 +3,11 @@ file such as ``data/restoration.py`` only has to call :func:`register_dataset` a
 
 How another slice plugs in::
 
+    from leannets.config import DataSection, Field
     from leannets.data import DataSplits, register_dataset
-    from leannets.config import Field
 
-    def build_bsd(cfg: dict) -> DataSplits:          # cfg = the recipe's resolved ``data`` section
-        ...                                           # cfg["root"], cfg["patch_size"], ...
+    def build_bsd(cfg: DataSection) -> DataSplits:   # cfg = the recipe's resolved ``data`` section
+        ...                                           # cfg.root, cfg.patch_size, ...
         return DataSplits(train=..., eval=..., num_classes=0, in_chans=1, input_size=(1, 40, 40))
 
     register_dataset("bsd", build_bsd, options={"patch_size": Field(int, 40, "training patch")},

@@ -6,8 +6,8 @@ restoration and auto-encoder training lives in a :class:`Task` subclass.
 How another slice plugs in (e.g. ``leannets/engine/tasks/restoration.py``; every module in
 ``leannets/engine/tasks/`` is imported automatically, so just create the file)::
 
-    from leannets.engine.task import Task, register_task
     from leannets.config import Field
+    from leannets.engine.task import Task, register_task
 
     @register_task("denoising")
     class DenoisingTask(Task):
