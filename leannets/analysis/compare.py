@@ -1,8 +1,9 @@
-"""Train several models under one recipe and seed, then profile and report them side by side.
+"""Train several models under one recipe for several seeds, then profile and report them side by side.
 
-This is the ``leannets compare`` main job; ``leannets reproduce`` calls :func:`compare_models`.
-Every figure in the report is measured in the run: accuracy (or the task's main metric) from the
-final evaluation, parameters and MACs from :mod:`leannets.analysis.profile`, CPU latency timed here.
+This is the ``leannets compare`` main job. Every figure in the report is measured in the run: the task's
+main metric from the final evaluation of every seed (mean with a 95% interval, and the paired difference
+to the baseline with its interval: :mod:`leannets.analysis.statistics`), parameters and MACs from
+:mod:`leannets.analysis.profile`, CPU latency timed here.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from leannets.engine.trainer import train
 from leannets.models import model_info
 
 from .profile import profile_model, torch_threads
+from .statistics import Interval, describe_difference, mean_ci, paired_difference
 
 __all__ = ["DEFAULT_COMPARE_MODELS", "DEFAULT_COMPARE_RECIPE", "compare_models", "format_report", "plot_results"]
 
@@ -51,75 +53,130 @@ def _profile(name: str, recipe: Recipe, data_info: dict[str, Any], latency: bool
 
 def compare_models(models: Sequence[str] | None = None, recipe: str | os.PathLike | Mapping[str, Any] | None = None,
                    overrides: Mapping[str, Any] | Sequence[str] | None = None, out_dir: str | os.PathLike = "runs/compare",
-                   epochs: int | None = None, latency: bool = True, threads: int | None = None,
+                   epochs: int | None = None, seeds: int = 3, latency: bool = True, threads: int | None = None,
                    verbose: bool = True, progress: bool | None = None, command: str | None = None) -> dict[str, Any]:
-    """Train, evaluate and profile each model under the same recipe and seed; write the report.
+    """Train, evaluate and profile each model under the same recipe for several seeds; write the report.
+
+    Seed ``k`` (``recipe.seed + k``) gives every model the same data order and augmentation, so the
+    differences to the baseline are paired by seed (see :mod:`leannets.analysis.statistics`).
 
     Args:
-        models: registered names (default :data:`DEFAULT_COMPARE_MODELS`); the first is the baseline.
-        recipe: recipe file/name/dict (default :data:`DEFAULT_COMPARE_RECIPE`); ``model.name`` is replaced
-            per model, ``model.kwargs`` apply to every model.
+        models: registered names (default :data:`~leannets.config.DEFAULT_COMPARE_MODELS`); the first is the
+            baseline.
+        recipe: recipe file/name/dict (default :data:`~leannets.config.DEFAULT_COMPARE_RECIPE`); ``model.name``
+            is replaced per model, ``model.kwargs`` apply to every model.
         overrides: extra ``key=value`` overrides for every model.
-        out_dir: writes ``report.md``, ``results.json``, ``compare.png`` and ``runs/<model>/``.
+        out_dir: writes ``report.md``, ``results.json``, ``compare.png`` and ``runs/<model>-s<seed>/``.
         epochs: shortcut for ``train.epochs`` (every stage of a multi-stage recipe).
+        seeds: training runs per model (>= 1; an interval needs >= 2).
         latency: time CPU inference (batch 1).
         threads: CPU threads for training and timing (default: current setting).
 
     Returns:
-        The ``results.json`` content: ``{"models": [{name, params, macs, cpu_latency_ms, metric, ...}], ...}``.
+        The ``results.json`` content: per model the mean metric with its 95% interval, the per-seed values,
+        the paired difference to the baseline with its interval, parameters, MACs and latency.
     """
     t0 = time.perf_counter()
     models = list(models or DEFAULT_COMPARE_MODELS)
     if len(set(models)) != len(models):
         raise ValueError(f"compare: model names must be unique, got {models}")
+    if seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {seeds}")
     for m in models:
         model_info(m)
+    base = _base_recipe(recipe, overrides, epochs)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
     with torch_threads(threads):
-        return _compare(models, recipe, overrides, Path(out_dir), epochs, latency, threads, verbose, progress,
-                        command, t0)
+        runs = {name: [_train_one(base, name, base.seed + k, out, verbose, progress, (i, k), (len(models), seeds))
+                       for k in range(seeds)] for i, name in enumerate(models)}
+        rows = [_model_row(name, runs[name], _profile(name, load_recipe(base, {"model.name": name}),
+                                                      runs[name][0]["data"], latency, threads)) for name in models]
+        machine = {"torch": torch.__version__, "python": platform.python_version(),
+                   "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
+                   "cpus": os.cpu_count()}
+    _add_differences(rows)
+    results = {
+        "command": command, "recipe": base.to_dict(), "data": base.data.name,
+        "seeds": [base.seed + k for k in range(seeds)], "metric": rows[0]["metric_name"],
+        "higher_is_better": rows[0]["higher_is_better"], "baseline": models[0], "eval_samples": rows[0]["eval_samples"],
+        "ci_method": CI_METHOD, "models": rows, "total_time_s": time.perf_counter() - t0, "machine": machine,
+    }
+    return _write_outputs(results, out, verbose)
 
 
-def _compare(models: list[str], recipe: str | os.PathLike | Mapping[str, Any] | None,
-             overrides: Mapping[str, Any] | Sequence[str] | None, out: Path, epochs: int | None, latency: bool,
-             threads: int | None, verbose: bool, progress: bool | None, command: str | None, t0: float
-             ) -> dict[str, Any]:
-    over = _overrides_dict(overrides)
-    base = load_recipe(recipe or DEFAULT_COMPARE_RECIPE, over)
+CI_METHOD = ("95% Student-t intervals over seeds; differences paired by seed (same data order and augmentation "
+             "per seed), positive = the model is better than the baseline")
+
+
+def _base_recipe(recipe: str | os.PathLike | Mapping[str, Any] | None,
+                 overrides: Mapping[str, Any] | Sequence[str] | None, epochs: int | None) -> Recipe:
+    base = load_recipe(recipe or DEFAULT_COMPARE_RECIPE, _overrides_dict(overrides))
     if epochs is not None:
         if epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {epochs}")
         base = load_recipe(apply_overrides(base, {"train.epochs": epochs} if not base.stages else
                                            {f"stages.{i}.epochs": epochs for i in range(len(base.stages))}))
-    out.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for i, name in enumerate(models):
-        if verbose:
-            print(f"== [{i + 1}/{len(models)}] {name}", flush=True)
-        recipe_m = load_recipe(base, {"model.name": name})
-        res = train(recipe_m, out_dir=out / "runs" / name, verbose=verbose, progress=progress)
-        prof = _profile(name, recipe_m, res["data"], latency, threads)
-        final = res["final"]
-        metric = f"eval_{res['main_metric']}"
-        rows.append({
-            "name": name, "paper": model_info(name).paper, "source": model_info(name).source,
-            "metric_name": res["main_metric"], "metric": final.get(metric), "eval": final,
-            "higher_is_better": res["higher_is_better"], "best": res["best"], "train_time_s": res["train_time_s"],
-            "epochs": res["epochs"], "global_step": res["global_step"], "run_dir": res["out_dir"], **prof,
-        })
-    results = {
-        "command": command, "recipe": base.to_dict(), "data": base.data.name, "seed": base.seed,
-        "metric": rows[0]["metric_name"], "higher_is_better": rows[0]["higher_is_better"], "baseline": models[0],
-        "models": rows, "total_time_s": time.perf_counter() - t0,
-        "machine": {"torch": torch.__version__, "python": platform.python_version(), "cpu": platform.processor()
-                    or platform.machine(), "threads": torch.get_num_threads(), "cpus": os.cpu_count()},
+    return base
+
+
+def _train_one(base: Recipe, name: str, seed: int, out: Path, verbose: bool, progress: bool | None,
+               at: tuple[int, int], of: tuple[int, int]) -> dict[str, Any]:
+    if verbose:
+        print(f"== [model {at[0] + 1}/{of[0]}, seed {at[1] + 1}/{of[1]}] {name} (seed {seed})", flush=True)
+    res = train(load_recipe(base, {"model.name": name, "seed": seed}), out_dir=out / "runs" / f"{name}-s{seed}",
+                verbose=verbose, progress=progress)
+    final = res["final"]
+    return {"seed": seed, "metric": final.get(f"eval_{res['main_metric']}"), "eval": final, "best": res["best"],
+            "train_time_s": res["train_time_s"], "epochs": res["epochs"], "global_step": res["global_step"],
+            "run_dir": res["out_dir"], "data": res["data"], "eval_samples": res["eval_samples"],
+            "main_metric": res["main_metric"], "higher_is_better": res["higher_is_better"]}
+
+
+def _model_row(name: str, runs: list[dict[str, Any]], prof: dict[str, Any]) -> dict[str, Any]:
+    values = [r["metric"] for r in runs]
+    ci = mean_ci(values) if None not in values else None
+    losses = [r["eval"].get("eval_loss") for r in runs]
+    return {
+        "name": name, "paper": model_info(name).paper, "source": model_info(name).source,
+        "metric_name": runs[0]["main_metric"], "higher_is_better": runs[0]["higher_is_better"],
+        "metric": ci.mean if ci else None, "metric_ci": ci.as_dict() if ci else None,
+        "eval_loss": mean_ci(losses).as_dict() if None not in losses else None,
+        "eval_samples": runs[0]["eval_samples"], "epochs": runs[0]["epochs"],
+        "train_time_s": sum(r["train_time_s"] for r in runs),
+        "per_seed": [{k: v for k, v in r.items() if k not in ("data", "main_metric", "higher_is_better")}
+                     for r in runs],
+        **prof,
     }
+
+
+def _add_differences(rows: list[dict[str, Any]]) -> None:
+    """Each non-baseline row gets the paired difference to the baseline (``diff_to_baseline``) and its wording."""
+    base = rows[0]
+    label, scale = _metric_label({"metric": base["metric_name"]})
+    for r in rows[1:]:
+        a = [s["metric"] for s in r["per_seed"]]
+        b = [s["metric"] for s in base["per_seed"]]
+        if None in a or None in b:
+            r["diff_to_baseline"], r["diff_text"] = None, None
+            continue
+        diff = paired_difference(a, b, higher_is_better=base["higher_is_better"])
+        r["diff_to_baseline"] = diff.as_dict()
+        unit = " points" if scale == 100.0 else ""
+        r["diff_text"] = describe_difference(diff.scaled(scale), label.replace(" (%)", ""), f"`{r['name']}`",
+                                             f"`{base['name']}`", unit=unit)
+
+
+def _write_outputs(results: dict[str, Any], out: Path, verbose: bool) -> dict[str, Any]:
     plot = plot_results(results, out / "compare.png")
     results["plot"] = plot.name if plot else None
     atomic_write_json(out / "results.json", results)
-    report = format_report(results)
-    atomic_write_text(out / "report.md", report)
+    atomic_write_text(out / "report.md", format_report(results))
     if verbose:
         print(_table(results))
+        for r in results["models"][1:]:
+            if r.get("diff_text"):
+                print(f"- {r['diff_text']}")
         print(f"\nreport: {out / 'report.md'}  results: {out / 'results.json'}"
               + (f"  plot: {out / plot.name}" if plot else ""))
     return results
@@ -132,33 +189,41 @@ def _metric_label(results: Mapping[str, Any]) -> tuple[str, float]:
     return name, 1.0
 
 
+def _ci_text(ci: Mapping[str, Any] | None, scale: float, digits: int = 2) -> str:
+    if not ci:
+        return "-"
+    iv = Interval(**ci).scaled(scale) if ci.get("low") is not None else None
+    if iv is None:
+        return f"{ci['mean'] * scale:.{digits}f} (n={ci['n']})"
+    return f"{iv.mean:.{digits}f} ± {iv.half_width:.{digits}f}"
+
+
 def _table(results: Mapping[str, Any]) -> str:
     label, scale = _metric_label(results)
     lat_threads = results["models"][0].get("latency_threads")
-    head = ["model", "params", "MACs (M)", f"CPU latency (ms, batch 1, {lat_threads} thr)", f"eval {label}",
-            "eval loss", "train time (s)", "epochs"]
+    n_seeds, n_eval = len(results["seeds"]), results.get("eval_samples")
+    head = ["model", "params", "MACs (M)", f"CPU latency (ms, batch 1, {lat_threads} thr)",
+            f"eval {label}, mean ± 95% CI ({n_seeds} seeds, {n_eval} images)", "eval loss", "train time (s)", "epochs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results["models"]:
         lat = "-" if r.get("cpu_latency_ms") is None else f"{r['cpu_latency_ms']:.2f} ± {r['cpu_latency_iqr_ms']:.2f}"
-        metric = "-" if r["metric"] is None else f"{r['metric'] * scale:.2f}"
-        loss = r["eval"].get("eval_loss")
-        lines.append("| " + " | ".join([r["name"], f"{r['params']:,}", f"{r['macs'] / 1e6:.2f}", lat, metric,
-                                        "-" if loss is None else f"{loss:.4f}", f"{r['train_time_s']:.1f}",
-                                        str(r["epochs"])]) + " |")
+        lines.append("| " + " | ".join([r["name"], f"{r['params']:,}", f"{r['macs'] / 1e6:.2f}", lat,
+                                        _ci_text(r["metric_ci"], scale), _ci_text(r["eval_loss"], 1.0, 4),
+                                        f"{r['train_time_s']:.1f}", str(r["epochs"])]) + " |")
     return "\n".join(lines)
 
 
 def format_report(results: Mapping[str, Any]) -> str:
-    """Markdown report: setup, the measured table, ratios against the baseline, the plot."""
+    """Markdown report: setup, the measured table, paired differences and ratios to the baseline, the plot."""
     rec = results["recipe"]
-    label, scale = _metric_label(results)
     base = results["models"][0]
+    seeds = results["seeds"]
     lines = [
         "# leannets compare", "",
-        f"Data: `{results['data']}`; recipe `{rec['name']}` (seed {results['seed']}, "
-        f"{rec['train']['epochs']} epochs × batch {rec['data']['batch_size']}, {rec['optim']['name']} "
+        f"Data: `{results['data']}` ({results.get('eval_samples')} evaluation images); recipe `{rec['name']}` "
+        f"({rec['train']['epochs']} epochs × batch {rec['data']['batch_size']}, {rec['optim']['name']} "
         f"lr {rec['optim']['lr']}, schedule {rec['schedule']['name']}); every model trained with the same recipe "
-        f"and seed. All numbers below were measured by this run "
+        f"for seeds {', '.join(map(str, seeds))}. All numbers below were measured by this run "
         f"({results['total_time_s']:.0f} s in total on {results['machine']['threads']} CPU thread(s), "
         f"torch {results['machine']['torch']}).", "",
     ]
@@ -170,17 +235,24 @@ def format_report(results: Mapping[str, Any]) -> str:
         for r in results["models"][1:]:
             parts = [f"params ×{r['params'] / base['params']:.2f}", f"MACs ×{r['macs'] / base['macs']:.2f}"]
             if r.get("cpu_latency_ms") and base.get("cpu_latency_ms"):
-                parts.append(f"latency ×{r['cpu_latency_ms'] / base['cpu_latency_ms']:.2f}")
-            if r["metric"] is not None and base["metric"] is not None:
-                unit = " points" if scale == 100.0 else ""
-                parts.append(f"{label.replace(' (%)', '')} {(r['metric'] - base['metric']) * scale:+.2f}{unit}")
+                parts.append(f"latency ×{r['cpu_latency_ms'] / base['cpu_latency_ms']:.2f} (one timing, no CI)")
             lines.append(f"- `{r['name']}`: " + ", ".join(parts))
+            if r.get("diff_text"):
+                lines.append(f"  - {r['diff_text']}")
         lines.append("")
-    lines += [
+    lines += _report_notes(results)
+    return "\n".join(lines) + "\n"
+
+
+def _report_notes(results: Mapping[str, Any]) -> list[str]:
+    label, _ = _metric_label(results)
+    lines = [
+        f"Uncertainty: {results['ci_method']}. A difference whose interval covers 0 is not distinguishable at "
+        "this budget (more seeds or epochs would be needed to tell the models apart). Method and assumptions: "
+        "docs/reproduce.md, \"Statistics\".", "",
         f"The metric is the final-epoch evaluation on the `{results['data']}` evaluation split (not the best "
         "epoch, so no test-set selection). MACs = multiply-accumulates per image at the input size shown in "
-        "results.json (torch.utils.flop_counter, FLOPs/2). Short CPU runs rank models only roughly; "
-        "use a paper-scale recipe for the papers' figures.", "",
+        "results.json (torch.utils.flop_counter, FLOPs/2); per-seed values are in results.json.", "",
         "Models:", "",
     ]
     lines += [f"- `{r['name']}` — {r['source']} ({r['paper']})" for r in results["models"]]
@@ -188,14 +260,13 @@ def format_report(results: Mapping[str, Any]) -> str:
         lines += ["", "Latency: median ± IQR of 20 timed batch-1 inferences after warm-up (eval mode, no grad, "
                   "BatchNorm not folded); on a shared machine the IQR shows how much the timing is disturbed."]
     if results.get("plot"):
-        lines += ["", f"![{label} vs MACs and params]({results['plot']})"]
-    return "\n".join(lines) + "\n"
+        lines += ["", f"![{label} vs MACs and params, 95% CI error bars]({results['plot']})"]
+    return lines
 
 
 def plot_results(results: Mapping[str, Any], path: str | os.PathLike) -> Path | None:
-    """PNG with two panels: metric vs MACs and metric vs parameters (written atomically)."""
+    """PNG with two panels: metric vs MACs and vs parameters, with 95% CI error bars (written atomically)."""
     plt = pyplot()
-
     rows = [r for r in results["models"] if r["metric"] is not None]
     if not rows:
         return None
@@ -204,21 +275,21 @@ def plot_results(results: Mapping[str, Any], path: str | os.PathLike) -> Path | 
     for ax, key, xlabel in ((axes[0], "macs", "MACs per image (M)"), (axes[1], "params", "parameters (M)")):
         xs = [r[key] / 1e6 for r in rows]
         ys = [r["metric"] * scale for r in rows]
-        for r, x, y in zip(rows, xs, ys):
-            ax.scatter([x], [y], s=40)
-            ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(0, 6), fontsize=8, ha="center")
+        errs = [(r["metric_ci"]["high"] - r["metric_ci"]["low"]) / 2 * scale
+                if r["metric_ci"] and r["metric_ci"].get("low") is not None else 0.0 for r in rows]
+        for r, x, y, e in zip(rows, xs, ys, errs):
+            ax.errorbar([x], [y], yerr=[e], fmt="o", capsize=4, markersize=6)
+            ax.annotate(r["name"], (x, y), textcoords="offset points", xytext=(6, 6), fontsize=8)
         span = (max(xs) - min(xs)) or max(xs) or 1.0
         ax.set_xlim(min(xs) - 0.25 * span, max(xs) + 0.25 * span)
-        yspan = (max(ys) - min(ys)) or max(1.0, 0.02 * abs(max(ys)))
-        top = max(ys) + 0.5 * yspan
-        if scale == 100.0:
-            top = min(top, 100.0 + 0.1 * yspan)
-        ax.set_ylim(min(ys) - 0.5 * yspan, top)
+        lo, hi = min(y - e for y, e in zip(ys, errs)), max(y + e for y, e in zip(ys, errs))
+        pad = max(hi - lo, 1.0) * 0.3
+        ax.set_ylim(lo - pad, min(hi + pad, 100.0 + pad / 3) if scale == 100.0 else hi + pad)
         ax.set_xlabel(xlabel)
-        ax.set_ylabel(f"eval {label}")
+        ax.set_ylabel(f"eval {label}, mean ± 95% CI")
         ax.grid(True, alpha=0.3)
-    fig.suptitle(f"{results['data']}: {label} vs cost (recipe {results['recipe']['name']}, seed {results['seed']})",
-                 fontsize=10)
+    fig.suptitle(f"{results['data']}: {label} vs cost (recipe {results['recipe']['name']}, "
+                 f"{len(results['seeds'])} seeds, {results.get('eval_samples')} eval images)", fontsize=10)
     return atomic_save_figure(fig, path, dpi=120)
 
 

@@ -169,7 +169,7 @@ def _aa_resize_symbolic(mode: str) -> Any:
     """ONNX symbolic for ``aten::_upsample_{mode}2d_aa`` (antialiased resize, which the exporter
     lacks): at the traced size it is exactly ``A_h @ x @ A_w^T`` with constant matrices taken from
     PyTorch's own kernel."""
-    from torch.onnx import symbolic_helper as sh
+    from torch.onnx import symbolic_helper as sh  # loaded only when exporting to ONNX (the export extra)
 
     def symbolic(g: Any, x: Any, output_size: Any, align_corners: Any, scale_factors: Any) -> Any:
         sizes = sh._get_tensor_sizes(x)
@@ -319,7 +319,7 @@ def load_exported(path: str | os.PathLike, fmt: str | None = None) -> Any:
     fmt = _check_format(fmt or ("onnx" if path.suffix == ".onnx" else "torchscript"))
     if fmt == "onnx":
         try:
-            import onnxruntime as ort
+            import onnxruntime as ort  # optional: the export extra
         except ImportError as err:  # pragma: no cover - depends on the install
             raise ValueError("checking ONNX files needs onnxruntime: pip install 'leannets[export]'") from err
         opts = ort.SessionOptions()

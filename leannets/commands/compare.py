@@ -21,7 +21,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a recipe key for every model (repeatable)")
     p.add_argument("--epochs", type=int, default=None, help="training epochs (overrides the recipe)")
-    p.add_argument("--seed", type=int, default=None, help="seed (overrides the recipe)")
+    p.add_argument("--seed", type=int, default=None, help="first seed (overrides the recipe's)")
+    p.add_argument("--seeds", type=int, default=3,
+                   help="training runs per model, seeds SEED..SEED+N-1, paired across models (default 3)")
     p.add_argument("--out", default="runs/compare", metavar="DIR", help="output folder (default runs/compare)")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for training and timing")
     p.add_argument("--no-latency", action="store_true", help="skip CPU latency timing")
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     if args.seed is not None:
         overrides["seed"] = args.seed
     results = compare_models(args.models or None, recipe=args.recipe, overrides=overrides, out_dir=args.out,
-                             epochs=args.epochs, latency=not args.no_latency, threads=args.threads,
+                             epochs=args.epochs, seeds=args.seeds, latency=not args.no_latency, threads=args.threads,
                              verbose=not args.quiet, progress=False if args.no_progress else None,
                              command=command_line())
     if args.quiet:

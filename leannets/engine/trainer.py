@@ -140,7 +140,7 @@ class _TBWriter:
         if out_dir is None:
             return
         try:
-            from torch.utils.tensorboard import SummaryWriter  # type: ignore
+            from torch.utils.tensorboard import SummaryWriter  # type: ignore  # optional: needs tensorboard
         except Exception:  # noqa: BLE001 - optional dependency
             return
         self.writer = SummaryWriter(str(out_dir / "tb"))
@@ -218,6 +218,7 @@ class Trainer:
         self.resume_ckpt = resume_ckpt
         self.state = LoopState()
         self._data_cache: dict[str, DataSplits] = {}
+        self.eval_samples: int | None = None  # size of the last stage's evaluation split
         self.tb = _TBWriter(out_dir if self.dist.is_main else None)
         if recipe.train.threads:
             torch.set_num_threads(recipe.train.threads)
@@ -416,6 +417,7 @@ class Trainer:
 
     def _run_stage(self, stage_idx: int) -> dict[str, float]:
         run = self._setup_stage(stage_idx)
+        self.eval_samples = len(run.splits.eval)
         self._resume_or_seed(run)
         self.log(f"[{run.name}] task={run.task.name} model={run.cfg.model.name} data={run.splits.name} "
                  f"train={run.train_loader.num_samples} eval={run.eval_loader.num_samples} "
@@ -618,6 +620,7 @@ class Trainer:
             "params": sum(p.numel() for p in model.parameters()),
             "epochs": len(s.history), "global_step": s.global_step, "train_time_s": seconds,
             "world_size": self.dist.world_size, "device": str(self.device), "data": self.data_info,
+            "eval_samples": self.eval_samples,
             "checkpoint": str(self.out_dir / "last.pt") if self.out_dir else None,
             "best_checkpoint": str(self.out_dir / "best.pt") if self.out_dir and (self.out_dir / "best.pt").exists()
             else None,

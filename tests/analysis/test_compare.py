@@ -22,7 +22,7 @@ def _run_small_compare(out: Path, kwargs: str) -> int:
     return cli_main(["compare", "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4", "--epochs", "1", "--out", str(out),
                      "--set", kwargs, "--set", "data.image_size=16", "--set", "data.limit_train=32",
                      "--set", "data.limit_eval=40", "--set", "data.batch_size=16", "--threads", "1",
-                     "--no-progress", "--quiet"])
+                     "--seeds", "2", "--no-progress", "--quiet"])
 
 
 def test_compare_cli_writes_report_results_and_plot(tmp_path: Path, capsys):
@@ -40,14 +40,26 @@ def test_compare_cli_writes_report_results_and_plot(tmp_path: Path, capsys):
     assert "densenet_bc_cifar_6_6_6" in table and "dxnet_cifar_4_4_4" in table and "MACs" in table
     res = json.loads((out / "results.json").read_text())
     assert res["data"] == "digits" and res["metric"] == "acc1" and res["baseline"] == "densenet_bc_cifar_6_6_6"
+    assert res["seeds"] == [0, 1] and res["eval_samples"] == 40
     for row in res["models"]:
         model = create_model(row["name"], growth_rate=2, bn_size=2)
         assert row["params"] == count_params(model)[0]  # profiled the trained architecture, not the default
         assert row["input_size"] == [3, 16, 16] and row["macs"] > 0 and row["cpu_latency_ms"] > 0
-        assert 0.0 <= row["metric"] <= 1.0 and row["epochs"] == 1
-        assert Path(row["run_dir"], "last.pt").is_file()
+        per_seed = [s["metric"] for s in row["per_seed"]]
+        assert [s["seed"] for s in row["per_seed"]] == [0, 1] and all(0.0 <= v <= 1.0 for v in per_seed)
+        ci = row["metric_ci"]
+        assert ci["n"] == 2 and ci["mean"] == row["metric"] == sum(per_seed) / 2 and ci["low"] <= ci["mean"] <= ci["high"]
+        assert all(Path(s["run_dir"], "last.pt").is_file() for s in row["per_seed"]) and row["epochs"] == 1
+    base, other = res["models"]
+    diffs = [a["metric"] - b["metric"] for a, b in zip(other["per_seed"], base["per_seed"])]
+    assert other["diff_to_baseline"]["mean"] == sum(diffs) / 2 and other["diff_to_baseline"]["n"] == 2
+    assert "diff_to_baseline" not in base
     report = (out / "report.md").read_text()
     assert "Relative to the baseline `densenet_bc_cifar_6_6_6`" in report and "compare.png" in report
+    assert "mean ± 95% CI (2 seeds, 40 images)" in report and "(positive: `dxnet_cifar_4_4_4` better)" in report
+    verdict = "not distinguishable at this budget" if other["diff_to_baseline"]["low"] <= 0 <= \
+        other["diff_to_baseline"]["high"] else "(the interval excludes 0)"
+    assert verdict in report
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -55,4 +67,5 @@ def test_compare_rejects_unknown_models_and_bad_epochs(tmp_path: Path, capsys):
     assert cli_main(["compare", "densenet_bc_cifar_6_6_7", "--out", str(tmp_path)]) == 2
     assert "unknown model 'densenet_bc_cifar_6_6_7'" in capsys.readouterr().err
     assert cli_main(["compare", "densenet_bc_cifar_6_6_6", "--epochs", "0", "--out", str(tmp_path)]) == 2
+    assert cli_main(["compare", "densenet_bc_cifar_6_6_6", "--seeds", "0", "--out", str(tmp_path)]) == 2
     assert not (tmp_path / "results.json").exists()
