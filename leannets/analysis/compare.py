@@ -283,8 +283,8 @@ def plot_results(results: Mapping[str, Any], path: str | os.PathLike) -> Path | 
         span = (max(xs) - min(xs)) or max(xs) or 1.0
         ax.set_xlim(min(xs) - 0.25 * span, max(xs) + 0.25 * span)
         lo, hi = min(y - e for y, e in zip(ys, errs)), max(y + e for y, e in zip(ys, errs))
-        pad = max(hi - lo, 1.0) * 0.3
-        ax.set_ylim(lo - pad, min(hi + pad, 100.0 + pad / 3) if scale == 100.0 else hi + pad)
+        pad = max(hi - lo, 1.0) * 0.15  # whole bars shown: a t-interval may pass 100 %
+        ax.set_ylim(lo - pad, hi + pad)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"eval {label}, mean ± 95% CI")
         ax.grid(True, alpha=0.3)
