@@ -13,6 +13,7 @@ import shlex
 from pathlib import Path
 
 from leannets._io import atomic_write_text
+from leannets.reproduce.results import STATUSES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -32,7 +33,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dataset folder (cpu scale: e.g. ../shared/data; paper scale: see docs/reproduce.md)")
     p.add_argument("--runs", default=None, metavar="DIR",
                    help="folder of the training runs (checkpoints; default: <out>/runs)")
-    p.add_argument("--seed", type=int, default=0, help="seed of every run (default: 0)")
+    p.add_argument("--seed", type=int, default=0, help="first seed of every trained row (default: 0)")
+    p.add_argument("--seeds", type=int, default=None,
+                   help="seeds per trained row, paired across rows (default: 1 at smoke, 3 at cpu and paper scale)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--list", action="store_true", help="list the paper's tables/figures and exit")
     p.add_argument("--plan", action="store_true",
@@ -65,7 +68,7 @@ def _run_one(args: argparse.Namespace) -> dict | None:
     if args.plan:
         from leannets.reproduce.runner import plan_paper
 
-        runs = plan_paper(paper, args.table, args.scale, args.data_root, args.seed)
+        runs = plan_paper(paper, args.table, args.scale, args.data_root, args.seed, args.seeds)
         for r in runs:
             ov = " ".join(f"{k}={v}" for k, v in sorted(r["overrides"].items()) if not k.startswith("model."))
             print(f"{r['experiment']:<12} {r['row']:<16} {r['model']['name']:<32} {r['recipe']} {ov}")
@@ -74,7 +77,8 @@ def _run_one(args: argparse.Namespace) -> dict | None:
     command = _command(args)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     doc = run_paper(paper, tables=args.table, scale=args.scale, out_dir=args.out, data_root=args.data_root,
-                    seed=args.seed, threads=args.threads, command=command, log=log, runs_dir=args.runs)
+                    seed=args.seed, threads=args.threads, command=command, log=log, runs_dir=args.runs,
+                    seeds=args.seeds)
     out = args.out or f"reproductions/{paper.name}-{args.scale}"
     print(f"{paper.name} ({args.scale}): {verdict_counts(doc)} — {out}/report.md")
     return doc
@@ -106,12 +110,13 @@ def write_index(root: os.PathLike | str, docs: list[dict], command: str) -> Path
     """``root/README.md``: one row per paper (verdicts, minutes, report link) and the total time."""
 
     lines = [f"# Reproductions — `{docs[0]['scale']}` scale", "",
-             f"Command: `{command}`  ", f"Seed {docs[0]['seed']} · torch {docs[0]['environment']['torch']} · "
-             f"{docs[0]['environment']['threads']} CPU threads", "",
-             "| paper | reproduced | not reproduced | not checked | minutes | report |", "|---|---|---|---|---|---|"]
+             f"Command: `{command}`  ",
+             f"Seeds {', '.join(map(str, docs[0].get('seeds') or [docs[0]['seed']]))} · "
+             f"torch {docs[0]['environment']['torch']} · {docs[0]['environment']['threads']} CPU threads", "",
+             "| paper | " + " | ".join(STATUSES) + " | minutes | report |", "|---" * (len(STATUSES) + 3) + "|"]
     for d in docs:
         s = d["summary"]
-        lines.append(f"| {d['title']} | {s['reproduced']} | {s['not reproduced']} | {s['not checked']} | "
+        lines.append(f"| {d['title']} | " + " | ".join(str(s.get(k, 0)) for k in STATUSES) + " | "
                      f"{d['seconds'] / 60:.1f} | [{d['paper']}/report.md]({d['paper']}/report.md) |")
     total = sum(d["seconds"] for d in docs) / 60
     lines += ["", f"**Total: {total:.1f} min** (training runs reused from an earlier run take no time; "
@@ -129,6 +134,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--data-root", args.data_root]
     if args.seed:
         parts += ["--seed", str(args.seed)]
+    if args.seeds is not None:
+        parts += ["--seeds", str(args.seeds)]
     if args.threads:
         parts += ["--threads", str(args.threads)]
     return " ".join(shlex.quote(p) for p in parts)

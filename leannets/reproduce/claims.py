@@ -5,12 +5,12 @@ Rules are fixed per claim *kind*, never tuned to a table:
 - :class:`Matches` / :class:`MatchesValue` — a deterministic figure (parameters, MACs, a ratio)
   equals the paper's within a stated tolerance (by default half a unit of the last digit the
   paper prints). Checked at every scale.
-- :class:`Better` — "A beats B" (e.g. Multiception's error below DSConv's): reproduced when our
-  A beats our B; the difference is reported with the test-set noise (2 binomial standard errors
-  of the difference for accuracies) so a win inside the noise is visible as such.
+- :class:`Better` — "A beats B" (e.g. Multiception's error below DSConv's), judged on the 95%
+  interval of the per-seed paired difference A − B: *reproduced* when it lies above 0,
+  *contradicted* when it lies below 0, *inconclusive* otherwise.
 - :class:`NotWorse` — "A matches B" (e.g. DxNet 12-12-12 ≈ DenseNet 16-16-16 with fewer
-  parameters): reproduced when A is not worse than B by more than the paper's own gap plus
-  the noise allowance.
+  parameters) with a margin m = the paper's own gap + a declared tolerance: *reproduced* when the
+  interval's lower bound is > −m, *contradicted* when its upper bound is < −m.
 - :class:`Absolute` — an absolute accuracy/PSNR of the paper; only meaningful with the paper's
   full recipe, so checked at ``paper`` scale only.
 
@@ -22,6 +22,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from typing import Callable
+
+from leannets.analysis.statistics import Interval, beats_verdict, matches_verdict, paired_difference
 
 from .reference import Reference
 from .results import ExperimentResult, Verdict
@@ -152,9 +154,30 @@ def _paper_pair(reference: Reference, keys: tuple[str, str] | None) -> tuple[flo
     return float(a.value), float(b.value), f"{a.value} vs {b.value}{' ' + a.unit if a.unit else ''} ({where})"
 
 
+def _paired(res: ExperimentResult, a: str, b: str, metric: str) -> Interval | None:
+    """The 95% interval of A − B over paired seeds (positive: A better), ``None`` when not measured."""
+    va, vb = res.row(a).metrics.get(f"{metric}_per_seed"), res.row(b).metrics.get(f"{metric}_per_seed")
+    if va is None or vb is None:
+        single_a, single_b = res.value(a, metric), res.value(b, metric)
+        if single_a is None or single_b is None:
+            return None
+        va, vb = [single_a], [single_b]  # one measurement (e.g. an analysis of one checkpoint): no interval
+    if len(va) != len(vb):
+        raise ValueError(f"{res.name}: rows {a!r} and {b!r} have {len(va)} and {len(vb)} seeds; claims pair them")
+    return paired_difference(va, vb, higher_is_better=higher_is_better(metric))
+
+
+def _evidence(res: ExperimentResult, a: str, diff: Interval, paper_effect: float | None) -> str:
+    n_eval = res.value(a, "eval_samples")
+    size = f" on {int(n_eval):,} test images" if n_eval else ""
+    effect = "" if paper_effect is None else f"; paper's effect {paper_effect:+.3g}"
+    return f"A − B (positive: A better) {diff.format(3, signed=True)} over paired seeds{size}{effect}"
+
+
 @dataclass
 class Better(Claim):
-    """``better`` beats ``worse`` on ``metric`` (direction from the metric's name)."""
+    """"``better`` beats ``worse``" on ``metric`` (direction from the metric's name), judged on the 95%
+    interval of the paired per-seed difference: reproduced above 0, contradicted below 0, else inconclusive."""
 
     metric: str = "error"
     better: str = ""
@@ -163,42 +186,33 @@ class Better(Claim):
     scales: tuple[str, ...] = TRAINED_SCALES
 
     def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
+        pa, pb, paper = _paper_pair(reference, self.paper_keys)
         skipped = _not_at_smoke(self, scale, self.scales)
-        _, _, paper = _paper_pair(reference, self.paper_keys)
         if skipped:
             skipped.paper = paper
             return skipped
-        a, b = res.value(self.better, self.metric), res.value(self.worse, self.metric)
-        if a is None or b is None:
+        diff = _paired(res, self.better, self.worse, self.metric)
+        if diff is None:
             return self._verdict("not checked", "—", paper, f"not measured at {scale} scale")
         sign = 1.0 if higher_is_better(self.metric) else -1.0
-        margin = sign * (a - b)
-        ours = f"{fmt_num(a)} vs {fmt_num(b)}"
-        noise = _pair_noise(res, self.better, self.worse, self.metric)
-        noise_txt = "" if noise is None else (f"; 2·SE ≈ {noise:.2f}" + (" — inside the noise" if abs(margin) <= noise
-                                                                         else ""))
-        if margin > 0:
-            return self._verdict("reproduced", ours, paper, f"better by {abs(a - b):.3g}{noise_txt}")
-        return self._verdict("not reproduced", ours, paper, f"gap {abs(a - b):.3g} the wrong way{noise_txt}")
-
-
-def _pair_noise(res: ExperimentResult, a: str, b: str, metric: str) -> float | None:
-    sa, sb = noise_pp(res, a, metric), noise_pp(res, b, metric)
-    if sa is None or sb is None:
-        return None
-    return 2.0 * math.sqrt(sa * sa + sb * sb)
+        effect = sign * (pa - pb) if pa is not None and pb is not None else None
+        ours = f"{fmt_num(res.value(self.better, self.metric))} vs {fmt_num(res.value(self.worse, self.metric))}"
+        verdict = self._verdict(beats_verdict(diff), ours, paper, _evidence(res, self.better, diff, effect))
+        verdict.evidence = {"rule": "beats", **diff.as_dict(), "margin": 0.0, "paper_effect": effect}
+        return verdict
 
 
 @dataclass
 class NotWorse(Claim):
-    """``a`` is not worse than ``b`` beyond the paper's own gap (if ``a`` is worse there) plus the
-    noise allowance (2·SE of the difference for accuracies, ``extra`` otherwise)."""
+    """"``a`` matches ``b``": ``a`` may be worse by less than the margin m = the paper's own gap (when ``a`` is
+    worse there) + the declared ``tolerance`` (metric units). Judged on the 95% interval of A − B over paired
+    seeds: reproduced when its lower bound is > −m, contradicted when its upper bound is < −m."""
 
     metric: str = "error"
     a: str = ""
     b: str = ""
     paper_keys: tuple[str, str] | None = None
-    extra: float = 0.0
+    tolerance: float = 0.5
     scales: tuple[str, ...] = TRAINED_SCALES
 
     def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
@@ -207,18 +221,18 @@ class NotWorse(Claim):
         if skipped:
             skipped.paper = paper
             return skipped
-        a, b = res.value(self.a, self.metric), res.value(self.b, self.metric)
-        if a is None or b is None:
+        diff = _paired(res, self.a, self.b, self.metric)
+        if diff is None:
             return self._verdict("not checked", "—", paper, f"not measured at {scale} scale")
         sign = 1.0 if higher_is_better(self.metric) else -1.0
-        deficit = sign * (b - a)  # > 0: a is worse
-        paper_deficit = max(0.0, sign * (pb - pa)) if pa is not None and pb is not None else 0.0
-        noise = _pair_noise(res, self.a, self.b, self.metric)
-        allowed = paper_deficit + (noise if noise is not None else self.extra)
-        ours = f"{fmt_num(a)} vs {fmt_num(b)}"
-        detail = (f"{'worse' if deficit > 0 else 'better'} by {abs(deficit):.3g}; allowed {allowed:.3g} "
-                  f"(paper gap {paper_deficit:.3g} + noise {(noise if noise is not None else self.extra):.3g})")
-        return self._verdict("reproduced" if deficit <= allowed else "not reproduced", ours, paper, detail)
+        effect = sign * (pa - pb) if pa is not None and pb is not None else None
+        margin = max(0.0, -effect) + self.tolerance if effect is not None else self.tolerance
+        ours = f"{fmt_num(res.value(self.a, self.metric))} vs {fmt_num(res.value(self.b, self.metric))}"
+        detail = (f"{_evidence(res, self.a, diff, effect)}; margin m = {margin:.3g} (paper gap "
+                  f"{max(0.0, -effect) if effect is not None else 0.0:.3g} + tolerance {self.tolerance:.3g})")
+        verdict = self._verdict(matches_verdict(diff, margin), ours, paper, detail)
+        verdict.evidence = {"rule": "matches", **diff.as_dict(), "margin": margin, "paper_effect": effect}
+        return verdict
 
 
 @dataclass

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 from leannets._io import atomic_write_json, atomic_write_text
 
 from .claims import fmt_num
-from .results import ExperimentResult
+from .results import STATUSES, ExperimentResult, format_counts
 
 if TYPE_CHECKING:  # pragma: no cover
     from .runner import Context
@@ -137,10 +137,9 @@ def render_report(doc: Mapping[str, Any], results: Sequence[ExperimentResult], c
     lines = [
         f"# Reproduction of *{doc['title']}* — `{doc['scale']}` scale", "",
         f"Command: `{doc['command'] or 'leannets reproduce ' + doc['paper'] + ' --scale ' + doc['scale']}`  ",
-        f"Seed {doc['seed']} · torch {env['torch']} · {env['threads']} CPU threads · "
-        f"{doc['seconds'] / 60:.1f} min", "",
-        f"**Verdicts: {s['reproduced']} reproduced, {s['not reproduced']} not reproduced, "
-        f"{s['not checked']} not checked.**", "",
+        f"Seeds {', '.join(map(str, doc.get('seeds') or [doc['seed']]))} · torch {env['torch']} · "
+        f"{env['threads']} CPU threads · {doc['seconds'] / 60:.1f} min", "",
+        f"**Verdicts: {format_counts(s)}.**", "",
         f"> Columns marked *paper (quoted)* are copied from the paper text "
         f"(`leannets/reference/{doc['paper']}.json`, with table/figure references); every other number was "
         f"computed by this run. {ctx.reference.notice}", "",
@@ -151,13 +150,14 @@ def render_report(doc: Mapping[str, Any], results: Sequence[ExperimentResult], c
                   "and are checked.", ""]
     elif doc["scale"] == "cpu":
         lines += ["> **CPU scale**: small models, short schedules and small real datasets (see each section). "
-                  "Relative claims are checked with the test-set noise stated; absolute accuracies are not "
-                  "comparable with the paper's full recipe.", ""]
+                  f"Every trained row is trained with {len(doc.get('seeds') or [0])} seeds; relative claims are "
+                  "judged on the 95% interval of the paired difference over seeds (reproduced / contradicted / "
+                  "inconclusive, docs/reproduce.md); absolute accuracies are not comparable with the paper's "
+                  "full recipe.", ""]
     lines += ["| table/figure | verdicts |", "|---|---|"]
     for r in results:
-        counts = {k: sum(v.status == k for v in r.verdicts) for k in ("reproduced", "not reproduced", "not checked")}
-        lines.append(f"| [{r.ref}](#{_anchor(r)}) {r.title} | {counts['reproduced']} ✓ · "
-                     f"{counts['not reproduced']} ✗ · {counts['not checked']} – |")
+        counts = {k: sum(v.status == k for v in r.verdicts) for k in STATUSES}
+        lines.append(f"| [{r.ref}](#{_anchor(r)}) {r.title} | {format_counts(counts)} |")
     lines.append("")
     for exp_res in results:
         exp = ctx.paper.experiment(exp_res.name)

@@ -5,9 +5,16 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["RowResult", "Verdict", "ExperimentResult", "STATUSES"]
+__all__ = ["RowResult", "Verdict", "ExperimentResult", "STATUSES", "format_counts"]
 
-STATUSES = ("reproduced", "not reproduced", "not checked")
+#: ``reproduced`` / ``not reproduced`` for deterministic figures and the CI rules of trained claims
+#: (``reproduced`` / ``contradicted`` / ``inconclusive``); ``not checked`` says why not.
+STATUSES = ("reproduced", "contradicted", "inconclusive", "not reproduced", "not checked")
+
+
+def format_counts(summary: dict[str, int]) -> str:
+    """``"12 reproduced, 1 contradicted, 4 inconclusive, 3 not reproduced, 9 not checked"``."""
+    return ", ".join(f"{summary.get(s, 0)} {s}" for s in STATUSES)
 
 
 @dataclass
@@ -37,13 +44,12 @@ class Verdict:
     ours: str
     paper: str
     detail: str = ""
+    #: For trained claims judged on an interval: ``{"rule": "beats"|"matches", "mean", "low", "high", "n",
+    #: "margin"}`` so the verdict can be re-checked from results.json alone.
+    evidence: dict[str, Any] | None = None
 
     def label(self) -> str:
-        if self.status == "reproduced":
-            return "reproduced" + (f" ({self.detail})" if self.detail else "")
-        if self.status == "not reproduced":
-            return f"not reproduced ({self.detail})" if self.detail else "not reproduced"
-        return f"not checked ({self.detail})" if self.detail else "not checked"
+        return f"{self.status} ({self.detail})" if self.detail else self.status
 
 
 @dataclass

@@ -20,6 +20,7 @@ from typing import Any, Callable, Mapping, Sequence
 import torch
 
 from leannets.analysis.profile import count_macs, count_params, torch_threads
+from leannets.analysis.statistics import mean_ci
 from leannets.config import Recipe
 from leannets.engine import train
 from leannets.engine.recipe import load_recipe, stage_configs
@@ -30,12 +31,12 @@ from .claims import fmt_num
 from .plots import draw_plot
 from .reference import Reference, load_reference
 from .report import write_report
-from .results import ExperimentResult, RowResult, Verdict
-from .spec import SCALES, Experiment, ModelSpec, Paper, Row, get_paper, stable_hash
+from .results import STATUSES, ExperimentResult, RowResult, Verdict, format_counts
+from .spec import SCALES, SEEDS, Experiment, ModelSpec, Paper, Row, get_paper, stable_hash
 
 __all__ = ["Context", "run_paper", "profile_spec", "format_overrides"]
 
-RESULTS_VERSION = 1
+RESULTS_VERSION = 2  # 2: rows trained with several seeds, CI verdicts
 
 
 def format_overrides(values: Mapping[str, Any], data_root: Path | None) -> dict[str, Any]:
@@ -84,6 +85,7 @@ class Context:
     log: Callable[[str], None] = print
     threads: int | None = None
     runs_root: Path | None = None
+    seeds: int = 1
     run_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_counts: dict[str, int] = field(default_factory=dict)
 
@@ -104,8 +106,8 @@ class Context:
             return str(path)
 
     # -- training ----------------------------------------------------------------------------
-    def recipe_for(self, exp: Experiment, row: Row) -> tuple[str, dict[str, Any]]:
-        """(bundled recipe name, dotted overrides) that train ``row`` at this scale."""
+    def recipe_for(self, exp: Experiment, row: Row, seed_index: int = 0) -> tuple[str, dict[str, Any]]:
+        """(bundled recipe name, dotted overrides) that train ``row`` at this scale with seed ``seed + seed_index``."""
         spec = exp.train
         assert spec is not None
         recipe = spec.recipe_for(row.key, self.scale)
@@ -119,25 +121,25 @@ class Context:
                     overrides.update(value)
             else:
                 overrides[key] = value
-        overrides.update({"model.name": model.name, "model.kwargs": dict(model.kwargs), "seed": self.seed,
-                          "train.progress": False})
+        overrides.update({"model.name": model.name, "model.kwargs": dict(model.kwargs),
+                          "seed": self.seed + seed_index, "train.progress": False})
         if self.scale != "paper":
             overrides["train.device"] = "cpu"
         if self.threads:
             overrides["train.threads"] = self.threads
         return recipe, format_overrides(overrides, self.data_root)
 
-    def resolve(self, exp: Experiment, row: Row) -> tuple[str, dict[str, Any], Recipe, str]:
-        """(recipe name, overrides, resolved recipe, run id) of ``row``'s training run."""
-        recipe, overrides = self.recipe_for(exp, row)
+    def resolve(self, exp: Experiment, row: Row, seed_index: int = 0) -> tuple[str, dict[str, Any], Recipe, str]:
+        """(recipe name, overrides, resolved recipe, run id) of ``row``'s training run with one seed."""
+        recipe, overrides = self.recipe_for(exp, row, seed_index)
         resolved = load_recipe(recipe, overrides)
         # name/description do not change what is trained: equal runs of different tables are shared.
         key = {k: v for k, v in resolved.to_dict().items() if k not in ("name", "description")}
         return recipe, overrides, resolved, f"{resolved.model.name}-{stable_hash(key)}"
 
-    def train(self, exp: Experiment, row: Row) -> dict[str, Any]:
-        """Train (or reuse / resume) the run of ``row``; returns the engine's result dict."""
-        recipe, overrides, resolved, run_id = self.resolve(exp, row)
+    def train(self, exp: Experiment, row: Row, seed_index: int = 0) -> dict[str, Any]:
+        """Train (or reuse / resume) the run of ``row`` with one seed; returns the engine's result dict."""
+        recipe, overrides, resolved, run_id = self.resolve(exp, row, seed_index)
         if run_id in self.run_cache:
             return self.run_cache[run_id]
         run_dir = self.runs_dir / run_id
@@ -149,7 +151,8 @@ class Context:
             self.log(f"  resuming interrupted run {self.rel(run_dir)}")
             result = train(resume=run_dir, out_dir=run_dir, verbose=self.scale == "paper", progress=False)
         else:
-            self.log(f"  training {row.model_for(self.scale).describe()} ({recipe}, {self.scale} scale)")
+            self.log(f"  training {row.model_for(self.scale).describe()} ({recipe}, {self.scale} scale, "
+                     f"seed {resolved.seed})")
             result = train(resolved, out_dir=run_dir, verbose=self.scale == "paper", progress=False)
         result = dict(result)
         result["run_id"], result["recipe_name"], result["overrides"] = run_id, recipe, overrides
@@ -211,6 +214,24 @@ def _row_metrics_from_run(result: Mapping[str, Any], metric: str) -> dict[str, A
     return out
 
 
+def _seed_metrics(per_seed: list[dict[str, Any]]) -> dict[str, Any]:
+    """Row metrics over seeds: each measured metric's mean, plus ``<metric>_per_seed`` and a 95% interval
+    ``<metric>_ci`` (``[low, high]``, ``None`` for one seed); times are summed, sizes kept."""
+    out: dict[str, Any] = {"seeds": len(per_seed)}
+    for key, first in per_seed[0].items():
+        values = [m.get(key) for m in per_seed]
+        if key in ("eval_samples", "epochs") or not isinstance(first, (int, float)) or None in values:
+            out[key] = first
+        elif key == "train_time_s":
+            out[key] = float(sum(values))
+        else:
+            ci = mean_ci(values)
+            out[key] = ci.mean
+            out[f"{key}_per_seed"] = [float(v) for v in values]
+            out[f"{key}_ci"] = [ci.low, ci.high] if ci.defined else None
+    return out
+
+
 def _new_result(exp: Experiment, scale: str) -> ExperimentResult:
     res = ExperimentResult(name=exp.name, ref=exp.ref, title=exp.title, scale=scale)
     for row in exp.rows:
@@ -236,16 +257,18 @@ def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
             spec = row.model_for(ctx.scale)
             if spec is None:
                 continue
-            result = ctx.train(exp, row)
+            results = [ctx.train(exp, row, k) for k in range(ctx.seeds)]
+            result = results[0]  # its checkpoint serves the analyses (CAMs, sharpness, ...)
             rr.trained_model = spec.as_dict()
             data = result.get("data") or {}
             sized = {k: data[k] for k in ("num_classes", "in_chans") if data.get(k) and k not in spec.kwargs}
             prof = profile_spec(spec, data.get("input_size") or None, macs=True, seed=ctx.seed, **sized)
             rr.metrics["train_params"], rr.metrics["train_macs"] = prof.get("params"), prof.get("macs")
             rr.metrics["train_input_size"] = prof.get("input_size")
-            rr.metrics.update(_row_metrics_from_run(result, exp.train.metric))
+            rr.metrics.update(_seed_metrics([_row_metrics_from_run(r, exp.train.metric) for r in results]))
             rr.run = {k: result.get(k) for k in ("run_id", "run_dir", "recipe_name", "overrides", "checkpoint",
                                                  "best_checkpoint", "epochs", "global_step", "data")}
+            rr.run["seed_runs"] = [r.get("run_id") for r in results]
             for k in ("run_dir", "checkpoint", "best_checkpoint"):  # relative to the report when inside it
                 if rr.run.get(k):
                     rr.run[k] = ctx.rel(rr.run[k])
@@ -262,7 +285,7 @@ def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
 
 
 def _summary(results: Sequence[ExperimentResult]) -> dict[str, int]:
-    counts = {"reproduced": 0, "not reproduced": 0, "not checked": 0}
+    counts = {status: 0 for status in STATUSES}
     for r in results:
         for v in r.verdicts:
             counts[v.status] += 1
@@ -272,10 +295,11 @@ def _summary(results: Sequence[ExperimentResult]) -> dict[str, int]:
 def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: str = "smoke",
               out_dir: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None, seed: int = 0,
               threads: int | None = None, command: str | None = None, log: Callable[[str], None] = print,
-              runs_dir: str | os.PathLike | None = None) -> dict[str, Any]:
+              runs_dir: str | os.PathLike | None = None, seeds: int | None = None) -> dict[str, Any]:
     """Run ``paper``'s experiments (all, or ``tables``) at ``scale``; returns the results dict
     (also written to ``<out_dir>/results.json`` with ``report.md`` and ``figures/``). Training
-    runs live in ``runs_dir`` (default ``<out_dir>/runs``; share one across papers to reuse runs)."""
+    runs live in ``runs_dir`` (default ``<out_dir>/runs``; share one across papers to reuse runs).
+    Every trained row is trained with ``seeds`` seeds (default :data:`SEEDS` of the scale), paired across rows."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     paper_obj = get_paper(paper) if isinstance(paper, str) else paper
@@ -287,9 +311,12 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
     out = Path(out_dir or f"reproductions/{paper_obj.name}-{scale}")
     out.mkdir(parents=True, exist_ok=True)
     experiments = [e for e in paper_obj.select(tables) if scale in e.scales]
+    n_seeds = SEEDS[scale] if seeds is None else seeds
+    if n_seeds < 1:
+        raise ValueError(f"--seeds must be >= 1, got {n_seeds}")
     ctx = Context(paper=paper_obj, scale=scale, seed=seed, out_dir=out, data_root=root,
                   reference=load_reference(paper_obj.name), log=log, threads=threads,
-                  runs_root=Path(runs_dir) if runs_dir else None)
+                  runs_root=Path(runs_dir) if runs_dir else None, seeds=n_seeds)
     t0 = time.perf_counter()
     results: list[ExperimentResult] = []
     with torch_threads(threads):
@@ -298,6 +325,7 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
             results.append(run_experiment(ctx, exp))
     doc = {
         "version": RESULTS_VERSION, "paper": paper_obj.name, "title": paper_obj.title, "scale": scale, "seed": seed,
+        "seeds": list(range(seed, seed + n_seeds)),
         "command": command, "data_root": str(root) if root else None,
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "threads": threads or torch.get_num_threads(), "machine": platform.machine()},
@@ -309,7 +337,8 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
 
 
 def plan_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: str = "smoke",
-               data_root: str | os.PathLike | None = None, seed: int = 0) -> list[dict[str, Any]]:
+               data_root: str | os.PathLike | None = None, seed: int = 0, seeds: int | None = None
+               ) -> list[dict[str, Any]]:
     """Every training run ``run_paper`` would start, with its recipe resolved and validated by the
     engine (nothing is trained and no data is read): a dry run of the declarations."""
     paper_obj = get_paper(paper) if isinstance(paper, str) else paper
@@ -322,15 +351,16 @@ def plan_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: s
         for row in exp.rows:
             if row.model_for(scale) is None:
                 continue
-            recipe, overrides, resolved, run_id = ctx.resolve(exp, row)
-            runs.append({"experiment": exp.name, "row": row.key, "model": resolved.model.to_dict(), "recipe": recipe,
-                         "overrides": overrides, "run_id": run_id, "stages": len(resolved.stages) or 1})
+            for k in range(SEEDS[scale] if seeds is None else seeds):
+                recipe, overrides, resolved, run_id = ctx.resolve(exp, row, k)
+                runs.append({"experiment": exp.name, "row": row.key, "model": resolved.model.to_dict(),
+                             "recipe": recipe, "overrides": overrides, "run_id": run_id, "seed": resolved.seed,
+                             "stages": len(resolved.stages) or 1})
     return runs
 
 
 def verdict_counts(doc: Mapping[str, Any]) -> str:
-    s = doc["summary"]
-    return f"{s['reproduced']} reproduced, {s['not reproduced']} not reproduced, {s['not checked']} not checked"
+    return format_counts(doc["summary"])
 
 
 def _finite(v: Any) -> bool:

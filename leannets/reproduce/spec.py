@@ -32,6 +32,8 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["SCALES", "ModelSpec", "Row", "TrainSpec", "PlotSpec", "Experiment", "Paper", "stable_hash"]
 
 SCALES = ("smoke", "cpu", "paper")
+#: Seeds per trained row (paired across the rows of an experiment); ``--seeds`` overrides.
+SEEDS = {"smoke": 1, "cpu": 3, "paper": 3}
 
 
 def stable_hash(obj: Any, n: int = 10) -> str:

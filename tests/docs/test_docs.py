@@ -8,6 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from leannets.analysis.statistics import Interval, beats_verdict, matches_verdict
+from leannets.reproduce.results import STATUSES, format_counts
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 REPRODUCTIONS = ROOT / "docs" / "reproductions"
@@ -36,8 +39,7 @@ def test_committed_report_matches_its_results(paper: str):
     assert doc["paper"] == paper and doc["scale"] == "cpu"
     s = doc["summary"]
     report = (REPRODUCTIONS / paper / "report.md").read_text(encoding="utf-8")
-    assert (f"**Verdicts: {s['reproduced']} reproduced, {s['not reproduced']} not reproduced, "
-            f"{s['not checked']} not checked.**") in report
+    assert f"**Verdicts: {format_counts(s)}.**" in report
     for fig in re.findall(r"\]\((figures/[^)]+\.png)\)", report):
         assert (REPRODUCTIONS / paper / fig).stat().st_size > 0, fig
 
@@ -48,10 +50,29 @@ def test_committed_index_and_readme_agree_and_fit_the_cpu_budget():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for d in docs:
         s, minutes = d["summary"], d["seconds"] / 60
-        row = (f"| {d['title']} | {s['reproduced']} | {s['not reproduced']} | {s['not checked']} | "
+        row = (f"| {d['title']} | " + " | ".join(str(s[k]) for k in STATUSES) + f" | "
                f"{minutes:.1f} | [{d['paper']}/report.md]({d['paper']}/report.md) |")
         assert row in index
-        assert f"({minutes:.1f} min: {s['reproduced']} reproduced, {s['not reproduced']} not" in readme, d["paper"]
+        assert f"({minutes:.1f} min: {format_counts(s)})" in readme, d["paper"]
     total = sum(d["seconds"] for d in docs) / 60
     assert f"**Total: {total:.1f} min**" in index
     assert total <= 60, f"cpu-scale reproduction of all four papers took {total:.1f} min (budget 60)"
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_committed_trained_verdicts_follow_their_interval_rule(paper: str):
+    """A *reproduced* (or contradicted) trained claim must be what its stored interval and margin say."""
+    judged = 0
+    for exp in _committed(paper)["experiments"]:
+        for v in exp["verdicts"]:
+            ev = v.get("evidence")
+            if not ev:
+                assert v["status"] in ("reproduced", "not reproduced", "not checked"), (exp["name"], v["claim"])
+                continue
+            nan = float("nan")
+            diff = Interval(ev["mean"], nan if ev["low"] is None else ev["low"],
+                            nan if ev["high"] is None else ev["high"], ev["n"])
+            rule = beats_verdict(diff) if ev["rule"] == "beats" else matches_verdict(diff, ev["margin"])
+            assert v["status"] == rule, (exp["name"], v["claim"], v["status"], ev)
+            judged += 1
+    assert judged > 0, f"{paper}: no trained claim was judged on an interval"
