@@ -16,7 +16,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.models import list_models, model_info
+    from leannets.models._registry import TASKS
 
+    if args.task is not None and args.task not in TASKS:
+        raise ValueError(f"unknown task {args.task!r} for --task; known tasks: {', '.join(TASKS)}")
     infos = [model_info(n) for n in list_models(args.pattern, task=args.task)]
     if args.json:
         print(json.dumps([i.as_dict() for i in infos], indent=2))

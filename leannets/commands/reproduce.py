@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="only this table/figure (repeatable; see --list)")
     p.add_argument("--scale", choices=SCALES, default="smoke",
                    help="smoke: embedded data, tiny runs (CI); cpu: real small data from --data-root, "
-                        "≤ 60 min for all papers on 2 cores; paper: the published recipes (GPU, resumable)")
+                        "3 seeds, ≤ 40 min per paper on 2 cores; paper: the published recipes (GPU, resumable)")
     p.add_argument("--out", default=None,
                    help="output folder (default: reproductions/<paper>-<scale>; all: reproductions/all-<scale>)")
     p.add_argument("--data-root", default=None,

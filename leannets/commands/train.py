@@ -11,9 +11,11 @@ import os
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("train", help="train with a YAML recipe (single process, DDP via torchrun, resumable)")
+    p.add_argument("recipe_arg", nargs="?", default=None, metavar="RECIPE",
+                   help="recipe YAML file or bundled name (see --list); same as --recipe")
     p.add_argument("--recipe", default=None, help="recipe YAML file or bundled name (see --list)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a recipe key, e.g. --set optim.lr=0.05 --set data.root=../data (repeatable)")
+    p.add_argument("--set", dest="overrides", action="extend", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="override recipe keys, e.g. --set optim.lr=0.05 data.root=../data (repeatable)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR (or from a checkpoint)")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<recipe>-<time>)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
@@ -32,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
     if args.list:
         print("\n".join(list_recipes()))
         return 0
+    if args.recipe_arg and args.recipe and args.recipe_arg != args.recipe:
+        raise ValueError(f"two recipes given: {args.recipe_arg!r} and --recipe {args.recipe!r}; give one")
+    args.recipe = args.recipe or args.recipe_arg
     if args.recipe is None and args.resume is None:
         raise ValueError("give --recipe FILE|NAME (or --resume DIR); bundled recipes: " + ", ".join(list_recipes()))
     if args.print_recipe:

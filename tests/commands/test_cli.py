@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 
@@ -53,3 +54,20 @@ def test_options_may_sit_between_positionals(capsys):
 def test_console_entry_point_runs():
     res = subprocess.run([sys.executable, "-m", "leannets.cli", "list", "densenet12*"], capture_output=True, text=True)
     assert res.returncode == 0 and "densenet121" in res.stdout
+
+
+def test_unknown_task_lists_the_known_ones(capsys):
+    assert main(["list", "--task", "nosuch"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown task 'nosuch'" in err and "classification, denoising" in err and err.count("\n") == 1
+
+
+def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader (e.g. `head`) has gone before anything is written
+    with os.fdopen(write_end, "w") as closed:
+        monkeypatch.setattr(sys, "stdout", closed)
+        assert main(["list"]) == 0
+        monkeypatch.undo()
+    assert capsys.readouterr().err == ""
+
