@@ -242,6 +242,8 @@ class TrainSection(Section):
     progress: bool | None = key(None, "show a progress bar (default: when stderr is a TTY)")
     deterministic: bool = key(False, "request deterministic kernels (CUDA)")
     find_unused_parameters: bool = key(False, "DDP: allow parameters that get no gradient in a stage")
+    on_nonfinite: str = key("stop", "a NaN/inf loss or gradient: stop before the update, or skip the update",
+                            choices=("stop", "skip"))
 
 
 class CheckpointSection(Section):

@@ -54,6 +54,8 @@ def split_paths(paths: list[str], checkpoints: list[str]) -> tuple[list[str], li
     for raw in paths:
         p = Path(raw)
         suffix = p.suffix.lower()
+        if not p.exists():
+            raise FileNotFoundError(f"{raw} does not exist (give checkpoints or run folders, then images)")
         if p.is_dir() or suffix in CHECKPOINT_SUFFIXES:
             ckpts.append(raw)
         elif suffix in IMAGE_SUFFIXES:

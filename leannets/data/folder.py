@@ -37,12 +37,17 @@ def scan_class_folders(folder: Path, classes: list[str] | None = None, layout: s
     if unknown:
         raise ValueError(f"{folder}: class folders {unknown[:5]} do not exist in the training split")
     index = {c: i for i, c in enumerate(classes)}
-    samples = []
+    samples, empty = [], []
     for c in found:
         files = sorted(p for p in (folder / c).rglob("*") if p.suffix.lower() in IMG_EXTENSIONS and p.is_file())
         samples += [(str(p), index[c]) for p in files]
+        if not files:
+            empty.append(c)
     if not samples:
         raise FileNotFoundError(f"{folder} contains no images ({', '.join(IMG_EXTENSIONS)}). Expected layout: {layout}")
+    if empty:
+        raise ValueError(f"class folder(s) {', '.join(str(folder / c) for c in empty)} contain no images "
+                         f"({', '.join(IMG_EXTENSIONS)}): remove them or add images (an empty class is never learned)")
     return samples, classes
 
 

@@ -69,15 +69,18 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         p = p / "last.pt"
     if not p.is_file():
         raise FileNotFoundError(f"checkpoint {p} does not exist")
+    not_a_checkpoint = (f"{p} is not a checkpoint (not a PyTorch file, or corrupt or truncated); "
+                        f"give a last.pt / best.pt written by `leannets train`, or its run folder")
     try:
         obj = torch.load(p, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        lines = [ln.strip() for ln in str(err).splitlines() if "Unsupported" in ln or "WeightsUnpickler" in ln]
-        detail = lines[0] if lines else (str(err).splitlines() or [type(err).__name__])[0]
+        if "global" not in str(err).lower():  # not a pickle at all (random bytes, text)
+            raise ValueError(not_a_checkpoint) from err
+        lines = [ln.strip() for ln in str(err).splitlines() if "global" in ln.lower()]
         raise ValueError(f"checkpoint {p} was refused: it contains pickled objects other than tensors and plain "
-                         f"containers, which could run arbitrary code when loaded ({detail})") from err
-    except (RuntimeError, EOFError, OSError) as err:
-        raise ValueError(f"checkpoint {p} is corrupt or truncated: {err}") from err
+                         f"containers, which could run arbitrary code when loaded ({lines[0]})") from err
+    except Exception as err:  # noqa: BLE001 - torch.load raises KeyError, EOFError, RuntimeError ... on garbage
+        raise ValueError(not_a_checkpoint) from err
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise ValueError(f"checkpoint {p} is not a leannets checkpoint (missing format={FORMAT!r}); "
                          f"train one with `leannets train`")

@@ -196,12 +196,15 @@ def create_task(cfg: StageConfig) -> Task:
 
 def cross_entropy_sums(logits: torch.Tensor, target: torch.Tensor, topk: tuple[int, ...] = (1, 5)
                        ) -> dict[str, tuple[torch.Tensor, int]]:
-    """Summed CE loss and top-k correct counts of one batch (helper for classification-like tasks)."""
+    """Summed CE loss and top-k correct counts of one batch (helper for classification-like tasks).
+
+    Top-k for k > 1 is reported only when there are more than k classes (top-5 of 3 classes is always 100 %).
+    """
     n = target.shape[0]
     out = {"loss": (F.cross_entropy(logits.float(), target, reduction="sum"), n)}
-    maxk = min(max(topk), logits.shape[1])
-    pred = logits.topk(maxk, dim=1).indices
+    ks = [k for k in topk if k == 1 or k < logits.shape[1]]
+    pred = logits.topk(max(ks), dim=1).indices
     correct = pred.eq(target[:, None])
-    for k in topk:
-        out[f"acc{k}"] = (correct[:, :min(k, maxk)].any(dim=1).sum().float(), n)
+    for k in ks:
+        out[f"acc{k}"] = (correct[:, :k].any(dim=1).sum().float(), n)
     return out

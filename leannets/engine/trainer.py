@@ -15,6 +15,7 @@ import contextlib
 import csv
 import io
 import json
+import math
 import os
 import random
 import sys
@@ -46,7 +47,7 @@ __all__ = ["train", "evaluate_checkpoint", "NonFiniteLossError", "resolve_device
 
 
 class NonFiniteLossError(ValueError):
-    """The training loss became NaN/inf; the message names stage, epoch and step."""
+    """The training loss or gradient became NaN/inf; the message names stage, epoch and step."""
 
 
 @dataclass
@@ -112,6 +113,21 @@ def _apply_freeze(model: nn.Module, prefixes: list[str], base_trainable: dict[st
     for n, p in model.named_parameters():
         p.requires_grad_(base_trainable.get(n, True) and not any(n.startswith(pre) for pre in prefixes))
     return [m for name, m in modules.items() if name and any(name.startswith(pre) for pre in prefixes)]
+
+
+def _all_finite(*states: Any) -> bool:
+    """Whether every floating-point tensor in (nested) state dicts is finite."""
+    stack = list(states)
+    while stack:
+        item = stack.pop()
+        if isinstance(item, torch.Tensor):
+            if item.is_floating_point() and not bool(torch.isfinite(item).all()):
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            stack.extend(item)
+    return True
 
 
 def _rows_to_csv(rows: list[dict[str, Any]]) -> str:
@@ -194,8 +210,7 @@ class _EpochSums:
     n_seen: float
     n_start: float
     elapsed_before: float
-    bad_step: torch.Tensor
-    stage_start: int
+    skipped: int = 0
     t0: float = field(default_factory=time.perf_counter)
 
 
@@ -286,7 +301,15 @@ class Trainer:
 
     def _checkpoint(self, run: StageRun, is_best: bool = False, keep_copy: str | None = None) -> None:
         rng = self._gather_rng()
-        if not self.dist.is_main or self.out_dir is None:
+        if self.out_dir is None:
+            return
+        # Every rank checks its (identical) state, so under DDP all of them stop together.
+        if not _all_finite(unwrap_model(self.model).state_dict(), run.optimizer.state_dict()):
+            raise NonFiniteLossError(
+                f"the weights or optimizer state became non-finite by stage {run.name!r} epoch {self.state.epoch} "
+                f"(global step {self.state.global_step}); nothing was written, the last good (finite) checkpoint "
+                f"is kept. Lower optim.lr (now {run.cfg.optim.lr:g}) or set train.grad_clip")
+        if not self.dist.is_main:
             return
         s = self.state
         ckpt = {
@@ -445,6 +468,12 @@ class Trainer:
         row = {k: v for k, v in s.sums.items() if not k.startswith("_")}
         due = (epoch + 1) % run.cfg.train.eval_every == 0 or epoch + 1 == epochs
         metrics = self._evaluate(run) if due else {}
+        bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+        if bad:  # a checkpoint that evaluates to inf/NaN is not a good one: keep the previous file
+            raise NonFiniteLossError(
+                f"the evaluation after stage {run.name!r} epoch {epoch + 1} is non-finite ({bad}); training stopped, "
+                f"nothing was written for this epoch. Lower optim.lr (now {run.cfg.optim.lr:g}) or set "
+                f"train.grad_clip")
         select = "val_" if run.val_loader is not None else "eval_"
         reduced = run.sched.epoch_end(metrics.get(f"{select}loss"))
         main = metrics.get(f"{select}{task.main_metric}")
@@ -480,21 +509,28 @@ class Trainer:
                 parts.append(f"{k} {row[k]:.4g}")
         self.log("  ".join(parts))
 
-    def _check_finite(self, bad_step: torch.Tensor, stage_name: str, stage_start: int, spe: int) -> None:
-        """Raise if any rank saw a non-finite loss (a collective under DDP: call it at the same steps on all ranks)."""
+    def _finite_everywhere(self, loss: torch.Tensor, grad_norm: torch.Tensor | None) -> bool:
+        """Whether the loss (and gradient norm) are finite on every rank (a collective under DDP)."""
+        ok = torch.isfinite(loss.detach().float())
+        if grad_norm is not None:
+            ok = ok & torch.isfinite(grad_norm)
         if is_distributed():
-            flag = torch.where(bad_step < 0, torch.tensor(2**62, device=bad_step.device), bad_step).clone()
+            flag = ok.to(torch.int32).reshape(1)
+            if torch.distributed.get_backend() == "nccl" and flag.device.type != "cuda":
+                flag = flag.cuda()
             torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MIN)
-            bad_step = torch.where(flag == 2**62, torch.tensor(-1, device=flag.device), flag)
-        g = int(bad_step.item())
-        if g < 0:
-            return
-        local = g - stage_start
+            ok = flag[0] > 0
+        return bool(ok)
+
+    def _non_finite(self, run: StageRun, step: int) -> NonFiniteLossError:
         where = self.out_dir / "last.pt" if self.out_dir is not None else None
-        keep = (f"; the last good checkpoint is kept at {where}" if where is not None and where.exists()
-                else "; no checkpoint was written yet")
-        raise NonFiniteLossError(f"non-finite training loss at stage {stage_name!r} epoch {local // spe + 1} "
-                                 f"step {local % spe + 1} (global step {g + 1}); training stopped{keep}")
+        keep = (f"the last good (finite) checkpoint is kept at {where}" if where is not None and where.exists()
+                else "no checkpoint was written yet")
+        return NonFiniteLossError(
+            f"non-finite training loss or gradient at stage {run.name!r} epoch {self.state.epoch + 1} step {step + 1} "
+            f"(global step {self.state.global_step + 1}); training stopped before the update, {keep}. Lower "
+            f"optim.lr (now {run.cfg.optim.lr:g}), set train.grad_clip, or skip such steps with "
+            f"train.on_nonfinite=skip")
 
     def _begin_epoch(self, run: StageRun) -> _EpochSums:
         """Put the model in training mode, position the loader (mid-epoch on resume) and restore the sums."""
@@ -512,39 +548,50 @@ class Trainer:
             sums={k: torch.tensor(v, dtype=torch.float64, device=dev) for k, v in s.sums.items()
                   if not k.startswith("_")},
             n_seen=n_seen, n_start=n_seen, elapsed_before=float(s.sums.get("_time", 0.0)),
-            bad_step=torch.tensor(-1, dtype=torch.int64, device=dev),
-            stage_start=s.global_step - (s.epoch * run.steps_per_epoch + s.step))
+            skipped=int(s.sums.get("_skipped", 0)))
 
-    def _optimizer_step(self, run: StageRun, batch: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Forward under autocast, backward, optional clipping, optimizer and EMA update."""
+    def _optimizer_step(self, run: StageRun, batch: Any, step: int
+                        ) -> tuple[torch.Tensor, dict[str, torch.Tensor], bool]:
+        """Forward under autocast, backward, optional clipping, optimizer and EMA update.
+
+        Every step checks the loss and the gradient norm before the update: a non-finite one stops the
+        run (``train.on_nonfinite: stop``, nothing is updated or written) or skips the update (``skip``).
+        Returns (loss, logs, whether the update was applied). With fp16 ``GradScaler`` the scaler skips
+        overflowing steps itself, so only the loss is checked there.
+        """
         with run.autocast():
             loss, logs = run.task.training_step(run.train_model, batch)
         run.optimizer.zero_grad(set_to_none=True)
         clip = run.cfg.train.grad_clip
+        params = unwrap_model(self.model).parameters()
         if run.scaler is not None:
             run.scaler.scale(loss).backward()
             if clip:
                 run.scaler.unscale_(run.optimizer)
-                nn.utils.clip_grad_norm_(unwrap_model(self.model).parameters(), clip)
+                nn.utils.clip_grad_norm_(params, clip)
+            grad_norm = None
+        else:
+            loss.backward()
+            grad_norm = nn.utils.clip_grad_norm_(params, clip if clip else float("inf"))  # inf: measures only
+        if not self._finite_everywhere(loss, grad_norm):
+            if run.cfg.train.on_nonfinite == "stop":
+                raise self._non_finite(run, step)
+            run.optimizer.zero_grad(set_to_none=True)
+            return loss, logs, False
+        if run.scaler is not None:
             run.scaler.step(run.optimizer)
             run.scaler.update()
         else:
-            loss.backward()
-            if clip:
-                nn.utils.clip_grad_norm_(unwrap_model(self.model).parameters(), clip)
             run.optimizer.step()
         if self.ema is not None:
             self.ema.update(unwrap_model(self.model))
-        return loss, logs
+        return loss, logs, True
 
     def _accumulate(self, acc: _EpochSums, run: StageRun, batch: Any, loss: torch.Tensor,
                     logs: dict[str, torch.Tensor]) -> None:
         n = run.task.batch_size(batch)
         acc.n_seen += n * self.dist.world_size
         det = loss.detach()
-        acc.bad_step = torch.where((acc.bad_step < 0) & ~torch.isfinite(det),
-                                   torch.tensor(self.state.global_step, dtype=torch.int64, device=self.device),
-                                   acc.bad_step)
         for k, v in {"train_loss": det, **{f"train_{k}": v for k, v in logs.items()}}.items():
             v = torch.as_tensor(v, device=self.device).detach().double() * n
             acc.sums[k] = acc.sums[k] + v if k in acc.sums else v
@@ -561,8 +608,6 @@ class Trainer:
     def _show_progress(self, bar: Any, acc: _EpochSums, run: StageRun) -> None:
         s, spe = self.state, run.steps_per_epoch
         if s.step % run.cfg.train.log_interval == 0 or s.step == spe:
-            if not self.dist.enabled:  # under DDP the check is a collective: only at steps all ranks share
-                self._check_finite(acc.bad_step, run.name, acc.stage_start, spe)
             post = {k.replace("train_", ""): f"{float(v) * self.dist.world_size / acc.n_seen:.4g}"
                     for k, v in acc.sums.items()}
             post["img/s"] = f"{(acc.n_seen - acc.n_start) / max(time.perf_counter() - acc.t0, 1e-9):.0f}"
@@ -576,20 +621,24 @@ class Trainer:
         bar = self._progress_bar(run)
         for step, batch in enumerate(run.train_loader, start=s.step):
             run.sched.step(s.epoch * spe + step)
-            loss, logs = self._optimizer_step(run, batch)
-            self._accumulate(acc, run, batch, loss, logs)
+            loss, logs, applied = self._optimizer_step(run, batch, step)
+            if applied:
+                self._accumulate(acc, run, batch, loss, logs)
+            else:
+                acc.skipped += 1
+                self.log(f"[{run.name}] epoch {s.epoch + 1} step {step + 1}: non-finite loss or gradient, "
+                         f"update skipped (train.on_nonfinite=skip)")
             s.global_step += 1
             s.step = step + 1
             if bar is not None:
                 self._show_progress(bar, acc, run)
             if every_steps and s.step % every_steps == 0 and s.step < spe:
-                self._check_finite(acc.bad_step, run.name, acc.stage_start, spe)
                 s.sums = {k: float(v) for k, v in acc.sums.items()}
-                s.sums.update({"_n": acc.n_seen, "_time": acc.elapsed_before + time.perf_counter() - acc.t0})
+                s.sums.update({"_n": acc.n_seen, "_time": acc.elapsed_before + time.perf_counter() - acc.t0,
+                               "_skipped": acc.skipped})
                 self._checkpoint(run)
         if bar is not None:
             bar.close()
-        self._check_finite(acc.bad_step, run.name, acc.stage_start, spe)
         s.sums = self._epoch_means(acc)
 
     def _epoch_means(self, acc: _EpochSums) -> dict[str, float]:
@@ -606,6 +655,8 @@ class Trainer:
         out = {k: float(v) / max(acc.n_seen, 1) for k, v in sums.items()}
         out["epoch_time_s"] = elapsed
         out["img_per_s"] = acc.n_seen / max(elapsed, 1e-9)
+        if acc.skipped:
+            out["skipped_steps"] = acc.skipped
         return out
 
     def _result(self, final: dict[str, float], seconds: float) -> dict[str, Any]:
@@ -651,7 +702,8 @@ def train(recipe: str | os.PathLike | Mapping[str, Any] | None = None,
         ``{"final": {eval_loss, eval_acc1, ...}, "best": {...}, "params", "history", "checkpoint", ...}``.
 
     Raises:
-        NonFiniteLossError: the loss became NaN/inf (message names stage/epoch/step).
+        NonFiniteLossError: the loss or gradient became NaN/inf and ``train.on_nonfinite`` is ``stop``
+            (message names stage/epoch/step and what to lower; the last checkpoint is the last finite one).
     """
     ckpt = None
     if resume is not None:

@@ -129,8 +129,11 @@ def test_cam_cli_on_files_and_data(tiny_classifier_checkpoints, tmp_path, capsys
 def test_cam_cli_errors(tiny_classifier_checkpoints, tmp_path, capsys):
     from leannets.cli import main
 
+    (tmp_path / "notes.txt").write_text("not an image")
     assert main(["cam", str(tiny_classifier_checkpoints[0]), str(tmp_path / "notes.txt"), "--out", str(tmp_path)]) == 2
     assert "notes.txt: neither a checkpoint" in capsys.readouterr().err
+    assert main(["cam", str(tiny_classifier_checkpoints[0]), str(tmp_path / "catt.png"), "--out", str(tmp_path)]) == 2
+    assert "catt.png does not exist" in capsys.readouterr().err
     assert main(["cam", str(tiny_classifier_checkpoints[0]), "--out", str(tmp_path)]) == 2
     assert "at least one image" in capsys.readouterr().err
     assert main(["cam", str(tmp_path / "none.pt"), "--from-data", "1", "--out", str(tmp_path)]) == 2

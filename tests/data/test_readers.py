@@ -240,6 +240,15 @@ def test_imagefolder_streams_with_random_resized_crop(tmp_path: Path):
         build_dataset(_data_cfg("imagefolder", tmp_path, input_size=24))
 
 
+def test_an_empty_class_folder_is_an_error_naming_it(tmp_path: Path):
+    for split in ("train", "val"):
+        for c in ("cat", "dog"):
+            _img(tmp_path / split / c / "0.png", (9, 9, 9))
+    (tmp_path / "train" / "emu").mkdir()
+    with pytest.raises(ValueError, match=r"class folder\(s\) .*train/emu contain no images"):
+        build_dataset(_data_cfg("imagefolder", tmp_path, input_size=8))
+
+
 # -------------------------------------------------------------------------------- embedded + real
 def test_digits_embedded_is_real_and_fixed():
     s = build_dataset(_data_cfg("digits", None))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import pickle
 from pathlib import Path
@@ -82,7 +83,8 @@ def test_multistage_freeze_keeps_frozen_weights_and_bn_stats(tmp_path: Path):
 
 def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_last_good(tmp_path: Path):
     recipe = tiny(train={"epochs": 1}, stages=[{"name": "ok"}, {"name": "boom", "optim": {"lr": 1e30}}])
-    with pytest.raises(NonFiniteLossError, match=r"stage 'boom' epoch 1 step \d+ .*last good checkpoint"):
+    with pytest.raises(NonFiniteLossError, match=r"stage 'boom' epoch 1 step \d+ .*last good \(finite\) checkpoint"
+                                                 r".*Lower optim.lr \(now 1e\+30\)"):
         train(recipe, out_dir=tmp_path, verbose=False)
     ck = load_checkpoint(tmp_path / "last.pt")
     assert ck["loop"]["stage"] == 1 and ck["loop"]["epoch"] == 0  # saved after stage "ok", never after
@@ -92,6 +94,37 @@ def test_non_finite_loss_stops_with_epoch_and_step_and_keeps_last_good(tmp_path:
     rc = cli_main(["train", "--recipe", _write(tmp_path / "r.yaml", recipe), "--out", str(tmp_path / "c"),
                    "--quiet"])
     assert rc == 2
+
+
+def test_a_diverging_run_keeps_a_checkpoint_that_evaluates_finite(tmp_path: Path):
+    # One good epoch, then lr 1e3 (measured: NaN within the next epoch, weights huge before that).
+    recipe = tiny(train={"epochs": 1}, stages=[{"name": "ok"}, {"name": "boom", "epochs": 2, "optim": {"lr": 1e3}}])
+    with pytest.raises(NonFiniteLossError, match=r"stage 'boom' epoch 1 .*Lower optim.lr \(now 1000\)"):
+        train(recipe, out_dir=tmp_path / "run", verbose=False)
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ck["loop"]["stage"] == 1 and ck["loop"]["epoch"] == 0  # the end of stage "ok": the last good one
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+    out = evaluate_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(math.isfinite(v) for v in out["metrics"].values()), out["metrics"]
+
+
+def test_skip_mode_drops_non_finite_steps_and_keeps_training(tmp_path: Path, monkeypatch):
+    from leannets.engine.tasks.classification import ClassificationTask
+
+    real = ClassificationTask.training_step
+    calls = {"n": 0}
+
+    def sometimes_nan(self, model, batch):
+        loss, logs = real(self, model, batch)
+        calls["n"] += 1
+        return (loss * float("nan"), logs) if calls["n"] in (2, 5) else (loss, logs)
+
+    monkeypatch.setattr(ClassificationTask, "training_step", sometimes_nan)
+    res = train(tiny(train={"epochs": 2, "on_nonfinite": "skip"}), out_dir=tmp_path / "run", verbose=False)
+    assert sum(r.get("skipped_steps", 0) for r in res["history"]) == 2
+    ck = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+    assert all(r["train_loss"] == r["train_loss"] for r in res["history"])  # skipped steps are not averaged in
 
 
 def test_resume_removes_orphan_temp_files(tmp_path: Path):
@@ -146,6 +179,12 @@ def test_crafted_pickle_checkpoint_is_refused(tmp_path: Path, capsys):
     (tmp_path / "trunc.pt").write_bytes(plain.read_bytes()[:40])
     with pytest.raises(ValueError, match="corrupt or truncated"):
         load_checkpoint(tmp_path / "trunc.pt")
+    (tmp_path / "notes.txt").write_text("hello world\n")
+    (tmp_path / "noise.pt").write_bytes(bytes(range(256)) * 2)
+    for name in ("notes.txt", "noise.pt"):
+        assert cli_main(["eval", str(tmp_path / name)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{name} is not a checkpoint" in err, err
     with pytest.raises(FileNotFoundError):
         load_checkpoint(tmp_path / "missing.pt")
     # A pickle that is not even a zip archive.
@@ -168,3 +207,15 @@ def test_cli_train_and_eval_print_results(tmp_path: Path, capsys):
     assert cli_main(["eval", str(tmp_path / "run"), "--set", "optim.lr=1"]) == 2
     assert cli_main(["train", "--recipe", recipe, "--set", "optim.momentun=0.5"]) == 2
     assert "optim.momentun" in capsys.readouterr().err
+
+
+def test_top_k_is_reported_only_below_the_number_of_classes():
+    from leannets.engine.task import cross_entropy_sums
+
+    target = torch.tensor([0, 1, 2, 1])
+    three = cross_entropy_sums(torch.randn(4, 3), target)
+    assert set(three) == {"loss", "acc1"}
+    logits = torch.eye(10)[[0, 1, 2, 3]] * 2
+    logits[3, 1] = 1.0  # row 3 (label 1) ranks its label second: a top-5 hit, a top-1 miss
+    ten = cross_entropy_sums(logits, target)
+    assert set(ten) == {"loss", "acc1", "acc5"} and float(ten["acc1"][0]) == 3 and float(ten["acc5"][0]) == 4
