@@ -21,8 +21,8 @@ class Registry(Generic[T]):
     Args:
         kind: what an entry is, used in messages ("model", "dataset", "conv_type", ...).
         recipe_key: the recipe key that names an entry (e.g. ``data.name``), shown in errors.
-        loader: called before every lookup to import the modules that register entries
-            (kept lazy so that importing a registry does not import every plug-in).
+        loader: called once, before the first lookup, to import the modules (or scan the files) that
+            register entries (kept lazy so that importing a registry does not import every plug-in).
         list_hint: what to say instead of listing every known name (for long registries).
     """
 
@@ -33,10 +33,17 @@ class Registry(Generic[T]):
         self._loader = loader
         self._list_hint = list_hint
         self._entries: dict[str, T] = {}
+        self._loaded = False
 
     def _load(self) -> None:
-        if self._loader is not None:
+        if self._loader is None or self._loaded:
+            return
+        self._loaded = True  # set first: a loader that itself looks names up does not run again
+        try:
             self._loader()
+        except BaseException:
+            self._loaded = False
+            raise
 
     def register(self, name: str, entry: T) -> T:
         """Add ``entry`` under ``name``; ``ValueError`` if the name is already taken."""

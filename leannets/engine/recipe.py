@@ -274,8 +274,7 @@ _RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"
 
 def _register_bundled() -> None:
     for path in sorted(_RECIPE_DIR.glob("*.yaml")):
-        if path.stem not in RECIPES._entries:
-            RECIPES.register(path.stem, path)
+        RECIPES.register(path.stem, path)
 
 
 RECIPES: Registry[Path] = Registry("recipe", loader=_register_bundled)

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -128,6 +128,17 @@ def _all_finite(*states: Any) -> bool:
         elif isinstance(item, (list, tuple)):
             stack.extend(item)
     return True
+
+
+def _grad_norm(params: Iterable[nn.Parameter]) -> torch.Tensor:
+    """Global 2-norm of the gradients, without touching them (``clip_grad_norm_`` would rescale them)."""
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return torch.zeros(())
+    get_total_norm = getattr(nn.utils, "get_total_norm", None)  # torch >= 2.6
+    if get_total_norm is not None:
+        return get_total_norm(grads)
+    return torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.detach()) for g in grads]))
 
 
 def _rows_to_csv(rows: list[dict[str, Any]]) -> str:
@@ -572,7 +583,7 @@ class Trainer:
             grad_norm = None
         else:
             loss.backward()
-            grad_norm = nn.utils.clip_grad_norm_(params, clip if clip else float("inf"))  # inf: measures only
+            grad_norm = nn.utils.clip_grad_norm_(params, clip) if clip else _grad_norm(params)
         if not self._finite_everywhere(loss, grad_norm):
             if run.cfg.train.on_nonfinite == "stop":
                 raise self._non_finite(run, step)

@@ -35,10 +35,11 @@ def test_unknown_names_suggest_close_ones_and_list_the_known():
         reg.get("alpah")
 
 
-def test_the_loader_runs_before_lookups():
+def test_the_loader_runs_once_before_the_first_lookup():
     calls = []
-    reg: Registry[int] = Registry("widget", loader=lambda: calls.append(1) or None)
-    assert reg.names() == [] and calls
+    reg: Registry[int] = Registry("widget", loader=lambda: calls.append(reg.register(f"w{len(calls)}", 1)))
+    assert calls == []
+    assert reg.names() == ["w0"] and "w0" in reg and reg.get("w0") == 1 and calls == [1]
 
 
 @pytest.mark.parametrize("registry, name", [(MODELS, "densenet121"), (DATASETS, "cifar10"), (TASKS, "denoising"),
