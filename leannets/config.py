@@ -195,8 +195,8 @@ class DataSection(Section):
     ratio: list[float] = key([0.75, 4.0 / 3.0], "RandomResizedCrop aspect range")
     crop_pct: float = key(0.875, "evaluation: resize to input_size/crop_pct, then center crop")
     val_fraction: float = key(0.0, "hold out this fraction of the training split for validation")
-    limit_train: int | None = key(None, "use only the first N training samples")
-    limit_eval: int | None = key(None, "use only the first N evaluation samples")
+    limit_train: int | None = key(None, "use N training samples, evenly spaced over the split (every class of a class-sorted folder)")
+    limit_eval: int | None = key(None, "use N evaluation samples, evenly spaced over the split")
     in_memory: bool | None = key(None, "force in-memory (True) or file-based (False) loading")
 
 
@@ -230,7 +230,8 @@ class TrainSection(Section):
     section = "train"
     epochs: int = key(1, "training epochs")
     device: str = key("auto", "auto, cpu, cuda or cuda:N")
-    amp: str = key("auto", "mixed precision (CUDA only)", choices=("auto", "off", "bf16", "fp16"))
+    amp: str = key("auto", "mixed precision: auto = bf16 (else fp16) on CUDA, off on CPU; bf16 also autocasts on CPU",
+                   choices=("auto", "off", "bf16", "fp16"))
     channels_last: bool | None = key(None, "channels_last memory format (default: on CUDA)")
     compile: bool = key(False, "torch.compile the model")
     grad_clip: float | None = key(None, "clip the global gradient norm to this value")

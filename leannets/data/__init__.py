@@ -22,8 +22,8 @@ randomness that is reproducible regardless of worker count; a ``collate_fn`` att
 import importlib
 import pkgutil
 
-from ._registry import (DataSplits, DatasetInfo, ImageTensors, build_dataset, dataset_info, dataset_options,
-                        list_datasets, register_dataset, sample_rng)
+from ._registry import (DataSplits, DatasetInfo, ImageTensors, build_dataset, data_section, dataset_info,
+                        dataset_options, list_datasets, register_dataset, sample_rng)
 
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if not _mod.startswith("_"):
@@ -31,5 +31,5 @@ for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
 
 from .loader import make_loader  # noqa: E402
 
-__all__ = ["DataSplits", "DatasetInfo", "ImageTensors", "build_dataset", "dataset_info", "dataset_options",
-           "list_datasets", "make_loader", "register_dataset", "sample_rng"]
+__all__ = ["DataSplits", "DatasetInfo", "ImageTensors", "build_dataset", "data_section", "dataset_info",
+           "dataset_options", "list_datasets", "make_loader", "register_dataset", "sample_rng"]

@@ -85,6 +85,7 @@ class DatasetInfo:
     options: Mapping[str, Any]
     description: str = ""
     needs_root: bool = True
+    any_size: bool = False
 
 
 # Importing the package registers every reader (see data/__init__.py).
@@ -93,8 +94,8 @@ DATASETS: Registry[DatasetInfo] = Registry("dataset", recipe_key="data.name",
 
 
 def register_dataset(name: str, builder: Callable[[DataSection], DataSplits], *,
-                     options: Mapping[str, Any] | None = None, description: str = "", needs_root: bool = True
-                     ) -> None:
+                     options: Mapping[str, Any] | None = None, description: str = "", needs_root: bool = True,
+                     any_size: bool = False) -> None:
     """Register ``builder(data_cfg) -> DataSplits`` under ``name`` (recipe ``data.name``).
 
     Args:
@@ -102,8 +103,10 @@ def register_dataset(name: str, builder: Callable[[DataSection], DataSplits], *,
             this dataset is selected.
         description: one line for listings.
         needs_root: whether ``data.root`` is required (``False`` for embedded data).
+        any_size: the images are resized to ``data.input_size`` (any size): when a recipe leaves it unset,
+            the engine uses the model's native input size.
     """
-    DATASETS.register(name, DatasetInfo(name, builder, dict(options or {}), description, needs_root))
+    DATASETS.register(name, DatasetInfo(name, builder, dict(options or {}), description, needs_root, any_size))
 
 
 def list_datasets() -> list[str]:
@@ -124,7 +127,9 @@ def _limit(split: Split, n: int | None) -> Split:
         return split
     if n < 1:
         raise ValueError(f"data.limit_* must be >= 1, got {n}")
-    return split.subset(range(n)) if isinstance(split, ImageTensors) else Subset(split, range(n))
+    # Evenly spaced, not the first n: a class-sorted folder (cifar10_jpeg, ImageFolder) keeps every class.
+    index = [(i * len(split)) // n for i in range(n)]
+    return split.subset(index) if isinstance(split, ImageTensors) else Subset(split, index)
 
 
 def _holdout(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:

@@ -31,15 +31,16 @@ the device; :meth:`Task.batch_size` tells the trainer how many samples it holds 
 from __future__ import annotations
 
 import importlib
+import sys
 from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from leannets.config import Field, StageConfig
-from leannets.data import DataSplits, build_dataset
-from leannets.models import create_model
+from leannets.config import DataSection, Field, StageConfig
+from leannets.data import DataSplits, build_dataset, data_section, dataset_info
+from leannets.models import create_model, model_info
 from leannets.registry import Registry
 
 __all__ = ["Task", "register_task", "get_task_class", "create_task", "list_tasks", "MetricSums"]
@@ -100,8 +101,22 @@ class Task:
 
     # -- data and model -------------------------------------------------------------------------
     def build_data(self) -> DataSplits:
-        """Train/eval splits of the recipe's dataset (``data`` section)."""
-        return build_dataset(self.cfg.data, seed=self.cfg.seed)
+        """Train/eval splits of the recipe's dataset (``data`` section, see :meth:`data_config`)."""
+        return build_dataset(self.data_config(), seed=self.cfg.seed)
+
+    def data_config(self) -> DataSection:
+        """The ``data`` section; a dataset that resizes to any size (``imagefolder``) without ``data.input_size``
+        gets the model's native input size (a CIFAR net at ImageNet's 224² costs ~50× the compute)."""
+        data = self.cfg.data
+        if data.input_size is not None or not dataset_info(data.name).any_size:
+            return data
+        try:
+            size = int(model_info(self.cfg.model.name).input_size[-1])
+        except ValueError:  # not a registered model name: the dataset's own default applies
+            return data
+        print(f"data.input_size not set: using {self.cfg.model.name}'s native input size {size}×{size} "
+              "(set data.input_size to change it)", file=sys.stderr)
+        return data_section({**data.to_dict(), "input_size": size})
 
     def build_model(self, splits: DataSplits) -> nn.Module:
         """The recipe's model sized for the data (classes, channels)."""

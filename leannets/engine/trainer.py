@@ -38,6 +38,7 @@ from .checkpoint import (FORMAT, VERSION, capture_rng, copy_checkpoint, load_che
                          save_checkpoint, unwrap_model)
 from .distributed import (DistInfo, broadcast_object, cleanup_distributed, convert_sync_bn, init_distributed,
                           is_distributed)
+from .memory import check_training_memory
 from .optim import LRSchedule, ModelEma, build_optimizer
 from .recipe import apply_overrides, dump_recipe, load_recipe, stage_configs, validate_recipe
 from .task import Task, create_task
@@ -78,7 +79,9 @@ def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device
 
 
 def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    if device.type != "cuda" or mode == "off":
+    """The autocast dtype: CUDA picks bf16 (fp16 where bf16 is missing) for ``auto``; on CPU only an explicit
+    ``bf16`` autocasts (CPU autocast has no fp16 path worth using, and ``auto`` keeps CPU runs in float32)."""
+    if mode == "off" or (device.type != "cuda" and mode != "bf16"):
         return None
     if mode == "auto":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
@@ -283,6 +286,10 @@ class Trainer:
         task0 = create_task(cfg0)
         splits0 = self._splits(task0, cfg0)
         self.data_info = data_info_of(splits0)
+        shape = tuple(getattr(splits0, "input_size", ()) or ())
+        if len(shape) == 3:  # refuse a run that cannot fit before it is killed (restoration: eval images differ)
+            check_training_memory(lambda: task0.build_model(splits0), shape,
+                                  max(1, cfg0.data.batch_size // self.dist.world_size), self.device, cfg0.model.name)
         model = task0.build_model(splits0)
         init = cfg0.model.init_checkpoint
         if init:
@@ -408,7 +415,7 @@ class Trainer:
         amp_dtype = _amp_dtype(cfg.train.amp, self.device)
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         self._setup_ema(cfg.train.ema_decay)
-        autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if amp_dtype is not None else \
+        autocast = (lambda: torch.autocast(self.device.type, dtype=amp_dtype)) if amp_dtype is not None else \
             contextlib.nullcontext
         return StageRun(stage_idx, cfg, task, splits, frozen, train_loader, eval_loader, val_loader, spe, optimizer,
                         sched, scaler, autocast, self._training_model(cfg))

@@ -109,3 +109,11 @@ def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
     monkeypatch.delenv("LEANNETS_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert dc.cache_dir() == tmp_path / "xdg" / "leannets"
+
+
+def test_limits_take_evenly_spaced_samples_so_class_sorted_folders_keep_every_class(tree):
+    full = build_dataset({"name": "cifar10_jpeg", "root": str(tree)})
+    limited = build_dataset({"name": "cifar10_jpeg", "root": str(tree), "limit_train": 3, "limit_eval": 3})
+    assert limited.train.labels.tolist() == [0, 1, 2]  # the first 3 would all be airplanes
+    assert torch.equal(limited.train.images, full.train.images[[0, 3, 6]])
+    assert limited.eval.labels.tolist() == [0, 1, 2]

@@ -176,3 +176,21 @@ def test_optimizers_and_ema():
     before = ema.module[0].weight.clone()
     ema.update(model)
     assert torch.allclose(ema.module[0].weight, 0.9 * before + 0.1 * model[0].weight)
+
+
+def test_an_any_size_dataset_without_input_size_gets_the_models_native_size(tmp_path, capsys):
+    from PIL import Image
+
+    from leannets.engine.task import create_task
+
+    for split in ("train", "val"):
+        for c in ("a", "b"):
+            (tmp_path / split / c).mkdir(parents=True)
+            Image.new("RGB", (64, 48), (10, 200, 30)).save(tmp_path / split / c / "0.png")
+    base = {"model": {"name": "resnet20_standard"}, "data": {"name": "imagefolder", "root": str(tmp_path)}}
+    splits = create_task(stage_configs(load_recipe(base))[-1]).build_data()
+    assert splits.input_size == (3, 32, 32) and splits.train[0][0].shape == (3, 32, 32)  # not imagefolder's 224
+    assert "using resnet20_standard's native input size 32×32" in capsys.readouterr().err
+    fixed = load_recipe({**base, "data": {**base["data"], "input_size": 40}})
+    assert create_task(stage_configs(fixed)[-1]).build_data().input_size == (3, 40, 40)
+    assert "native input size" not in capsys.readouterr().err
