@@ -116,13 +116,25 @@ class MobileNetV2Cifar(Classifier):
         return self.features(x)
 
 
-for _ct in ("dsconv", "mixconv", "multiception"):
-    def _fn(conv_type: str = _ct, **kwargs: Any) -> MobileNetV2Cifar:
-        return MobileNetV2Cifar(conv_type, **kwargs)
+@register_model(paper=BAO, source=f"Table 2, MobileNet-V2 (dsconv); architecture: {SANDLER}",
+                tags=("multiception", "cifar", "stl10", "mobilenetv2", "dsconv"))
+def mobilenetv2_cifar_dsconv(**kwargs: Any) -> MobileNetV2Cifar:
+    """MobileNetV2 (stride-1 stem) with dsconv in the 16/24-channel stages; 32×32 by default, STL-10 uses 96×96
+    inputs (Table 2)."""
+    return MobileNetV2Cifar(**{"conv_type": "dsconv", **kwargs})
 
-    _fn.__name__ = _fn.__qualname__ = f"mobilenetv2_cifar_{_ct}"
-    _fn.__doc__ = (f"MobileNetV2 (stride-1 stem) with {_ct} in the 16/24-channel stages; 32×32 by default, "
-                   "STL-10 uses 96×96 inputs (Table 2).")
-    register_model(paper=BAO, source=f"Table 2, MobileNet-V2 ({_ct}); architecture: {SANDLER}",
-                   tags=("multiception", "cifar", "stl10", "mobilenetv2", _ct))(_fn)
-    globals()[_fn.__name__] = _fn
+
+@register_model(paper=BAO, source=f"Table 2, MobileNet-V2 (mixconv); architecture: {SANDLER}",
+                tags=("multiception", "cifar", "stl10", "mobilenetv2", "mixconv"))
+def mobilenetv2_cifar_mixconv(**kwargs: Any) -> MobileNetV2Cifar:
+    """MobileNetV2 (stride-1 stem) with mixconv in the 16/24-channel stages; 32×32 by default, STL-10 uses 96×96
+    inputs (Table 2)."""
+    return MobileNetV2Cifar(**{"conv_type": "mixconv", **kwargs})
+
+
+@register_model(paper=BAO, source=f"Table 2, MobileNet-V2 (multiception); architecture: {SANDLER}",
+                tags=("multiception", "cifar", "stl10", "mobilenetv2", "multiception"))
+def mobilenetv2_cifar_multiception(**kwargs: Any) -> MobileNetV2Cifar:
+    """MobileNetV2 (stride-1 stem) with multiception in the 16/24-channel stages; 32×32 by default, STL-10 uses 96×96
+    inputs (Table 2)."""
+    return MobileNetV2Cifar(**{"conv_type": "multiception", **kwargs})

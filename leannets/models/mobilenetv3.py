@@ -205,9 +205,12 @@ _LAYOUT_INFO = {
 }
 
 
-def _register(layout: str, tag: str, width: float, xsep: bool, suffix: str = "", **fixed: object) -> None:
+def _register(name: str, layout: str, tag: str, xsep: bool, suffix: str = "", **fixed: object) -> None:
+    """Register ``name`` (written out at the call, so grep finds every model) for one layout/width/depthwise."""
     infix, input_size, classes, source = _LAYOUT_INFO[layout]
-    name = f"mobilenetv3_small{infix}_{tag}{suffix}{'_xsep' if xsep else ''}"
+    width = _WIDTHS[tag]
+    if name != f"mobilenetv3_small{infix}_{tag}{suffix}{'_xsep' if xsep else ''}":
+        raise ValueError(f"model name {name!r} does not match its layout {layout!r}, width {tag}, xsep={xsep}")
     if xsep:
         paper, src = CHEN, f"Sec. 4.2 / Fig. 3 (XSepConv MobileNetV3-Small); {source}"
     else:
@@ -231,10 +234,31 @@ def _register(layout: str, tag: str, width: float, xsep: bool, suffix: str = "",
                    tags=("mobilenetv3", layout) + (("xsepconv",) if xsep else ()), name=name)(fn)
 
 
-for _layout in _LAYOUT_INFO:
-    for _tag, _width in _WIDTHS.items():
-        for _xsep in (False, True):
-            _register(_layout, _tag, _width, _xsep)
-for _xsep in (False, True):
-    _register("tiny", "100", 1.0, _xsep, "_k7down", down_kernel=7)
-    _register("tiny", "100", 1.0, _xsep, "_k7mid", mid_kernel=7)
+_register("mobilenetv3_small_050", "imagenet", "050", xsep=False)
+_register("mobilenetv3_small_050_xsep", "imagenet", "050", xsep=True)
+_register("mobilenetv3_small_075", "imagenet", "075", xsep=False)
+_register("mobilenetv3_small_075_xsep", "imagenet", "075", xsep=True)
+_register("mobilenetv3_small_100", "imagenet", "100", xsep=False)
+_register("mobilenetv3_small_100_xsep", "imagenet", "100", xsep=True)
+_register("mobilenetv3_small_125", "imagenet", "125", xsep=False)
+_register("mobilenetv3_small_125_xsep", "imagenet", "125", xsep=True)
+_register("mobilenetv3_small_cifar_050", "cifar", "050", xsep=False)
+_register("mobilenetv3_small_cifar_050_xsep", "cifar", "050", xsep=True)
+_register("mobilenetv3_small_cifar_075", "cifar", "075", xsep=False)
+_register("mobilenetv3_small_cifar_075_xsep", "cifar", "075", xsep=True)
+_register("mobilenetv3_small_cifar_100", "cifar", "100", xsep=False)
+_register("mobilenetv3_small_cifar_100_xsep", "cifar", "100", xsep=True)
+_register("mobilenetv3_small_cifar_125", "cifar", "125", xsep=False)
+_register("mobilenetv3_small_cifar_125_xsep", "cifar", "125", xsep=True)
+_register("mobilenetv3_small_tiny_050", "tiny", "050", xsep=False)
+_register("mobilenetv3_small_tiny_050_xsep", "tiny", "050", xsep=True)
+_register("mobilenetv3_small_tiny_075", "tiny", "075", xsep=False)
+_register("mobilenetv3_small_tiny_075_xsep", "tiny", "075", xsep=True)
+_register("mobilenetv3_small_tiny_100", "tiny", "100", xsep=False)
+_register("mobilenetv3_small_tiny_100_xsep", "tiny", "100", xsep=True)
+_register("mobilenetv3_small_tiny_125", "tiny", "125", xsep=False)
+_register("mobilenetv3_small_tiny_125_xsep", "tiny", "125", xsep=True)
+_register("mobilenetv3_small_tiny_100_k7down", "tiny", "100", xsep=False, suffix="_k7down", down_kernel=7)
+_register("mobilenetv3_small_tiny_100_k7mid", "tiny", "100", xsep=False, suffix="_k7mid", mid_kernel=7)
+_register("mobilenetv3_small_tiny_100_k7down_xsep", "tiny", "100", xsep=True, suffix="_k7down", down_kernel=7)
+_register("mobilenetv3_small_tiny_100_k7mid_xsep", "tiny", "100", xsep=True, suffix="_k7mid", mid_kernel=7)

@@ -118,23 +118,46 @@ class CifarResNet(Classifier):
         return self.stages(self.stem(x))
 
 
-def _register_family(prefix: str, depth: int, source: str, doc: str, **fixed: Any) -> None:
-    """Register ``{prefix}_{conv_type}`` for the four conv types compared in the paper."""
-    for conv_type in CONV_TYPES:
-        def fn(conv_type: str = conv_type, **kwargs: Any) -> CifarResNet:
-            return CifarResNet(depth, conv_type=conv_type, **{**fixed, **kwargs})
+R20_SOURCE = "Table 5 / Table 1, ResNet-20 (CIFAR-10: 272,474 std / 189,434 Multiception)"
+R50_SOURCE = ("Table 5 / Tables 1-4, ResNet-50 (CIFAR-10: 758,554 std / 509,434 Multiception; "
+              "num_classes=100 for CIFAR-100, 1000 for ImageNet32)")
 
-        fn.__name__ = f"{prefix}_{conv_type}"
-        fn.__qualname__ = fn.__name__
-        fn.__doc__ = f"{doc} with {conv_type} first convs."
-        fn.__module__ = __name__
-        register_model(paper=BAO, source=f"{source} ({conv_type})", tags=("multiception", "cifar", conv_type))(fn)
-        globals()[fn.__name__] = fn
+@register_model(paper=BAO, source=f"{R20_SOURCE} (standard)", tags=("multiception", "cifar", "standard"))
+def resnet20_standard(**kwargs: Any) -> CifarResNet:
+    """CIFAR ResNet-20 (n=3) with standard first convs."""
+    return CifarResNet(20, **{"conv_type": "standard", **kwargs})
 
+@register_model(paper=BAO, source=f"{R20_SOURCE} (dsconv)", tags=("multiception", "cifar", "dsconv"))
+def resnet20_dsconv(**kwargs: Any) -> CifarResNet:
+    """CIFAR ResNet-20 (n=3) with dsconv first convs."""
+    return CifarResNet(20, **{"conv_type": "dsconv", **kwargs})
 
-_register_family("resnet20", 20, "Table 5 / Table 1, ResNet-20 (CIFAR-10: 272,474 std / 189,434 Multiception)",
-                 "CIFAR ResNet-20 (n=3)")
-_register_family("resnet50_cifar", 50,
-                 "Table 5 / Tables 1-4, ResNet-50 (CIFAR-10: 758,554 std / 509,434 Multiception; "
-                 "num_classes=100 for CIFAR-100, 1000 for ImageNet32)",
-                 "CIFAR ResNet-50 (6n+2, n=8, basic blocks)")
+@register_model(paper=BAO, source=f"{R20_SOURCE} (mixconv)", tags=("multiception", "cifar", "mixconv"))
+def resnet20_mixconv(**kwargs: Any) -> CifarResNet:
+    """CIFAR ResNet-20 (n=3) with mixconv first convs."""
+    return CifarResNet(20, **{"conv_type": "mixconv", **kwargs})
+
+@register_model(paper=BAO, source=f"{R20_SOURCE} (multiception)", tags=("multiception", "cifar", "multiception"))
+def resnet20_multiception(**kwargs: Any) -> CifarResNet:
+    """CIFAR ResNet-20 (n=3) with multiception first convs."""
+    return CifarResNet(20, **{"conv_type": "multiception", **kwargs})
+
+@register_model(paper=BAO, source=f"{R50_SOURCE} (standard)", tags=("multiception", "cifar", "standard"))
+def resnet50_cifar_standard(**kwargs: Any) -> CifarResNet:
+    """CIFAR ResNet-50 (6n+2, n=8, basic blocks) with standard first convs."""
+    return CifarResNet(50, **{"conv_type": "standard", **kwargs})
+
+@register_model(paper=BAO, source=f"{R50_SOURCE} (dsconv)", tags=("multiception", "cifar", "dsconv"))
+def resnet50_cifar_dsconv(**kwargs: Any) -> CifarResNet:
+    """CIFAR ResNet-50 (6n+2, n=8, basic blocks) with dsconv first convs."""
+    return CifarResNet(50, **{"conv_type": "dsconv", **kwargs})
+
+@register_model(paper=BAO, source=f"{R50_SOURCE} (mixconv)", tags=("multiception", "cifar", "mixconv"))
+def resnet50_cifar_mixconv(**kwargs: Any) -> CifarResNet:
+    """CIFAR ResNet-50 (6n+2, n=8, basic blocks) with mixconv first convs."""
+    return CifarResNet(50, **{"conv_type": "mixconv", **kwargs})
+
+@register_model(paper=BAO, source=f"{R50_SOURCE} (multiception)", tags=("multiception", "cifar", "multiception"))
+def resnet50_cifar_multiception(**kwargs: Any) -> CifarResNet:
+    """CIFAR ResNet-50 (6n+2, n=8, basic blocks) with multiception first convs."""
+    return CifarResNet(50, **{"conv_type": "multiception", **kwargs})

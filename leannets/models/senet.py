@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from ._registry import register_model
-from .resnet_cifar import BAO, CONV_TYPES, CifarResNet
+from .resnet_cifar import BAO, CifarResNet
 
 __all__ = ["seresnet56"]
 
@@ -19,12 +19,25 @@ def seresnet56(conv_type: str = "standard", **kwargs: Any) -> CifarResNet:
     return CifarResNet(56, conv_type=conv_type, **{"se_reduction": 8, **kwargs})
 
 
-for _ct in CONV_TYPES:
-    def _fn(conv_type: str = _ct, **kwargs: Any) -> CifarResNet:
-        return seresnet56(conv_type, **kwargs)
+@register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (standard)", tags=("multiception", "cifar", "standard"))
+def seresnet56_standard(**kwargs: Any) -> CifarResNet:
+    """SE-ResNet-56 (CIFAR) with standard first convs."""
+    return seresnet56("standard", **kwargs)
 
-    _fn.__name__ = _fn.__qualname__ = f"seresnet56_{_ct}"
-    _fn.__doc__ = f"SE-ResNet-56 (CIFAR) with {_ct} first convs."
-    register_model(paper=BAO, source=f"Table 5 / Table 1, SeNet-56 ({_ct})",
-                   tags=("multiception", "cifar", _ct))(_fn)
-    globals()[_fn.__name__] = _fn
+
+@register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (dsconv)", tags=("multiception", "cifar", "dsconv"))
+def seresnet56_dsconv(**kwargs: Any) -> CifarResNet:
+    """SE-ResNet-56 (CIFAR) with dsconv first convs."""
+    return seresnet56("dsconv", **kwargs)
+
+
+@register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (mixconv)", tags=("multiception", "cifar", "mixconv"))
+def seresnet56_mixconv(**kwargs: Any) -> CifarResNet:
+    """SE-ResNet-56 (CIFAR) with mixconv first convs."""
+    return seresnet56("mixconv", **kwargs)
+
+
+@register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (multiception)", tags=("multiception", "cifar", "multiception"))
+def seresnet56_multiception(**kwargs: Any) -> CifarResNet:
+    """SE-ResNet-56 (CIFAR) with multiception first convs."""
+    return seresnet56("multiception", **kwargs)

@@ -27,7 +27,7 @@ from ..layers import create_conv
 from ..layers.multiception import stage_kernel_sizes
 from ._base import Classifier
 from ._registry import register_model
-from .resnet_cifar import BAO, CONV_TYPES
+from .resnet_cifar import BAO
 
 __all__ = ["ShakeShake", "shake_shake", "ShakeBlock", "ShakeShortcut", "ShakeResNet"]
 
@@ -163,13 +163,29 @@ class ShakeResNet(Classifier):
         return F.relu(self.stages(self.stem(x)))
 
 
-for _ct in CONV_TYPES:
-    def _fn(conv_type: str = _ct, **kwargs: Any) -> ShakeResNet:
-        return ShakeResNet(26, 96, conv_type=conv_type, **kwargs)
+@register_model(paper=BAO, source=f"Table 5 / Table 1, ShakeNet-26-2x96d (standard); architecture: {GASTALDI}",
+                tags=("multiception", "cifar", "shake-shake", "standard"))
+def shakenet26_2x96d_standard(**kwargs: Any) -> ShakeResNet:
+    """Shake-Shake-26 2×96d (CIFAR) with standard first convs; num_classes=100 for the CIFAR-100 rows of Table 5."""
+    return ShakeResNet(26, 96, **{"conv_type": "standard", **kwargs})
 
-    _fn.__name__ = _fn.__qualname__ = f"shakenet26_2x96d_{_ct}"
-    _fn.__doc__ = (f"Shake-Shake-26 2×96d (CIFAR) with {_ct} first convs; num_classes=100 for the "
-                   "CIFAR-100 rows of Table 5.")
-    register_model(paper=BAO, source=f"Table 5 / Table 1, ShakeNet-26-2x96d ({_ct}); architecture: {GASTALDI}",
-                   tags=("multiception", "cifar", "shake-shake", _ct))(_fn)
-    globals()[_fn.__name__] = _fn
+
+@register_model(paper=BAO, source=f"Table 5 / Table 1, ShakeNet-26-2x96d (dsconv); architecture: {GASTALDI}",
+                tags=("multiception", "cifar", "shake-shake", "dsconv"))
+def shakenet26_2x96d_dsconv(**kwargs: Any) -> ShakeResNet:
+    """Shake-Shake-26 2×96d (CIFAR) with dsconv first convs; num_classes=100 for the CIFAR-100 rows of Table 5."""
+    return ShakeResNet(26, 96, **{"conv_type": "dsconv", **kwargs})
+
+
+@register_model(paper=BAO, source=f"Table 5 / Table 1, ShakeNet-26-2x96d (mixconv); architecture: {GASTALDI}",
+                tags=("multiception", "cifar", "shake-shake", "mixconv"))
+def shakenet26_2x96d_mixconv(**kwargs: Any) -> ShakeResNet:
+    """Shake-Shake-26 2×96d (CIFAR) with mixconv first convs; num_classes=100 for the CIFAR-100 rows of Table 5."""
+    return ShakeResNet(26, 96, **{"conv_type": "mixconv", **kwargs})
+
+
+@register_model(paper=BAO, source=f"Table 5 / Table 1, ShakeNet-26-2x96d (multiception); architecture: {GASTALDI}",
+                tags=("multiception", "cifar", "shake-shake", "multiception"))
+def shakenet26_2x96d_multiception(**kwargs: Any) -> ShakeResNet:
+    """Shake-Shake-26 2×96d (CIFAR) with multiception first convs; num_classes=100 for the CIFAR-100 rows of Table 5."""
+    return ShakeResNet(26, 96, **{"conv_type": "multiception", **kwargs})

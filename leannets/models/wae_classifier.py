@@ -309,7 +309,10 @@ VARIANTS: dict[str, tuple[str, bool, bool, str]] = {
 }
 
 
-def _register(prefix: str, family: str) -> None:
+def _register(name: str, prefix: str, family: str) -> None:
+    """Register ``name`` = ``<prefix>_<family>`` (written out at the call, so grep finds every model)."""
+    if name != f"{prefix}_{family}":
+        raise ValueError(f"model name {name!r} is not {prefix}_{family}")
     front_end, fusion, decoder, what = VARIANTS[prefix]
     fam = _FAMILIES[family]
 
@@ -324,9 +327,24 @@ def _register(prefix: str, family: str) -> None:
                    tags=("wae", prefix, family), notes=what, name=f"{prefix}_{family}")(build)
 
 
-for _family in _FAMILIES:
-    for _prefix in VARIANTS:
-        _register(_prefix, _family)
+_register("wae_vgg16", "wae", "vgg16")
+_register("decomp_vgg16", "decomp", "vgg16")
+_register("wavelet_vgg16", "wavelet", "vgg16")
+_register("halfres_vgg16", "halfres", "vgg16")
+_register("ilonly_vgg16", "ilonly", "vgg16")
+_register("caonly_vgg16", "caonly", "vgg16")
+_register("wae_resnet50", "wae", "resnet50")
+_register("decomp_resnet50", "decomp", "resnet50")
+_register("wavelet_resnet50", "wavelet", "resnet50")
+_register("halfres_resnet50", "halfres", "resnet50")
+_register("ilonly_resnet50", "ilonly", "resnet50")
+_register("caonly_resnet50", "caonly", "resnet50")
+_register("wae_vgg_cifar_small", "wae", "vgg_cifar_small")
+_register("decomp_vgg_cifar_small", "decomp", "vgg_cifar_small")
+_register("wavelet_vgg_cifar_small", "wavelet", "vgg_cifar_small")
+_register("halfres_vgg_cifar_small", "halfres", "vgg_cifar_small")
+_register("ilonly_vgg_cifar_small", "ilonly", "vgg_cifar_small")
+_register("caonly_vgg_cifar_small", "caonly", "vgg_cifar_small")
 
 
 @register_model(paper=CHEN_WAE, source="Fig. 2 (encoder + decoder)", input_size=(3, 224, 224), num_classes=0,

@@ -89,3 +89,12 @@ def test_any_backbone_with_xsepconv_gets_the_network_wide_padding_schedule():
     assert [idx for _, idx, _ in schedule] == list(range(1, 10))
     assert [d for _, _, d in schedule[:4]] == ["right_bottom", "left_top", "left_bottom", "right_top"]
     assert schedule[-1][2] == "groups"  # N % 4 == 1: the last layer uses per-group symmetric padding
+
+
+def test_every_registered_name_is_written_out_in_the_source_so_grep_finds_it():
+    from pathlib import Path
+
+    source = "".join(p.read_text(encoding="utf-8") for p in (Path(leannets.__file__).parent / "models").glob("*.py"))
+    missing = [n for n in leannets.list_models() if f'"{n}"' not in source and f"def {n}(" not in source]
+    assert not missing, f"registered in a loop or under a computed name (grep cannot find them): {missing}"
+    assert len(leannets.list_models()) == 90
