@@ -1,5 +1,5 @@
-"""``leannets reproduce PAPER|all [--table NAME …] [--scale smoke|cpu|paper] [--out DIR] [--data-root DIR]
-[--seed N]``: run a paper's tables/figures and write report.md, results.json and PNG plots.
+"""``leannets reproduce PAPER|all [--table NAME …] [--scale smoke|cpu|gpu|paper] [--out DIR] [--data-root DIR]
+[--seed N] [--device D] [--jobs N]``: run a paper's tables/figures and write report.md, results.json and PNG plots.
 
 ``all`` runs the four papers one after the other into ``OUT/<paper>/`` (training runs shared in
 ``OUT/runs`` unless ``--runs``) and writes ``OUT/README.md``: an index with each paper's verdicts
@@ -25,8 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table", action="append", default=None, metavar="NAME",
                    help="only this table/figure (repeatable; see --list)")
     p.add_argument("--scale", choices=SCALES, default="smoke",
-                   help="smoke: embedded data, tiny runs (CI); cpu: real small data from --data-root, "
-                        "3 seeds, ≤ 40 min per paper on 2 cores; paper: the published recipes (GPU, resumable)")
+                   help="smoke: embedded data, tiny runs (CI); cpu: real data from --data-root, 3 seeds, ≤ 40 min per "
+                        "paper on 2 cores; gpu: the CIFAR-size experiments on one GPU (≈ 12 min, 3 seeds); paper: "
+                        "the published recipes (GPU, resumable)")
     p.add_argument("--out", default=None,
                    help="output folder (default: reproductions/<paper>-<scale>; all: reproductions/all-<scale>)")
     p.add_argument("--data-root", default=None,
@@ -35,8 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder of the training runs (checkpoints; default: <out>/runs)")
     p.add_argument("--seed", type=int, default=0, help="first seed of every trained row (default: 0)")
     p.add_argument("--seeds", type=int, default=None,
-                   help="seeds per trained row, paired across rows (default: 1 at smoke, 3 at cpu and paper scale)")
+                   help="seeds per trained row, paired across rows (default: 1 at smoke, 3 at cpu, gpu and paper scale)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--device", default=None,
+                   help="train.device at gpu and paper scale (default: auto = cuda when available); e.g. cpu for a "
+                        "smoke run of the gpu path")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="training runs at once (gpu scale: several small runs share one GPU; default 1)")
     p.add_argument("--list", action="store_true", help="list the paper's tables/figures and exit")
     p.add_argument("--plan", action="store_true",
                    help="print every training run (recipe + overrides, validated) without running anything")
@@ -68,7 +74,7 @@ def _run_one(args: argparse.Namespace) -> dict | None:
     if args.plan:
         from leannets.reproduce.runner import plan_paper
 
-        runs = plan_paper(paper, args.table, args.scale, args.data_root, args.seed, args.seeds)
+        runs = plan_paper(paper, args.table, args.scale, args.data_root, args.seed, args.seeds, args.device)
         for r in runs:
             ov = " ".join(f"{k}={v}" for k, v in sorted(r["overrides"].items()) if not k.startswith("model."))
             print(f"{r['experiment']:<12} {r['row']:<16} {r['model']['name']:<32} {r['recipe']} {ov}")
@@ -78,7 +84,7 @@ def _run_one(args: argparse.Namespace) -> dict | None:
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     doc = run_paper(paper, tables=args.table, scale=args.scale, out_dir=args.out, data_root=args.data_root,
                     seed=args.seed, threads=args.threads, command=command, log=log, runs_dir=args.runs,
-                    seeds=args.seeds)
+                    seeds=args.seeds, device=args.device, jobs=args.jobs)
     out = args.out or f"reproductions/{paper.name}-{args.scale}"
     print(f"{paper.name} ({args.scale}): {verdict_counts(doc)} — {out}/report.md")
     return doc
@@ -138,4 +144,8 @@ def _command(args: argparse.Namespace) -> str:
         parts += ["--seeds", str(args.seeds)]
     if args.threads:
         parts += ["--threads", str(args.threads)]
+    if args.device:
+        parts += ["--device", args.device]
+    if args.jobs != 1:
+        parts += ["--jobs", str(args.jobs)]
     return " ".join(shlex.quote(p) for p in parts)

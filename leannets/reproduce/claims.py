@@ -28,11 +28,11 @@ from leannets.analysis.statistics import Interval, beats_verdict, matches_verdic
 from .reference import Reference
 from .results import ExperimentResult, Verdict
 
-__all__ = ["Claim", "Matches", "MatchesValue", "Better", "NotWorse", "Absolute", "AtLeast", "Custom", "higher_is_better",
+__all__ = ["Claim", "Matches", "MatchesValue", "Better", "NotWorse", "PairedBetter", "Absolute", "AtLeast", "Custom", "higher_is_better",
            "noise_pp", "fmt_num"]
 
 HIGHER_IS_BETTER = {"acc1", "acc5", "psnr", "ssim", "speedup", "accuracy"}
-TRAINED_SCALES = ("cpu", "paper")
+TRAINED_SCALES = ("cpu", "gpu", "paper")
 
 
 def higher_is_better(metric: str) -> bool:
@@ -167,6 +167,35 @@ def _paired(res: ExperimentResult, a: str, b: str, metric: str) -> Interval | No
     return paired_difference(va, vb, higher_is_better=higher_is_better(metric))
 
 
+def _unjudged(res: ExperimentResult, baseline: str) -> str | None:
+    """Why a trained claim cannot be judged: its rows are not trained at this scale, or its baseline
+    stayed below the experiment's floor (trained too little to mean anything); ``None`` when it can."""
+    floor = res.extras.get("floor")
+    if floor:
+        value = res.value(baseline, floor["metric"])
+        if value is not None and value < floor["value"]:
+            return (f"budget: the baseline reached {value:.4g} {floor['metric']}, below the floor of "
+                    f"{floor['value']:g} this scale requires before a comparison means anything")
+    return None
+
+
+def _baseline_evidence(res: ExperimentResult, baseline: str) -> dict[str, object]:
+    """The baseline's score against the experiment's floor and the evaluation-set size (stored per verdict)."""
+    floor = res.extras.get("floor")
+    out: dict[str, object] = {"eval_samples": res.value(baseline, "eval_samples")}
+    if floor:
+        out.update({"floor_metric": floor["metric"], "floor": floor["value"],
+                    "baseline_score": res.value(baseline, floor["metric"])})
+    return out
+
+
+def _not_measured(res: ExperimentResult, scale: str) -> str:
+    reason = res.extras.get("not_trained")
+    if not reason:
+        return f"not measured at {scale} scale"
+    return f"{reason.split(':')[0]}: not trained at {scale} scale (the experiment's note gives the measured limit)"
+
+
 def _evidence(res: ExperimentResult, a: str, diff: Interval, paper_effect: float | None) -> str:
     n_eval = res.value(a, "eval_samples")
     size = f" on {int(n_eval):,} test images" if n_eval else ""
@@ -193,12 +222,17 @@ class Better(Claim):
             return skipped
         diff = _paired(res, self.better, self.worse, self.metric)
         if diff is None:
-            return self._verdict("not checked", "—", paper, f"not measured at {scale} scale")
+            return self._verdict("not checked", "—", paper, _not_measured(res, scale))
+        why = _unjudged(res, self.worse)
+        if why:
+            return self._verdict("not checked", f"{fmt_num(res.value(self.better, self.metric))} vs "
+                                 f"{fmt_num(res.value(self.worse, self.metric))}", paper, why)
         sign = 1.0 if higher_is_better(self.metric) else -1.0
         effect = sign * (pa - pb) if pa is not None and pb is not None else None
         ours = f"{fmt_num(res.value(self.better, self.metric))} vs {fmt_num(res.value(self.worse, self.metric))}"
         verdict = self._verdict(beats_verdict(diff), ours, paper, _evidence(res, self.better, diff, effect))
-        verdict.evidence = {"rule": "beats", **diff.as_dict(), "margin": 0.0, "paper_effect": effect}
+        verdict.evidence = {"rule": "beats", **diff.as_dict(), "margin": 0.0, "paper_effect": effect,
+                            **_baseline_evidence(res, self.worse)}
         return verdict
 
 
@@ -223,7 +257,11 @@ class NotWorse(Claim):
             return skipped
         diff = _paired(res, self.a, self.b, self.metric)
         if diff is None:
-            return self._verdict("not checked", "—", paper, f"not measured at {scale} scale")
+            return self._verdict("not checked", "—", paper, _not_measured(res, scale))
+        why = _unjudged(res, self.b)
+        if why:
+            return self._verdict("not checked", f"{fmt_num(res.value(self.a, self.metric))} vs "
+                                 f"{fmt_num(res.value(self.b, self.metric))}", paper, why)
         sign = 1.0 if higher_is_better(self.metric) else -1.0
         effect = sign * (pa - pb) if pa is not None and pb is not None else None
         margin = max(0.0, -effect) + self.tolerance if effect is not None else self.tolerance
@@ -231,7 +269,42 @@ class NotWorse(Claim):
         detail = (f"{_evidence(res, self.a, diff, effect)}; margin m = {margin:.3g} (paper gap "
                   f"{max(0.0, -effect) if effect is not None else 0.0:.3g} + tolerance {self.tolerance:.3g})")
         verdict = self._verdict(matches_verdict(diff, margin), ours, paper, detail)
-        verdict.evidence = {"rule": "matches", **diff.as_dict(), "margin": margin, "paper_effect": effect}
+        verdict.evidence = {"rule": "matches", **diff.as_dict(), "margin": margin, "paper_effect": effect,
+                            **_baseline_evidence(res, self.b)}
+        return verdict
+
+
+@dataclass
+class PairedBetter(Claim):
+    """"A beats B" on per-seed values that are not one row metric each (e.g. the same run before and after a
+    stage, or two models under noise): ``values(result)`` gives ``(A per seed, B per seed)`` or ``None`` when
+    not measured; judged like :class:`Better`, the floor checked on row ``baseline`` when given."""
+
+    values: Callable[[ExperimentResult], tuple[list[float], list[float]] | None] = lambda res: None
+    higher: bool = True
+    paper_keys: tuple[str, str] | None = None
+    baseline: str = ""
+    scales: tuple[str, ...] = TRAINED_SCALES
+
+    def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
+        _, _, paper = _paper_pair(reference, self.paper_keys)
+        skipped = _not_at_smoke(self, scale, self.scales)
+        if skipped:
+            skipped.paper = paper
+            return skipped
+        pair = self.values(res)
+        if pair is None:
+            return self._verdict("not checked", "—", paper, _not_measured(res, scale))
+        a, b = pair
+        ours = f"{fmt_num(sum(a) / len(a))} vs {fmt_num(sum(b) / len(b))}"
+        why = _unjudged(res, self.baseline) if self.baseline else None
+        if why:
+            return self._verdict("not checked", ours, paper, why)
+        diff = paired_difference(a, b, higher_is_better=self.higher)
+        verdict = self._verdict(beats_verdict(diff), ours, paper,
+                                f"A − B (positive: A better) {diff.format(3, signed=True)} over paired seeds")
+        verdict.evidence = {"rule": "beats", **diff.as_dict(), "margin": 0.0, "paper_effect": None,
+                            **(_baseline_evidence(res, self.baseline) if self.baseline else {})}
         return verdict
 
 
@@ -268,7 +341,7 @@ class AtLeast(Claim):
 
     fn: Callable[[ExperimentResult], float | None] = lambda res: None
     ref_key: str = ""
-    scales: tuple[str, ...] = ("smoke", "cpu", "paper")
+    scales: tuple[str, ...] = ("smoke", "cpu", "gpu", "paper")
 
     def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
         paper = reference[self.ref_key]

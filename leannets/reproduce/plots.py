@@ -41,6 +41,14 @@ def _value(rr: Any, name: str) -> float | None:
     return float(v) if isinstance(v, (int, float)) else None
 
 
+def _half_widths(rr: Any, name: str, value: float | None, scale: float) -> tuple[float, float]:
+    """Distances from ``value`` to the bounds of the row's 95% interval of ``name`` over seeds (0 when none)."""
+    ci = rr.metrics.get(f"{name}_ci") if name != "x" else None
+    if value is None or not ci or ci[0] is None or ci[1] is None:
+        return 0.0, 0.0
+    return max(0.0, (value - ci[0]) / scale), max(0.0, (ci[1] - value) / scale)
+
+
 def _quoted(reference: Reference, row: Any, metric: str | None) -> float | None:
     """The paper's quoted value of ``metric`` for a row, when the row references a number."""
     if not metric or metric not in row.ref:
@@ -55,12 +63,14 @@ def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference:
     if plot.kind == "bars":
         return _draw_bars(plot, exp, res, reference, path)
     groups: dict[str, list[tuple[float, float, str]]] = {}
+    errors: dict[str, tuple[float, float]] = {}  # per row label: the 95% interval over seeds, below / above
     paper_pts: dict[str, list[tuple[float, float]]] = {}
     for row, rr in zip(exp.rows, res.rows):
         x, y = _value(rr, plot.x), _value(rr, plot.y)
         group = rr.group or rr.label
         if x is not None and y is not None:
             groups.setdefault(group, []).append((x / plot.x_scale, y / plot.y_scale, rr.label))
+            errors[rr.label] = _half_widths(rr, plot.y, y, plot.y_scale)
         py = _quoted(reference, row, plot.paper_y)
         if py is not None:
             px = _quoted(reference, row, plot.paper_x)
@@ -74,10 +84,13 @@ def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference:
         groups = {label: [(x, y, label)] for pts in groups.values() for x, y, label in pts}
     fig, ax = new_figure()
     colors = {}
+    with_ci = any(lo or hi for lo, hi in errors.values())
     for i, (group, pts) in enumerate(groups.items()):
         pts.sort()
-        line = ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=_MARKERS[i % len(_MARKERS)],
-                       label=f"{group} (ours, {res.scale})")[0]
+        yerr = [[errors.get(p[2], (0.0, 0.0))[0] for p in pts], [errors.get(p[2], (0.0, 0.0))[1] for p in pts]]
+        line = ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=yerr if with_ci else None, capsize=3,
+                           marker=_MARKERS[i % len(_MARKERS)],
+                           label=f"{group} (ours, {res.scale}{', mean ± 95% CI' if with_ci else ''})")[0]
         colors[group] = line.get_color()
         offset = (4, 4) if i % 2 == 0 else (4, -9)  # neighbouring curves label on opposite sides
         for x, y, label in pts:
@@ -98,7 +111,7 @@ def draw_plot(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference:
 
 def _draw_bars(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference: Reference,
                path: str | os.PathLike) -> Path | None:
-    labels, ours, paper = [], [], []
+    labels, ours, paper, errs = [], [], [], []
     for row, rr in zip(exp.rows, res.rows):
         y = _value(rr, plot.y)
         py = _quoted(reference, row, plot.paper_y)
@@ -106,25 +119,31 @@ def _draw_bars(plot: PlotSpec, exp: Experiment, res: ExperimentResult, reference
             continue
         labels.append(rr.label)
         ours.append(None if y is None else y / plot.y_scale)
+        errs.append(_half_widths(rr, plot.y, y, plot.y_scale))
         paper.append(py)
     if not labels:
         return None
-    series: dict[str, Sequence[float | None]] = {f"ours ({res.scale})": ours}
+    name = f"ours ({res.scale}{', mean ± 95% CI' if any(lo or hi for lo, hi in errs) else ''})"
+    series: dict[str, Sequence[float | None]] = {name: ours}
     if any(v is not None for v in paper):
         series["paper (quoted)"] = paper
-    return bar_plot(path, labels, series, f"{plot.title} — {res.scale} scale", plot.ylabel)
+    return bar_plot(path, labels, series, f"{plot.title} — {res.scale} scale", plot.ylabel, errors={name: errs})
 
 
 def bar_plot(path: str | os.PathLike, labels: Sequence[str], series: dict[str, Sequence[float | None]],
-             title: str, ylabel: str, logy: bool = False) -> Path:
-    """Grouped bars (one group per label, one bar per series; missing values left out)."""
+             title: str, ylabel: str, logy: bool = False,
+             errors: dict[str, Sequence[tuple[float, float]]] | None = None) -> Path:
+    """Grouped bars (one group per label, one bar per series; missing values left out); ``errors`` gives a
+    series' error bars as (below, above) per label."""
     fig, ax = new_figure(max(5.2, 0.9 * len(labels) + 2), 3.8)
     n = max(len(series), 1)
     width = 0.8 / n
     xs = np.arange(len(labels))
     for i, (name, values) in enumerate(series.items()):
         vals = [np.nan if v is None else float(v) for v in values]
-        ax.bar(xs + (i - (n - 1) / 2) * width, vals, width, label=name,
+        err = (errors or {}).get(name)
+        yerr = [[e[0] for e in err], [e[1] for e in err]] if err and any(lo or hi for lo, hi in err) else None
+        ax.bar(xs + (i - (n - 1) / 2) * width, vals, width, label=name, yerr=yerr, capsize=3 if yerr else 0,
                hatch="//" if "paper" in name else None, alpha=0.6 if "paper" in name else 0.9)
     ax.set_xticks(xs)
     ax.set_xticklabels(labels, rotation=20, ha="right", fontsize=7)

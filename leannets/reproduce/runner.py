@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
 import os
 import platform
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -86,6 +88,7 @@ class Context:
     threads: int | None = None
     runs_root: Path | None = None
     seeds: int = 1
+    device: str | None = None
     run_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_counts: dict[str, int] = field(default_factory=dict)
 
@@ -123,8 +126,10 @@ class Context:
                 overrides[key] = value
         overrides.update({"model.name": model.name, "model.kwargs": dict(model.kwargs),
                           "seed": self.seed + seed_index, "train.progress": False})
-        if self.scale != "paper":
+        if self.scale in ("smoke", "cpu"):
             overrides["train.device"] = "cpu"
+        elif self.device:
+            overrides["train.device"] = self.device
         if self.threads:
             overrides["train.threads"] = self.threads
         return recipe, format_overrides(overrides, self.data_root)
@@ -156,8 +161,7 @@ class Context:
             result = train(resolved, out_dir=run_dir, verbose=self.scale == "paper", progress=False)
         result = dict(result)
         result["run_id"], result["recipe_name"], result["overrides"] = run_id, recipe, overrides
-        if "eval_acc1" in (result.get("final") or {}):  # accuracies: their noise needs the test-set size
-            result["eval_samples"] = self.eval_count(resolved)
+        result["eval_samples"] = self.eval_count(resolved)  # printed beside every accuracy / PSNR
         result["run_dir"] = str(run_dir)
         self.run_cache[run_id] = result
         return result
@@ -177,6 +181,47 @@ class Context:
             raise ValueError(f"{res.name}: row {row_key!r} was not trained at {self.scale} scale")
         path = Path(run["checkpoint"])
         return path if path.is_absolute() else self.out_dir / path
+
+    def seed_checkpoints(self, res: ExperimentResult, row_key: str) -> list[Path]:
+        """The final checkpoint of every seed of a trained row, in seed order."""
+        run = res.row(row_key).run or {}
+        paths = [Path(p) for p in run.get("seed_checkpoints") or []] or [self.checkpoint(res, row_key)]
+        return [p if p.is_absolute() else self.out_dir / p for p in paths]
+
+
+def _train_in_worker(recipe: str, overrides: dict[str, Any], run_dir: str, threads: int | None) -> str:
+    """One training run in a worker process of :func:`train_parallel` (a fresh interpreter: ``spawn``)."""
+    if threads:
+        torch.set_num_threads(threads)
+    train(load_recipe(recipe, overrides), out_dir=run_dir, verbose=False, progress=False)
+    return run_dir
+
+
+def train_parallel(ctx: Context, experiments: Sequence[Experiment], jobs: int) -> int:
+    """Train every distinct, unfinished run of ``experiments`` in ``jobs`` processes at once (several small
+    runs share one GPU better than they run one after another); the experiments then reuse the finished
+    runs. Interrupted runs are left to the sequential pass, which resumes them. Returns the runs trained."""
+    todo: dict[str, tuple[str, dict[str, Any]]] = {}
+    for exp in experiments:
+        if exp.train is None or not exp.train.trains_at(ctx.scale):
+            continue
+        for row in exp.rows:
+            if row.model_for(ctx.scale) is None:
+                continue
+            for k in range(ctx.seeds):
+                recipe, overrides, _, run_id = ctx.resolve(exp, row, k)
+                run_dir = ctx.runs_dir / run_id
+                if not (run_dir / "result.json").is_file() and not (run_dir / "last.pt").is_file():
+                    todo[str(run_dir)] = (recipe, overrides)
+    if not todo:
+        return 0
+    ctx.log(f"  training {len(todo)} runs, {jobs} at a time")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        futures = [pool.submit(_train_in_worker, recipe, overrides, run_dir, ctx.threads)
+                   for run_dir, (recipe, overrides) in todo.items()]
+        for future in futures:
+            ctx.log(f"  finished {ctx.rel(future.result())}")
+    return len(todo)
 
 
 def _eval_samples(result: Mapping[str, Any]) -> int | None:
@@ -239,6 +284,10 @@ def _new_result(exp: Experiment, scale: str) -> ExperimentResult:
                                   x=row.x, input_size=row.input_size))
     if exp.notes.get(scale):
         res.notes.append(exp.notes[scale])
+    if exp.not_trained.get(scale):
+        res.extras["not_trained"] = exp.not_trained[scale]
+    if exp.train is not None and exp.train.floor.get(scale) is not None:
+        res.extras["floor"] = {"metric": exp.train.metric, "value": float(exp.train.floor[scale])}
     return res
 
 
@@ -269,6 +318,7 @@ def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
             rr.run = {k: result.get(k) for k in ("run_id", "run_dir", "recipe_name", "overrides", "checkpoint",
                                                  "best_checkpoint", "epochs", "global_step", "data")}
             rr.run["seed_runs"] = [r.get("run_id") for r in results]
+            rr.run["seed_checkpoints"] = [ctx.rel(r["checkpoint"]) for r in results if r.get("checkpoint")]
             for k in ("run_dir", "checkpoint", "best_checkpoint"):  # relative to the report when inside it
                 if rr.run.get(k):
                     rr.run[k] = ctx.rel(rr.run[k])
@@ -295,11 +345,14 @@ def _summary(results: Sequence[ExperimentResult]) -> dict[str, int]:
 def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: str = "smoke",
               out_dir: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None, seed: int = 0,
               threads: int | None = None, command: str | None = None, log: Callable[[str], None] = print,
-              runs_dir: str | os.PathLike | None = None, seeds: int | None = None) -> dict[str, Any]:
+              runs_dir: str | os.PathLike | None = None, seeds: int | None = None, device: str | None = None,
+              jobs: int = 1) -> dict[str, Any]:
     """Run ``paper``'s experiments (all, or ``tables``) at ``scale``; returns the results dict
     (also written to ``<out_dir>/results.json`` with ``report.md`` and ``figures/``). Training
     runs live in ``runs_dir`` (default ``<out_dir>/runs``; share one across papers to reuse runs).
-    Every trained row is trained with ``seeds`` seeds (default :data:`SEEDS` of the scale), paired across rows."""
+    Every trained row is trained with ``seeds`` seeds (default :data:`SEEDS` of the scale), paired across rows.
+    ``device`` sets ``train.device`` at gpu and paper scale (smoke and cpu always train on the CPU); ``jobs`` > 1
+    trains the runs that many at a time first (:func:`train_parallel`)."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     paper_obj = get_paper(paper) if isinstance(paper, str) else paper
@@ -316,16 +369,20 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
         raise ValueError(f"--seeds must be >= 1, got {n_seeds}")
     ctx = Context(paper=paper_obj, scale=scale, seed=seed, out_dir=out, data_root=root,
                   reference=load_reference(paper_obj.name), log=log, threads=threads,
-                  runs_root=Path(runs_dir) if runs_dir else None, seeds=n_seeds)
+                  runs_root=Path(runs_dir) if runs_dir else None, seeds=n_seeds, device=device)
+    if jobs < 1:
+        raise ValueError(f"--jobs must be >= 1, got {jobs}")
     t0 = time.perf_counter()
     results: list[ExperimentResult] = []
+    if jobs > 1:
+        train_parallel(ctx, experiments, jobs)
     with torch_threads(threads):
         for exp in experiments:
             log(f"[{paper_obj.name}] {exp.ref}: {exp.title}")
             results.append(run_experiment(ctx, exp))
     doc = {
         "version": RESULTS_VERSION, "paper": paper_obj.name, "title": paper_obj.title, "scale": scale, "seed": seed,
-        "seeds": list(range(seed, seed + n_seeds)),
+        "seeds": list(range(seed, seed + n_seeds)), "device": device, "jobs": jobs,
         "command": command, "data_root": str(root) if root else None,
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
                         "threads": threads or torch.get_num_threads(), "machine": platform.machine()},
@@ -337,13 +394,14 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
 
 
 def plan_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: str = "smoke",
-               data_root: str | os.PathLike | None = None, seed: int = 0, seeds: int | None = None
-               ) -> list[dict[str, Any]]:
+               data_root: str | os.PathLike | None = None, seed: int = 0, seeds: int | None = None,
+               device: str | None = None) -> list[dict[str, Any]]:
     """Every training run ``run_paper`` would start, with its recipe resolved and validated by the
     engine (nothing is trained and no data is read): a dry run of the declarations."""
     paper_obj = get_paper(paper) if isinstance(paper, str) else paper
     ctx = Context(paper=paper_obj, scale=scale, seed=seed, out_dir=Path("."),
-                  data_root=Path(data_root) if data_root else None, reference=load_reference(paper_obj.name))
+                  data_root=Path(data_root) if data_root else None, reference=load_reference(paper_obj.name),
+                  device=device)
     runs: list[dict[str, Any]] = []
     for exp in paper_obj.select(tables):
         if scale not in exp.scales or exp.train is None or not exp.train.trains_at(scale):
@@ -367,4 +425,4 @@ def _finite(v: Any) -> bool:
     return isinstance(v, (int, float)) and math.isfinite(v)
 
 
-__all__ += ["run_experiment", "plan_paper", "verdict_counts", "fmt_num", "Verdict"]
+__all__ += ["run_experiment", "plan_paper", "train_parallel", "verdict_counts", "fmt_num", "Verdict"]

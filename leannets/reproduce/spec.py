@@ -7,8 +7,13 @@ Scales:
 
 - ``smoke``: tiny widths and a few steps on the embedded data (CI, < 2 min per paper). Numbers
   only show that the pipeline works.
-- ``cpu``: real data from ``--data-root`` (e.g. ``../shared/data``: the CIFAR-10 subset, BSD68,
-  Set5/Set14, Sun_Hays80), small models and short schedules; all four papers ≤ 60 min on 2 cores.
+- ``cpu``: real data from ``--data-root`` (e.g. ``../shared/data``: the whole CIFAR-10, Train400 →
+  BSD68, (C)Sun_Hays80 → Set5/Set14), models and schedules chosen from pilot runs so that a trained
+  comparison can decide; ≤ 40 min per paper and ≤ 160 min in all on 2 cores. What cannot reach a
+  meaningful baseline in that budget is not trained ("not checked (budget)").
+- ``gpu``: the CIFAR-size experiments of the four papers on one GPU in about 12 minutes: the whole
+  CIFAR-10 resident on the device, bf16 autocast, channels_last, several runs at once (``--jobs``).
+  Only experiments that list ``gpu`` in :attr:`Experiment.scales` run at this scale.
 - ``paper``: the published recipe, models and datasets (for GPU users; resumable).
 
 Parameter and MAC experiments always use the paper's full-size models (they need no data).
@@ -31,9 +36,11 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["SCALES", "ModelSpec", "Row", "TrainSpec", "PlotSpec", "Experiment", "Paper", "stable_hash"]
 
-SCALES = ("smoke", "cpu", "paper")
+SCALES = ("smoke", "cpu", "gpu", "paper")
+#: Scales an experiment runs at unless it says otherwise (``gpu`` is opt-in: CIFAR-size experiments only).
+DEFAULT_SCALES = ("smoke", "cpu", "paper")
 #: Seeds per trained row (paired across the rows of an experiment); ``--seeds`` overrides.
-SEEDS = {"smoke": 1, "cpu": 3, "paper": 3}
+SEEDS = {"smoke": 1, "cpu": 3, "gpu": 3, "paper": 3}
 
 
 def stable_hash(obj: Any, n: int = 10) -> str:
@@ -107,6 +114,9 @@ class TrainSpec:
             ``{row key: {scale: recipe}}``).
         recipe_by_scale: a different bundled recipe at some scales (e.g. the CIFAR-10 recipe
             for a Tiny-ImageNet experiment's cpu-scale substitute).
+        floor: per scale, the least mean ``metric`` the baseline of a trained claim (B in "A beats B" /
+            "A matches B") must reach for the claim to be judged: a baseline trained too little to mean
+            anything leaves its claims "not checked" (e.g. ``{"cpu": 75.0}`` for CIFAR-10 accuracy).
     """
 
     recipe: str
@@ -114,6 +124,7 @@ class TrainSpec:
     metric: str = "acc1"
     recipe_by_row: Mapping[str, str | Mapping[str, str]] = field(default_factory=dict)
     recipe_by_scale: Mapping[str, str] = field(default_factory=dict)
+    floor: Mapping[str, float] = field(default_factory=dict)
 
     def recipe_for(self, row: str, scale: str) -> str:
         """The bundled recipe that trains ``row`` at ``scale``."""
@@ -180,6 +191,8 @@ class Experiment:
             stores values in ``result.extras`` / row metrics and files in ``result.files``.
         notes: per scale, what differs from the paper (printed in the report).
         scales: scales at which the experiment runs at all.
+        not_trained: per scale, why rows are not trained there (printed with the claims left unchecked,
+            e.g. "budget: DenseNet-BC trains at 74 img/s on 2 cores").
     """
 
     name: str
@@ -192,7 +205,8 @@ class Experiment:
     plots: list[PlotSpec] = field(default_factory=list)
     analysis: Callable[["Context", "ExperimentResult"], None] | None = None
     notes: Mapping[str, str] = field(default_factory=dict)
-    scales: tuple[str, ...] = SCALES
+    scales: tuple[str, ...] = DEFAULT_SCALES
+    not_trained: Mapping[str, str] = field(default_factory=dict)
 
     def row(self, key: str) -> Row:
         for r in self.rows:

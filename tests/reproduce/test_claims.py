@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from leannets.reproduce.claims import Absolute, AtLeast, Better, Custom, Matches, MatchesValue, NotWorse, noise_pp
+from leannets.reproduce.claims import (Absolute, AtLeast, Better, Custom, Matches, MatchesValue, NotWorse, PairedBetter,
+                                      noise_pp)
 from leannets.reproduce.reference import RefValue, Reference
 from leannets.reproduce.results import ExperimentResult, RowResult
 
@@ -110,14 +111,62 @@ def test_at_least_and_custom():
     assert custom.evaluate(res, ref, "cpu").label() == "reproduced (ok)"
 
 
-def test_dominance_uses_only_the_rows_trained_at_this_scale():
-    from leannets.reproduce.papers.dxnet import _dominates
+def test_dominance_uses_only_the_rows_trained_at_this_scale_and_is_judged_per_seed():
+    from leannets.reproduce.papers.dxnet import _dominance_claim, _dominates
 
-    untrained = {"train_params": None, "psnr": None}  # e.g. the deepest Fig. 4 rows at cpu scale
+    untrained = {"train_params": None, "psnr": None}  # rows not trained at this scale
     res = _res(w1={"train_params": 100, "psnr": 20.0}, w2={"train_params": 400, "psnr": 22.0}, w3=untrained,
                b1={"train_params": 200, "psnr": 21.5}, b2=untrained)
-    ok, margins = _dominates(res, ["b1", "b2"], ["w1", "w2", "w3"])
-    assert ok and margins == "+0.500 dB"  # the worse curve at 200 params (log-linear) is 21.0 dB
-    res.rows[3].metrics["psnr"] = 20.5
-    assert _dominates(res, ["b1", "b2"], ["w1", "w2", "w3"])[0] is False
+    assert _dominates(res, ["b1", "b2"], ["w1", "w2", "w3"]) == [[pytest.approx(0.5)]]  # the curve at 200 is 21.0
     assert _dominates(res, ["b2"], ["w1"]) is None
+    claim = _dominance_claim("d", "b above w", "Fig. 8", ["b1", "b2"], ["w1", "w2", "w3"], "plot only")
+    assert claim.evaluate(res, _ref(), "paper").status == "inconclusive"  # one seed: no interval
+    seeds = {"w1": [20.0, 20.1, 19.9], "w2": [22.0, 22.1, 21.9], "b1": [21.5, 21.7, 21.4]}
+    for key, ys in seeds.items():
+        res.row(key).metrics.update(_seeds("psnr", ys))
+    v = claim.evaluate(res, _ref(), "paper")
+    assert v.status == "reproduced" and v.evidence["low"] > 0
+    res.row("b1").metrics.update(_seeds("psnr", [20.5, 20.6, 20.3]))
+    assert claim.evaluate(res, _ref(), "paper").status == "contradicted"
+    assert claim.evaluate(res, _ref(), "smoke").status == "not checked"
+
+
+def test_a_baseline_below_the_floor_leaves_its_comparison_unchecked():
+    claim = Better("c", "a beats b", "T", metric="acc1", better="a", worse="b")
+    res = _res(a=_seeds("acc1", [76.0, 77.0, 76.5]), b=_seeds("acc1", [73.0, 74.0, 73.5]))
+    assert claim.evaluate(res, _ref(), "cpu").status == "reproduced"  # no floor declared
+    res.extras["floor"] = {"metric": "acc1", "value": 75.0}
+    v = claim.evaluate(res, _ref(), "cpu")
+    assert v.status == "not checked" and v.detail.startswith("budget: the baseline reached 73.5 acc1, below the floor of 75")
+    res.row("b").metrics.update(_seeds("acc1", [75.2, 76.1, 75.6]))
+    v = claim.evaluate(res, _ref(), "cpu")
+    assert v.status == "reproduced" and v.evidence["baseline_score"] == pytest.approx(75.6333, abs=1e-3)
+    assert v.evidence["floor"] == 75.0 and v.evidence["eval_samples"] == 10_000
+    matches = NotWorse("m", "a matches b", "T", metric="error", a="a", b="b")
+    res.row("b").metrics.update({"acc1": 60.0})
+    assert matches.evaluate(res, _ref(), "cpu").status == "not checked"
+
+
+def test_rows_not_trained_at_a_scale_name_the_declared_reason():
+    res = _res(a={}, b={})
+    res.extras["not_trained"] = "budget: 3 seeds need 2 h on 2 cores"
+    v = Better("c", "a beats b", "T", metric="acc1", better="a", worse="b").evaluate(res, _ref(), "cpu")
+    assert v.status == "not checked" and v.detail.startswith("budget: not trained at cpu scale")
+
+
+def test_paired_better_judges_per_seed_pairs_that_are_not_row_metrics():
+    pairs = {"values": ([71.0, 72.0, 71.5], [70.0, 70.5, 70.2])}
+    claim = PairedBetter("ft", "fine-tuning helps", "Table 4", values=lambda res: res.extras.get("pairs"),
+                         paper_keys=("pa", "pb"), baseline="a")
+    ref = _ref(pa=(11.87, "%"), pb=(12.21, "%"))
+    res = _res(a=_seeds("acc1", [71.0, 72.0, 71.5]))
+    assert claim.evaluate(res, ref, "cpu").status == "not checked"  # nothing measured
+    res.extras["pairs"] = pairs["values"]
+    v = claim.evaluate(res, ref, "cpu")
+    assert v.status == "reproduced" and v.evidence["rule"] == "beats" and v.evidence["low"] > 0
+    assert v.paper == "11.87 vs 12.21 % (Table 9)"  # quoted from the reference
+    res.extras["pairs"] = (pairs["values"][1], pairs["values"][0])
+    assert claim.evaluate(res, ref, "cpu").status == "contradicted"
+    res.extras["floor"] = {"metric": "acc1", "value": 75.0}
+    assert claim.evaluate(res, ref, "cpu").status == "not checked"  # the model itself is below the floor
+    assert claim.evaluate(res, ref, "smoke").status == "not checked"

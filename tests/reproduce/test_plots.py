@@ -72,3 +72,19 @@ def test_bars_need_no_x_and_nothing_to_draw_gives_no_file(tmp_path):
 def test_unknown_kind_is_rejected_naming_the_allowed_ones():
     with pytest.raises(ValueError, match="unknown kind 'pie'.*line, points, bars"):
         PlotSpec("p.png", x="macs", y="acc1", title="t", xlabel="", ylabel="", kind="pie")
+
+
+def test_rows_trained_with_seeds_get_their_95_percent_interval_as_error_bars(tmp_path, captured):
+    plot = PlotSpec("p.png", x="macs", y="acc1", title="t", xlabel="MACs (M)", ylabel="acc", x_scale=1e6)
+    exp, res = _experiment(plot)
+    for rr in res.rows:
+        rr.metrics["acc1_ci"] = [rr.metrics["acc1"] - 1.0, rr.metrics["acc1"] + 2.0]
+    plots.draw_plot(plot, exp, res, load_reference("wae"), tmp_path / "p.png")
+    ax = captured[-1].axes[0]
+    bars = [c for c in ax.collections if c.get_segments()]  # the vertical error-bar segments
+    spans = sorted(round(float(s[1][1] - s[0][1]), 6) for c in bars for s in c.get_segments())
+    assert spans == [3.0, 3.0, 3.0]
+    assert "mean ± 95% CI" in ax.get_legend().get_texts()[0].get_text()
+    bar_plot = PlotSpec("b.png", x="macs", y="acc1", title="t", xlabel="", ylabel="acc", kind="bars")
+    plots.draw_plot(bar_plot, exp, res, load_reference("wae"), tmp_path / "b.png")
+    assert any(c.get_segments() for c in captured[-1].axes[0].collections)
