@@ -13,11 +13,12 @@ deprecation warnings are silenced here on purpose.
 from __future__ import annotations
 
 import copy
+import json
 import os
 import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -29,7 +30,10 @@ from leannets.models import create_model, is_model, model_info
 
 from .fold_bn import fold_bn as _fold
 
-__all__ = ["FORMATS", "DEFAULT_OPSET", "ExportResult", "default_export_path", "export_model", "flatten_outputs",
+#: Inputs up to this size (CIFAR-style models) take the whole image resized; larger ones a centre crop.
+SMALL_INPUT = 64
+
+__all__ = ["FORMATS", "DEFAULT_OPSET", "SMALL_INPUT", "ExportResult", "default_export_path", "export_model", "flatten_outputs",
            "load_exported", "load_model_source", "LoadedModel", "run_exported", "smallest_input_size",
            "verify_export"]
 
@@ -233,6 +237,20 @@ def _write_onnx(model: nn.Module, x: torch.Tensor, n_out: int, path: Path, opset
         raise ValueError(f"ONNX export failed: {type(err).__name__}: {_short(err)}") from None
 
 
+def _add_onnx_metadata(path: Path, metadata: Mapping[str, str]) -> None:
+    """Store ``metadata`` in the ONNX file's ``metadata_props`` (read back by onnxruntime's model metadata)."""
+    try:
+        import onnx  # optional: the export extra
+    except ImportError as err:  # pragma: no cover - depends on the install
+        raise ValueError("ONNX metadata needs the onnx package: pip install 'leannets[export]'") from err
+    proto = onnx.load(str(path))
+    del proto.metadata_props[:]
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = str(key), str(value)
+    onnx.save(proto, str(path))
+
+
 def _write_torchscript(model: nn.Module, x: torch.Tensor, path: Path) -> None:
     try:
         with warnings.catch_warnings():
@@ -255,6 +273,7 @@ def export_model(
     verify_batch: int = 2,
     tolerance: float = 1e-4,
     seed: int = 0,
+    metadata: Mapping[str, str] | None = None,
 ) -> ExportResult:
     """Export ``model`` (eval mode) to ``path`` and, by default, check the file.
 
@@ -272,6 +291,8 @@ def export_model(
         tolerance: largest accepted error relative to ``max(1, max |reference|)``;
             a larger error raises ``ValueError``.
         seed: seed of the random probe inputs.
+        metadata: ONNX only: stored in the file's ``metadata_props`` (e.g.
+            :meth:`LoadedModel.deployment_metadata`: input size, mean/std, class names, resize rule).
     """
     fmt = _check_format(fmt)
     path = Path(path)
@@ -295,6 +316,8 @@ def export_model(
     with atomic_write(path) as tmp:
         if fmt == "onnx":
             _write_onnx(wrapped, x, n_out, tmp, opset, dynamic_batch)
+            if metadata:
+                _add_onnx_metadata(tmp, metadata)
         else:
             _write_torchscript(wrapped, x, tmp)
     result = ExportResult(path=str(path), format=fmt, input_size=input_size, folded_bn_pairs=pairs, outputs=n_out)
@@ -373,6 +396,24 @@ class LoadedModel:
     std: list[float] = field(default_factory=list)
     checkpoint: str | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
+
+    def deployment_metadata(self) -> dict[str, str]:
+        """What a deployed file needs to be used correctly without leannets: model, task, input size, the
+        resize rule, mean/std and class names (``leannets.*`` keys; lists as JSON)."""
+        data = self.recipe.get("data") or {}
+        normalize = bool(data.get("normalize", True)) and bool(self.mean) and bool(self.std)
+        crop_pct = float(data.get("crop_pct") or 0.875)
+        c, h, w = self.input_size
+        if max(h, w) <= SMALL_INPUT or crop_pct >= 1.0:
+            resize = f"the whole image resized to {h}x{w} (bicubic)"
+        else:
+            resize = f"shorter side resized to {max(h, w)}/{crop_pct:g} (bicubic), then a centre {h}x{w} crop"
+        return {"leannets.model": self.name, "leannets.task": self.task,
+                "leannets.input_size": json.dumps(list(self.input_size)), "leannets.channels": "L" if c == 1 else "RGB",
+                "leannets.resize": resize, "leannets.crop_pct": f"{crop_pct:g}", "leannets.scale": "pixels / 255",
+                "leannets.mean": json.dumps(self.mean if normalize else []),
+                "leannets.std": json.dumps(self.std if normalize else []),
+                "leannets.class_names": json.dumps(self.class_names)}
 
 
 def load_model_source(source: str, num_classes: int | None = None) -> LoadedModel:

@@ -1,5 +1,7 @@
 """``leannets export CHECKPOINT|MODEL --format onnx|torchscript``: a deployable file, checked
-against PyTorch before the command returns."""
+against PyTorch before the command returns. An ONNX file carries what it needs to be used without leannets in
+its ``metadata_props``: model, input size, resize rule, mean/std and class names (``leannets predict`` reads
+them)."""
 from __future__ import annotations
 
 import argparse
@@ -35,7 +37,8 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else default_export_path(loaded.name, args.fmt)
     result = export_model(loaded.model, out, args.fmt, input_size=input_size, fold_bn=args.fold_bn,
                           opset=args.opset, dynamic_batch=not args.static_batch, verify=not args.no_verify,
-                          tolerance=args.tolerance)
+                          tolerance=args.tolerance,
+                          metadata=loaded.deployment_metadata() if args.fmt == "onnx" else None)
     if args.json:
         print(json.dumps({"source": args.source, "model": loaded.name, **result.as_dict()}, indent=2))
         return 0

@@ -1,4 +1,5 @@
-"""``leannets predict CHECKPOINT IMAGE… [--topk 5]``: top-k classes of images with a trained classifier.
+"""``leannets predict CHECKPOINT|MODEL.onnx IMAGE… [--topk 5]``: top-k classes of images with a trained classifier
+(a checkpoint in PyTorch, or an exported ONNX file in onnxruntime using the preprocessing stored in it).
 
 Images are prepared the way the engine evaluates: converted to the checkpoint's channel count,
 resized (inputs of at most 64 px, e.g. CIFAR-size models, take the whole image resized; larger
@@ -9,18 +10,20 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
 
-SMALL_INPUT = 64
+SMALL_INPUT = 64  # = leannets.analysis.export.SMALL_INPUT (not imported here: keeps `leannets --help` fast)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("predict", help="top-k predictions of a trained classifier checkpoint on image files")
-    p.add_argument("checkpoint", help="checkpoint file or run folder from `leannets train`")
+    p.add_argument("checkpoint", help="checkpoint file or run folder from `leannets train`, or an ONNX file from "
+                                      "`leannets export` (run with onnxruntime, prepared by its stored metadata)")
     p.add_argument("images", nargs="+", help="image files (PNG, JPEG, BMP, ...)")
     p.add_argument("--topk", type=int, default=5, help="classes to show per image (default: 5)")
     p.add_argument("--classes", default=None,
@@ -77,7 +80,8 @@ def load_image(path: str | Path, input_size: Sequence[int], crop_pct: float = 0.
     return t[None] if t.dim() == 2 else t.permute(2, 0, 1)
 
 
-def predict(model: torch.nn.Module, images: torch.Tensor, topk: int, batch: int = 32) -> tuple[torch.Tensor, torch.Tensor]:
+def predict(model: Callable[[torch.Tensor], torch.Tensor], images: torch.Tensor, topk: int, batch: int = 32
+            ) -> tuple[torch.Tensor, torch.Tensor]:
     """(probabilities, class indices), each (N, topk), best first."""
     probs = []
     with torch.no_grad():
@@ -89,36 +93,78 @@ def predict(model: torch.nn.Module, images: torch.Tensor, topk: int, batch: int 
     return top.values, top.indices
 
 
-def run(args: argparse.Namespace) -> int:
+@dataclass
+class _Source:
+    """What predicting needs from a checkpoint or an exported ONNX file."""
+
+    name: str
+    forward: Callable[[torch.Tensor], torch.Tensor]
+    input_size: tuple[int, int, int]
+    num_classes: int
+    class_names: list[str]
+    mean: list[float]
+    std: list[float]
+    crop_pct: float
+
+
+def _checkpoint_source(path: str) -> _Source:
     # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.analysis.export import load_model_source
 
-    if args.topk < 1:
-        raise ValueError(f"--topk must be at least 1, got {args.topk}")
-    if not Path(args.checkpoint).exists():
-        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist (predict needs a trained checkpoint "
-                                "from `leannets train`)")
-    loaded = load_model_source(args.checkpoint)
+    loaded = load_model_source(path)
     if loaded.task != "classification":
         raise ValueError(f"predict is for classifiers; {loaded.name} is a {loaded.task} model "
                          "(use `leannets denoise` / `leannets upscale` for restoration checkpoints)")
     num_classes = int(getattr(loaded.model, "num_classes", 0) or 0)
     if num_classes <= 0:
         raise ValueError(f"{loaded.name}: the checkpoint's model has no classifier head")
-    names = parse_class_names(args.classes, num_classes, loaded.class_names)
-    data_cfg = loaded.recipe.get("data") or {}
-    crop_pct = float(data_cfg.get("crop_pct") or 0.875)
-    x = torch.stack([load_image(p, loaded.input_size, crop_pct) for p in args.images])
-    if loaded.mean and loaded.std and data_cfg.get("normalize", True):
-        mean = torch.tensor(loaded.mean).view(1, -1, 1, 1)
-        std = torch.tensor(loaded.std).view(1, -1, 1, 1)
-        x = (x - mean) / std
-    probs, idx = predict(loaded.model, x, args.topk, args.batch)
+    data = loaded.recipe.get("data") or {}
+    normalize = data.get("normalize", True)
+    return _Source(loaded.name, loaded.model, tuple(loaded.input_size), num_classes, loaded.class_names,
+                   loaded.mean if normalize else [], loaded.std if normalize else [],
+                   float(data.get("crop_pct") or 0.875))
+
+
+def _onnx_source(path: str) -> _Source:
+    """An ONNX file from `leannets export`, prepared by the rule stored in its metadata (run by onnxruntime)."""
+    # imported when the command runs, not at import: keeps `leannets --help` fast
+    from leannets.analysis.export import load_exported
+
+    session = load_exported(path, "onnx")
+    meta = session.get_modelmeta().custom_metadata_map
+    if "leannets.input_size" not in meta:
+        raise ValueError(f"{path} has no leannets metadata (input size, mean/std, classes): export it with "
+                         "`leannets export CHECKPOINT --format onnx`")
+    input_size = tuple(int(v) for v in json.loads(meta["leannets.input_size"]))
+    probe = session.run(None, {"input": np.zeros((1, *input_size), dtype=np.float32)})[0]
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(session.run(None, {"input": x.numpy().astype(np.float32)})[0])
+
+    return _Source(meta.get("leannets.model", Path(path).stem), forward, input_size, int(probe.shape[1]),
+                   list(json.loads(meta.get("leannets.class_names", "[]"))), list(json.loads(meta["leannets.mean"])),
+                   list(json.loads(meta["leannets.std"])), float(meta.get("leannets.crop_pct", 0.875)))
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.topk < 1:
+        raise ValueError(f"--topk must be at least 1, got {args.topk}")
+    if not Path(args.checkpoint).exists():
+        raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist (predict needs a trained checkpoint "
+                                "from `leannets train` or an ONNX file from `leannets export`)")
+    onnx = Path(args.checkpoint).suffix == ".onnx"
+    src = _onnx_source(args.checkpoint) if onnx else _checkpoint_source(args.checkpoint)
+    names = parse_class_names(args.classes, src.num_classes, src.class_names)
+    x = torch.stack([load_image(p, src.input_size, src.crop_pct) for p in args.images])
+    if src.mean and src.std:
+        x = (x - torch.tensor(src.mean).view(1, -1, 1, 1)) / torch.tensor(src.std).view(1, -1, 1, 1)
+    probs, idx = predict(src.forward, x, args.topk, args.batch)
     results = [{"image": str(p), "top": [{"class": int(i), "name": names[int(i)], "prob": float(q)}
                                          for q, i in zip(probs[n], idx[n])]}
                for n, p in enumerate(args.images)]
     if args.json:
-        print(json.dumps({"checkpoint": loaded.checkpoint, "model": loaded.name, "predictions": results}, indent=2))
+        print(json.dumps({"checkpoint": args.checkpoint, "model": src.name, "runtime": "onnxruntime" if onnx
+                          else "pytorch", "predictions": results}, indent=2))
         return 0
     for r in results:
         print(r["image"])

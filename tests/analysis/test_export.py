@@ -207,3 +207,46 @@ def test_cli_predict_top5_with_class_names(digits_checkpoint, tmp_path, capsys):
     assert "cannot be read as an image" in capsys.readouterr().err
     assert main(["predict", "dxnet_cifar_4_4_4", str(paths[0])]) == 2
     assert "needs a trained checkpoint" in capsys.readouterr().err
+
+
+def test_onnx_carries_its_preprocessing_and_predict_runs_it_in_onnxruntime(digits_checkpoint, tmp_path, capsys):
+    import onnx
+    from PIL import Image
+
+    from leannets.data import build_dataset
+    from leannets.engine.checkpoint import load_checkpoint
+
+    out = tmp_path / "digits.onnx"
+    assert main(["export", str(digits_checkpoint), "--out", str(out)]) == 0
+    meta = {p.key: p.value for p in onnx.load(str(out)).metadata_props}
+    loaded = load_model_source(str(digits_checkpoint))
+    assert meta["leannets.model"] == "densenet_bc_cifar_6_6_6" and json.loads(meta["leannets.input_size"]) == [3, 32, 32]
+    assert json.loads(meta["leannets.mean"]) == loaded.mean and json.loads(meta["leannets.std"]) == loaded.std
+    assert json.loads(meta["leannets.class_names"]) == [str(i) for i in range(10)]
+    assert meta["leannets.resize"] == "the whole image resized to 32x32 (bicubic)"
+    splits = build_dataset(load_checkpoint(digits_checkpoint)["recipe"]["data"])
+    paths = []
+    for i, img in enumerate(splits.eval.images[:6]):
+        paths.append(str(tmp_path / f"digit{i}.png"))
+        Image.fromarray(img.permute(1, 2, 0).numpy()).save(paths[-1])
+    capsys.readouterr()
+    assert main(["predict", str(digits_checkpoint), *paths, "--json"]) == 0
+    torch_preds = json.loads(capsys.readouterr().out)
+    assert main(["predict", str(out), *paths, "--json"]) == 0
+    onnx_preds = json.loads(capsys.readouterr().out)
+    assert onnx_preds["runtime"] == "onnxruntime" and onnx_preds["model"] == "densenet_bc_cifar_6_6_6"
+    for a, b in zip(torch_preds["predictions"], onnx_preds["predictions"]):
+        assert [t["class"] for t in a["top"]] == [t["class"] for t in b["top"]]  # same ranking, same top-1
+        assert a["top"][0]["name"] == b["top"][0]["name"]
+        assert abs(a["top"][0]["prob"] - b["top"][0]["prob"]) < 1e-4
+    plain = tmp_path / "plain.onnx"
+    export_model(loaded.model, plain, "onnx", input_size=(3, 32, 32))  # no metadata
+    assert main(["predict", str(plain), paths[0]]) == 2
+    assert "has no leannets metadata" in capsys.readouterr().err
+
+
+def test_predict_and_export_agree_on_the_small_input_rule():
+    from leannets.analysis.export import SMALL_INPUT as EXPORT_SMALL
+    from leannets.commands.predict import SMALL_INPUT as PREDICT_SMALL
+
+    assert EXPORT_SMALL == PREDICT_SMALL
