@@ -2,7 +2,9 @@
 
 Inputs are taken as noisy photos. With ``--add-noise SIGMA`` they are taken as clean instead:
 seeded Gaussian noise of σ (on [0, 255]) is added first, the noisy image is written too, and
-PSNR/SSIM of the noisy and the denoised image against the clean one are printed.
+PSNR/SSIM of the noisy and the denoised image against the clean one are printed, with a warning when the
+denoised image is not better than the noisy one (an under-trained model). A colour image given to a grey
+denoiser is converted to grey (ITU-R 601 luma), and the command says so.
 """
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ def run(args: argparse.Namespace) -> int:
     out_dir = Path(args.out)
     print(f"{ckpt['recipe']['model']['name']} ({'gray' if channels == 1 else 'RGB'}) from {ckpt['path']}")
     for i, path in enumerate(paths):
+        if channels == 1 and _is_colour(path):
+            print(f"{path.name}: colour image converted to grey (ITU-R 601 luma) for this grey denoiser")
         clean = torch.from_numpy(load_image(path, channels)).permute(2, 0, 1).float()[None]
         x = clean / 255.0
         if args.add_noise is not None:
@@ -53,7 +57,22 @@ def run(args: argparse.Namespace) -> int:
         line = f"{path.name} -> {dest}"
         if args.add_noise is not None:
             noisy = quantize(x)
-            line += (f"  noisy {psnr(noisy, clean):.2f} dB / {ssim(noisy, clean):.4f}"
-                     f"  denoised {psnr(out, clean):.2f} dB / {ssim(out, clean):.4f} (PSNR / SSIM)")
+            before, after = psnr(noisy, clean), psnr(out, clean)
+            line += (f"  noisy {before:.2f} dB / {ssim(noisy, clean):.4f}"
+                     f"  denoised {after:.2f} dB / {ssim(out, clean):.4f} (PSNR / SSIM)")
+            if after <= before:
+                line += (f"\nwarning: {path.name}: the denoised image ({after:.2f} dB) is not better than the noisy "
+                         f"input ({before:.2f} dB); the model looks under-trained for σ = {args.add_noise:g}")
         print(line)
     return 0
+
+
+def _is_colour(path: Path) -> bool:
+    """Whether the file holds a colour image (read from its header only)."""
+    from PIL import Image  # imported when the command runs, not at import: keeps `leannets --help` fast
+
+    try:
+        with Image.open(path) as im:
+            return im.mode not in ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+    except OSError:
+        return False  # load_image names the unreadable file

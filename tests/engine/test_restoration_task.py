@@ -197,6 +197,12 @@ def test_engine_trains_a_denoiser_and_cli_writes_images(tmp_path, capsys):
                      "--add-noise", "25"]) == 0
     out = capsys.readouterr().out
     assert "noisy" in out and "denoised" in out and "dB" in out
+    # One training epoch of 2 steps: the model is no better than the noisy input, and the command says so.
+    assert "warning: im0.png: the denoised image" in out and "under-trained" in out
+    Image.open(img).convert("RGB").save(tmp_path / "colour.png")
+    assert cli_main(["denoise", str(tmp_path / "colour.png"), "--checkpoint", str(ckpt), "--out",
+                     str(tmp_path / "o")]) == 0
+    assert "colour.png: colour image converted to grey" in capsys.readouterr().out
     den = np.asarray(Image.open(tmp_path / "o" / "im0_denoised.png"))
     assert den.shape == (24, 20) and (tmp_path / "o" / "im0_noisy.png").is_file()
     assert cli_main(["eval", str(ckpt)]) == 0  # the engine's eval prints the task's per-image report
