@@ -170,3 +170,14 @@ def test_paired_better_judges_per_seed_pairs_that_are_not_row_metrics():
     res.extras["floor"] = {"metric": "acc1", "value": 75.0}
     assert claim.evaluate(res, ref, "cpu").status == "not checked"  # the model itself is below the floor
     assert claim.evaluate(res, ref, "smoke").status == "not checked"
+
+
+def test_the_papers_effect_follows_the_quoted_metric_not_ours():
+    """WAE quotes top-5 errors for claims measured in accuracy: 11.87 vs 15.73 % error is +3.86 for A."""
+    ref = _ref(wae=(11.87, "%"), half=(15.73, "%"))
+    ref.values["table1.wae.top5_error"] = ref.values.pop("wae")
+    ref.values["table1.half.top5_error"] = ref.values.pop("half")
+    claim = Better("c", "wae beats half", "T", metric="acc1", better="a", worse="b",
+                   paper_keys=("table1.wae.top5_error", "table1.half.top5_error"))
+    v = claim.evaluate(_res(a=_seeds("acc1", [76.0, 77.0, 76.5]), b=_seeds("acc1", [75.0, 75.5, 75.2])), ref, "cpu")
+    assert v.evidence["paper_effect"] == pytest.approx(3.86) and "paper's effect +3.86" in v.detail

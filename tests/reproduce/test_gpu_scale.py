@@ -57,9 +57,9 @@ def test_parallel_runs_give_the_sequential_results(tmp_path):
         return {r["key"]: {k: v for k, v in r["metrics"].items() if not k.endswith("_s")}
                 for e in doc["experiments"] for r in e["rows"]}
 
-    seq = run_paper("multiception", ["table1"], out_dir=tmp_path / "seq", log=lambda m: None)
+    seq = run_paper("multiception", ["table1"], out_dir=tmp_path / "seq", log=lambda m: None, threads=1)
     logs: list[str] = []
-    par = run_paper("multiception", ["table1"], out_dir=tmp_path / "par", log=logs.append, jobs=2)
+    par = run_paper("multiception", ["table1"], out_dir=tmp_path / "par", log=logs.append, jobs=2, threads=1)
     assert any("4 runs, 2 at a time" in m for m in logs)
     assert sum("reusing finished run" in m for m in logs) == 4
     assert metrics(par) == metrics(seq)
