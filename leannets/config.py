@@ -234,6 +234,8 @@ class TrainSection(Section):
                    choices=("auto", "off", "bf16", "fp16"))
     channels_last: bool | None = key(None, "channels_last memory format (default: on CUDA)")
     compile: bool = key(False, "torch.compile the model")
+    dtype: str = key("float32", "weights and inputs: float32, or float64 for exactness checks (slow; no amp)",
+                     choices=("float32", "float64"))
     grad_clip: float | None = key(None, "clip the global gradient norm to this value")
     ema_decay: float = key(0.0, "exponential moving average of weights (0: off); eval uses the EMA")
     max_steps_per_epoch: int | None = key(None, "cap steps per epoch (smoke runs)")

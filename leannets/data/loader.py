@@ -106,8 +106,8 @@ class DeviceLoader:
     def __init__(self, split: ImageTensors, batch_size: int, *, train: bool, device: torch.device | str = "cpu",
                  seed: int = 0, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  crop_padding: int = 0, flip: bool = False, cutout: int = 0, augment: bool = True,
-                 rank: int = 0, world_size: int = 1, channels_last: bool = False, max_steps: int | None = None
-                 ) -> None:
+                 rank: int = 0, world_size: int = 1, channels_last: bool = False, max_steps: int | None = None,
+                 dtype: torch.dtype = torch.float32) -> None:
         if batch_size < 1:
             raise ValueError(f"batch size must be >= 1, got {batch_size}")
         self.device = torch.device(device)
@@ -117,7 +117,7 @@ class DeviceLoader:
         self.mean, self.std = mean, std
         self.aug = dict(crop_padding=crop_padding, flip=flip, cutout=cutout) if (train and augment) else {}
         self.rank, self.world_size = rank, world_size
-        self.channels_last, self.max_steps = channels_last, max_steps
+        self.channels_last, self.max_steps, self.dtype = channels_last, max_steps, dtype
         self.epoch, self._start = 0, 0
 
     @property
@@ -141,6 +141,7 @@ class DeviceLoader:
         self._start = steps
 
     def _finish(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.to(self.dtype) if x.dtype != self.dtype else x
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -230,8 +231,8 @@ class FileLoader:
     def __init__(self, dataset: Dataset, batch_size: int, *, train: bool, device: torch.device | str = "cpu",
                  seed: int = 0, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  num_workers: int = 0, rank: int = 0, world_size: int = 1, channels_last: bool = False,
-                 max_steps: int | None = None) -> None:
-        self.device = torch.device(device)
+                 max_steps: int | None = None, dtype: torch.dtype = torch.float32) -> None:
+        self.device, self.dtype = torch.device(device), dtype
         self.dataset, self.train = dataset, train
         self.sampler = EpochSampler(len(dataset), batch_size, train=train, seed=seed, rank=rank,
                                     world_size=world_size, max_steps=max_steps)
@@ -260,7 +261,8 @@ class FileLoader:
 
     def _move(self, batch: Any) -> Any:
         if isinstance(batch, torch.Tensor):
-            return batch.to(self.device, non_blocking=True)
+            batch = batch.to(self.device, non_blocking=True)
+            return batch.to(self.dtype) if batch.is_floating_point() and batch.dtype != self.dtype else batch
         if isinstance(batch, (list, tuple)):
             return type(batch)(self._move(b) for b in batch)
         if isinstance(batch, Mapping):
@@ -272,7 +274,7 @@ class FileLoader:
             batch = self._move(batch)
             if isinstance(batch, (list, tuple)) and batch and isinstance(batch[0], torch.Tensor) \
                     and batch[0].dtype == torch.uint8:
-                x = _normalize(batch[0], self.mean, self.std)
+                x = _normalize(batch[0], self.mean, self.std).to(self.dtype)
                 if self.channels_last and x.dim() == 4:
                     x = x.contiguous(memory_format=torch.channels_last)
                 batch = (x, *batch[1:])
@@ -281,9 +283,9 @@ class FileLoader:
 
 def make_loader(split: Any, data_cfg: Mapping[str, Any], *, train: bool, device: torch.device | str = "cpu",
                 seed: int = 0, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
-                rank: int = 0, world_size: int = 1, channels_last: bool = False, max_steps: int | None = None
-                ) -> DeviceLoader | FileLoader:
-    """The loader for one split under a resolved ``data`` recipe section.
+                rank: int = 0, world_size: int = 1, channels_last: bool = False, max_steps: int | None = None,
+                dtype: torch.dtype = torch.float32) -> DeviceLoader | FileLoader:
+    """The loader for one split under a resolved ``data`` recipe section; floating batches come as ``dtype``.
 
     ``data.batch_size`` is the *global* training batch (divided across ``world_size`` ranks);
     ``data.eval_batch_size`` is per rank.
@@ -302,10 +304,10 @@ def make_loader(split: Any, data_cfg: Mapping[str, Any], *, train: bool, device:
         return DeviceLoader(split, batch, train=train, device=device, seed=seed, mean=mean, std=std,
                             crop_padding=data_cfg.crop_padding, flip=data_cfg.flip, cutout=data_cfg.cutout,
                             augment=data_cfg.augment, rank=rank, world_size=world_size, channels_last=channels_last,
-                            max_steps=max_steps)
+                            max_steps=max_steps, dtype=dtype)
     if isinstance(split, Dataset):
         return FileLoader(split, batch, train=train, device=device, seed=seed, mean=mean, std=std,
                           num_workers=data_cfg.num_workers, rank=rank, world_size=world_size,
-                          channels_last=channels_last, max_steps=max_steps)
+                          channels_last=channels_last, max_steps=max_steps, dtype=dtype)
     raise ValueError(f"cannot load a split of type {type(split).__name__}: expected ImageTensors or a "
                      f"torch.utils.data.Dataset")

@@ -97,8 +97,8 @@ class CPUSyncBatchNorm(nn.BatchNorm2d):
         if not (self.training and is_distributed()):
             return super().forward(x)
         c = x.shape[1]
-        xf = x.float()
-        local_n = torch.tensor([x.numel() / c], dtype=torch.float32, device=x.device)
+        xf = x if x.dtype == torch.float64 else x.float()  # float64 stays float64 (exactness checks)
+        local_n = torch.tensor([x.numel() / c], dtype=xf.dtype, device=x.device)
         packed = torch.cat([xf.sum((0, 2, 3)), (xf * xf).sum((0, 2, 3)), local_n])
         packed = _AllReduceSum.apply(packed)
         total = packed[-1]

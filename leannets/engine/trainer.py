@@ -78,6 +78,9 @@ def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device
     return dev
 
 
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
 def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype: CUDA picks bf16 (fp16 where bf16 is missing) for ``auto``; on CPU only an explicit
     ``bf16`` autocasts (CPU autocast has no fp16 path worth using, and ``auto`` keeps CPU runs in float32)."""
@@ -272,7 +275,7 @@ class Trainer:
         return make_loader(split, cfg.data, train=train, device=self.device, seed=derive_seed(self.seed, stage),
                            mean=getattr(splits, "mean", None), std=getattr(splits, "std", None),
                            rank=self.dist.rank, world_size=self.dist.world_size,
-                           channels_last=self._channels_last(cfg),
+                           channels_last=self._channels_last(cfg), dtype=_DTYPES[cfg.train.dtype],
                            max_steps=cfg.train.max_steps_per_epoch if train else None)
 
     def _channels_last(self, cfg: StageConfig) -> bool:
@@ -301,7 +304,7 @@ class Trainer:
                                  f"{cfg0.model.name!r}: {str(err).splitlines()[0]}") from err
         if cfg0.model.sync_bn and self.dist.enabled:
             model = convert_sync_bn(model, self.device)
-        model = model.to(self.device)
+        model = model.to(self.device, _DTYPES[cfg0.train.dtype])
         if self._channels_last(cfg0):
             model = model.to(memory_format=torch.channels_last)
         self.base_trainable = {n: p.requires_grad for n, p in model.named_parameters()}
@@ -413,6 +416,8 @@ class Trainer:
         optimizer = build_optimizer(unwrap_model(self.model), cfg.optim)
         sched = LRSchedule(optimizer, cfg.schedule, cfg.optim.lr, cfg.train.epochs * spe, spe)
         amp_dtype = _amp_dtype(cfg.train.amp, self.device)
+        if amp_dtype is not None and cfg.train.dtype == "float64":
+            raise ValueError(f"train.dtype=float64 runs without mixed precision: set train.amp=off (now {cfg.train.amp})")
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
         self._setup_ema(cfg.train.ema_decay)
         autocast = (lambda: torch.autocast(self.device.type, dtype=amp_dtype)) if amp_dtype is not None else \
