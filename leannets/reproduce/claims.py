@@ -138,12 +138,13 @@ class MatchesValue(Claim):
         return self._verdict("reproduced" if ok else "not reproduced", fmt_num(float(value)), paper, detail)
 
 
-def _not_at_smoke(claim: Claim, scale: str, scales: tuple[str, ...]) -> Verdict | None:
+def _not_at_smoke(claim: Claim, scale: str, scales: tuple[str, ...], paper: str = "") -> Verdict | None:
+    """The "not checked" verdict of a trained claim at a scale it is not judged at (smoke), else ``None``."""
     if scale in scales:
         return None
     why = ("smoke scale trains a few steps on embedded data: it exercises the pipeline, it is not evidence"
            if scale == "smoke" else f"only meaningful at {'/'.join(scales)} scale")
-    return claim._verdict("not checked", "", "", why)
+    return claim._verdict("not checked", "", paper, why)
 
 
 def _paper_pair(reference: Reference, keys: tuple[str, str] | None) -> tuple[float | None, float | None, str]:
@@ -226,9 +227,8 @@ class Better(Claim):
 
     def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
         pa, pb, paper = _paper_pair(reference, self.paper_keys)
-        skipped = _not_at_smoke(self, scale, self.scales)
+        skipped = _not_at_smoke(self, scale, self.scales, paper)
         if skipped:
-            skipped.paper = paper
             return skipped
         diff = _paired(res, self.better, self.worse, self.metric)
         if diff is None:
@@ -260,9 +260,8 @@ class NotWorse(Claim):
 
     def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
         pa, pb, paper = _paper_pair(reference, self.paper_keys)
-        skipped = _not_at_smoke(self, scale, self.scales)
+        skipped = _not_at_smoke(self, scale, self.scales, paper)
         if skipped:
-            skipped.paper = paper
             return skipped
         diff = _paired(res, self.a, self.b, self.metric)
         if diff is None:
@@ -296,9 +295,8 @@ class PairedBetter(Claim):
 
     def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
         _, _, paper = _paper_pair(reference, self.paper_keys)
-        skipped = _not_at_smoke(self, scale, self.scales)
+        skipped = _not_at_smoke(self, scale, self.scales, paper)
         if skipped:
-            skipped.paper = paper
             return skipped
         pair = self.values(res)
         if pair is None:
