@@ -89,5 +89,6 @@ def build_imagefolder(cfg: DataSection) -> DataSplits:
 
 
 register_dataset("imagefolder", build_imagefolder, description="class-per-folder images (ImageNet, CACD, ...)",
-                 any_size=True, options={"train_dir": Field(str, "train", "imagefolder: training sub-folder"),
+                 any_size=True,
+                 options={"train_dir": Field(str, "train", "imagefolder: training sub-folder"),
                           "eval_dir": Field(str, "val", "imagefolder: evaluation sub-folder")})

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from leannets.reproduce.claims import (Absolute, AtLeast, Better, Custom, Matches, MatchesValue, NotWorse, PairedBetter,
-                                      noise_pp)
+                                       noise_pp)
 from leannets.reproduce.reference import RefValue, Reference
 from leannets.reproduce.results import ExperimentResult, RowResult
 
