@@ -194,3 +194,20 @@ def test_an_any_size_dataset_without_input_size_gets_the_models_native_size(tmp_
     fixed = load_recipe({**base, "data": {**base["data"], "input_size": 40}})
     assert create_task(stage_configs(fixed)[-1]).build_data().input_size == (3, 40, 40)
     assert "native input size" not in capsys.readouterr().err
+
+
+def test_the_multiception_recipes_of_one_dataset_differ_only_in_the_model():
+    """38 recipe files, one per paper-table row (docs/multiception.md says why): per dataset they may differ
+    in nothing but the model, as the paper's "consistent settings" require."""
+    groups: dict[str, list[dict]] = {}
+    for name in list_recipes():
+        if name.startswith("multiception_") and "ablation" not in name:
+            resolved = load_recipe(name).to_dict()
+            for key in ("name", "description"):
+                resolved.pop(key)
+            resolved.pop("model")
+            groups.setdefault(name.split("_")[1], []).append(resolved)
+    assert sum(len(g) for g in groups.values()) == 35 and set(groups) == {"cifar10", "cifar100", "stl10",
+                                                                          "imagenet32"}
+    for dataset, recipes in groups.items():
+        assert all(r == recipes[0] for r in recipes), f"{dataset}: multiception recipes differ beyond the model"
