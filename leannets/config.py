@@ -195,7 +195,8 @@ class DataSection(Section):
     ratio: list[float] = key([0.75, 4.0 / 3.0], "RandomResizedCrop aspect range")
     crop_pct: float = key(0.875, "evaluation: resize to input_size/crop_pct, then center crop")
     val_fraction: float = key(0.0, "hold out this fraction of the training split for validation")
-    limit_train: int | None = key(None, "use N training samples, evenly spaced over the split (every class of a class-sorted folder)")
+    limit_train: int | None = key(None, "use N training samples, evenly spaced over the split (every class "
+                                        "of a class-sorted folder)")
     limit_eval: int | None = key(None, "use N evaluation samples, evenly spaced over the split")
     in_memory: bool | None = key(None, "force in-memory (True) or file-based (False) loading")
 

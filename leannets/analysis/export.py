@@ -33,9 +33,9 @@ from .fold_bn import fold_bn as _fold
 #: Inputs up to this size (CIFAR-style models) take the whole image resized; larger ones a centre crop.
 SMALL_INPUT = 64
 
-__all__ = ["FORMATS", "DEFAULT_OPSET", "SMALL_INPUT", "ExportResult", "default_export_path", "export_model", "flatten_outputs",
-           "load_exported", "load_model_source", "LoadedModel", "run_exported", "smallest_input_size",
-           "verify_export"]
+__all__ = ["FORMATS", "DEFAULT_OPSET", "SMALL_INPUT", "ExportResult", "default_export_path", "export_model",
+           "flatten_outputs", "load_exported", "load_model_source", "LoadedModel", "run_exported",
+           "smallest_input_size", "verify_export"]
 
 FORMATS = ("onnx", "torchscript")
 DEFAULT_OPSET = 17

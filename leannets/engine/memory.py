@@ -67,8 +67,8 @@ def available_bytes(device: torch.device) -> int | None:
 
 def check_training_memory(build: Callable[[], nn.Module], input_shape: Sequence[int], batch_size: int,
                           device: torch.device, model_name: str) -> int:
-    """Raise :class:`InsufficientMemoryError` naming the estimate, what is available and what to lower when the run cannot fit;
-    returns the estimate in bytes."""
+    """Raise :class:`InsufficientMemoryError` (the estimate, what is available, what to lower) when the run
+    cannot fit; returns the estimate in bytes (0 when the model cannot run on the meta device)."""
     try:
         need = estimate_training_bytes(build, input_shape, batch_size)
     except Exception:  # noqa: BLE001 - e.g. an op without a meta kernel: the estimate is advisory, train anyway

@@ -19,25 +19,29 @@ def seresnet56(conv_type: str = "standard", **kwargs: Any) -> CifarResNet:
     return CifarResNet(56, conv_type=conv_type, **{"se_reduction": 8, **kwargs})
 
 
-@register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (standard)", tags=("multiception", "cifar", "standard"))
+@register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (standard)",
+                tags=("multiception", "cifar", "standard"))
 def seresnet56_standard(**kwargs: Any) -> CifarResNet:
     """SE-ResNet-56 (CIFAR) with standard first convs."""
     return seresnet56("standard", **kwargs)
 
 
-@register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (dsconv)", tags=("multiception", "cifar", "dsconv"))
+@register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (dsconv)",
+                tags=("multiception", "cifar", "dsconv"))
 def seresnet56_dsconv(**kwargs: Any) -> CifarResNet:
     """SE-ResNet-56 (CIFAR) with dsconv first convs."""
     return seresnet56("dsconv", **kwargs)
 
 
-@register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (mixconv)", tags=("multiception", "cifar", "mixconv"))
+@register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (mixconv)",
+                tags=("multiception", "cifar", "mixconv"))
 def seresnet56_mixconv(**kwargs: Any) -> CifarResNet:
     """SE-ResNet-56 (CIFAR) with mixconv first convs."""
     return seresnet56("mixconv", **kwargs)
 
 
-@register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (multiception)", tags=("multiception", "cifar", "multiception"))
+@register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (multiception)",
+                tags=("multiception", "cifar", "multiception"))
 def seresnet56_multiception(**kwargs: Any) -> CifarResNet:
     """SE-ResNet-56 (CIFAR) with multiception first convs."""
     return seresnet56("multiception", **kwargs)

@@ -28,8 +28,8 @@ from leannets.analysis.statistics import Interval, beats_verdict, matches_verdic
 from .reference import Reference
 from .results import ExperimentResult, Verdict
 
-__all__ = ["Claim", "Matches", "MatchesValue", "Better", "NotWorse", "PairedBetter", "Absolute", "AtLeast", "Custom", "higher_is_better",
-           "noise_pp", "fmt_num"]
+__all__ = ["Claim", "Matches", "MatchesValue", "Better", "NotWorse", "PairedBetter", "Absolute", "AtLeast",
+           "Custom", "higher_is_better", "noise_pp", "fmt_num"]
 
 HIGHER_IS_BETTER = {"acc1", "acc5", "psnr", "ssim", "speedup", "accuracy"}
 TRAINED_SCALES = ("cpu", "gpu", "paper")
