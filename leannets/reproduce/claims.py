@@ -233,12 +233,11 @@ class Better(Claim):
         diff = _paired(res, self.better, self.worse, self.metric)
         if diff is None:
             return self._verdict("not checked", "—", paper, _not_measured(res, scale))
+        ours = f"{fmt_num(res.value(self.better, self.metric))} vs {fmt_num(res.value(self.worse, self.metric))}"
         why = _unjudged(res, self.worse)
         if why:
-            return self._verdict("not checked", f"{fmt_num(res.value(self.better, self.metric))} vs "
-                                 f"{fmt_num(res.value(self.worse, self.metric))}", paper, why)
+            return self._verdict("not checked", ours, paper, why)
         effect = _paper_effect(self.paper_keys, pa, pb, self.metric)
-        ours = f"{fmt_num(res.value(self.better, self.metric))} vs {fmt_num(res.value(self.worse, self.metric))}"
         verdict = self._verdict(beats_verdict(diff), ours, paper, _evidence(res, self.better, diff, effect))
         verdict.evidence = {"rule": "beats", **diff.as_dict(), "margin": 0.0, "paper_effect": effect,
                             **_baseline_evidence(res, self.worse)}
@@ -266,13 +265,12 @@ class NotWorse(Claim):
         diff = _paired(res, self.a, self.b, self.metric)
         if diff is None:
             return self._verdict("not checked", "—", paper, _not_measured(res, scale))
+        ours = f"{fmt_num(res.value(self.a, self.metric))} vs {fmt_num(res.value(self.b, self.metric))}"
         why = _unjudged(res, self.b)
         if why:
-            return self._verdict("not checked", f"{fmt_num(res.value(self.a, self.metric))} vs "
-                                 f"{fmt_num(res.value(self.b, self.metric))}", paper, why)
+            return self._verdict("not checked", ours, paper, why)
         effect = _paper_effect(self.paper_keys, pa, pb, self.metric)
         margin = max(0.0, -effect) + self.tolerance if effect is not None else self.tolerance
-        ours = f"{fmt_num(res.value(self.a, self.metric))} vs {fmt_num(res.value(self.b, self.metric))}"
         detail = (f"{_evidence(res, self.a, diff, effect)}; margin m = {margin:.3g} (paper gap "
                   f"{max(0.0, -effect) if effect is not None else 0.0:.3g} + tolerance {self.tolerance:.3g})")
         verdict = self._verdict(matches_verdict(diff, margin), ours, paper, detail)
