@@ -18,9 +18,17 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "atomic_save_figure",
-           "atomic_copy", "remove_orphan_temps", "pyplot", "TEMP_SUFFIX"]
+           "atomic_copy", "remove_orphan_temps", "pyplot", "cache_dir", "TEMP_SUFFIX"]
 
 TEMP_SUFFIX = ".tmp"
+
+
+def cache_dir() -> Path:
+    """``$LEANNETS_CACHE``, else ``$XDG_CACHE_HOME/leannets``, else ``~/.cache/leannets`` (decode caches, kernels)."""
+    if os.environ.get("LEANNETS_CACHE"):
+        return Path(os.environ["LEANNETS_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "leannets"
 
 
 def _umask_mode() -> int:

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
-from leannets._io import atomic_write
+from leannets._io import atomic_write, cache_dir
 from leannets.config import DataSection
 
 from ._registry import DataSplits, ImageTensors, register_dataset
@@ -30,14 +30,6 @@ __all__ = ["cache_dir", "cached_decode", "build_cifar10_jpeg", "CACHE_FORMAT"]
 
 CACHE_FORMAT = "leannets-decoded-images-v1"
 CIFAR10_JPEG_LAYOUT = "ROOT/{train,test}/<class>/<image>.jpg (e.g. ../shared/data/cifar10-jpeg)"
-
-
-def cache_dir() -> Path:
-    """``$LEANNETS_CACHE``, else ``$XDG_CACHE_HOME/leannets``, else ``~/.cache/leannets``."""
-    if os.environ.get("LEANNETS_CACHE"):
-        return Path(os.environ["LEANNETS_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "leannets"
 
 
 def _digest(parts: Sequence[str]) -> str:

@@ -37,9 +37,9 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from .create_act import create_act
+from .kernels import cached_on_state, graph_capture
 from .create_conv import register_conv_type
 
 __all__ = ["IMPLS", "STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "MulticeptionConv", "MixConv",
@@ -167,19 +167,6 @@ def _bn_affine(bn: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None]
             shift = shift + bn.bias
         return scale, shift
     return None
-
-
-def _dispatch_mode_active() -> bool:
-    try:
-        return _get_current_dispatch_mode() is not None
-    except (ImportError, RuntimeError):  # pragma: no cover - private API moved
-        return False
-
-
-def _graph_capture() -> bool:
-    """Tracing, scripting, compiling or a dispatch mode (profilers, BN-fold tracing) is active."""
-    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
-    return torch.jit.is_tracing() or torch.jit.is_scripting() or compiling or _dispatch_mode_active()
 
 
 class SeparableMultiKernel(nn.Module):
@@ -338,16 +325,6 @@ class SeparableMultiKernel(nn.Module):
             pw_b = shift if pw_b is None else pw_b * scale + shift
         return w, b, pw_w, pw_b
 
-    def _cached_fused_weights(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-        """Inference reuses the folded weights until a parameter or buffer changes (or moves)."""
-        key = tuple((id(t), t.data_ptr(), t._version) for t in (*self.parameters(), *self.buffers()))
-        key += tuple(type(bn) for bn in self.bn1) + (type(self.bn2),)
-        cached = self.__dict__.get("_fused_cache")
-        if cached is None or cached[0] != key:
-            cached = (key, self._fused_weights())
-            self.__dict__["_fused_cache"] = cached
-        return cached[1]
-
     def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
         """All branches in one depthwise ``conv2d`` call (weights zero-embedded, kept separate)."""
         if not self._fused_supported():
@@ -356,7 +333,7 @@ class SeparableMultiKernel(nn.Module):
         bn1_folded = all(_is_affine(bn) for bn in self.bn1)
         bn2_folded = _is_affine(self.bn2)
         if bn1_folded and bn2_folded and not torch.is_grad_enabled():
-            w, b, pw_w, pw_b = self._cached_fused_weights()
+            w, b, pw_w, pw_b = cached_on_state(self, "_fused_cache", self._fused_weights)
         else:
             w, b, pw_w, pw_b = self._fused_weights()
         y = F.conv2d(x, w, b, s_dw, self.kmax // 2, 1, self.in_ch)
@@ -425,7 +402,7 @@ def choose_impl(module: SeparableMultiKernel, x: torch.Tensor) -> str:
         return "reference"
     if impl == "fused":
         return "fused"
-    if _graph_capture() or not module._fused_supported():
+    if graph_capture() or not module._fused_supported():
         return "reference"
     if impl == "auto" and x.device.type == "cpu":
         inference = not module.training and not torch.is_grad_enabled()

@@ -12,6 +12,12 @@ Variants (Fig. 6): ``standard`` (a), ``no2x2`` (b), ``behind`` (c: 2×2 after th
 text extraction; we sum the two BN outputs and apply one activation (same params and MACs).
 
 The conv factory type ``xsepconv`` is XSepConv (depthwise) → 1×1 pointwise → BN.
+
+Inference on CPU (eval mode, no autograd, float32, variants ``standard``/``no2x2``, ReLU /
+hard-swish / no activation) runs the whole block in one call of the C kernels of
+:mod:`leannets.layers.kernels`, with BN folded on the fly (or by :func:`~leannets.analysis.fold_bn`).
+Everything else, and tracing/compiling/export, takes the PyTorch modules below, which the tests
+use as the oracle.
 """
 from __future__ import annotations
 
@@ -21,13 +27,15 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
+from . import kernels
 from .create_act import create_act
 from .create_conv import register_conv_type, single_kernel
-from .padding import PADDING_STRATEGIES, EvenPad2d
+from .padding import GROUP_DIRECTIONS, PADDING_STRATEGIES, EvenPad2d, _pad_tuple
 
 __all__ = ["XSEP_VARIANTS", "XSepConv", "DWConvBnAct", "xsepconv_cost_ratio", "xsepconv_downsample_cost_ratio"]
 
 XSEP_VARIANTS = ("standard", "no2x2", "behind", "parallel")
+_KERNEL_VARIANTS = ("standard", "no2x2")  # the C kernel runs 2×2 → 1×k → k×1 (or the pair alone)
 
 
 def xsepconv_cost_ratio(k: int) -> float:
@@ -98,6 +106,14 @@ class XSepConv(nn.Module):
         self.act = create_act(act, channels) if variant == "parallel" else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training and self.variant in _KERNEL_VARIANTS:
+            weights = self.kernel_weights_for(x)
+            if weights is not None:
+                return kernels.xsep_forward(x, weights, self.kernel_size, self.stride, weights["act"])
+        return self.forward_reference(x)
+
+    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
+        """The PyTorch path: each layer as its own module (training, autograd, export, oracle)."""
         if self.variant == "standard":
             return self.conv_kx1(self.conv_1xk(self.conv_2x2(x)))
         if self.variant == "no2x2":
@@ -106,9 +122,92 @@ class XSepConv(nn.Module):
             return self.conv_2x2(self.conv_kx1(self.conv_1xk(x)))
         return self.act(self.conv_2x2(x) + self.conv_kx1(self.conv_1xk(x)))
 
+    def kernel_weights_for(self, x: torch.Tensor) -> dict[str, Any] | None:
+        """The folded C-kernel weights if the kernel applies to this call (CPU float32 inference of a
+        supported variant and activation, no autograd, no graph capture), else ``None``."""
+        if self.training or self.variant not in _KERNEL_VARIANTS or self.kernel_size > 63 or kernels.graph_capture():
+            return None
+        if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4 or x.shape[1] != self.channels:
+            return None
+        if x.numel() == 0 or not kernels.available():
+            return None
+        extra, tensors = self._kernel_state()
+        if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in tensors)):
+            return None
+        return kernels.cached_on_state(self, "_kernel_cache", self.kernel_weights, extra, tensors)
+
+    def _kernel_state(self) -> tuple[tuple, list[torch.Tensor]]:
+        """What the folded kernel weights depend on: layer types, the 2×2 padding direction, tensors."""
+        extra: list[Any] = []
+        tensors: list[torch.Tensor] = []
+        for stage in (self._modules.get("conv_2x2"), self.conv_1xk, self.conv_kx1):
+            if stage is None:
+                continue
+            mods = stage._modules
+            extra += [type(m) for m in mods.values()]
+            if "pad" in mods:
+                extra.append(mods["pad"].direction)
+            for m in (mods["conv"], mods["bn"]):
+                tensors += [t for t in (*m._parameters.values(), *m._buffers.values()) if t is not None]
+        return tuple(extra), tensors
+
+    def _pad_2x2(self) -> torch.Tensor:
+        """(C, 2) int32 (top, left) zeros the 2×2 layer's padding puts before each channel."""
+        pad = self.conv_2x2.pad
+        direction = pad.direction
+        dirs = [direction] * self.channels
+        if direction == "groups":
+            groups = torch.tensor_split(torch.arange(self.channels), 4)
+            dirs = [GROUP_DIRECTIONS[g] for g, idx in enumerate(groups) for _ in idx]
+        rows = []
+        for d in dirs:
+            left, _, top, _ = _pad_tuple(d, (0, 1), (0, 1))
+            rows.append((top, left))
+        return torch.tensor(rows, dtype=torch.int32)
+
+    def kernel_weights(self) -> dict[str, Any] | None:
+        """BN-folded weights in the C kernels' layouts; ``None`` if a layer is not foldable there."""
+        stages = {"2": getattr(self, "conv_2x2", None), "1": self.conv_1xk, "k": self.conv_kx1}
+        out: dict[str, Any] = {"w2": None, "w2_t": None, "b2": None, "pad2": None}
+        acts = set()
+        for key, stage in stages.items():
+            if stage is None:
+                continue
+            folded = _fold_stage(stage)
+            if folded is None:
+                return None
+            w, b, act = folded
+            acts.add(act)
+            out[f"w{key}"], out[f"w{key}_t"], out[f"b{key}"] = w, w.t().contiguous(), b
+        if len(acts) != 1 or None in acts:
+            return None
+        if "conv_2x2" in self._modules:
+            out["pad2"] = self._pad_2x2()
+        out["act"] = acts.pop()
+        return out
+
     def extra_repr(self) -> str:
         return (f"channels={self.channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
                 f"variant={self.variant!r}, padding={self.padding!r}")
+
+
+def _fold_stage(stage: DWConvBnAct) -> tuple[torch.Tensor, torch.Tensor, int | None] | None:
+    """((C, taps) weight, (C,) bias, activation code) of one layer with its BN folded in."""
+    conv, bn = stage.conv, stage.bn
+    w = conv.weight.detach().reshape(conv.out_channels, -1).float()
+    b = conv.bias.detach().float() if conv.bias is not None else torch.zeros(conv.out_channels)
+    if isinstance(bn, nn.BatchNorm2d):
+        if bn.training or bn.running_var is None:
+            return None
+        scale = torch.rsqrt(bn.running_var.float() + bn.eps)
+        if bn.affine:
+            scale = scale * bn.weight.detach().float()
+        b = (b - bn.running_mean.float()) * scale + (bn.bias.detach().float() if bn.affine else 0.0)
+        w = w * scale[:, None]
+    elif not isinstance(bn, nn.Identity):
+        return None
+    act = stage.act if "act" in stage._modules else None
+    return w.contiguous(), b.contiguous(), kernels.act_code(act)
 
 
 def _stride_int(stride: int | Sequence[int]) -> int:

@@ -1,0 +1,212 @@
+"""Fast CPU kernels for depthwise convolutions, built from ``_kernels/depthwise.c`` on first use.
+
+PyTorch runs each depthwise layer as its own oneDNN call; an XSepConv block is three of them
+plus three activations, and at batch 1 the calls cost more than the arithmetic. The C kernels
+run a whole BN-folded XSepConv block (2×2 → act → 1×k → act → k×1 → act) in one call:
+
+- NHWC (channels_last): vectorised across channels (16 lanes), four output pixels per weight
+  load, rows in parallel (OpenMP, ``torch.get_num_threads()`` threads);
+- NCHW: one channel plane at a time through all three passes while it sits in cache, vectorised
+  along rows, planes in parallel.
+
+The library is compiled with the system C compiler (``cc``/``gcc``/``clang``, ``-O3
+-march=native -fopenmp``) into the cache folder (:func:`leannets._io.cache_dir`), named by a hash
+of the source, the flags, the compiler and the CPU, so it is built once per machine. Without a
+compiler, or with ``LEANNETS_KERNELS=0``, one warning is given (none when disabled on purpose) and
+every layer keeps its PyTorch path: same results, slower. The PyTorch path is also what tracing,
+``torch.compile``, ONNX export and the profilers see (:func:`graph_capture`), and it is the
+correctness oracle of the tests.
+"""
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn as nn
+from torch.utils._python_dispatch import _get_current_dispatch_mode
+
+from leannets._io import atomic_copy, cache_dir
+
+__all__ = ["available", "library_path", "graph_capture", "act_code", "cached_on_state", "xsep_forward",
+           "KERNELS_ENV"]
+
+KERNELS_ENV = "LEANNETS_KERNELS"
+_SOURCE = Path(__file__).with_name("_kernels") / "depthwise.c"
+_FLAG_SETS = (["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"], ["-O3", "-ffp-contract=fast"])
+_P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
+_SIGNATURES = {
+    "xsep_forward_nchw": [_P, _P, _L, _L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _L, _L, _I, _I],
+    "xsep_forward_nhwc": [_P, _P, _L, _L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _L, _L, _I, _I],
+}
+_STATE: dict[str, Any] = {"lib": None, "tried": False, "path": None}
+
+
+def _cpu_signature() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+        lines = [ln for ln in text.splitlines() if ln.startswith(("model name", "flags"))][:2]
+    except OSError:
+        lines = []
+    return "|".join([platform.machine(), platform.processor(), *lines])
+
+
+def _compiler() -> str | None:
+    for name in (os.environ.get("CC"), "cc", "gcc", "clang"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
+def _build(cc: str) -> tuple[Path | None, str]:
+    """(path of the cached shared library, "") or (None, why it could not be built)."""
+    source = _SOURCE.read_bytes()
+    version = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[:1]
+    last_error = ""
+    for flags in _FLAG_SETS:
+        key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), str(version).encode(),
+                                         _cpu_signature().encode()])).hexdigest()[:16]
+        target = cache_dir() / "kernels" / f"depthwise-{key}.so"
+        if target.exists():
+            return target, ""
+        with tempfile.TemporaryDirectory(prefix="leannets-kernels-") as tmp:
+            out = Path(tmp) / "depthwise.so"
+            cmd = [cc, *flags, "-shared", "-fPIC", "-o", str(out), str(_SOURCE)]
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if proc.returncode == 0:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                atomic_copy(out, target)
+                return target, ""
+            last_error = (proc.stderr.strip().splitlines() or ["failed"])[-1]
+    return None, f"{cc} failed: {last_error}"
+
+
+def _load() -> ctypes.CDLL | None:
+    if _STATE["tried"]:
+        return _STATE["lib"]
+    _STATE["tried"] = True
+    if os.environ.get(KERNELS_ENV, "1").strip().lower() in ("0", "false", "no", "off"):
+        return None
+    cc = _compiler()
+    reason = "no C compiler found (cc, gcc or clang)" if cc is None else ""
+    path = None
+    if cc is not None:
+        try:
+            path, reason = _build(cc)
+        except OSError as err:
+            reason = f"{type(err).__name__}: {err}"
+    if path is not None:
+        try:
+            lib = ctypes.CDLL(str(path))
+            for name, argtypes in _SIGNATURES.items():
+                getattr(lib, name).argtypes = argtypes
+                getattr(lib, name).restype = _I
+            _STATE["lib"], _STATE["path"] = lib, path
+            return lib
+        except (OSError, AttributeError) as err:
+            reason = f"cannot load {path}: {err}"
+    warnings.warn(f"leannets: fast depthwise CPU kernels unavailable ({reason}); using the PyTorch path "
+                  f"(same results, slower). Set {KERNELS_ENV}=0 to silence.", RuntimeWarning, stacklevel=3)
+    return None
+
+
+def available() -> bool:
+    """The C kernels are built and loaded (builds them on the first call)."""
+    return _load() is not None
+
+
+def library_path() -> Path | None:
+    """Where the loaded kernel library lives (``None`` when unavailable)."""
+    _load()
+    return _STATE["path"]
+
+
+def graph_capture() -> bool:
+    """Tracing, scripting, compiling or a dispatch mode (profilers, BN-fold tracing) is active.
+
+    Layers then take their plain PyTorch path, so exports and MAC counts see ordinary conv → BN modules.
+    """
+    compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
+    try:
+        mode = _get_current_dispatch_mode() is not None
+    except (ImportError, RuntimeError):  # pragma: no cover - private API moved
+        mode = False
+    return torch.jit.is_tracing() or torch.jit.is_scripting() or compiling or mode
+
+
+def act_code(act: nn.Module | None) -> int | None:
+    """The kernels' activation code (0 none, 1 ReLU, 2 hard-swish); ``None``: not supported."""
+    if act is None or isinstance(act, nn.Identity):
+        return 0
+    if type(act) is nn.ReLU:
+        return 1
+    if type(act) is nn.Hardswish:
+        return 2
+    return None
+
+
+def cached_on_state(module: nn.Module, slot: str, compute: Callable[[], Any], extra: tuple = (),
+                    tensors: Sequence[torch.Tensor] | None = None) -> Any:
+    """``compute()``, reused until one of ``tensors`` (default: every parameter and buffer of
+    ``module``) changes, moves or is replaced, or ``extra`` (state outside tensors) changes.
+
+    Inference paths keep folded weights this way; training updates bump the tensors' versions.
+    A layer that knows its few tensors passes them: walking ``module.parameters()`` costs more
+    than a small kernel call.
+    """
+    if tensors is None:
+        tensors = (*module.parameters(), *module.buffers())
+        extra = tuple(extra) + tuple(type(m) for m in module.modules())
+    key = tuple(extra) + tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+    cached = module.__dict__.get(slot)
+    if cached is None or cached[0] != key:
+        cached = (key, compute())
+        module.__dict__[slot] = cached
+    return cached[1]
+
+
+def _ptr(t: torch.Tensor | None) -> int | None:
+    return None if t is None else t.data_ptr()
+
+
+def xsep_forward(x: torch.Tensor, stages: dict[str, torch.Tensor | None], k: int, stride: int, act: int) -> torch.Tensor:
+    """One BN-folded XSepConv block on the C kernels (inference only; no autograd).
+
+    Args:
+        x: (N, C, H, W) float32 on CPU; channels_last inputs give channels_last outputs.
+        stages: folded weights from :meth:`leannets.layers.xsepconv.XSepConv.kernel_weights`:
+            ``w2`` (or ``None`` without the 2×2 layer), ``b2``, ``pad2`` (C, 2) int32 (top, left),
+            ``w1``, ``b1``, ``wk``, ``bk``; weights (C, taps) for NCHW, ``*_t`` (taps, C) for NHWC.
+        k: kernel size of the 1×k / k×1 pair.
+        stride: 1 or 2.
+        act: activation code (:func:`act_code`).
+    """
+    lib = _load()
+    if lib is None:
+        raise RuntimeError("xsep_forward: the C kernels are not available")
+    n, c, h, w = x.shape
+    ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
+    threads = torch.get_num_threads()
+    nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    if nhwc:
+        out = torch.empty((n, c, ho, wo), memory_format=torch.channels_last)
+        rc = lib.xsep_forward_nhwc(x.data_ptr(), out.data_ptr(), n, c, h, w, _ptr(stages["w2_t"]), _ptr(stages["b2"]),
+                                   _ptr(stages["pad2"]), stages["w1_t"].data_ptr(), stages["b1"].data_ptr(),
+                                   stages["wk_t"].data_ptr(), stages["bk"].data_ptr(), k, stride, act, threads)
+    else:
+        x = x.contiguous()
+        out = torch.empty((n, c, ho, wo))
+        rc = lib.xsep_forward_nchw(x.data_ptr(), out.data_ptr(), n, c, h, w, _ptr(stages["w2"]), _ptr(stages["b2"]),
+                                   _ptr(stages["pad2"]), stages["w1"].data_ptr(), stages["b1"].data_ptr(),
+                                   stages["wk"].data_ptr(), stages["bk"].data_ptr(), k, stride, act, threads)
+    if rc:
+        raise MemoryError("xsep_forward: the kernel could not allocate its scratch memory")
+    return out

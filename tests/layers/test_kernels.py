@@ -1,0 +1,147 @@
+"""The C kernels against the PyTorch path (the oracle): random shapes, strides, paddings, layouts."""
+from __future__ import annotations
+
+import random
+import warnings
+
+import pytest
+import torch
+import torch.nn as nn
+
+from leannets.analysis.fold_bn import fold_bn
+from leannets.layers import kernels
+from leannets.layers.padding import assign_padding_schedule
+from leannets.layers.xsepconv import XSepConv
+
+pytestmark = pytest.mark.skipif(not kernels.available(), reason="no C compiler: the PyTorch path is used")
+
+
+def _randomize_bn(module: nn.Module, gen: torch.Generator) -> None:
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            m.running_mean.copy_(torch.randn(c, generator=gen) * 0.3)
+            m.running_var.copy_(torch.rand(c, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.randn(c, generator=gen))
+            m.bias.data.copy_(torch.randn(c, generator=gen) * 0.2)
+
+
+def _case(seed: int) -> tuple[XSepConv, torch.Tensor]:
+    rng = random.Random(seed)
+    gen = torch.Generator().manual_seed(seed)
+    c = rng.choice([1, 3, 8, 16, 17, 24, 40, 72])
+    h, w = rng.choice([1, 2, 5, 7, 8, 13, 14, 28]), rng.choice([1, 2, 6, 7, 9, 14, 31])
+    block = XSepConv(c, rng.choice([3, 5, 7, 9]), rng.choice([1, 2]), variant=rng.choice(["standard", "no2x2"]),
+                     padding=rng.choice(["asymmetric", "symmetric", "improved"]),
+                     act=rng.choice(["relu", "hswish", None]))
+    pad = getattr(getattr(block, "conv_2x2", None), "pad", None)
+    if pad is not None and pad.strategy == "improved":
+        pad.total = rng.choice([1, 2, 4, 5, 9])
+        pad.index = rng.randint(1, pad.total)
+    _randomize_bn(block, gen)
+    x = torch.randn(rng.choice([1, 3]), c, h, w, generator=gen)
+    if rng.random() < 0.5:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return block.eval(), x
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_xsep_kernel_equals_reference(seed: int) -> None:
+    block, x = _case(seed)
+    with torch.no_grad():
+        ref = block.forward_reference(x)
+        assert block.kernel_weights_for(x) is not None
+        out = block(x)
+    assert out.shape == ref.shape
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    assert out.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    scale = ref.abs().max().clamp_min(1.0)
+    assert (out - ref).abs().max() <= 1e-5 * scale
+
+
+@pytest.mark.parametrize("seed", [3, 7, 11])
+def test_xsep_kernel_after_fold_bn(seed: int) -> None:
+    block, x = _case(seed)
+    folded = fold_bn(block, x[:1])
+    assert folded.folded_bn_pairs >= 2
+    with torch.no_grad():
+        ref = block.forward_reference(x)
+        out = folded(x)
+    assert (out - ref).abs().max() <= 1e-5 * ref.abs().max().clamp_min(1.0)
+
+
+def test_padding_schedule_reaches_the_kernel() -> None:
+    """Four improved-padding directions give four different outputs, each equal to the reference."""
+    net = nn.Sequential(*[XSepConv(8, 3, padding="improved") for _ in range(4)]).eval()
+    assign_padding_schedule(net, torch.zeros(1, 8, 6, 6))
+    x = torch.randn(1, 8, 6, 6)
+    outs = []
+    with torch.no_grad():
+        for block in net:
+            out, ref = block(x), block.forward_reference(x)
+            assert torch.allclose(out, ref, atol=1e-5)
+            outs.append(out)
+    assert all(not torch.allclose(outs[0], o) for o in outs[1:])
+
+
+def test_kernel_not_used_for_training_autograd_or_capture() -> None:
+    block = XSepConv(8, 5).eval()
+    assert XSepConv(8, 5, act="prelu").eval().requires_grad_(False).kernel_weights_for(torch.randn(1, 8, 7, 7)) is None
+    x = torch.randn(1, 8, 7, 7)
+    assert block.kernel_weights_for(x) is None  # parameters require grad and autograd is on
+    with torch.no_grad():
+        assert block.kernel_weights_for(x) is not None
+        assert block.kernel_weights_for(x.double()) is None
+        assert block.train().kernel_weights_for(x) is None
+    block.eval()
+    traced = torch.jit.trace(block, x)  # tracing sees the PyTorch layers, not the kernel
+    assert any(n.kind() == "aten::_convolution" for n in traced.inlined_graph.nodes())
+    for variant in ("behind", "parallel"):
+        with torch.no_grad():
+            assert XSepConv(8, 5, variant=variant).eval().kernel_weights_for(x) is None
+
+
+def test_cached_weights_follow_parameter_updates() -> None:
+    block = XSepConv(8, 3).eval()
+    x = torch.randn(1, 8, 5, 5)
+    with torch.no_grad():
+        before = block(x)
+        block.conv_1xk.conv.weight.mul_(2.0)
+        after = block(x)
+        assert torch.allclose(after, block.forward_reference(x), atol=1e-5)
+    assert not torch.allclose(before, after)
+
+
+def test_disabled_kernels_fall_back_silently(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(kernels._STATE, "tried", False)
+    monkeypatch.setitem(kernels._STATE, "lib", None)
+    monkeypatch.setenv(kernels.KERNELS_ENV, "0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not kernels.available()
+        block = XSepConv(8, 3).eval()
+        with torch.no_grad():
+            x = torch.randn(1, 8, 5, 5)
+            assert torch.equal(block(x), block.forward_reference(x))
+
+
+def test_missing_compiler_warns_once_and_falls_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(kernels._STATE, "tried", False)
+    monkeypatch.setitem(kernels._STATE, "lib", None)
+    monkeypatch.delenv(kernels.KERNELS_ENV, raising=False)
+    monkeypatch.setattr(kernels, "_compiler", lambda: None)
+    with pytest.warns(RuntimeWarning, match="no C compiler"):
+        assert not kernels.available()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert not kernels.available()  # decided once per process
+
+
+def test_library_is_cached_by_content(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEANNETS_CACHE", str(tmp_path))
+    cc = kernels._compiler()
+    first, why = kernels._build(cc)
+    assert first is not None and first.parent == tmp_path / "kernels", why
+    mtime = first.stat().st_mtime_ns
+    second, _ = kernels._build(cc)
+    assert second == first and second.stat().st_mtime_ns == mtime
