@@ -3,4 +3,13 @@ __version__ = "0.1.0"
 
 from .models import ModelInfo, create_model, is_model, list_models, model_info, register_model
 
-__all__ = ["ModelInfo", "create_model", "is_model", "list_models", "model_info", "register_model", "__version__"]
+__all__ = ["ModelInfo", "create_model", "is_model", "list_models", "model_info", "prepare_for_inference",
+           "register_model", "__version__"]
+
+
+def __getattr__(name: str):  # noqa: ANN202 - lazy: importing leannets stays light
+    if name == "prepare_for_inference":
+        from .analysis.latency import prepare_for_inference
+
+        return prepare_for_inference
+    raise AttributeError(f"module 'leannets' has no attribute {name!r}")

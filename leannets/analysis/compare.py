@@ -17,6 +17,7 @@ from types import SimpleNamespace
 from typing import Any, Mapping, Sequence
 
 import torch
+import torch.nn as nn
 
 from leannets._io import atomic_save_figure, atomic_write_json, atomic_write_text, pyplot
 from leannets.config import DEFAULT_COMPARE_MODELS, DEFAULT_COMPARE_RECIPE, Recipe
@@ -25,7 +26,8 @@ from leannets.engine.task import create_task
 from leannets.engine.trainer import train
 from leannets.models import model_info
 
-from .profile import profile_model, torch_threads
+from .latency import DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, measure_latency, torch_threads
+from .profile import profile_model
 from .statistics import Interval, describe_difference, mean_ci, paired_difference
 
 __all__ = ["DEFAULT_COMPARE_MODELS", "DEFAULT_COMPARE_RECIPE", "compare_models", "format_report", "plot_results"]
@@ -40,15 +42,26 @@ def _overrides_dict(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict
     return dict(parse_override(o) for o in overrides)
 
 
-def _profile(name: str, recipe: Recipe, data_info: dict[str, Any], latency: bool, threads: int | None
-             ) -> dict[str, Any]:
+def _profile(name: str, recipe: Recipe, data_info: dict[str, Any]) -> tuple[dict[str, Any], nn.Module]:
+    """Parameters and MACs of the model as trained on this data, and the (untrained) model for timing."""
     cfg = stage_configs(recipe)[0]
     model = create_task(cfg).build_model(SimpleNamespace(**data_info)).eval()
     size = tuple(data_info.get("input_size") or (model.in_chans, 32, 32))
-    r = profile_model(model, input_size=size, batch=1, latency=latency, memory=False, threads=threads,
-                      repeats=20, cuda=False)
-    return {"params": r.params, "macs": r.macs, "input_size": list(size), "cpu_latency_ms": r.cpu_latency_ms,
-            "cpu_latency_iqr_ms": r.cpu_latency_iqr_ms, "latency_threads": r.threads}
+    r = profile_model(model, input_size=size, batch=1, latency=False, memory=False)
+    return {"params": r.params, "macs": r.macs, "input_size": list(size)}, model
+
+
+def _add_latency(rows: list[dict[str, Any]], models: dict[str, nn.Module], threads: int | None) -> dict[str, Any]:
+    """Every model timed in the deployment path, interleaved; ratios to the baseline with 95% CIs."""
+    report = measure_latency(models, {r["name"]: r["input_size"] for r in rows}, 1, DEFAULT_BACKEND,
+                             threads or DEFAULT_THREADS, DEFAULT_ROUNDS)
+    for r in rows:
+        lat = report.result(r["name"])
+        r["latency_ms"], r["latency_ci_ms"] = lat.latency_ms, list(lat.latency_ci_ms)
+        r["latency_ratio"] = lat.ratio_to_first
+        r["latency_ratio_ci"] = None if lat.ratio_ci is None else list(lat.ratio_ci)
+    return {"backend": report.backend, "threads": report.threads, "batch": report.batch, "rounds": report.rounds,
+            "settings": report.settings}
 
 
 def compare_models(models: Sequence[str] | None = None, recipe: str | os.PathLike | Mapping[str, Any] | None = None,
@@ -90,8 +103,10 @@ def compare_models(models: Sequence[str] | None = None, recipe: str | os.PathLik
     with torch_threads(threads):
         runs = {name: [_train_one(base, name, base.seed + k, out, verbose, progress, (i, k), (len(models), seeds))
                        for k in range(seeds)] for i, name in enumerate(models)}
-        rows = [_model_row(name, runs[name], _profile(name, load_recipe(base, {"model.name": name}),
-                                                      runs[name][0]["data"], latency, threads)) for name in models]
+        profiled = {name: _profile(name, load_recipe(base, {"model.name": name}), runs[name][0]["data"])
+                    for name in models}
+        rows = [_model_row(name, runs[name], profiled[name][0]) for name in models]
+        latency_info = _add_latency(rows, {n: m for n, (_, m) in profiled.items()}, threads) if latency else None
         machine = {"torch": torch.__version__, "python": platform.python_version(),
                    "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
                    "cpus": os.cpu_count()}
@@ -100,7 +115,7 @@ def compare_models(models: Sequence[str] | None = None, recipe: str | os.PathLik
         "command": command, "recipe": base.to_dict(), "data": base.data.name,
         "seeds": [base.seed + k for k in range(seeds)], "metric": rows[0]["metric_name"],
         "higher_is_better": rows[0]["higher_is_better"], "baseline": models[0], "eval_samples": rows[0]["eval_samples"],
-        "ci_method": CI_METHOD, "models": rows, "total_time_s": time.perf_counter() - t0, "machine": machine,
+        "ci_method": CI_METHOD, "latency": latency_info, "models": rows, "total_time_s": time.perf_counter() - t0, "machine": machine,
     }
     return _write_outputs(results, out, verbose)
 
@@ -198,15 +213,33 @@ def _ci_text(ci: Mapping[str, Any] | None, scale: float, digits: int = 2) -> str
     return f"{iv.mean:.{digits}f} ± {iv.half_width:.{digits}f}"
 
 
+def _interval_text(value: float | None, ci: Sequence[float] | None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    if not ci or any(v != v for v in ci):
+        return f"{value:.{digits}f} (no CI)"
+    return f"{value:.{digits}f} ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})"
+
+
+def _latency_ratio_text(r: Mapping[str, Any]) -> str | None:
+    """``latency ×0.93 (95% CI 0.90–0.97): faster than the baseline``; ``None`` without a ratio."""
+    ratio, ci = r.get("latency_ratio"), r.get("latency_ratio_ci")
+    if ratio is None:
+        return None
+    text = f"latency ×{_interval_text(ratio, ci).replace(' (', ' (95% CI ')}"
+    if not ci or any(v != v for v in ci) or ci[0] <= 1.0 <= ci[1]:
+        return f"{text}: not distinguishable from the baseline"
+    return f"{text}: {'faster' if ci[1] < 1.0 else 'slower'} than the baseline"
+
+
 def _table(results: Mapping[str, Any]) -> str:
     label, scale = _metric_label(results)
-    lat_threads = results["models"][0].get("latency_threads")
     n_seeds, n_eval = len(results["seeds"]), results.get("eval_samples")
-    head = ["model", "params", "MACs (M)", f"CPU latency (ms, batch 1, {lat_threads} thr)",
+    head = ["model", "params", "MACs (M)", "latency (ms, median, 95% CI)",
             f"eval {label}, mean ± 95% CI ({n_seeds} seeds, {n_eval} images)", "eval loss", "train time (s)", "epochs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results["models"]:
-        lat = "-" if r.get("cpu_latency_ms") is None else f"{r['cpu_latency_ms']:.2f} ± {r['cpu_latency_iqr_ms']:.2f}"
+        lat = _interval_text(r.get("latency_ms"), r.get("latency_ci_ms"), 3)
         lines.append("| " + " | ".join([r["name"], f"{r['params']:,}", f"{r['macs'] / 1e6:.2f}", lat,
                                         _ci_text(r["metric_ci"], scale), _ci_text(r["eval_loss"], 1.0, 4),
                                         f"{r['train_time_s']:.1f}", str(r["epochs"])]) + " |")
@@ -234,8 +267,9 @@ def format_report(results: Mapping[str, Any]) -> str:
         lines += [f"Relative to the baseline `{base['name']}`:", ""]
         for r in results["models"][1:]:
             parts = [f"params ×{r['params'] / base['params']:.2f}", f"MACs ×{r['macs'] / base['macs']:.2f}"]
-            if r.get("cpu_latency_ms") and base.get("cpu_latency_ms"):
-                parts.append(f"latency ×{r['cpu_latency_ms'] / base['cpu_latency_ms']:.2f} (one timing, no CI)")
+            lat = _latency_ratio_text(r)
+            if lat:
+                parts.append(lat)
             lines.append(f"- `{r['name']}`: " + ", ".join(parts))
             if r.get("diff_text"):
                 lines.append(f"  - {r['diff_text']}")
@@ -256,9 +290,10 @@ def _report_notes(results: Mapping[str, Any]) -> list[str]:
         "Models:", "",
     ]
     lines += [f"- `{r['name']}` — {r['source']} ({r['paper']})" for r in results["models"]]
-    if any(r.get("cpu_latency_ms") for r in results["models"]):
-        lines += ["", "Latency: median ± IQR of 20 timed batch-1 inferences after warm-up (eval mode, no grad, "
-                  "BatchNorm not folded); on a shared machine the IQR shows how much the timing is disturbed."]
+    if results.get("latency"):
+        lines += ["", f"Latency: {results['latency']['settings']}, in the deployment path "
+                  "(`leannets.prepare_for_inference`: eval, BN folded, fast kernels); the models' trained "
+                  "weights do not change the timing."]
     if results.get("plot"):
         lines += ["", f"![{label} vs MACs and params, 95% CI error bars]({results['plot']})"]
     return lines

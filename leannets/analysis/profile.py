@@ -5,12 +5,9 @@ functional calls) and reported as multiply-accumulates = FLOPs / 2 of conv/matmu
 """
 from __future__ import annotations
 
-import statistics
-import time
 import weakref
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
@@ -19,11 +16,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from leannets.models import create_model, model_info
 
-from .fold_bn import fold_bn as _fold
+from .latency import DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, describe_settings, measure_latency
+from .latency import torch_threads  # noqa: F401 - re-exported for callers of the profiler
 
 __all__ = ["ProfileResult", "count_params", "count_macs", "count_elementwise", "peak_activation_bytes",
-           "measure_latency", "profile_model", "format_table", "LiveMemoryTracker", "training_step_peak_bytes",
-           "median_iqr", "torch_threads"]
+           "profile_model", "profile_models", "format_table", "LiveMemoryTracker", "training_step_peak_bytes",
+           "torch_threads"]
 
 # Elementwise ops that gating activations (xUnit, SE, h-swish) spend their work on.
 _ELEMENTWISE = {
@@ -44,13 +42,15 @@ class ProfileResult:
     macs: int
     elementwise_ops: int | None = None
     peak_activation_bytes: int | None = None
-    cpu_latency_ms: float | None = None
-    cpu_latency_iqr_ms: float | None = None
-    cpu_latency_folded_ms: float | None = None
-    cpu_latency_folded_iqr_ms: float | None = None
-    cuda_latency_ms: float | None = None
-    cuda_latency_iqr_ms: float | None = None
+    latency_ms: float | None = None
+    latency_ci_ms: list[float] | None = None
+    ratio_to_first: float | None = None
+    ratio_to_first_ci: list[float] | None = None
+    backend: str | None = None
     threads: int | None = None
+    rounds: int | None = None
+    bn_folded: bool | None = None
+    device: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -163,138 +163,121 @@ def training_step_peak_bytes(model: nn.Module, example_input: torch.Tensor,
     return tracker.peak
 
 
-@contextmanager
-def torch_threads(threads: int | None) -> Iterator[None]:
-    """Run the block with ``torch.set_num_threads(threads)`` (``None``/0: unchanged), restored afterwards."""
-    old = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def _time_calls(fn: Callable[[], Any], warmup: int, repeats: int, sync: Callable[[], None]) -> list[float]:
-    for _ in range(warmup):
-        fn()
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append((time.perf_counter() - t0) * 1e3)
-    return times
-
-
-def median_iqr(times: list[float]) -> tuple[float, float]:
-    """(median, interquartile range) of timings; the IQR is 0 for fewer than 4 samples."""
-    if len(times) < 4:
-        return statistics.median(times), 0.0
-    q = statistics.quantiles(times, n=4)
-    return statistics.median(times), q[2] - q[0]
-
-
-def measure_latency(model: nn.Module, example_input: torch.Tensor, warmup: int = 3, repeats: int = 10,
-                    threads: int | None = None, device: str = "cpu") -> tuple[float, float]:
-    """(median, IQR) latency in ms of ``model(example_input)`` in eval mode, no grad.
-
-    Args:
-        threads: CPU threads to pin with ``torch.set_num_threads`` (restored afterwards).
-        device: ``cpu`` or ``cuda`` (CUDA timings synchronize around each call).
-    """
-    model = model.to(device).eval()
-    x = example_input.to(device)
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    with torch_threads(threads), torch.inference_mode():
-        times = _time_calls(lambda: model(x), warmup, repeats, sync)
-    return median_iqr(times)
-
-
 def profile_model(
     model: nn.Module | str,
     input_size: Sequence[int] | None = None,
     batch: int = 1,
     latency: bool = True,
-    fold_bn: bool = False,
     elementwise: bool = False,
     memory: bool = True,
-    warmup: int = 3,
-    repeats: int = 10,
-    threads: int | None = None,
-    cuda: bool | None = None,
+    backend: str = DEFAULT_BACKEND,
+    threads: int | None = DEFAULT_THREADS,
+    rounds: int = DEFAULT_ROUNDS,
+    fold_bn: bool = True,
+    device: str = "cpu",
 ) -> ProfileResult:
-    """Profile a model (or registered name) at ``(batch, *input_size)``.
+    """Profile one model (or registered name) at ``(batch, *input_size)``; see :func:`profile_models`."""
+    return profile_models([model], input_size, batch, latency, elementwise, memory, backend, threads, rounds,
+                          fold_bn, device)[0]
 
-    Args:
-        model: module or registered name.
-        input_size: (C, H, W); default from the registry (or 3×32×32).
-        batch: batch size for memory and latency (MACs and params are per image).
-        latency: measure CPU latency (and CUDA latency when ``cuda`` and available).
-        fold_bn: also measure latency with BatchNorm folded into convs.
-        elementwise: count elementwise gating work.
-        memory: measure peak activation memory of one inference forward at ``batch``.
-        threads: CPU threads pinned during timing (default: current setting).
-        cuda: time on CUDA too; ``None`` means "if available".
-    """
+
+def _static_profile(model: nn.Module | str, input_size: Sequence[int] | None, batch: int, elementwise: bool,
+                    memory: bool) -> tuple[ProfileResult, nn.Module]:
     name = model if isinstance(model, str) else getattr(model, "model_name", type(model).__name__)
     if isinstance(model, str):
         if input_size is None:
             input_size = model_info(model).input_size
         model = create_model(model)
     if input_size is None:
-        in_chans = getattr(model, "in_chans", 3)
-        input_size = (in_chans, 32, 32)
-    input_size = tuple(int(v) for v in input_size)
+        input_size = (getattr(model, "in_chans", 3), 32, 32)
+    size = tuple(int(v) for v in input_size)
     model = model.eval()
-    one = torch.randn(1, *input_size)
+    one = torch.randn(1, *size)
     total, trainable = count_params(model)
-    result = ProfileResult(name=name, input_size=input_size, batch=batch, params=total,
-                           trainable_params=trainable, macs=count_macs(model, one))
-    xb = torch.randn(batch, *input_size)
+    result = ProfileResult(name=name, input_size=size, batch=batch, params=total, trainable_params=trainable,
+                           macs=count_macs(model, one))
     if elementwise:
         result.elementwise_ops = count_elementwise(model, one)
     if memory:
-        result.peak_activation_bytes = peak_activation_bytes(model, xb)
+        result.peak_activation_bytes = peak_activation_bytes(model, torch.randn(batch, *size))
+    return result, model
+
+
+def profile_models(
+    models: Sequence[nn.Module | str],
+    input_size: Sequence[int] | Sequence[Sequence[int]] | None = None,
+    batch: int = 1,
+    latency: bool = True,
+    elementwise: bool = False,
+    memory: bool = True,
+    backend: str = DEFAULT_BACKEND,
+    threads: int | None = DEFAULT_THREADS,
+    rounds: int = DEFAULT_ROUNDS,
+    fold_bn: bool = True,
+    device: str = "cpu",
+) -> list[ProfileResult]:
+    """Profile models side by side; their latencies are measured together, interleaved.
+
+    Args:
+        models: modules or registered names; the first is the reference of ``ratio_to_first``.
+        input_size: (C, H, W) for every model, or one per model; default: each model's registered
+            size (or 3×32×32).
+        batch: batch size for memory and latency (MACs and params are per image).
+        latency: measure latency with :func:`leannets.analysis.latency.measure_latency` in the
+            deployment path (:func:`~leannets.analysis.latency.prepare_for_inference`).
+        elementwise: count elementwise gating work.
+        memory: measure peak activation memory of one inference forward at ``batch``.
+        backend, threads, rounds, fold_bn, device: latency settings (see the harness).
+    """
+    if input_size is None or isinstance(input_size[0], int):
+        sizes = [input_size] * len(models)
+    else:
+        sizes = list(input_size)
+        if len(sizes) != len(models):
+            raise ValueError(f"profile_models: {len(sizes)} input sizes for {len(models)} models")
+    pairs = [_static_profile(m, size, batch, elementwise, memory) for m, size in zip(models, sizes)]
+    results = [r for r, _ in pairs]
+    names = [r.name if [q.name for q in results].count(r.name) == 1 else f"{r.name}#{i}"
+             for i, r in enumerate(results)]
     if latency:
-        result.threads = threads or torch.get_num_threads()
-        result.cpu_latency_ms, result.cpu_latency_iqr_ms = measure_latency(model, xb, warmup, repeats, threads)
-        if fold_bn:
-            folded = _fold(model, one)
-            result.cpu_latency_folded_ms, result.cpu_latency_folded_iqr_ms = measure_latency(
-                folded, xb, warmup, repeats, threads)
-        use_cuda = torch.cuda.is_available() if cuda is None else cuda
-        if use_cuda and torch.cuda.is_available():
-            result.cuda_latency_ms, result.cuda_latency_iqr_ms = measure_latency(
-                model, xb, warmup, repeats, device="cuda")
-            model.to("cpu")
-    return result
+        report = measure_latency({n: m for n, (_, m) in zip(names, pairs)},
+                                 {n: r.input_size for n, r in zip(names, results)}, batch, backend, threads, rounds,
+                                 fold=fold_bn, device=device)
+        for n, r in zip(names, results):
+            lat = report.result(n)
+            r.latency_ms, r.latency_ci_ms = lat.latency_ms, list(lat.latency_ci_ms)
+            r.ratio_to_first = lat.ratio_to_first
+            r.ratio_to_first_ci = None if lat.ratio_ci is None else list(lat.ratio_ci)
+            r.backend, r.threads, r.rounds, r.bn_folded, r.device = (report.backend, report.threads, report.rounds,
+                                                                    fold_bn, device)
+    return results
 
 
 def _fmt(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
+def _interval(value: float | None, ci: Sequence[float] | None, fmt: str) -> str:
+    if value is None:
+        return "-"
+    if not ci or any(v != v for v in ci):  # NaN bounds: too few rounds for an interval
+        return f"{value:{fmt}} (no CI)"
+    return f"{value:{fmt}} ({ci[0]:{fmt}}–{ci[1]:{fmt}})"
+
+
 def format_table(results: Sequence[ProfileResult]) -> str:
-    """A Markdown table of profile results; every header states its unit."""
+    """A Markdown table of profile results; every header states its unit, the footer the latency settings."""
     show_ew = any(r.elementwise_ops is not None for r in results)
     show_mem = any(r.peak_activation_bytes is not None for r in results)
-    show_lat = any(r.cpu_latency_ms is not None for r in results)
-    show_fold = any(r.cpu_latency_folded_ms is not None for r in results)
-    show_cuda = any(r.cuda_latency_ms is not None for r in results)
+    show_lat = any(r.latency_ms is not None for r in results)
     head = ["model", "input (C×H×W)", "params (M)", "params (exact)", "MACs (G, per image)"]
     if show_ew:
         head.append("elementwise ops (M, per image)")
     if show_mem:
         head.append("peak act. memory (MiB, batch)")
     if show_lat:
-        head.append("CPU latency (ms, median ± IQR)")
-    if show_fold:
-        head.append("CPU latency BN-folded (ms)")
-    if show_cuda:
-        head.append("CUDA latency (ms)")
-    rows = []
+        head += ["latency (ms, median, 95% CI)", f"latency ratio to {results[0].name} (95% CI)"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results:
         row = [r.name, "×".join(map(str, r.input_size)), f"{r.params / 1e6:.4f}", f"{r.params:,}",
                f"{r.macs / 1e9:.4f}"]
@@ -303,16 +286,16 @@ def format_table(results: Sequence[ProfileResult]) -> str:
         if show_mem:
             row.append(_fmt(None if r.peak_activation_bytes is None else r.peak_activation_bytes / 2**20, ".2f"))
         if show_lat:
-            row.append("-" if r.cpu_latency_ms is None else f"{r.cpu_latency_ms:.2f} ± {r.cpu_latency_iqr_ms:.2f}")
-        if show_fold:
-            row.append("-" if r.cpu_latency_folded_ms is None else
-                       f"{r.cpu_latency_folded_ms:.2f} ± {r.cpu_latency_folded_iqr_ms:.2f}")
-        if show_cuda:
-            row.append("-" if r.cuda_latency_ms is None else f"{r.cuda_latency_ms:.3f} ± {r.cuda_latency_iqr_ms:.3f}")
-        rows.append(row)
-    batch_note = f"batch {results[0].batch}, {results[0].threads} CPU threads" if results and results[0].threads else ""
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(row) + " |" for row in rows]
-    if batch_note:
-        lines.append(f"\nLatency and memory at {batch_note}; MACs = multiply-accumulates (FLOPs/2).")
+            row.append(_interval(r.latency_ms, r.latency_ci_ms, ".3f"))
+            row.append("1 (reference)" if r is results[0] else _interval(r.ratio_to_first, r.ratio_to_first_ci, ".3f"))
+        lines.append("| " + " | ".join(row) + " |")
+    first = results[0] if results else None
+    if first is not None and first.latency_ms is not None:
+        settings = describe_settings(first.backend or "?", first.threads or 0, first.batch, first.rounds or 0,
+                                     first.device or "cpu")
+        if not first.bn_folded:
+            settings = settings.replace("BN folded", "BN not folded")
+        lines.append(f"\nLatency: {settings}. MACs = multiply-accumulates (FLOPs/2).")
+    elif first is not None:
+        lines.append("\nMACs = multiply-accumulates (FLOPs/2).")
     return "\n".join(lines)

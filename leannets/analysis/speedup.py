@@ -5,16 +5,13 @@ backbone by ``1 / (1/4 + 1/64) ≈ 3.76``: the backbone on I_L runs at half reso
 MACs) and the fusion net on I_H has ¼ of the channels at half resolution (1/64). The bound
 leaves out the encoder and the fully connected layers; :func:`mac_breakdown` counts each part.
 
-Latencies of all models of one family are measured *interleaved* (one call of each model per
-round, medians over rounds), so that load from other processes on a shared machine hits all
-models alike and the ratios stay meaningful; every model is measured with BatchNorm folded
-into its convs and prepared the same way (eager, channels_last or TorchScript-frozen), on the
-same input batch.
+Latencies of all models of one family come from the library's one harness
+(:mod:`leannets.analysis.latency`): the deployment path (BN folded), one backend for all, interleaved
+rounds, speed-ups from the per-round pairs with 95% intervals.
 """
 from __future__ import annotations
 
-import time
-import warnings
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -24,13 +21,12 @@ import torch.nn as nn
 from leannets.models import create_model, is_model, model_info
 from leannets.models.wae_classifier import WAEClassifier
 
-from .fold_bn import fold_bn
-from .profile import count_macs, median_iqr, torch_threads
+from .latency import (BACKENDS, DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, describe_settings, measure_latency,
+                      prepare_for_inference, summarize_rounds, time_interleaved, torch_threads)
+from .profile import count_macs
 
-__all__ = ["paper_bound", "mac_breakdown", "family_of", "family_models", "prepare_for_inference",
-           "interleaved_timings", "interleaved_latency", "PartTiming", "latency_breakdown",
-           "format_breakdown", "OPTIMIZATIONS", "SpeedupRow", "SpeedupReport", "measure_speedups", "format_speedups",
-           "WAE_PREFIXES"]
+__all__ = ["paper_bound", "mac_breakdown", "family_of", "family_models", "PartTiming", "latency_breakdown",
+           "format_breakdown", "SpeedupRow", "SpeedupReport", "measure_speedups", "format_speedups", "WAE_PREFIXES"]
 
 WAE_PREFIXES = ("wae", "decomp", "wavelet", "halfres", "ilonly", "caonly")
 DEFAULT_VARIANTS = ("halfres", "wavelet", "ilonly", "wae")
@@ -88,61 +84,6 @@ def family_models(name: str, variants: Sequence[str] = DEFAULT_VARIANTS) -> list
     return names
 
 
-OPTIMIZATIONS = ("eager", "channels_last", "jit")
-
-
-def prepare_for_inference(model: nn.Module, example: torch.Tensor, fold: bool = True,
-                          channels_last: bool = False, jit: bool = False) -> nn.Module:
-    """Eval-mode copy for timing.
-
-    Args:
-        model: any module.
-        example: an input of the shape that will be timed (used to find conv→BN pairs and to trace).
-        fold: fold BatchNorm into the preceding convs.
-        channels_last: weights (and the traced graph) in channels_last layout.
-        jit: ``torch.jit.trace`` → ``freeze`` → ``optimize_for_inference`` (oneDNN layouts, conv+ReLU
-            fusion on CPU). The traced graph is valid for ``example``'s shape only.
-    """
-    model = fold_bn(model, example[:1]) if fold else model.eval()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-        example = example.contiguous(memory_format=torch.channels_last)
-    if jit:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            warnings.simplefilter("ignore", DeprecationWarning)  # TorchScript is deprecated but still the
-            # fastest frozen-graph path on CPU here (oneDNN conv+ReLU fusion, prepacked weights)
-            traced = torch.jit.trace(model, example, check_trace=False)
-            model = torch.jit.optimize_for_inference(torch.jit.freeze(traced.eval()))
-    return model
-
-
-def interleaved_timings(calls: dict[str, Callable[[], Any]], warmup: int = 1, repeats: int = 5,
-                        device: str = "cpu") -> dict[str, tuple[float, float]]:
-    """(median, IQR) ms per call, timed round-robin: each call once per round, in inference mode."""
-    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
-    times: dict[str, list[float]] = {k: [] for k in calls}
-    with torch.inference_mode():
-        for _ in range(warmup):
-            for fn in calls.values():
-                fn()
-        sync()
-        for _ in range(repeats):
-            for name, fn in calls.items():
-                t0 = time.perf_counter()
-                fn()
-                sync()
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return {name: median_iqr(ts) for name, ts in times.items()}
-
-
-def interleaved_latency(models: dict[str, nn.Module], x: torch.Tensor, warmup: int = 1, repeats: int = 5,
-                        device: str = "cpu") -> dict[str, tuple[float, float]]:
-    """(median, IQR) ms per model on the same input, timed round-robin: one call of every model per round."""
-    x = x.to(device)
-    return interleaved_timings({name: (lambda m=m: m(x)) for name, m in models.items()}, warmup, repeats, device)
-
-
 @dataclass
 class SpeedupRow:
     """One model: MACs (per image), MAC ratio vs the full-res model, latency and speed-up per batch."""
@@ -153,8 +94,9 @@ class SpeedupRow:
     front_end_macs: int
     mac_speedup: float
     latency_ms: dict[int, float] = field(default_factory=dict)
-    latency_iqr_ms: dict[int, float] = field(default_factory=dict)
+    latency_ci_ms: dict[int, tuple[float, float]] = field(default_factory=dict)
     speedup: dict[int, float] = field(default_factory=dict)
+    speedup_ci: dict[int, tuple[float, float]] = field(default_factory=dict)
 
 
 @dataclass
@@ -164,8 +106,8 @@ class SpeedupReport:
     device: str
     threads: int
     batch_sizes: tuple[int, ...]
-    repeats: int
-    optimize: str
+    rounds: int
+    backend: str
     paper_bound: float
     rows: list[SpeedupRow]
 
@@ -179,76 +121,73 @@ class SpeedupReport:
         raise KeyError(f"no row for variant {variant!r}")
 
 
-def measure_speedups(name: str, batch_sizes: Sequence[int] = (1, 8), device: str = "cpu", threads: int | None = None,
-                     repeats: int = 5, warmup: int = 1, optimize: str = "channels_last",
-                     variants: Sequence[str] = DEFAULT_VARIANTS, input_size: Sequence[int] | None = None,
-                     seed: int = 0) -> SpeedupReport:
-    """Latency of the full-res backbone vs every variant of ``name``'s family, BN folded, one run.
+def measure_speedups(name: str, batch_sizes: Sequence[int] = (1,), device: str = "cpu",
+                     threads: int | None = DEFAULT_THREADS, rounds: int = DEFAULT_ROUNDS, warmup: int = 3,
+                     backend: str = DEFAULT_BACKEND, variants: Sequence[str] = DEFAULT_VARIANTS,
+                     input_size: Sequence[int] | None = None, seed: int = 0) -> SpeedupReport:
+    """Latency of the full-res backbone vs every variant of ``name``'s family, in one interleaved run.
+
+    Every model runs the deployment path (:func:`~leannets.analysis.latency.prepare_for_inference`:
+    BN folded) on ``backend``; speed-up = t_full / t_variant from the per-round pairs, with its 95% CI.
 
     Args:
         name: any model of the family (``wae_vgg16``, ``vgg16``, ...).
         batch_sizes: batches to time (per-batch latency is reported; speed-up is the ratio).
         device: ``cpu`` or ``cuda``.
         threads: CPU threads while timing (restored afterwards).
-        repeats: timed rounds (medians reported).
-        optimize: ``eager`` (BN folded), ``channels_last`` (+ channels_last layout) or ``jit``
-            (+ traced, frozen and optimised for inference); applied to every model alike.
+        rounds: timed interleaved rounds.
+        backend: one of :data:`~leannets.analysis.latency.BACKENDS`, applied to every model alike.
         variants: WAE-style prefixes to compare with the full-res model.
         input_size: (C, H, W); default: the registered size.
     """
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but CUDA is not available")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
     if not batch_sizes or any(b < 1 for b in batch_sizes):
         raise ValueError(f"batch sizes must be >= 1, got {list(batch_sizes)}")
-    if optimize not in OPTIMIZATIONS:
-        raise ValueError(f"optimize must be one of {OPTIMIZATIONS}, got {optimize!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
     names = family_models(name, variants)
     size = tuple(int(v) for v in (input_size or model_info(names[0]).input_size))
-    channels_last = optimize in ("channels_last", "jit")
     with torch_threads(threads):
         torch.manual_seed(seed)
         probe = torch.randn(1, *size)
-        raw: dict[str, nn.Module] = {}
+        raw = {n: create_model(n).eval() for n in names}
         rows = []
-        for n in names:
-            raw[n] = create_model(n).eval()
+        for n, m in raw.items():
             variant = family_of(n)[0]
-            front = mac_breakdown(raw[n], size)["front_end"] if variant != "full" else 0
-            rows.append(SpeedupRow(n, variant, count_macs(raw[n], probe), front, 0.0))
+            front = mac_breakdown(m, size)["front_end"] if variant != "full" else 0
+            rows.append(SpeedupRow(n, variant, count_macs(m, probe), front, 0.0))
         for r in rows:
             r.mac_speedup = rows[0].macs / r.macs
-        for b in batch_sizes:
-            x = torch.randn(b, *size)
-            prepared = {n: prepare_for_inference(m, x, channels_last=channels_last, jit=optimize == "jit").to(device)
-                        for n, m in raw.items()}
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            lat = interleaved_latency(prepared, x, warmup, repeats, device)
-            del prepared
-            for r in rows:
-                r.latency_ms[b], r.latency_iqr_ms[b] = lat[r.name]
-                r.speedup[b] = lat[names[0]][0] / lat[r.name][0]
-    return SpeedupReport(family_of(name)[1], size, device, threads or torch.get_num_threads(), tuple(batch_sizes),
-                         repeats, optimize, paper_bound(), rows)
+        used = torch.get_num_threads()
+    for b in batch_sizes:
+        report = measure_latency(raw, size, b, backend, threads, rounds, warmup, device=device, seed=seed)
+        for r in rows:
+            lat = report.result(r.name)
+            r.latency_ms[b], r.latency_ci_ms[b] = lat.latency_ms, lat.latency_ci_ms
+            sp = lat.speedup_vs_first()
+            r.speedup[b], r.speedup_ci[b] = sp if sp is not None else (1.0, (1.0, 1.0))
+    return SpeedupReport(family_of(name)[1], size, device, used, tuple(batch_sizes), rounds, backend, paper_bound(),
+                         rows)
+
+
+def _ci(value: float, ci: Sequence[float], digits: int = 2) -> str:
+    return f"{value:.{digits}f} ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})"
 
 
 def format_speedups(report: SpeedupReport) -> str:
-    """Markdown table: MACs, MAC-ratio, measured latency and speed-up per batch size."""
+    """Markdown table: MACs, MAC ratio, measured latency and speed-up (95% CIs) per batch size."""
     head = ["model", "MACs (G/img)", "encoder/DWT MACs (M)", "MAC ratio"]
     for b in report.batch_sizes:
-        head += [f"latency b{b} (ms, median ± IQR)", f"speed-up b{b} (×)"]
+        head += [f"latency b{b} (ms, median, 95% CI)", f"speed-up b{b} (×, 95% CI)"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in report.rows:
+    for i, r in enumerate(report.rows):
         row = [r.name, f"{r.macs / 1e9:.3f}", f"{r.front_end_macs / 1e6:.1f}", f"{r.mac_speedup:.2f}"]
         for b in report.batch_sizes:
-            row += [f"{r.latency_ms[b]:.1f} ± {r.latency_iqr_ms[b]:.1f}", f"{r.speedup[b]:.2f}"]
+            row += [_ci(r.latency_ms[b], r.latency_ci_ms[b]), "1 (reference)" if i == 0 else
+                    _ci(r.speedup[b], r.speedup_ci[b])]
         lines.append("| " + " | ".join(row) + " |")
-    lines.append(f"\n{report.family} at {'×'.join(map(str, report.input_size))}, device {report.device}, "
-                 f"{report.threads} threads, BN folded, optimisation '{report.optimize}', "
-                 f"medians of {report.repeats} interleaved rounds. Paper bound 1/(1/4+1/64) = "
-                 f"{report.paper_bound:.2f}× (excludes encoder and fc layers).")
+    settings = describe_settings(report.backend, report.threads, report.batch_sizes[0], report.rounds, report.device)
+    lines.append(f"\n{report.family} at {'×'.join(map(str, report.input_size))}; {settings}. Paper bound "
+                 f"1/(1/4+1/64) = {report.paper_bound:.2f}× (excludes encoder and fc layers).")
     return "\n".join(lines)
 
 
@@ -263,7 +202,7 @@ class PartTiming:
     part: str
     macs: int
     latency_ms: float
-    latency_iqr_ms: float
+    latency_ci_ms: tuple[float, float]
 
     @property
     def gmacs_per_s(self) -> float:
@@ -271,9 +210,9 @@ class PartTiming:
         return self.macs / self.latency_ms / 1e6 if self.latency_ms > 0 else 0.0
 
 
-def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None, repeats: int = 5,
-                      warmup: int = 1, channels_last: bool = True, input_size: Sequence[int] | None = None,
-                      seed: int = 0) -> list[PartTiming]:
+def latency_breakdown(name: str, device: str = "cpu", threads: int | None = DEFAULT_THREADS,
+                      rounds: int = DEFAULT_ROUNDS, warmup: int = 3, channels_last: bool = True,
+                      input_size: Sequence[int] | None = None, seed: int = 0) -> list[PartTiming]:
     """Where a WAE-style model's time goes: front end, backbone on I_L, fusion net on I_H, the whole model
     and the full-resolution model (whole and convs only), BN folded, batch 1, timed interleaved in one run.
 
@@ -296,6 +235,7 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None
         full_conv_macs = count_macs(full_raw.forward_features, x)
         model = prepare_for_inference(raw, x, channels_last=channels_last).to(device)
         full = prepare_for_inference(full_raw, x, channels_last=channels_last).to(device)
+        # prepared models are eval copies with folded BN: the parts run exactly as in the whole model
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         x = x.to(device)
@@ -310,23 +250,26 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = None
         }
         if model.fusion_net is not None:
             calls["fusion net on I_H"] = lambda: model.fusion_net.forward_features(i_h)
-        lat = interleaved_timings(calls, warmup, repeats, device)
+        samples, inner = time_interleaved(calls, rounds, warmup, device=device)
+    lat = {t.name: t for t in summarize_rounds(samples, inner)}
     part_macs = {"full-resolution model": full_macs, "full-resolution convs": full_conv_macs,
                  "whole model": macs["total"], "front end": macs["front_end"],
                  "backbone on I_L": macs["backbone"], "fusion net on I_H": macs["fusion"]}
-    rows = [PartTiming(part, part_macs[part], *lat[part]) for part in calls]
-    timed = sum(lat[part][0] for part in calls if part not in WHOLE_MODEL_ROWS)
-    rows.append(PartTiming("heads (remainder)", macs["heads"], max(lat["whole model"][0] - timed, 0.0), 0.0))
+    rows = [PartTiming(part, part_macs[part], lat[part].latency_ms, lat[part].latency_ci_ms) for part in calls]
+    timed = sum(lat[part].latency_ms for part in calls if part not in WHOLE_MODEL_ROWS)
+    rest = max(lat["whole model"].latency_ms - timed, 0.0)
+    rows.append(PartTiming("heads (remainder)", macs["heads"], rest, (math.nan, math.nan)))
     return rows
 
 
 def format_breakdown(name: str, rows: Sequence[PartTiming]) -> str:
     """Markdown table of :func:`latency_breakdown`: MACs, latency, share of the whole model, GMAC/s."""
     whole = next(r for r in rows if r.part == "whole model").latency_ms
-    lines = [f"| {name}: part | MACs (G) | latency (ms, median ± IQR) | share of whole model | GMAC/s |",
+    lines = [f"| {name}: part | MACs (G) | latency (ms, median, 95% CI) | share of whole model | GMAC/s |",
              "|---|---|---|---|---|"]
     for r in rows:
         share = "—" if r.part in WHOLE_MODEL_ROWS else f"{r.latency_ms / whole:.0%}"
-        lines.append(f"| {r.part} | {r.macs / 1e9:.3f} | {r.latency_ms:.2f} ± {r.latency_iqr_ms:.2f} | {share} | "
+        lat = f"{r.latency_ms:.2f}" if math.isnan(r.latency_ci_ms[0]) else _ci(r.latency_ms, r.latency_ci_ms)
+        lines.append(f"| {r.part} | {r.macs / 1e9:.3f} | {lat} | {share} | "
                      f"{r.gmacs_per_s:.0f} |")
     return "\n".join(lines)

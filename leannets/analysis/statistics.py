@@ -27,7 +27,7 @@ from typing import Sequence
 
 from scipy import stats
 
-__all__ = ["Interval", "mean_ci", "paired_difference", "beats_verdict", "matches_verdict", "describe_difference",
+__all__ = ["Interval", "mean_ci", "median_ci", "paired_difference", "beats_verdict", "matches_verdict", "describe_difference",
            "REPRODUCED", "CONTRADICTED", "INCONCLUSIVE"]
 
 REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
@@ -85,6 +85,30 @@ def mean_ci(values: Sequence[float], level: float = 0.95) -> Interval:
     sd = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1))
     half = float(stats.t.ppf(0.5 + level / 2.0, n - 1)) * sd / math.sqrt(n)
     return Interval(mean, mean - half, mean + half, n, level)
+
+
+def median_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, float]:
+    """(median, low, high): a distribution-free interval for the median from order statistics.
+
+    The bounds are the k-th smallest and k-th largest values, with k the largest rank for which
+    P(Binomial(n, ½) < k) ≤ (1 − level)/2, so the coverage is at least ``level`` whatever the
+    distribution (timings have long right tails: a t-interval would be wrong). With fewer than 6
+    values no such k exists at 95%, and the bounds are NaN.
+    """
+    xs = sorted(float(v) for v in values)
+    n = len(xs)
+    if not n:
+        raise ValueError("median_ci needs at least one value")
+    med = xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2.0
+    alpha, k, tail = (1.0 - level) / 2.0, 0, 0.0
+    while k < n // 2:
+        nxt = tail + math.comb(n, k) / 2.0 ** n  # P(Bin(n, 1/2) <= k)
+        if nxt > alpha:
+            break
+        tail, k = nxt, k + 1
+    if k == 0:
+        return med, math.nan, math.nan
+    return med, xs[k - 1], xs[n - k]
 
 
 def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.95,

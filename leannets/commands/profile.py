@@ -12,12 +12,18 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="input size (default: each model's registered size)")
     p.add_argument("--num-classes", type=int, default=None, help="classifier outputs (default: the model's)")
     p.add_argument("--batch", type=int, default=1, help="batch size for latency and memory")
-    p.add_argument("--fold-bn", action="store_true", help="also time the model with BatchNorm folded")
     p.add_argument("--elementwise", action="store_true", help="count elementwise (gating) operations")
     p.add_argument("--no-latency", action="store_true", help="skip timing")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads pinned while timing")
-    p.add_argument("--repeats", type=int, default=10, help="timed runs per model")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--backend", default="channels_last", choices=["eager", "channels_last", "compiled", "onnxruntime"],
+                   help="how the prepared model runs (default: channels_last; see docs/engine.md, Latency)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads pinned while timing (default: 2)")
+    p.add_argument("--rounds", type=int, default=30, help="interleaved timed rounds (default: 30)")
+    p.add_argument("--no-fold-bn", action="store_true",
+                   help="time the eval model with its BatchNorm layers (default: folded, the deployment path)")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--json", action="store_true",
+                   help="print JSON: per model latency_ms (median) and latency_ci_ms, and from the second model on "
+                        "ratio_to_first and ratio_to_first_ci (95%%)")
     p.set_defaults(func=run)
 
 
@@ -41,15 +47,21 @@ def expand_names(names: list[str]) -> list[str]:
 
 def run(args: argparse.Namespace) -> int:
     # imported when the command runs, not at import: keeps `leannets --help` fast
-    from leannets.analysis.profile import format_table, profile_model
+    from leannets.analysis.profile import format_table, profile_models
     from leannets.models import create_model, model_info
 
-    results = []
-    for name in expand_names(args.names):
+    if args.batch < 1 or args.rounds < 1 or args.threads < 1:
+        raise ValueError(f"--batch, --rounds and --threads must be >= 1; got {args.batch}, {args.rounds}, "
+                         f"{args.threads}")
+    names = expand_names(args.names)
+    models = []
+    for name in names:
         model = create_model(name, num_classes=args.num_classes)
-        results.append(profile_model(model, input_size=args.input_size or model_info(name).input_size,
-                                     batch=args.batch, latency=not args.no_latency, fold_bn=args.fold_bn,
-                                     elementwise=args.elementwise, threads=args.threads, repeats=args.repeats))
+        model.model_name = name
+        models.append(model)
+    sizes = [tuple(args.input_size or model_info(n).input_size) for n in names]
+    results = profile_models(models, sizes, args.batch, not args.no_latency, args.elementwise, True, args.backend,
+                             args.threads, args.rounds, not args.no_fold_bn, args.device)
     if args.json:
         print(json.dumps([r.as_dict() for r in results], indent=2))
     else:

@@ -8,15 +8,15 @@ from leannets._io import atomic_write_json
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("speedup", help="WAE speed-up: full-res backbone vs WAE and baselines (BN folded, one run)")
+    p = sub.add_parser("speedup", help="WAE speed-up: full-res backbone vs WAE and baselines (BN folded, with CIs)")
     p.add_argument("name", help="any model of a WAE family, e.g. wae_vgg16, wae_resnet50, wae_vgg_cifar_small")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--batch", nargs="+", type=int, default=[1, 8], help="batch sizes to time")
-    p.add_argument("--threads", type=int, default=None, help="CPU threads while timing")
-    p.add_argument("--repeats", type=int, default=5, help="timed rounds (medians reported)")
-    p.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
-    p.add_argument("--optimize", default="channels_last", choices=["eager", "channels_last", "jit"],
-                   help="inference preparation applied to every model (BN is always folded)")
+    p.add_argument("--batch", nargs="+", type=int, default=[1], help="batch sizes to time (default: 1)")
+    p.add_argument("--threads", type=int, default=2, help="CPU threads while timing (default: 2)")
+    p.add_argument("--rounds", type=int, default=30, help="interleaved timed rounds (default: 30)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
+    p.add_argument("--backend", default="channels_last", choices=["eager", "channels_last", "compiled", "onnxruntime"],
+                   help="how every prepared model runs (BN is always folded)")
     p.add_argument("--variants", nargs="+", default=["halfres", "wavelet", "ilonly", "wae"],
                    help="variants to compare (wae, decomp, wavelet, halfres, ilonly, caonly)")
     p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), default=None)
@@ -34,15 +34,15 @@ def run(args: argparse.Namespace) -> int:
 
 
     report = measure_speedups(args.name, batch_sizes=args.batch, device=args.device, threads=args.threads,
-                              repeats=args.repeats, warmup=args.warmup, optimize=args.optimize,
+                              rounds=args.rounds, warmup=args.warmup, backend=args.backend,
                               variants=args.variants, input_size=args.input_size)
     print(format_speedups(report))
     doc = report.as_dict()
     if args.breakdown:
         variant, family = family_of(args.name)
         name = args.name if variant != "full" else f"wae_{family}"
-        rows = latency_breakdown(name, device=args.device, threads=args.threads, repeats=args.repeats,
-                                 warmup=args.warmup, channels_last=args.optimize != "eager",
+        rows = latency_breakdown(name, device=args.device, threads=args.threads, rounds=args.rounds,
+                                 warmup=args.warmup, channels_last=args.backend != "eager",
                                  input_size=args.input_size)
         print(f"\nwhere {name}'s time goes (batch 1, BN folded):\n")
         print(format_breakdown(name, rows))

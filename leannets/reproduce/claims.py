@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Sequence
 
 from leannets.analysis.statistics import Interval, beats_verdict, matches_verdict, paired_difference
 
@@ -340,12 +340,17 @@ class Absolute(Claim):
 
 @dataclass
 class AtLeast(Claim):
-    """A measured figure ``fn(result)`` (e.g. a speed-up) reaches the paper's value: reproduced when
-    ours ≥ paper; the shortfall is the gap otherwise."""
+    """A measured figure ``fn(result)`` (e.g. a speed-up) reaches the paper's value.
+
+    With ``ci_fn`` (the figure's 95% interval, e.g. a speed-up from per-round pairs): reproduced when
+    the whole interval lies at or above the paper's value, contradicted when it lies below, else
+    inconclusive. Without one (deterministic figures): reproduced when ours ≥ paper.
+    """
 
     fn: Callable[[ExperimentResult], float | None] = lambda res: None
     ref_key: str = ""
     scales: tuple[str, ...] = ("smoke", "cpu", "gpu", "paper")
+    ci_fn: Callable[[ExperimentResult], Sequence[float] | None] | None = None
 
     def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
         paper = reference[self.ref_key]
@@ -355,6 +360,16 @@ class AtLeast(Claim):
         if value is None:
             return self._verdict("not checked", "—", paper.cite(), f"not measured at {scale} scale")
         target = float(paper.value)
+        ci = self.ci_fn(res) if self.ci_fn is not None else None
+        if ci is not None:
+            lo, hi = ci
+            ours = f"{fmt_num(value)} (95% CI {fmt_num(lo)}–{fmt_num(hi)})"
+            if lo >= target:
+                return self._verdict("reproduced", ours, paper.cite(), f"the interval lies at or above {target:g}")
+            if hi < target:
+                return self._verdict("contradicted", ours, paper.cite(),
+                                     f"the interval lies below {target:g} (gap {value - target:+.3g})")
+            return self._verdict("inconclusive", ours, paper.cite(), f"the interval covers {target:g}")
         if value >= target:
             return self._verdict("reproduced", fmt_num(value), paper.cite(), f"{value / target:.2f}× the paper's")
         return self._verdict("not reproduced", fmt_num(value), paper.cite(),

@@ -44,7 +44,8 @@ def test_compare_cli_writes_report_results_and_plot(tmp_path: Path, capsys):
     for row in res["models"]:
         model = create_model(row["name"], growth_rate=2, bn_size=2)
         assert row["params"] == count_params(model)[0]  # profiled the trained architecture, not the default
-        assert row["input_size"] == [3, 16, 16] and row["macs"] > 0 and row["cpu_latency_ms"] > 0
+        assert row["input_size"] == [3, 16, 16] and row["macs"] > 0 and row["latency_ms"] > 0
+        assert row["latency_ci_ms"][0] <= row["latency_ms"] <= row["latency_ci_ms"][1]
         per_seed = [s["metric"] for s in row["per_seed"]]
         assert [s["seed"] for s in row["per_seed"]] == [0, 1] and all(0.0 <= v <= 1.0 for v in per_seed)
         ci = row["metric_ci"]
@@ -54,8 +55,12 @@ def test_compare_cli_writes_report_results_and_plot(tmp_path: Path, capsys):
     diffs = [a["metric"] - b["metric"] for a, b in zip(other["per_seed"], base["per_seed"])]
     assert other["diff_to_baseline"]["mean"] == sum(diffs) / 2 and other["diff_to_baseline"]["n"] == 2
     assert "diff_to_baseline" not in base
+    assert base["latency_ratio"] is None and other["latency_ratio_ci"][0] <= other["latency_ratio"] <= \
+        other["latency_ratio_ci"][1]
+    assert res["latency"]["rounds"] >= 30 and res["latency"]["backend"] == "channels_last"
     report = (out / "report.md").read_text()
     assert "Relative to the baseline `densenet_bc_cifar_6_6_6`" in report and "compare.png" in report
+    assert "latency ×" in report and "(95% CI " in report and "interleaved rounds" in report
     assert "mean ± 95% CI (2 seeds, 40 images)" in report and "(positive: `dxnet_cifar_4_4_4` better)" in report
     verdict = "not distinguishable at this budget" if other["diff_to_baseline"]["low"] <= 0 <= \
         other["diff_to_baseline"]["high"] else "(the interval excludes 0)"

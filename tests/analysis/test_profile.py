@@ -66,13 +66,26 @@ def test_profile_densenet_bc_100_exact_params():
 
 
 def test_profile_latency_fields_and_table_units():
-    r = profile_model("densenet_bc_cifar_6_6_6", batch=2, fold_bn=True, elementwise=True, repeats=2, warmup=1,
-                      threads=1)
-    assert r.cpu_latency_ms > 0 and r.cpu_latency_iqr_ms >= 0 and r.cpu_latency_folded_ms > 0
-    assert r.threads == 1 and r.peak_activation_bytes > 0 and r.elementwise_ops > 0
+    r = profile_model("densenet_bc_cifar_6_6_6", batch=2, elementwise=True, rounds=8, threads=1)
+    assert r.latency_ci_ms[0] <= r.latency_ms <= r.latency_ci_ms[1] and r.ratio_to_first is None
+    assert r.threads == 1 and r.rounds == 8 and r.backend == "channels_last" and r.bn_folded
+    assert r.peak_activation_bytes > 0 and r.elementwise_ops > 0
     table = format_table([r])
-    for unit in ("params (M)", "MACs (G", "MiB", "ms"):
+    for unit in ("params (M)", "MACs (G", "MiB", "ms, median, 95% CI", "backend channels_last, 1 CPU threads"):
         assert unit in table
+
+
+def test_cli_profile_json_contract(capsys):
+    """Per model latency_ms and its CI; from the second model on ratio_to_first and its CI."""
+    assert main(["profile", "resnet20_standard", "resnet20_dsconv", "--json", "--rounds", "8", "--threads", "1",
+                 "--backend", "eager"]) == 0
+    first, second = json.loads(capsys.readouterr().out)
+    for row in (first, second):
+        assert row["latency_ci_ms"][0] <= row["latency_ms"] <= row["latency_ci_ms"][1]
+        assert row["backend"] == "eager" and row["threads"] == 1 and row["rounds"] == 8
+    assert first["ratio_to_first"] is None
+    lo, hi = second["ratio_to_first_ci"]
+    assert lo <= second["ratio_to_first"] <= hi and 0.05 < second["ratio_to_first"] < 20
 
 
 def test_cli_profile_json(capsys):

@@ -8,8 +8,9 @@ from PIL import Image
 
 import leannets
 from leannets.analysis.robustness import add_gaussian_noise, format_noise_table, noise_robustness, noisy_accuracy
-from leannets.analysis.speedup import (family_models, format_breakdown, format_speedups, interleaved_latency,
-                                       latency_breakdown, mac_breakdown, measure_speedups, prepare_for_inference)
+from leannets.analysis.latency import prepare_for_inference
+from leannets.analysis.speedup import (family_models, format_breakdown, format_speedups, latency_breakdown,
+                                       mac_breakdown, measure_speedups)
 from leannets.analysis.wae_vis import decomposition_grid, save_decomposition_png, stretch
 from leannets.cli import main
 
@@ -25,21 +26,20 @@ def test_family_models_and_errors():
         family_models("wae_vgg17")
 
 
-@pytest.mark.parametrize("optimize", ["eager", "jit"])
-def test_prepared_models_compute_the_same_function(optimize):
+def test_prepared_models_compute_the_same_function():
     model = leannets.create_model("wae_vgg_cifar_small").eval()
     for m in model.modules():
         if isinstance(m, torch.nn.BatchNorm2d):
             m.running_var.uniform_(0.5, 2.0)
     x = torch.randn(2, 3, 32, 32)
-    fast = prepare_for_inference(model, x, channels_last=True, jit=optimize == "jit")
+    fast = prepare_for_inference(model, x, channels_last=True)
     with torch.no_grad():
         torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)), model(x),
                                    rtol=1e-4, atol=1e-4)
 
 
 def test_measure_speedups_small_family():
-    report = measure_speedups("wae_vgg_cifar_small", batch_sizes=(1, 2), repeats=2, warmup=0, threads=1,
+    report = measure_speedups("wae_vgg_cifar_small", batch_sizes=(1, 2), rounds=6, warmup=0, threads=1,
                               variants=("halfres", "wae"))
     full, half, wae = report.rows
     assert [r.name for r in report.rows] == ["vgg_cifar_small", "halfres_vgg_cifar_small", "wae_vgg_cifar_small"]
@@ -47,24 +47,20 @@ def test_measure_speedups_small_family():
     assert half.mac_speedup == pytest.approx(4.0, rel=0.01)  # same convs at half resolution
     assert wae.front_end_macs == 32 * 32 * 16 * 9 * 35 + 16 * 16 * 6 * 16 * 9
     assert all(r.latency_ms[b] > 0 for r in report.rows for b in (1, 2))
-    for r in report.rows:
-        assert r.speedup[2] == pytest.approx(full.latency_ms[2] / r.latency_ms[2])
+    for r in report.rows[1:]:  # speed-up = the median of per-round t_full / t_model, inside its interval
+        lo, hi = r.speedup_ci[2]
+        assert lo <= r.speedup[2] <= hi
+        assert 0.5 * full.latency_ms[2] / r.latency_ms[2] < r.speedup[2] < 2 * full.latency_ms[2] / r.latency_ms[2]
     text = format_speedups(report)
-    assert "wae_vgg_cifar_small" in text and "3.76" in text
-    with pytest.raises(ValueError, match="optimize must be one of"):
-        measure_speedups("wae_vgg_cifar_small", optimize="fastest")
+    assert "wae_vgg_cifar_small" in text and "3.76" in text and "6 interleaved rounds" in text
+    with pytest.raises(ValueError, match="backend must be one of"):
+        measure_speedups("wae_vgg_cifar_small", backend="fastest")
     with pytest.raises(ValueError, match="batch sizes must be >= 1"):
         measure_speedups("wae_vgg_cifar_small", batch_sizes=(0,))
 
 
-def test_interleaved_latency_reports_every_model():
-    models = {"a": torch.nn.Identity(), "b": torch.nn.Conv2d(3, 3, 3)}
-    out = interleaved_latency(models, torch.randn(1, 3, 8, 8), warmup=0, repeats=4)
-    assert set(out) == {"a", "b"} and all(m >= 0 and iqr >= 0 for m, iqr in out.values())
-
-
 def test_latency_breakdown_times_each_part_with_its_macs():
-    rows = latency_breakdown("wae_vgg_cifar_small", threads=1, repeats=2, warmup=0)
+    rows = latency_breakdown("wae_vgg_cifar_small", threads=1, rounds=2, warmup=0)
     by_part = {r.part: r for r in rows}
     assert list(by_part) == ["full-resolution model", "full-resolution convs", "whole model", "front end",
                              "backbone on I_L", "fusion net on I_H", "heads (remainder)"]
@@ -83,25 +79,26 @@ def test_latency_breakdown_times_each_part_with_its_macs():
     assert "| fusion net on I_H |" in text and "GMAC/s" in text
     # the resize baseline has no fusion net, so no such row
     assert "fusion net on I_H" not in {r.part for r in latency_breakdown("halfres_vgg_cifar_small", threads=1,
-                                                                          repeats=1, warmup=0)}
+                                                                          rounds=1, warmup=0)}
     with pytest.raises(ValueError, match="full-resolution model"):
         latency_breakdown("vgg_cifar_small")
 
 
 def test_speedup_cli_writes_json(tmp_path, capsys):
     path = tmp_path / "s.json"
-    assert main(["speedup", "wae_vgg_cifar_small", "--batch", "1", "--repeats", "1", "--warmup", "0",
-                 "--threads", "1", "--variants", "wae", "--optimize", "eager", "--json", str(path)]) == 0
-    assert "wae_vgg_cifar_small" in capsys.readouterr().out
+    assert main(["speedup", "wae_vgg_cifar_small", "--batch", "1", "--rounds", "6", "--warmup", "0",
+                 "--threads", "1", "--variants", "wae", "--backend", "eager", "--json", str(path)]) == 0
+    assert "backend eager, 1 CPU threads" in capsys.readouterr().out
     data = json.loads(path.read_text())
-    assert data["rows"][1]["name"] == "wae_vgg_cifar_small" and data["optimize"] == "eager"
+    assert data["rows"][1]["name"] == "wae_vgg_cifar_small" and data["backend"] == "eager"
+    assert len(data["rows"][1]["speedup_ci"]["1"]) == 2
     assert "breakdown" not in data
     assert main(["speedup", "densenet121"]) == 2
 
 
 def test_speedup_cli_breakdown_of_a_family_named_by_its_full_res_model(tmp_path, capsys):
     path = tmp_path / "b.json"
-    assert main(["speedup", "vgg_cifar_small", "--batch", "1", "--repeats", "1", "--warmup", "0", "--threads", "1",
+    assert main(["speedup", "vgg_cifar_small", "--batch", "1", "--rounds", "1", "--warmup", "0", "--threads", "1",
                  "--variants", "wae", "--breakdown", "--json", str(path)]) == 0
     out = capsys.readouterr().out
     assert "where wae_vgg_cifar_small's time goes" in out and "| backbone on I_L |" in out

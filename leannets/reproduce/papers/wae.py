@@ -22,6 +22,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from leannets.analysis.robustness import noise_robustness
+from leannets.analysis.latency import DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, describe_settings
 from leannets.analysis.speedup import mac_breakdown, measure_speedups, paper_bound
 from leannets.analysis.statistics import beats_verdict, mean_ci
 from leannets.analysis.wae_vis import save_decomposition_png
@@ -89,17 +90,23 @@ def _table1_analysis(ctx: Any, res: ExperimentResult) -> None:
     tables = []
     for family, batches in families:
         variants = ("halfres", "wavelet", "decomp", "wae") if family != "resnet50" else ("wae",)
-        rep = measure_speedups(family, batch_sizes=batches, threads=ctx.threads, repeats=3 if ctx.scale != "paper" else 10,
-                               variants=variants, optimize="channels_last", seed=ctx.seed)
+        rep = measure_speedups(family, batch_sizes=batches, threads=ctx.threads or DEFAULT_THREADS,
+                               rounds=6 if ctx.scale == "smoke" else DEFAULT_ROUNDS, variants=variants,
+                               backend=DEFAULT_BACKEND, seed=ctx.seed)
         for r in rep.rows:
             res.extras[f"speedup.{family}.{r.variant}"] = r.speedup[batches[0]]
+            res.extras[f"speedup_ci.{family}.{r.variant}"] = list(r.speedup_ci[batches[0]])
             res.extras[f"latency_ms.{family}.{r.variant}"] = r.latency_ms[batches[0]]
             res.extras[f"mac_speedup.{family}.{r.variant}"] = r.mac_speedup
-        tables.append({"title": f"Measured CPU speed-up, {family} family at {'×'.join(map(str, rep.input_size))}, "
-                                f"batch {batches[0]}, {rep.threads} threads, BN folded ('{rep.optimize}')",
-                       "columns": ["model", "MACs (G)", "MAC ratio", "latency (ms)", "speed-up (×)"],
-                       "rows": [[r.name, round(r.macs / 1e9, 3), round(r.mac_speedup, 2),
-                                 round(r.latency_ms[batches[0]], 2), round(r.speedup[batches[0]], 2)]
+        b = batches[0]
+        settings = describe_settings(rep.backend, rep.threads, b, rep.rounds, rep.device)
+        tables.append({"title": f"Measured CPU speed-up, {family} family at {'×'.join(map(str, rep.input_size))}; "
+                                f"{settings}",
+                       "columns": ["model", "MACs (G)", "MAC ratio", "latency (ms, median)", "latency 95% CI (ms)",
+                                   "speed-up (×, median)", "speed-up 95% CI"],
+                       "rows": [[r.name, round(r.macs / 1e9, 3), round(r.mac_speedup, 2), round(r.latency_ms[b], 2),
+                                 f"{r.latency_ci_ms[b][0]:.2f}–{r.latency_ci_ms[b][1]:.2f}", round(r.speedup[b], 2),
+                                 f"{r.speedup_ci[b][0]:.2f}–{r.speedup_ci[b][1]:.2f}"]
                                 for r in rep.rows],
                        "note": "Latencies are timings of this machine: they differ between runs (the only numbers "
                                "in this report that are not deterministic)."})
@@ -108,6 +115,10 @@ def _table1_analysis(ctx: Any, res: ExperimentResult) -> None:
 
 def _speedup(family: str, variant: str) -> Any:
     return lambda res: res.extras.get(f"speedup.{family}.{variant}")
+
+
+def _speedup_ci(family: str, variant: str) -> Any:
+    return lambda res: res.extras.get(f"speedup_ci.{family}.{variant}")
 
 
 def _table1() -> Experiment:
@@ -143,23 +154,28 @@ def _table1() -> Experiment:
                      fn=lambda res: res.extras.get("mac_speedup_conv"), expected="complexity.speedup_bound",
                      rel_tol=0.03),
         AtLeast("cpu_speedup_vgg", "WAE-VGG16 runs 3.13× faster than VGG16 on CPU", "Tables 1–2",
-                fn=_speedup("vgg16", "wae"), ref_key="table1.wae_vgg16.cpu_speedup", scales=("cpu", "paper")),
+                fn=_speedup("vgg16", "wae"), ci_fn=_speedup_ci("vgg16", "wae"),
+                ref_key="table1.wae_vgg16.cpu_speedup", scales=("cpu", "paper")),
         AtLeast("cpu_speedup_112", "VGG16 on 112×112 input runs 3.78× faster on CPU", "Table 1",
-                fn=_speedup("vgg16", "halfres"), ref_key="table1.vgg16_112.cpu_speedup", scales=("cpu", "paper")),
+                fn=_speedup("vgg16", "halfres"), ci_fn=_speedup_ci("vgg16", "halfres"),
+                ref_key="table1.vgg16_112.cpu_speedup", scales=("cpu", "paper")),
         AtLeast("cpu_speedup_decomp", "Decomposition+CNN runs 3.13× faster on CPU", "Table 2",
-                fn=_speedup("vgg16", "decomp"), ref_key="table2.decomposition_cnn.cpu_speedup",
+                fn=_speedup("vgg16", "decomp"), ci_fn=_speedup_ci("vgg16", "decomp"),
+                ref_key="table2.decomposition_cnn.cpu_speedup",
                 scales=("cpu", "paper")),
         AtLeast("cpu_speedup_resnet", "WAE-ResNet-50 runs 1.88× faster than ResNet-50 on CPU", "Table 5",
-                fn=_speedup("resnet50", "wae"), ref_key="table5.wae_resnet50.cpu_speedup", scales=("cpu", "paper")),
+                fn=_speedup("resnet50", "wae"), ci_fn=_speedup_ci("resnet50", "wae"),
+                ref_key="table5.wae_resnet50.cpu_speedup", scales=("cpu", "paper")),
     ]
     return Experiment(
         "table1", "Tables 1–2, 5", "Multiply-adds, the 3.76× bound and measured CPU speed-ups", rows,
         measure=("params", "macs"), claims=claims, analysis=_table1_analysis,
         notes={"smoke": "Multiply-adds of the full-size models; speed-ups are timed on the small 32×32 family only "
                         "(the VGG16 timings run at cpu/paper scale).",
-               "cpu": "Speed-ups: latency of every model of a family interleaved in one run, BN folded, batch 1, "
-                      "channels_last (the paper: C++/Caffe on an i7 at 3.5 GHz).",
-               "paper": "Speed-ups: as at cpu scale with 10 timed rounds."})
+               "cpu": "Speed-ups: every model of a family in the deployment path (BN folded, channels_last), "
+                      "batch 1, 30 interleaved rounds; speed-ups are medians of the per-round ratios with 95% "
+                      "intervals, judged by the interval (the paper: C++/Caffe on an i7 at 3.5 GHz).",
+               "paper": "Speed-ups: as at cpu scale."})
 
 
 # -- Tables 2-4: accuracy ---------------------------------------------------------------------------

@@ -1,0 +1,100 @@
+"""Shared output of the benchmark scripts: target rows (measured ratio with its 95% CI) as a table or JSON.
+
+Every timing comes from the library's harness (:mod:`leannets.analysis.latency`): interleaved
+rounds, medians, per-round ratios with order-statistic intervals. A target is *met* when the whole
+interval is on the right side of it, *missed* when the whole interval is on the wrong side, and
+*not distinguishable* when the interval contains it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Mapping
+
+import torch
+
+from leannets._io import atomic_write_json
+from leannets.analysis.latency import Latency, summarize_rounds, time_interleaved, torch_threads
+
+
+@dataclass
+class Target:
+    """One measured comparison: ``ratio`` = what / reference (time, throughput or memory)."""
+
+    area: str
+    what: str
+    reference: str
+    quantity: str  # "time", "throughput" or "memory"
+    ratio: float
+    ci: tuple[float, float] | None
+    goal: str  # e.g. "<= 0.8" or ">= 1.5"; "" for a reported figure without a target
+    settings: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def verdict(self) -> str:
+        if not self.goal:
+            return "—"
+        op, value = self.goal.split()
+        lo, hi = self.ci if self.ci is not None else (self.ratio, self.ratio)
+        good_all = hi <= float(value) if op == "<=" else lo >= float(value)
+        bad_all = lo > float(value) if op == "<=" else hi < float(value)
+        return "met" if good_all else "missed" if bad_all else "not distinguishable"
+
+
+def ratio_target(area: str, what: str, reference: str, lat: Latency, goal: str, settings: str,
+                 quantity: str = "time", invert: bool = False, **extra: Any) -> Target:
+    """A target from a harness ratio (``lat`` timed against ``reference``); ``invert``: report 1/ratio
+    (throughput of ``what`` relative to ``reference`` = t_reference / t_what)."""
+    ratio, ci = lat.ratio_to_first, lat.ratio_ci
+    if invert:
+        ratio, ci = 1.0 / ratio, (1.0 / ci[1], 1.0 / ci[0])
+    return Target(area, what, reference, quantity, ratio, ci, goal, settings, extra)
+
+
+def time_pair(calls: Mapping[str, Callable[[], Any]], rounds: int, threads: int, warmup: int = 2,
+              min_sample_ms: float = 20.0) -> list[Latency]:
+    """Interleaved timings of any calls (inference or training steps) with ratios to the first."""
+    with torch_threads(threads):
+        samples, inner = time_interleaved(calls, rounds, warmup, min_sample_ms)
+    return summarize_rounds(samples, inner)
+
+
+def machine() -> dict[str, Any]:
+    return {"torch": torch.__version__, "python": platform.python_version(), "cpus": os.cpu_count(),
+            "cpu": _cpu_name(), "platform": platform.platform()}
+
+
+def _cpu_name() -> str:
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def add_output_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
+    parser.add_argument("--rounds", type=int, default=30, help="interleaved timed rounds (default: 30)")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
+
+
+def print_targets(title: str, targets: list[Target], json_path: str | None, command: str) -> None:
+    """The side-by-side table every benchmark prints, and the optional JSON file."""
+    print(f"\n## {title}\n")
+    print("| area | measured | against | ratio (95% CI) | target | verdict | settings |")
+    print("|---|---|---|---|---|---|---|")
+    for t in targets:
+        ci = "no CI" if t.ci is None else f"{t.ci[0]:.3f}–{t.ci[1]:.3f}"
+        print(f"| {t.area} | {t.what} | {t.reference} | {t.quantity} ×{t.ratio:.3f} ({ci}) | {t.goal or '—'} "
+              f"| {t.verdict} | {t.settings} |")
+    info = machine()
+    print(f"\nMachine: {info['cpu']}, {info['cpus']} CPUs, torch {info['torch']}. Command: `{command}`")
+    if json_path:
+        atomic_write_json(json_path, {"title": title, "command": command, "machine": info,
+                                      "targets": [asdict(t) | {"verdict": t.verdict} for t in targets]})

@@ -1,0 +1,269 @@
+"""The one latency harness: deployment preparation, backends, interleaved rounds, ratios with CIs.
+
+Every latency figure of the library (``profile``, ``compare``, ``speedup``, ``reproduce``,
+``benchmarks/``) comes from :func:`measure_latency` / :func:`time_interleaved`:
+
+- **Preparation.** :func:`prepare_for_inference` is the documented one-call deployment path:
+  an eval-mode copy with BatchNorm folded into the convolutions, autograd off and channels_last
+  weights. Layers with fast CPU kernels (:mod:`leannets.layers.kernels`) use them from then on.
+- **Backends.** ``eager`` (prepared, NCHW), ``channels_last`` (prepared, NHWC input; the default),
+  ``compiled`` (``torch.compile`` with inductor and weight freezing, on the channels_last model)
+  and ``onnxruntime`` (the folded model exported to ONNX, run by onnxruntime; the ``export`` extra).
+- **Rounds.** After warm-up (which also triggers compilation), each call is calibrated to run
+  ``n`` times per sample so that a sample lasts ≥ ``min_sample_ms``; then every round times one
+  sample of every model, in alternating order (A B, B A, …) so drift and order effects hit all
+  models alike. ``torch.utils.benchmark.Timer`` times one statement at a time, so it cannot give
+  these per-round pairs; the harness uses ``time.perf_counter`` around the same calls instead.
+- **Statistics.** Per model: the median over rounds and a distribution-free 95% interval of the
+  median (order statistics, :func:`~leannets.analysis.statistics.median_ci`). Per model after the
+  first: the per-round ratios t_model / t_first, their median and its interval, the same way, so
+  the load a round shares cancels in its ratio.
+- **Settings.** Threads are pinned (``torch.set_num_threads``; ORT's intra-op threads) and every
+  report states backend, threads, batch and rounds.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import torch
+import torch.nn as nn
+
+from .fold_bn import fold_bn
+from .statistics import median_ci
+
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_THREADS", "DEFAULT_ROUNDS", "prepare_for_inference",
+           "build_call", "time_interleaved", "summarize_rounds", "Latency", "LatencyReport", "measure_latency",
+           "torch_threads", "describe_settings"]
+
+BACKENDS = ("eager", "channels_last", "compiled", "onnxruntime")
+DEFAULT_BACKEND = "channels_last"
+DEFAULT_THREADS = 2
+DEFAULT_ROUNDS = 30
+
+
+@contextmanager
+def torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the block with ``torch.set_num_threads(threads)`` (``None``/0: unchanged), restored afterwards."""
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None, fold: bool = True,
+                          channels_last: bool = True) -> nn.Module:
+    """The deployment path: an eval copy with BN folded, no autograd, channels_last weights.
+
+    ``model = leannets.prepare_for_inference(create_model(name))`` is what the latency figures of
+    the library measure. The caller's module is not changed.
+
+    Args:
+        model: any module.
+        example: a probe input used to find conv → BN pairs (default: the model's smallest input).
+        fold: fold every BatchNorm that directly follows a convolution.
+        channels_last: store 4-D weights channels_last (feed channels_last inputs for full speed).
+    """
+    prepared = fold_bn(model, None if example is None else example[:1]) if fold else copy.deepcopy(model).eval()
+    prepared.requires_grad_(False)
+    if channels_last:
+        prepared = prepared.to(memory_format=torch.channels_last)
+    return prepared
+
+
+def _compiled(model: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
+    import torch._inductor.config as inductor_config
+
+    with inductor_config.patch(freezing=True):
+        fn = torch.compile(model, backend="inductor", dynamic=False)
+        with torch.inference_mode():
+            fn(x)  # compile now, under the freezing setting
+    return lambda: fn(x)
+
+
+def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int | None) -> Callable[[], Any]:
+    try:
+        import onnxruntime as ort
+    except ImportError as err:  # pragma: no cover - the export extra is missing
+        raise ValueError("backend 'onnxruntime' needs the export extra: pip install 'leannets[export]'") from err
+    from .export import export_model
+
+    with tempfile.TemporaryDirectory(prefix="leannets-latency-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        export_model(model, path, "onnx", input_size=tuple(x.shape[1:]), verify=False, dynamic_batch=False
+                     if x.shape[0] == 1 else True)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads or torch.get_num_threads()
+        opts.inter_op_num_threads = 1
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+    feed = {sess.get_inputs()[0].name: x.contiguous().numpy()}
+    return lambda: sess.run(None, feed)
+
+
+def build_call(model: nn.Module, x: torch.Tensor, backend: str = DEFAULT_BACKEND, threads: int | None = None,
+               fold: bool = True, device: str = "cpu") -> Callable[[], Any]:
+    """A zero-argument callable running one inference of the prepared ``model`` on ``x``."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "onnxruntime":
+        if device != "cpu":
+            raise ValueError("backend 'onnxruntime' runs on the CPU only; use --device cpu")
+        folded = fold_bn(model, x[:1]) if fold else copy.deepcopy(model).eval()
+        return _onnxruntime(folded, x, threads)
+    prepared = prepare_for_inference(model, x, fold=fold, channels_last=backend != "eager").to(device)
+    x = x.to(device)
+    if backend != "eager":
+        x = x.contiguous(memory_format=torch.channels_last)
+    if backend == "compiled":
+        return _compiled(prepared, x)
+    return lambda: prepared(x)
+
+
+def _calibrate(fn: Callable[[], Any], min_sample_ms: float, sync: Callable[[], None]) -> int:
+    t0 = time.perf_counter()
+    fn()
+    sync()
+    once = (time.perf_counter() - t0) * 1e3
+    return max(1, min(1000, math.ceil(min_sample_ms / max(once, 1e-3))))
+
+
+def time_interleaved(calls: Mapping[str, Callable[[], Any]], rounds: int = DEFAULT_ROUNDS, warmup: int = 3,
+                     min_sample_ms: float = 5.0, device: str = "cpu") -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Per-round samples (ms per call) of every call, interleaved, in inference mode.
+
+    Returns ``(samples, calls_per_sample)``; round ``r`` of every call was taken back to back.
+    """
+    if rounds < 1:
+        raise ValueError(f"rounds must be >= 1, got {rounds}")
+    sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+    names = list(calls)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    with torch.inference_mode():
+        for _ in range(warmup):
+            for fn in calls.values():
+                fn()
+        sync()
+        inner = {n: _calibrate(calls[n], min_sample_ms, sync) for n in names}
+        for r in range(rounds):
+            for n in (names if r % 2 == 0 else names[::-1]):
+                fn, k = calls[n], inner[n]
+                t0 = time.perf_counter()
+                for _ in range(k):
+                    fn()
+                sync()
+                samples[n].append((time.perf_counter() - t0) * 1e3 / k)
+    return samples, inner
+
+
+@dataclass
+class Latency:
+    """One model's latency (median over rounds, ms) with its 95% CI, and its ratio to the first model."""
+
+    name: str
+    latency_ms: float
+    latency_ci_ms: tuple[float, float]
+    ratio_to_first: float | None = None
+    ratio_ci: tuple[float, float] | None = None
+    calls_per_sample: int = 1
+    samples_ms: list[float] = field(default_factory=list, repr=False)
+
+    def speedup_vs_first(self) -> tuple[float, tuple[float, float]] | None:
+        """(first / this, its CI): how many times faster than the first model."""
+        if self.ratio_to_first is None or self.ratio_ci is None:
+            return None
+        lo, hi = self.ratio_ci
+        return 1.0 / self.ratio_to_first, (1.0 / hi if hi > 0 else math.inf, 1.0 / lo if lo > 0 else math.inf)
+
+
+def summarize_rounds(samples: Mapping[str, Sequence[float]], inner: Mapping[str, int] | None = None,
+                     level: float = 0.95) -> list[Latency]:
+    """Medians with CIs, and per-round ratios to the first entry (its own ratio is 1 with no interval)."""
+    names = list(samples)
+    out = []
+    for i, n in enumerate(names):
+        med, lo, hi = median_ci(samples[n], level)
+        lat = Latency(n, med, (lo, hi), calls_per_sample=(inner or {}).get(n, 1), samples_ms=list(samples[n]))
+        if i:
+            ratios = [b / a for a, b in zip(samples[names[0]], samples[n]) if a > 0]
+            r, rlo, rhi = median_ci(ratios, level)
+            lat.ratio_to_first, lat.ratio_ci = r, (rlo, rhi)
+        out.append(lat)
+    return out
+
+
+def describe_settings(backend: str, threads: int, batch: int, rounds: int, device: str = "cpu") -> str:
+    """The line every latency figure carries."""
+    where = f"{threads} CPU threads" if device == "cpu" else device
+    return (f"backend {backend}, {where}, batch {batch}, BN folded, median of {rounds} interleaved rounds "
+            f"(95% CIs from order statistics; ratios from per-round pairs)")
+
+
+@dataclass
+class LatencyReport:
+    """Latencies of several models measured together; ``results[0]`` is the reference of the ratios."""
+
+    backend: str
+    threads: int
+    batch: int
+    rounds: int
+    device: str
+    results: list[Latency]
+    torch_version: str = torch.__version__
+
+    def result(self, name: str) -> Latency:
+        for r in self.results:
+            if r.name == name:
+                return r
+        raise KeyError(f"no latency for {name!r}; measured: {[r.name for r in self.results]}")
+
+    @property
+    def settings(self) -> str:
+        return describe_settings(self.backend, self.threads, self.batch, self.rounds, self.device)
+
+    def as_dict(self, samples: bool = False) -> dict[str, Any]:
+        doc = asdict(self)
+        for r in doc["results"]:
+            if not samples:
+                r.pop("samples_ms")
+        doc["settings"] = self.settings
+        return doc
+
+
+def measure_latency(models: Mapping[str, nn.Module], input_size: Sequence[int] | Mapping[str, Sequence[int]],
+                    batch: int = 1,
+                    backend: str = DEFAULT_BACKEND, threads: int | None = DEFAULT_THREADS,
+                    rounds: int = DEFAULT_ROUNDS, warmup: int = 3, fold: bool = True, device: str = "cpu",
+                    min_sample_ms: float = 5.0, seed: int = 0) -> LatencyReport:
+    """Latency of every model on the same random ``(batch, *input_size)`` input, measured interleaved.
+
+    Args:
+        models: name → module; the first is the reference of ``ratio_to_first``.
+        input_size: (C, H, W), or one per model name (models of different input sizes).
+        backend: one of :data:`BACKENDS`.
+        threads: CPU threads pinned while preparing and timing (``None``: unchanged).
+        rounds: timed rounds (≥ 30 for the published figures).
+        fold: fold BatchNorm (the deployment path); ``False`` times the unfolded eval model.
+        device: ``cpu`` or ``cuda`` (``onnxruntime`` is CPU only).
+    """
+    if not models:
+        raise ValueError("measure_latency needs at least one model")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available")
+    sizes = {n: tuple(input_size[n] if isinstance(input_size, Mapping) else input_size) for n in models}
+    gen = torch.Generator().manual_seed(seed)
+    inputs = {n: torch.randn(batch, *sizes[n], generator=gen) for n in models}
+    with torch_threads(threads):
+        calls = {n: build_call(m, inputs[n], backend, threads, fold, device) for n, m in models.items()}
+        samples, inner = time_interleaved(calls, rounds, warmup, min_sample_ms, device)
+        used = torch.get_num_threads()
+    return LatencyReport(backend, used, batch, rounds, device, summarize_rounds(samples, inner))
+

@@ -1,0 +1,97 @@
+"""The latency harness: preparation, backends, interleaving and the statistics of ratios."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn as nn
+
+import leannets
+from leannets.analysis.latency import (BACKENDS, build_call, measure_latency, prepare_for_inference,
+                                       summarize_rounds, time_interleaved)
+from leannets.analysis.statistics import median_ci
+
+
+def _bn_net() -> nn.Module:
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1),
+                        nn.BatchNorm2d(4)).eval()
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+def test_median_ci_uses_order_statistics() -> None:
+    med, lo, hi = median_ci(list(range(30)))
+    assert (med, lo, hi) == (14.5, 9.0, 20.0)  # ranks 10 and 21 of 30: the textbook 95% interval
+    assert all(math.isnan(v) for v in median_ci([1.0, 2.0, 3.0, 4.0, 5.0])[1:])  # n < 6: no 95% interval
+    with pytest.raises(ValueError):
+        median_ci([])
+
+
+def test_ratios_come_from_per_round_pairs() -> None:
+    """A shared per-round disturbance cancels in the ratio: B is exactly twice A in every round."""
+    a = [1.0 + (5.0 if r % 7 == 0 else 0.1 * r) for r in range(30)]
+    b = [2.0 * v for v in a]
+    first, second = summarize_rounds({"a": a, "b": b})
+    assert first.ratio_to_first is None and second.ratio_to_first == pytest.approx(2.0)
+    assert second.ratio_ci == pytest.approx((2.0, 2.0))
+    assert second.speedup_vs_first()[0] == pytest.approx(0.5)
+    assert first.latency_ci_ms[0] <= first.latency_ms <= first.latency_ci_ms[1]
+
+
+def test_rounds_alternate_order_and_take_one_sample_each() -> None:
+    order: list[str] = []
+    calls = {"a": lambda: order.append("a"), "b": lambda: order.append("b")}
+    samples, inner = time_interleaved(calls, rounds=4, warmup=0, min_sample_ms=0.0)
+    assert inner == {"a": 1, "b": 1} and all(len(v) == 4 for v in samples.values())
+    assert order[2:] == ["a", "b", "b", "a", "a", "b", "b", "a"]  # after one calibration call each
+    with pytest.raises(ValueError, match="rounds"):
+        time_interleaved(calls, rounds=0)
+
+
+def test_prepare_for_inference_folds_and_keeps_the_function() -> None:
+    net = _bn_net()
+    x = torch.randn(2, 3, 9, 9)
+    prepared = prepare_for_inference(net, x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in prepared.modules())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in net.modules())  # the caller's model is untouched
+    assert not any(p.requires_grad for p in prepared.parameters()) and not prepared.training
+    assert prepared[0].weight.is_contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        torch.testing.assert_close(prepared(x.contiguous(memory_format=torch.channels_last)), net(x), rtol=1e-4,
+                                   atol=1e-5)
+    assert leannets.prepare_for_inference is prepare_for_inference
+
+
+@pytest.mark.parametrize("backend", ["eager", "channels_last", "onnxruntime"])
+def test_backends_run_the_same_model(backend: str) -> None:
+    pytest.importorskip("onnxruntime")
+    net = _bn_net()
+    x = torch.randn(1, 3, 9, 9)
+    out = build_call(net, x, backend, threads=1)()
+    out = torch.as_tensor(out[0]) if isinstance(out, list) else out
+    with torch.no_grad():
+        torch.testing.assert_close(out, net(x), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_compiled_backend_runs_the_same_model() -> None:
+    net = _bn_net()
+    x = torch.randn(1, 3, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(build_call(net, x, "compiled", threads=1)(), net(x), rtol=1e-4, atol=1e-5)
+
+
+def test_measure_latency_reports_settings_and_rejects_unknown_backends() -> None:
+    models = {"small": nn.Conv2d(3, 4, 1), "large": nn.Conv2d(3, 64, 5, padding=2)}
+    report = measure_latency(models, (3, 24, 24), rounds=6, threads=1, backend="eager", min_sample_ms=1.0)
+    assert [r.name for r in report.results] == ["small", "large"] and report.threads == 1
+    assert "backend eager, 1 CPU threads, batch 1" in report.settings and "6 interleaved rounds" in report.settings
+    assert report.result("large").ratio_to_first > 1.0  # 4·16·25 times the MACs
+    assert "samples_ms" not in report.as_dict()["results"][0]
+    with pytest.raises(ValueError, match="backend must be one of"):
+        measure_latency(models, (3, 8, 8), backend="fastest")
+    assert BACKENDS == ("eager", "channels_last", "compiled", "onnxruntime")
