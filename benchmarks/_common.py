@@ -56,10 +56,10 @@ def ratio_target(area: str, what: str, reference: str, lat: Latency, goal: str, 
 
 
 def time_pair(calls: Mapping[str, Callable[[], Any]], rounds: int, threads: int, warmup: int = 2,
-              min_sample_ms: float = 20.0) -> list[Latency]:
-    """Interleaved timings of any calls (inference or training steps) with ratios to the first."""
+              min_sample_ms: float = 20.0, inference: bool = False) -> list[Latency]:
+    """Interleaved timings of any calls (training steps by default) with ratios to the first."""
     with torch_threads(threads):
-        samples, inner = time_interleaved(calls, rounds, warmup, min_sample_ms)
+        samples, inner = time_interleaved(calls, rounds, warmup, min_sample_ms, inference=inference)
     return summarize_rounds(samples, inner)
 
 

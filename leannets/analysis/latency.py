@@ -137,8 +137,12 @@ def _calibrate(fn: Callable[[], Any], min_sample_ms: float, sync: Callable[[], N
 
 
 def time_interleaved(calls: Mapping[str, Callable[[], Any]], rounds: int = DEFAULT_ROUNDS, warmup: int = 3,
-                     min_sample_ms: float = 5.0, device: str = "cpu") -> tuple[dict[str, list[float]], dict[str, int]]:
-    """Per-round samples (ms per call) of every call, interleaved, in inference mode.
+                     min_sample_ms: float = 5.0, device: str = "cpu", inference: bool = True
+                     ) -> tuple[dict[str, list[float]], dict[str, int]]:
+    """Per-round samples (ms per call) of every call, interleaved.
+
+    Args:
+        inference: run the calls in ``torch.inference_mode`` (``False`` for training steps).
 
     Returns ``(samples, calls_per_sample)``; round ``r`` of every call was taken back to back.
     """
@@ -147,7 +151,7 @@ def time_interleaved(calls: Mapping[str, Callable[[], Any]], rounds: int = DEFAU
     sync = torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
     names = list(calls)
     samples: dict[str, list[float]] = {n: [] for n in names}
-    with torch.inference_mode():
+    with torch.inference_mode(inference):
         for _ in range(warmup):
             for fn in calls.values():
                 fn()

@@ -18,6 +18,7 @@ import torch.nn as nn
 from leannets.registry import Registry
 
 from .create_act import create_act
+from .depthwise import conv2d
 
 __all__ = ["create_conv", "register_conv_type", "list_conv_types", "ConvBn", "ConvBnAct", "CONV_TYPES"]
 
@@ -83,7 +84,7 @@ class ConvBn(nn.Sequential):
         if padding is None:
             padding = dilation * (kernel_size - 1) // 2
         super().__init__(
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=False),
+            conv2d(in_ch, out_ch, kernel_size, stride, padding, dilation=dilation, groups=groups, bias=False),
             nn.BatchNorm2d(out_ch),
         )
 
@@ -96,7 +97,7 @@ class ConvBnAct(nn.Sequential):
         if padding is None:
             padding = (kernel_size - 1) // 2
         super().__init__(
-            nn.Conv2d(in_ch, out_ch, kernel_size, stride, padding, groups=groups, bias=False),
+            conv2d(in_ch, out_ch, kernel_size, stride, padding, groups=groups, bias=False),
             nn.BatchNorm2d(out_ch),
             create_act(act, out_ch),
         )

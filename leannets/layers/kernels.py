@@ -32,12 +32,13 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from leannets._io import atomic_copy, cache_dir
 
 __all__ = ["available", "library_path", "graph_capture", "act_code", "cached_on_state", "xsep_forward",
-           "KERNELS_ENV"]
+           "depthwise_conv2d", "fast_backward_applies", "multi_depthwise_forward", "KERNELS_ENV"]
 
 KERNELS_ENV = "LEANNETS_KERNELS"
 _SOURCE = Path(__file__).with_name("_kernels") / "depthwise.c"
@@ -46,6 +47,9 @@ _P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 _SIGNATURES = {
     "xsep_forward_nchw": [_P, _P, _L, _L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _L, _L, _I, _I],
     "xsep_forward_nhwc": [_P, _P, _L, _L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _L, _L, _I, _I],
+    "dw_backward_input_nhwc": [_P, _P, _P] + [_L] * 12 + [_I],
+    "multi_dw_forward_nhwc": [_P, _P, _L, _L, _L, _L, _L, _P, _P, _P, _L, _I, _I],
+    "dw_backward_weight_nhwc": [_P, _P, _P, _P] + [_L] * 12 + [_I],
 }
 _STATE: dict[str, Any] = {"lib": None, "tried": False, "path": None}
 
@@ -210,3 +214,106 @@ def xsep_forward(x: torch.Tensor, stages: dict[str, torch.Tensor | None], k: int
     if rc:
         raise MemoryError("xsep_forward: the kernel could not allocate its scratch memory")
     return out
+
+
+def multi_depthwise_forward(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, kernel_sizes: torch.Tensor,
+                            stride: int, act: int) -> torch.Tensor:
+    """The BN-folded depthwise branches of a Multiception layer in one call (inference only).
+
+    Args:
+        x: (N, C, H, W) float32 on CPU (any layout; the result is channels_last).
+        weights: every branch's tap-major (k·k, C) weights, flattened one after another.
+        bias: (branches · C,) folded biases in concatenation order.
+        kernel_sizes: (branches,) int64, odd.
+        stride: the depthwise stride.
+        act: activation code (:func:`act_code`).
+    Returns:
+        (N, branches · C, H_out, W_out), branch-major channels (the concatenation order).
+    """
+    lib = _load()
+    if lib is None:
+        raise RuntimeError("multi_depthwise_forward: the C kernels are not available")
+    x = x.contiguous(memory_format=torch.channels_last)
+    n, c, h, w = x.shape
+    kmax, nb = int(kernel_sizes.max()), kernel_sizes.numel()
+    ho, wo = (h + 2 * (kmax // 2) - kmax) // stride + 1, (w + 2 * (kmax // 2) - kmax) // stride + 1
+    out = torch.empty((n, nb * c, ho, wo), memory_format=torch.channels_last)
+    if lib.multi_dw_forward_nhwc(x.data_ptr(), out.data_ptr(), n, c, h, w, nb, kernel_sizes.data_ptr(),
+                                 weights.data_ptr(), bias.data_ptr(), stride, act, torch.get_num_threads()):
+        raise MemoryError("multi_depthwise_forward: the kernel could not allocate its scratch memory")
+    return out
+
+
+def _conv_geometry(x: torch.Tensor, kh: int, kw: int, stride: tuple[int, int], padding: tuple[int, int]) -> list[int]:
+    n, c, h, w = x.shape
+    ho = (h + 2 * padding[0] - kh) // stride[0] + 1
+    wo = (w + 2 * padding[1] - kw) // stride[1] + 1
+    return [n, c, h, w, ho, wo, kh, kw, stride[0], stride[1], padding[0], padding[1]]
+
+
+class _DepthwiseConv2d(torch.autograd.Function):
+    """Depthwise conv whose backward runs on the NHWC C kernels (forward: PyTorch's, i.e. oneDNN).
+
+    Measured on 2 cores (benchmarks/README.md): oneDNN's depthwise forward is as fast as ours or faster,
+    while its backward is 1.5–4× slower than ours for kernels with 25 taps or more and 1×k rows.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                stride: tuple[int, int], padding: tuple[int, int]) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)
+        ctx.geo = _conv_geometry(x, weight.shape[2], weight.shape[3], stride, padding)
+        ctx.has_bias = bias is not None
+        return F.conv2d(x, weight, bias, stride, padding, 1, x.shape[1])
+
+    @staticmethod
+    def backward(ctx: Any, gy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        lib = _load()
+        x, weight = ctx.saved_tensors
+        geo, threads = ctx.geo, torch.get_num_threads()
+        x = x.contiguous(memory_format=torch.channels_last)
+        gy = gy.contiguous(memory_format=torch.channels_last)
+        w_t = weight.detach().reshape(geo[1], -1).t().contiguous()
+        gx = gw = gb = None
+        if ctx.needs_input_grad[0]:
+            gx = torch.empty(x.shape, memory_format=torch.channels_last)
+            if lib.dw_backward_input_nhwc(gy.data_ptr(), w_t.data_ptr(), gx.data_ptr(), *geo, threads):
+                raise MemoryError("depthwise_conv2d: the kernel could not allocate its scratch memory")
+        if ctx.needs_input_grad[1] or (ctx.has_bias and ctx.needs_input_grad[2]):
+            gw_t = torch.empty_like(w_t)
+            gb = torch.empty(geo[1]) if ctx.has_bias else None
+            if lib.dw_backward_weight_nhwc(gy.data_ptr(), x.data_ptr(), gw_t.data_ptr(), _ptr(gb), *geo, threads):
+                raise MemoryError("depthwise_conv2d: the kernel could not allocate its scratch memory")
+            gw = gw_t.t().reshape(weight.shape) if ctx.needs_input_grad[1] else None
+            gb = gb if ctx.has_bias and ctx.needs_input_grad[2] else None
+        return gx, gw, gb, None, None
+
+
+def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, int],
+                     padding: tuple[int, int]) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride, padding, groups=C)`` whose backward runs on the C kernels.
+
+    The kernels work on channels_last data; NCHW inputs are converted (PyTorch's NCHW depthwise
+    backward is the slowest path of all) and the output returns in the input's layout.
+    """
+    nchw = not (x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous())
+    y = _DepthwiseConv2d.apply(x.contiguous(memory_format=torch.channels_last), weight, bias, tuple(stride),
+                               tuple(padding))
+    return y.contiguous() if nchw else y
+
+
+def fast_backward_applies(x: torch.Tensor, conv: nn.Conv2d, stride: tuple[int, int]) -> bool:
+    """The C backward is used for ``conv(x)``: autograd needs it, the op is a plain float32 CPU depthwise
+    conv, and it is measured faster here: any NCHW input, or channels_last with ≥ 25 taps or a 1×k row."""
+    if not torch.is_grad_enabled() or not (x.requires_grad or conv.weight.requires_grad):
+        return False
+    if not (x.device.type == "cpu" and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
+            and x.dim() == 4 and conv.groups == conv.in_channels == conv.out_channels == x.shape[1]
+            and conv.dilation == (1, 1) and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
+            and x.numel() > 0):
+        return False
+    kh, kw = conv.kernel_size
+    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    if channels_last and not (kh * kw >= 25 or (kh == 1 and kw >= 5)):
+        return False
+    return not graph_capture() and available()

@@ -39,6 +39,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .create_act import create_act
+from .depthwise import conv2d
+from . import kernels
 from .kernels import cached_on_state, graph_capture
 from .create_conv import register_conv_type
 
@@ -46,7 +48,7 @@ __all__ = ["IMPLS", "STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", 
            "DSConv", "SeparableMultiKernel", "stage_kernel_sizes", "validate_kernel_sizes", "split_channels", "multiception_params", "dsconv_params", "standard_params",
            "choose_impl", "clear_autotune_cache"]
 
-IMPLS = ("auto", "reference", "fused", "autotune")
+IMPLS = ("auto", "reference", "fused", "kernels", "autotune")
 STRIDE_IN = ("pointwise", "depthwise")
 # Elementwise activations commute with spatial subsampling and with a channel permutation;
 # per-channel ones (PReLU) only with subsampling.
@@ -206,7 +208,7 @@ class SeparableMultiKernel(nn.Module):
         self.kmax = max(self.kernel_sizes)
         s_dw = stride if stride_in == "depthwise" else 1
         self.dw = nn.ModuleList(
-            _Conv2d(c, c, k, s_dw, k // 2, groups=c, bias=False) for _, c, k in self.branches)
+            conv2d(c, c, k, s_dw, k // 2, groups=c, bias=False) for _, c, k in self.branches)
         self.bn1 = nn.ModuleList(nn.BatchNorm2d(c) for _, c, _ in self.branches)
         mid = sum(c for _, c, _ in self.branches)
         self.act = create_act(mid_act, mid)
@@ -227,6 +229,7 @@ class SeparableMultiKernel(nn.Module):
         order = sorted(range(len(keys)), key=lambda i: keys[i])
         self.register_buffer("fused_perm", torch.tensor(order, dtype=torch.long), persistent=False)
         self.register_buffer("fused_inv_perm", torch.argsort(self.fused_perm), persistent=False)
+        self.register_buffer("concat_order", torch.arange(len(keys)), persistent=False)
 
     def extra_repr(self) -> str:
         return (f"{self.in_ch}, {self.out_ch}, kernel_sizes={self.kernel_sizes}, stride={self.stride}, "
@@ -250,9 +253,56 @@ class SeparableMultiKernel(nn.Module):
         ys = []
         for (start, c, _), conv, bn in zip(self.branches, self.dw, self.bn1):
             xb = x if c == x.shape[1] else x[:, start:start + c]
-            ys.append(bn(conv(xb, stride=s_dw)))
+            ys.append(bn(conv(xb, stride=s_dw, fast=False)))  # plain PyTorch: the oracle
         y = self.act(ys[0] if len(ys) == 1 else torch.cat(ys, 1))
         return self.bn2(self.pw(y, stride=s_pw))
+
+    def _kernel_inference_ok(self, x: torch.Tensor) -> bool:
+        """The C multi-branch kernel computes this call: inference, every branch over all channels."""
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
+            return False
+        return (len(self.branches) > 1 and all(s == 0 and c == self.in_ch for s, c, _ in self.branches)
+                and all(_is_affine(bn) for bn in self.bn1) and _is_affine(self.bn2)
+                and self.mid_act in _POINTWISE_ACTS and kernels.act_code(self.act) is not None
+                and x.dtype == torch.float32 and kernels.available())
+
+    def _kernel_weights(self) -> dict[str, torch.Tensor]:
+        """BN-folded branch weights (tap-major, concatenated), biases and the folded pointwise conv."""
+        ws, bs = [], []
+        for conv, bn, (_, c, k) in zip(self.dw, self.bn1, self.branches):
+            w = conv.weight.detach().reshape(c, k * k).float()
+            b = conv.bias.detach().float() if conv.bias is not None else torch.zeros(c)
+            scale, shift = _bn_affine(bn)
+            if scale is not None:
+                w, b = w * scale.detach()[:, None], b * scale.detach() + shift.detach()
+            ws.append(w.t().reshape(-1))
+            bs.append(b)
+        pw_w, pw_b = self.pw.weight.detach(), None if self.pw.bias is None else self.pw.bias.detach()
+        if isinstance(self.bn2, nn.BatchNorm2d):
+            scale, shift = (t.detach() for t in _bn_affine(self.bn2))
+            pw_w = pw_w * scale.view(-1, 1, 1, 1)
+            pw_b = shift if pw_b is None else pw_b * scale + shift
+        return {"w": torch.cat(ws).contiguous(), "b": torch.cat(bs).contiguous(),
+                "ks": torch.tensor(self.kernel_sizes, dtype=torch.int64),
+                "pw_w": pw_w.contiguous(memory_format=torch.channels_last), "pw_b": pw_b}
+
+    def forward_kernels(self, x: torch.Tensor) -> torch.Tensor:
+        """CPU path on the C kernels. Inference: every branch (BN folded) in one kernel call, then the
+        folded pointwise conv. Training: the branch convs with the C backward (:class:`DepthwiseConv2d`),
+        one concatenation and one BN call over it (exactly the per-branch BNs), act, pointwise, BN."""
+        s_dw, s_pw = self._strides()
+        if self._kernel_inference_ok(x):
+            w = cached_on_state(self, "_kernel_cache", self._kernel_weights)
+            y = kernels.multi_depthwise_forward(x, w["w"], w["b"], w["ks"], s_dw, kernels.act_code(self.act))
+            return F.conv2d(y, w["pw_w"], w["pw_b"], s_pw)
+        ys = [conv(x if c == self.in_ch else x[:, start:start + c], stride=s_dw)
+              for (start, c, _), conv in zip(self.branches, self.dw)]
+        y = ys[0] if len(ys) == 1 else torch.cat(ys, 1)
+        if all(_is_affine(bn) for bn in self.bn1) or not self._fused_supported():
+            y = torch.cat([bn(t) for bn, t in zip(self.bn1, ys)], 1) if len(ys) > 1 else self.bn1[0](y)
+        else:
+            y = self._fused_bn1_train(y, permuted=False)
+        return self.bn2(self.pw(self.act(y), stride=s_pw))
 
     def _fused_depthwise(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Zero-embedded kmax×kmax weights (and biases) in concatenation order."""
@@ -268,11 +318,12 @@ class SeparableMultiKernel(nn.Module):
                        for bb, (_, c, _) in zip(bs, self.branches)])
         return w, b
 
-    def _fused_bn1_train(self, y: torch.Tensor) -> torch.Tensor:
-        """BN1 over the fused (input-channel-ordered) tensor, updating each branch BN's buffers."""
+    def _fused_bn1_train(self, y: torch.Tensor, permuted: bool = True) -> torch.Tensor:
+        """BN1 as one call over the concatenated tensor (fused, input-channel order; or concatenation
+        order with ``permuted=False``), updating each branch BN's buffers."""
         bns = list(self.bn1)
         bn0 = bns[0]
-        perm = self.fused_perm
+        perm = self.fused_perm if permuted else self.concat_order
         tracking = bn0.track_running_stats and bn0.running_mean is not None
         use_batch = bn0.training or not tracking
         momentum = 0.0
@@ -286,7 +337,7 @@ class SeparableMultiKernel(nn.Module):
         bias = torch.cat([bn.bias for bn in bns])[perm] if bn0.affine else None
         out = F.batch_norm(y, rm, rv, weight, bias, use_batch, momentum, bn0.eps)
         if use_batch and tracking and bn0.training:
-            inv = self.fused_inv_perm
+            inv = self.fused_inv_perm if permuted else self.concat_order
             with torch.no_grad():
                 for bn, m_, v_ in zip(bns, rm[inv].split([c for _, c, _ in self.branches]),
                                       rv[inv].split([c for _, c, _ in self.branches])):
@@ -345,7 +396,10 @@ class SeparableMultiKernel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != self.in_ch:
             raise ValueError(f"{self.conv_type}: expected input (N, {self.in_ch}, H, W), got {tuple(x.shape)}")
-        if choose_impl(self, x) == "fused":
+        impl = choose_impl(self, x)
+        if impl == "kernels":
+            return self.forward_kernels(x)
+        if impl == "fused":
             return self.forward_fused(x)
         return self.forward_reference(x)
 
@@ -383,30 +437,37 @@ def _autotune(module: SeparableMultiKernel, x: torch.Tensor) -> str:
 
 
 def choose_impl(module: SeparableMultiKernel, x: torch.Tensor) -> str:
-    """``"fused"`` or ``"reference"`` for this call.
+    """``"kernels"``, ``"fused"`` or ``"reference"`` for this call.
 
-    - ``impl="reference"``/``"fused"``: as asked.
+    - ``impl="reference"``/``"fused"``/``"kernels"``: as asked (``kernels`` needs the C kernels on
+      the CPU, else it is the reference path).
     - Under tracing/compiling/a dispatch mode (MAC counting, BN-fold tracing, export): the
       reference path, so MACs are the layer's own (no zero-embedded work) and exports/folds
       see plain conv → BN modules.
-    - ``"auto"`` on CPU: fused only for inference (eval, no grad) of channel-multiplier-1
-      layers (MixConv, DSConv; 1.5–2.1× faster for MixConv). ``benchmarks/multiception_speed.py``
-      measured the fused multiplier-m Multiception conv up to 4× slower than m depthwise calls
-      on CPU (oneDNN has no fast kernel for it; at best 1.3× with {3,3}), and fused
-      forward+backward slower in most measured shapes (docs/multiception.md).
-    - ``"auto"`` on other devices, and ``"autotune"``: time both paths once per input
-      signature (batch size excluded) and keep the faster.
+    - ``"auto"`` on CPU with the C kernels: ``kernels`` for training (C depthwise backward, one BN
+      call) and for Multiception inference (all branches in one call); MixConv/DSConv inference
+      takes ``fused`` (one oneDNN call with zero-embedded kernels: 1.5–2.1× faster for MixConv,
+      and oneDNN's single-kernel depthwise forward beats ours). Without the kernels: ``fused``
+      for multiplier-1 inference, else the reference (the fused multiplier-m conv is up to 4×
+      slower than m depthwise calls on CPU: oneDNN has no fast kernel for it).
+    - ``"auto"`` on other devices, and ``"autotune"``: time ``fused`` and ``reference`` once per
+      input signature (batch size excluded) and keep the faster.
     """
     impl = module.impl
+    on_cpu_kernels = x.device.type == "cpu" and x.dtype == torch.float32 and kernels.available()
     if impl == "reference":
         return "reference"
-    if impl == "fused":
-        return "fused"
-    if graph_capture() or not module._fused_supported():
+    if impl in ("fused", "kernels"):
+        return "reference" if impl == "kernels" and (graph_capture() or not on_cpu_kernels) else impl
+    if graph_capture():
         return "reference"
     if impl == "auto" and x.device.type == "cpu":
         inference = not module.training and not torch.is_grad_enabled()
-        return "fused" if inference and module.multiplier == 1 else "reference"
+        if on_cpu_kernels and (not inference or module._kernel_inference_ok(x)):
+            return "kernels"
+        return "fused" if inference and module.multiplier == 1 and module._fused_supported() else "reference"
+    if not module._fused_supported():
+        return "reference"
     return _autotune(module, x)
 
 

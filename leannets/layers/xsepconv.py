@@ -30,6 +30,7 @@ import torch.nn as nn
 from . import kernels
 from .create_act import create_act
 from .create_conv import register_conv_type, single_kernel
+from .depthwise import conv2d
 from .padding import GROUP_DIRECTIONS, PADDING_STRATEGIES, EvenPad2d, _pad_tuple
 
 __all__ = ["XSEP_VARIANTS", "XSepConv", "DWConvBnAct", "xsepconv_cost_ratio", "xsepconv_downsample_cost_ratio"]
@@ -60,7 +61,7 @@ class DWConvBnAct(nn.Sequential):
             padding: tuple[int, int] = (0, 0)
         else:
             padding = (kernel_size[0] // 2, kernel_size[1] // 2)
-        layers["conv"] = nn.Conv2d(channels, channels, kernel_size, stride, padding, groups=channels, bias=False)
+        layers["conv"] = conv2d(channels, channels, kernel_size, stride, padding, groups=channels, bias=False)
         layers["bn"] = nn.BatchNorm2d(channels)
         if act is not None:
             layers["act"] = create_act(act, channels)

@@ -19,6 +19,7 @@ import torch
 import torch.nn as nn
 
 from .create_act import register_act
+from .depthwise import conv2d
 
 __all__ = ["XUnit", "GaussianGate", "xunit_num_params", "XUNIT_GATES"]
 
@@ -78,7 +79,7 @@ class XUnit(nn.Module):
         if batch_norm:
             layers.append(nn.BatchNorm2d(channels))
         layers += [nn.ReLU(inplace=pointwise or batch_norm),  # never in place on the caller's input
-                   nn.Conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=True)]
+                   conv2d(channels, channels, kernel_size, padding=kernel_size // 2, groups=channels, bias=True)]
         if batch_norm:
             layers.append(nn.BatchNorm2d(channels))
         layers.append(nn.Sigmoid() if gate == "sigmoid" else GaussianGate())

@@ -1,6 +1,7 @@
 """The C kernels against the PyTorch path (the oracle): random shapes, strides, paddings, layouts."""
 from __future__ import annotations
 
+import copy
 import random
 import warnings
 
@@ -10,6 +11,7 @@ import torch.nn as nn
 
 from leannets.analysis.fold_bn import fold_bn
 from leannets.layers import kernels
+from leannets.layers.depthwise import DepthwiseConv2d
 from leannets.layers.padding import assign_padding_schedule
 from leannets.layers.xsepconv import XSepConv
 
@@ -94,7 +96,7 @@ def test_kernel_not_used_for_training_autograd_or_capture() -> None:
         assert block.kernel_weights_for(x.double()) is None
         assert block.train().kernel_weights_for(x) is None
     block.eval()
-    traced = torch.jit.trace(block, x)  # tracing sees the PyTorch layers, not the kernel
+    traced = torch.jit.trace(block, x, check_trace=False)  # tracing sees the PyTorch layers, not the kernel
     assert any(n.kind() == "aten::_convolution" for n in traced.inlined_graph.nodes())
     for variant in ("behind", "parallel"):
         with torch.no_grad():
@@ -145,3 +147,51 @@ def test_library_is_cached_by_content(tmp_path, monkeypatch: pytest.MonkeyPatch)
     mtime = first.stat().st_mtime_ns
     second, _ = kernels._build(cc)
     assert second == first and second.stat().st_mtime_ns == mtime
+
+
+def _grad_case(seed: int) -> tuple[DepthwiseConv2d, torch.Tensor]:
+    rng = random.Random(1000 + seed)
+    c = rng.choice([1, 3, 16, 17, 24, 40])
+    kh, kw = rng.choice([(2, 2), (3, 3), (1, 5), (5, 1), (5, 5), (7, 7), (9, 9), (1, 7)])
+    stride = (rng.choice([1, 2]), rng.choice([1, 2]))
+    padding = (rng.randint(0, kh // 2 + 1), rng.randint(0, kw // 2 + 1))
+    conv = DepthwiseConv2d(c, c, (kh, kw), stride, padding, groups=c, bias=rng.random() < 0.5)
+    h, w = rng.choice([kh, 7, 8, 13, 16]), rng.choice([kw, 6, 9, 16])
+    x = torch.randn(rng.choice([1, 2, 5]), c, max(h, kh), max(w, kw))
+    if rng.random() < 0.5:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return conv, x
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_depthwise_fast_backward_equals_pytorch(seed: int) -> None:
+    conv, x = _grad_case(seed)
+    xk = x.clone().requires_grad_(True)
+    out = kernels.depthwise_conv2d(xk, conv.weight, conv.bias, conv.stride, conv.padding)
+    x64 = x.double().requires_grad_(True)
+    params64 = [p.detach().double().requires_grad_(True) for p in conv.parameters()]
+    ref = torch.nn.functional.conv2d(x64, params64[0], params64[1] if conv.bias is not None else None, conv.stride,
+                                     conv.padding, 1, conv.groups)
+    grad = torch.randn(ref.shape, dtype=torch.float64)
+    out.backward(grad.float())
+    ref.backward(grad)
+    assert out.is_contiguous(memory_format=torch.channels_last) == x.is_contiguous(memory_format=torch.channels_last)
+    for got, want in [(out, ref), (xk.grad, x64.grad), *((p.grad, q.grad) for p, q in zip(conv.parameters(),
+                                                                                          params64))]:
+        assert (got.double() - want).abs().max() <= 1e-5 * want.abs().max().clamp_min(1.0)
+
+
+def test_depthwise_module_takes_the_fast_backward_where_measured_faster() -> None:
+    big = DepthwiseConv2d(16, 16, 5, 1, 2, groups=16, bias=False)
+    small = DepthwiseConv2d(16, 16, 3, 1, 1, groups=16, bias=False)
+    nchw = torch.randn(2, 16, 8, 8)
+    nhwc = nchw.contiguous(memory_format=torch.channels_last)
+    assert kernels.fast_backward_applies(nhwc, big, big.stride)
+    assert kernels.fast_backward_applies(nchw, small, small.stride)  # any kernel size in NCHW
+    assert not kernels.fast_backward_applies(nhwc, small, small.stride)  # oneDNN's 3×3 backward is faster
+    with torch.no_grad():
+        assert not kernels.fast_backward_applies(nhwc, big, big.stride)  # inference: PyTorch's forward
+    assert not kernels.fast_backward_applies(nhwc.double(), copy.deepcopy(big).double(), big.stride)
+    out = big(nhwc.requires_grad_(True))
+    assert type(out.grad_fn).__name__ == "_DepthwiseConv2dBackward"
+    torch.testing.assert_close(out, torch.nn.functional.conv2d(nhwc, big.weight, None, 1, 2, 1, 16))

@@ -10,10 +10,10 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from leannets.analysis.fold_bn import fold_bn
 from leannets.analysis.profile import count_macs, count_params
-from leannets.layers import create_conv, list_conv_types
+from leannets.layers import create_conv, kernels, list_conv_types
 from leannets.layers.multiception import (DSConv, MixConv, MulticeptionConv, choose_impl, clear_autotune_cache,
-                                          dsconv_params, multiception_params, split_channels, standard_params,
-                                          stage_kernel_sizes, validate_kernel_sizes)
+                                          dsconv_params, multiception_params, split_channels, stage_kernel_sizes,
+                                          standard_params, validate_kernel_sizes)
 
 TYPES = [("standard", 3), ("dsconv", 3), ("mixconv", (3, 5, 7)), ("multiception", (3, 5, 7)),
          ("multiception", (3, 3))]
@@ -110,13 +110,20 @@ def _max_rel(a: torch.Tensor, b: torch.Tensor, scale: float | None = None) -> fl
     return float((a - b).detach().abs().max()) / scale
 
 
+@pytest.mark.parametrize("impl", ["fused", "kernels"])
 @pytest.mark.parametrize("conv_type,ks,stride,stride_in,act", CASES)
-def test_fused_equals_reference_outputs_gradients_and_bn_stats(conv_type, ks, stride, stride_in, act, randomize_bn):
+def test_fused_equals_reference_outputs_gradients_and_bn_stats(conv_type, ks, stride, stride_in, act, impl,
+                                                               randomize_bn):
+    """Both fast paths (one zero-embedded conv; the C kernels) against the per-branch PyTorch path."""
+    if impl == "kernels" and not kernels.available():
+        pytest.skip("no C compiler: the kernels path is the reference path")
     torch.manual_seed(0)
     base = randomize_bn(create_conv(conv_type, 7, 5, ks, stride, stride_in=stride_in, mid_act=act))
     ref, fused = copy.deepcopy(base), copy.deepcopy(base)
-    ref.impl, fused.impl = "reference", "fused"
+    ref.impl, fused.impl = "reference", impl
     x = torch.randn(4, 7, 9, 9)
+    if impl == "kernels":
+        x = x.contiguous(memory_format=torch.channels_last)
     for _ in range(2):  # two steps: running statistics must keep matching
         xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
         yr, yf = ref(xr), fused(xf)
@@ -141,8 +148,8 @@ def test_fused_equals_reference_outputs_gradients_and_bn_stats(conv_type, ks, st
     assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
     with torch.no_grad():
         expected = ref(x)
-        for impl in ("reference", "fused"):
-            folded.impl = impl
+        for path in ("reference", impl):
+            folded.impl = path
             assert _max_rel(folded(x), expected) < 1e-5
 
 
@@ -258,12 +265,13 @@ def test_dsconv_takes_the_largest_of_a_list_like_every_single_kernel_type():
 def test_auto_choice_on_cpu():
     x = torch.randn(2, 8, 8, 8)
     mc, mix, ds = MulticeptionConv(8, 8, (3, 5)), MixConv(8, 8, (3, 5)), DSConv(8, 8, 3)
+    fast = kernels.available()
     for m in (mc, mix, ds):
         m.train()
-        assert choose_impl(m, x) == "reference"
+        assert choose_impl(m, x) == ("kernels" if fast else "reference")
         m.eval()
         with torch.no_grad():
-            assert choose_impl(m, x) == ("reference" if m is mc else "fused")
+            assert choose_impl(m, x) == ("fused" if m is not mc else "kernels" if fast else "reference")
             with FlopCounterMode(display=False):  # MAC counting sees the layer's own work
                 assert choose_impl(m, x) == "reference"
     mc.impl = "fused"

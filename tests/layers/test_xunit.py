@@ -5,6 +5,7 @@ import torch.nn as nn
 from leannets.analysis.fold_bn import fold_bn
 from leannets.analysis.profile import count_params
 from leannets.layers import create_act, list_acts
+from leannets.layers.depthwise import DepthwiseConv2d
 from leannets.layers.xunit import GaussianGate, XUnit, xunit_num_params
 
 
@@ -32,10 +33,10 @@ def test_depthwise_part_is_82k_as_in_the_paper(channels):
 def test_layouts_of_both_designs():
     dx = XUnit(8)  # DxNet: 1×1 → BN → ReLU → dw → BN → sigmoid
     kinds = [type(m) for m in dx.branch]
-    assert kinds == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.Conv2d, nn.BatchNorm2d, nn.Sigmoid]
+    assert kinds == [nn.Conv2d, nn.BatchNorm2d, nn.ReLU, DepthwiseConv2d, nn.BatchNorm2d, nn.Sigmoid]
     assert dx.branch[0].kernel_size == (1, 1) and dx.branch[3].kernel_size == (9, 9)
     orig = XUnit(8, gate="gaussian", pointwise=False)  # CVPR'18: BN → ReLU → dw → BN → exp(−x²)
-    assert [type(m) for m in orig.branch] == [nn.BatchNorm2d, nn.ReLU, nn.Conv2d, nn.BatchNorm2d, GaussianGate]
+    assert [type(m) for m in orig.branch] == [nn.BatchNorm2d, nn.ReLU, DepthwiseConv2d, nn.BatchNorm2d, GaussianGate]
     no_bn = XUnit(8, batch_norm=False)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in no_bn.modules())
 

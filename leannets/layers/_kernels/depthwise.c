@@ -1,8 +1,10 @@
 /* Depthwise convolution kernels for CPU inference (float32), called from leannets.layers.kernels.
 
    Layouts: NCHW (one channel plane at a time, vectorised along rows, planes in parallel) and
-   NHWC (vectorised across channels, rows in parallel). Entry points: xsep_forward_nchw and
-   xsep_forward_nhwc (a whole BN-folded XSepConv block per call). Every pass computes
+   NHWC (vectorised across channels, 16-channel blocks in parallel). Entry points: xsep_forward_nchw
+   and xsep_forward_nhwc (a whole BN-folded XSepConv block per call), multi_dw_forward_nhwc (the
+   depthwise branches of a BN-folded Multiception layer per call), dw_backward_input_nhwc and
+   dw_backward_weight_nhwc (depthwise backward for training). Every pass computes
        out = act(bias + sum_{a,t} w[a][t] * in_padded[i*sh + a][j*sw + t])
    where in_padded is the input shifted by (pad_top, pad_left) per channel with zeros around it;
    the bottom/right zeros are implied by the output size. Activations: 0 none, 1 ReLU,
@@ -263,6 +265,196 @@ int xsep_forward_nhwc(const float* x, float* y, long N, long C, long H, long W, 
       float* s3 = s0; /* the 2x2 input is no longer needed: it holds the last pass's output */
       pass16(s2, Wo, s3, Wo, 0, 0, Ho, Wo, wkv, bkv, k, 1, s, 1, act);
       for (long q = 0; q < Ho * Wo; ++q) memcpy(yn + q * C + c0, s3 + q * 16, sizeof(float) * cb);
+    }
+    free(buf);
+  }
+  return failed;
+}
+
+/* ------------------------------------------------------------------------------------------
+   Depthwise conv backward for training, NHWC: gradient w.r.t. the input and w.r.t. the weight
+   (and bias). Padding: pt/pl zeros top/left (bottom/right implied by the output size). */
+
+/* Copy lanes [c0, c0+cb) of image `src` (H x W x C) into a zero-bordered 16-lane scratch of
+   Hs x Ws pixels at offset (r0, q0), with rows/columns spaced by (dr, dq) (dilation for the
+   transposed conv of strided layers). */
+static inline void copy_lanes(float* R dst, const float* R src, long cb) {
+  if (cb == 16) ST16(dst, LD16(src));
+  else memcpy(dst, src, sizeof(float) * cb);
+}
+
+static void gather16(float* R dst, long Hs, long Ws, const float* R src, long H, long W, long C, long c0, long cb,
+                     long r0, long q0, long dr, long dq) {
+  if (dr != 1 || dq != 1 || cb != 16) {
+    memset(dst, 0, sizeof(float) * 16 * Hs * Ws);
+  } else { /* zero only what the copy below does not write */
+    const long top = r0 < 0 ? 0 : (r0 < Hs ? r0 : Hs), bottom = r0 + H < 0 ? 0 : (r0 + H < Hs ? r0 + H : Hs);
+    const long left = q0 < 0 ? 0 : (q0 < Ws ? q0 : Ws), right = q0 + W < 0 ? 0 : (q0 + W < Ws ? q0 + W : Ws);
+    memset(dst, 0, sizeof(float) * 16 * top * Ws);
+    memset(dst + bottom * Ws * 16, 0, sizeof(float) * 16 * (Hs - bottom) * Ws);
+    for (long r = top; r < bottom; ++r) {
+      memset(dst + r * Ws * 16, 0, sizeof(float) * 16 * left);
+      memset(dst + (r * Ws + right) * 16, 0, sizeof(float) * 16 * (Ws - right));
+    }
+  }
+  for (long i = 0; i < H; ++i) {
+    const long r = r0 + i * dr;
+    if (r < 0 || r >= Hs) continue;
+    for (long j = 0; j < W; ++j) {
+      const long q = q0 + j * dq;
+      if (q < 0 || q >= Ws) continue;
+      copy_lanes(dst + (r * Ws + q) * 16, src + (i * W + j) * C + c0, cb);
+    }
+  }
+}
+
+static void scatter16(float* R dst, long C, long c0, long cb, const float* R src, long n_pix) {
+  for (long q = 0; q < n_pix; ++q) copy_lanes(dst + q * C + c0, src + q * 16, cb);
+}
+
+/* gx = conv_transpose(gy, w): correlation of the (stride-dilated, padded) gradient with the flipped kernel. */
+int dw_backward_input_nhwc(const float* gy, const float* w, float* gx, long N, long C, long H, long W, long Ho,
+                           long Wo, long kh, long kw, long sh, long sw, long pt, long pl, int nt) {
+  const long blocks = (C + 15) / 16, Hs = H + kh - 1, Ws = W + kw - 1;
+  const long need = 16 * (Hs * Ws + H * W + kh * kw + 1) + 16;
+  int failed = 0;
+#pragma omp parallel num_threads(nthreads_ok(nt))
+  {
+    float* buf = aligned_alloc(64, sizeof(float) * ((need + 15) / 16 * 16));
+    if (!buf) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(static)
+    for (long item = 0; item < N * blocks; ++item) {
+      if (!buf) continue;
+      const long n = item / blocks, c0 = (item % blocks) * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+      float *gs = buf, *xs = gs + 16 * Hs * Ws, *wv = xs + 16 * H * W, *bv = wv + 16 * kh * kw;
+      memset(wv, 0, sizeof(float) * 16 * kh * kw);
+      memset(bv, 0, sizeof(float) * 16);
+      for (long a = 0; a < kh; ++a) /* flipped kernel */
+        for (long t = 0; t < kw; ++t)
+          memcpy(wv + ((kh - 1 - a) * kw + (kw - 1 - t)) * 16, w + (a * kw + t) * C + c0, sizeof(float) * cb);
+      gather16(gs, Hs, Ws, gy + n * Ho * Wo * C, Ho, Wo, C, c0, cb, kh - 1 - pt, kw - 1 - pl, sh, sw);
+      pass16(gs, Ws, xs, W, 0, 0, H, W, wv, bv, kh, kw, 1, 1, 0);
+      scatter16(gx + n * H * W * C, C, c0, cb, xs, H * W);
+    }
+    free(buf);
+  }
+  return failed;
+}
+
+/* gw[tap][c] = sum_{n, i, j} gy[n, i, j, c] * x_padded[n, i*sh + a, j*sw + t, c]; gb[c] = sum gy (if gb).
+   Threads take images; per-thread sums are added at the end (fixed order: deterministic). */
+int dw_backward_weight_nhwc(const float* gy, const float* x, float* gw, float* gb, long N, long C, long H, long W,
+                            long Ho, long Wo, long kh, long kw, long sh, long sw, long pt, long pl, int nt) {
+  const long blocks = (C + 15) / 16, Hp = (Ho - 1) * sh + kh, Wp = (Wo - 1) * sw + kw, taps = kh * kw;
+  const int threads = nthreads_ok(nt);
+  const long part = blocks * 16 * (taps + 1); /* per thread: (taps + bias) x padded channels */
+  float* parts = aligned_alloc(64, sizeof(float) * ((part * threads + 15) / 16 * 16));
+  if (!parts) return 1;
+  memset(parts, 0, sizeof(float) * part * threads);
+  int failed = 0;
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num();
+#else
+    const int tid = 0;
+#endif
+    float* acc_all = parts + tid * part;
+    float* buf = aligned_alloc(64, sizeof(float) * ((16 * (Hp * Wp + Ho * Wo) + 15) / 16 * 16));
+    if (!buf) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(static)
+    for (long item = 0; item < N * blocks; ++item) {
+      if (!buf) continue;
+      const long n = item / blocks, blk = item % blocks, c0 = blk * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+      float *xs = buf, *gs = xs + 16 * Hp * Wp;
+      float* acc = acc_all + blk * 16 * (taps + 1);
+      gather16(xs, Hp, Wp, x + n * H * W * C, H, W, C, c0, cb, pt, pl, 1, 1);
+      gather16(gs, Ho, Wo, gy + n * Ho * Wo * C, Ho, Wo, C, c0, cb, 0, 0, 1, 1);
+      for (long a = 0; a < kh; ++a)
+        for (long t = 0; t < kw; ++t) {
+          v16 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+          for (long i = 0; i < Ho; ++i) {
+            const float* xr = xs + ((i * sh + a) * Wp + t) * 16;
+            const float* gr = gs + i * Wo * 16;
+            long j = 0;
+            for (; j + 4 <= Wo; j += 4) {
+              s0 += LD16(gr + j * 16) * LD16(xr + j * sw * 16);
+              s1 += LD16(gr + (j + 1) * 16) * LD16(xr + (j + 1) * sw * 16);
+              s2 += LD16(gr + (j + 2) * 16) * LD16(xr + (j + 2) * sw * 16);
+              s3 += LD16(gr + (j + 3) * 16) * LD16(xr + (j + 3) * sw * 16);
+            }
+            for (; j < Wo; ++j) s0 += LD16(gr + j * 16) * LD16(xr + j * sw * 16);
+          }
+          ST16(acc + (a * kw + t) * 16, LD16(acc + (a * kw + t) * 16) + ((s0 + s1) + (s2 + s3)));
+        }
+      if (gb) {
+        v16 s0 = {0};
+        for (long q = 0; q < Ho * Wo; ++q) s0 += LD16(gs + q * 16);
+        ST16(acc + taps * 16, LD16(acc + taps * 16) + s0);
+      }
+    }
+    free(buf);
+  }
+  for (long blk = 0; blk < blocks; ++blk) {
+    const long c0 = blk * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+    for (long tap = 0; tap <= taps; ++tap) {
+      if (tap == taps && !gb) break;
+      for (long l = 0; l < cb; ++l) {
+        float s = 0.f;
+        for (int th = 0; th < threads; ++th) s += parts[th * part + blk * 16 * (taps + 1) + tap * 16 + l];
+        if (tap < taps) gw[tap * C + c0 + l] = s;
+        else gb[c0 + l] = s;
+      }
+    }
+  }
+  free(parts);
+  return failed;
+}
+
+/* ------------------------------------------------------------------------------------------
+   Multiception inference, NHWC: nb depthwise branches over all C input channels, kernel ks[b],
+   BN folded (bias), one stride s, activation act; output channel b*C + c (the concatenation
+   order). Each (image, 16-channel block) gathers its zero-padded input once for every branch.
+   w: the branches' tap-major (k_b*k_b, C) arrays one after another; bias: (nb*C). */
+int multi_dw_forward_nhwc(const float* x, float* y, long N, long C, long H, long W, long nb, const long* ks,
+                          const float* w, const float* bias, long s, int act, int nt) {
+  long kmax = 1;
+  for (long b = 0; b < nb; ++b) kmax = ks[b] > kmax ? ks[b] : kmax;
+  const long P = kmax / 2, Ho = (H + 2 * P - kmax) / s + 1, Wo = (W + 2 * P - kmax) / s + 1;
+  const long Hp = (Ho - 1) * s + kmax, Wp = (Wo - 1) * s + kmax, blocks = (C + 15) / 16, Co = nb * C;
+  const long need = 16 * (Hp * Wp + Ho * Wo + kmax * kmax + 1) + 16;
+  int failed = 0;
+#pragma omp parallel num_threads(nthreads_ok(nt))
+  {
+    float* buf = aligned_alloc(64, sizeof(float) * ((need + 15) / 16 * 16));
+    if (!buf) {
+#pragma omp atomic write
+      failed = 1;
+    }
+#pragma omp for schedule(static)
+    for (long item = 0; item < N * blocks; ++item) {
+      if (!buf) continue;
+      const long n = item / blocks, c0 = (item % blocks) * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+      float *xs = buf, *ys = xs + 16 * Hp * Wp, *wv = ys + 16 * Ho * Wo, *bv = wv + 16 * kmax * kmax;
+      gather16(xs, Hp, Wp, x + n * H * W * C, H, W, C, c0, cb, P, P, 1, 1);
+      const float* wb = w;
+      for (long b = 0; b < nb; ++b) {
+        const long k = ks[b], o = P - k / 2;
+        memset(wv, 0, sizeof(float) * 16 * (k * k + 1));
+        for (long t = 0; t < k * k; ++t) memcpy(wv + t * 16, wb + t * C + c0, sizeof(float) * cb);
+        memset(bv, 0, sizeof(float) * 16);
+        memcpy(bv, bias + b * C + c0, sizeof(float) * cb);
+        pass16(xs + (o * Wp + o) * 16, Wp, ys, Wo, 0, 0, Ho, Wo, wv, bv, k, k, s, s, act);
+        float* yn = y + n * Ho * Wo * Co;
+        for (long q = 0; q < Ho * Wo; ++q) copy_lanes(yn + q * Co + b * C + c0, ys + q * 16, cb);
+        wb += k * k * C;
+      }
     }
     free(buf);
   }
