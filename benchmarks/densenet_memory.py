@@ -1,16 +1,21 @@
-"""Peak training memory and step time: memory-efficient vs plain DenseNet-BC, measured in one run.
+"""DenseNet-family training on CPU: throughput ratios, and the memory-efficient DenseNet's memory and time.
 
-Usage: python benchmarks/densenet_memory.py [--model densenet_bc_cifar_16_16_16] [--batch 64] [--steps 3]
+Usage: python benchmarks/densenet_memory.py [--threads 2] [--rounds 30] [--json PATH] [--quick]
 
-Peak memory is the maximum bytes of tensors alive during one forward+backward (tracked at
-the ATen level, so it is exact and independent of the allocator); step time is the median
-of ``--steps`` SGD steps after one warm-up step.
+Rows (interleaved training steps: forward + backward + SGD, 32² inputs; ratios with 95% CIs):
+
+- ``densenet_bc_cifar_6_6_6`` (DenseNet-BC-40) vs ``resnet20_standard``, batch 128, channels_last:
+  throughput ratio, target ≥ 0.4×.
+- ``dxnet_cifar_4_4_4`` vs ``densenet_bc_cifar_6_6_6``, batch 128, NCHW and channels_last: throughput
+  ratio, target ≥ 1.0× in both layouts (the xUnit's 9×9 depthwise backward runs on the C kernels).
+- ``densenet_bc_cifar_16_16_16`` (DenseNet-BC-100) with ``memory_efficient=True`` vs plain, batch 64:
+  peak training memory (exact: bytes of live tensors tracked at the ATen level, no CI needed) ≤ 0.5×,
+  and step time ≤ 1.3×.
 """
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
+import sys
 
 import torch
 import torch.nn.functional as F
@@ -18,46 +23,82 @@ import torch.nn.functional as F
 import leannets
 from leannets.analysis.profile import training_step_peak_bytes
 
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from _common import Target, add_output_args, print_targets, ratio_target, time_pair  # noqa: E402
 
-def step_times(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int) -> float:
+
+def _train_step(name: str, batch: int, channels_last: bool, **kwargs):
+    torch.manual_seed(0)
+    model = leannets.create_model(name, num_classes=10, **kwargs).train()
+    x = torch.randn(batch, 3, 32, 32)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    times = []
-    for i in range(steps + 1):
-        t0 = time.perf_counter()
+
+    def step() -> None:
         opt.zero_grad(set_to_none=True)
         F.cross_entropy(model(x), y).backward()
         opt.step()
-        if i:  # first step is warm-up
-            times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+
+    return step
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model", default="densenet_bc_cifar_16_16_16")
-    parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--size", type=int, default=32)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    x = torch.randn(args.batch, 3, args.size, args.size)
-    y = torch.randint(0, 10, (args.batch,))
-    rows = {}
+def _throughput(area: str, a: str, b: str, batch: int, channels_last: bool, goal: str, rounds: int,
+                threads: int) -> Target:
+    lats = time_pair({a: _train_step(a, batch, channels_last), b: _train_step(b, batch, channels_last)}, rounds,
+                     threads)
+    layout = "channels_last" if channels_last else "NCHW"
+    return ratio_target(area, b, a, lats[1], goal, f"fwd+bwd+SGD, batch {batch}, 32², {layout}, {threads} CPU "
+                        f"threads, {rounds} rounds", quantity="throughput", invert=True,
+                        img_per_s=[batch / (lat.latency_ms / 1e3) for lat in lats])
+
+
+def memory_targets(args: argparse.Namespace) -> list[Target]:
+    name, batch = args.model, args.mem_batch
+    x = torch.randn(batch, 3, 32, 32)
+    y = torch.randint(0, 10, (batch,))
+    peaks = {}
     for efficient in (False, True):
         torch.manual_seed(0)
-        model = leannets.create_model(args.model, memory_efficient=efficient).train()
-        loss_fn = lambda out: F.cross_entropy(out, y)  # noqa: E731
-        peak = training_step_peak_bytes(model, x, loss_fn)
-        rows[efficient] = (peak, step_times(model, x, y, args.steps))
-    (p0, t0), (p1, t1) = rows[False], rows[True]
-    print(f"{args.model}, batch {args.batch}, {args.size}x{args.size}, {args.threads} threads")
-    print(f"{'variant':<18}{'peak train memory (MiB)':>26}{'step time (s)':>16}")
-    print(f"{'plain':<18}{p0 / 2**20:>26.1f}{t0:>16.3f}")
-    print(f"{'memory_efficient':<18}{p1 / 2**20:>26.1f}{t1:>16.3f}")
-    print(f"ratio efficient/plain: memory {p1 / p0:.3f}x, step time {t1 / t0:.3f}x")
+        model = leannets.create_model(name, num_classes=10, memory_efficient=efficient).train()
+        peaks[efficient] = training_step_peak_bytes(model, x, lambda out: F.cross_entropy(out, y))
+    rounds = max(6, args.rounds // 5)
+    lats = time_pair({"plain": _train_step(name, batch, False),
+                      "memory_efficient": _train_step(name, batch, False, memory_efficient=True)}, rounds,
+                     args.threads)
+    settings = f"batch {batch}, 32², NCHW, {args.threads} CPU threads"
+    return [Target("memory-efficient DenseNet-BC-100", f"{name} memory_efficient", "plain", "peak memory",
+                   peaks[True] / peaks[False], None, "<= 0.5", settings + " (exact peak of live tensors)",
+                   {"peak_mib": [peaks[False] / 2**20, peaks[True] / 2**20]}),
+            ratio_target("memory-efficient DenseNet-BC-100", f"{name} memory_efficient", "plain", lats[1], "<= 1.3",
+                         settings + f", {rounds} rounds", quantity="step time",
+                         step_ms=[lat.latency_ms for lat in lats])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_output_args(p)
+    p.add_argument("--model", default="densenet_bc_cifar_16_16_16", help="model of the memory rows")
+    p.add_argument("--train-batch", type=int, default=128)
+    p.add_argument("--mem-batch", type=int, default=64)
+    p.add_argument("--quick", action="store_true", help="small batches (smoke run)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.train_batch, args.mem_batch = 16, 8
+    rounds = max(6, args.rounds // 3)
+    targets = [
+        _throughput("DenseNet-BC-40 training", "resnet20_standard", "densenet_bc_cifar_6_6_6", args.train_batch, True,
+                    ">= 0.4", rounds, args.threads),
+        _throughput("DxNet 4-4-4 training", "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4", args.train_batch, False,
+                    ">= 1.0", rounds, args.threads),
+        _throughput("DxNet 4-4-4 training", "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4", args.train_batch, True,
+                    ">= 1.0", rounds, args.threads),
+    ] + memory_targets(args)
+    print_targets("DenseNet-family training", targets, args.json,
+                  "python benchmarks/densenet_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

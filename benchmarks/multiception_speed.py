@@ -1,30 +1,36 @@
-"""Fused vs reference path of Multiception / MixConv / DSConv, measured side by side in one run.
+"""Multiception on CPU: the library's fast path vs the per-kernel PyTorch reference, and ResNet-20 training.
 
-Usage: python benchmarks/multiception_speed.py [--threads 1] [--repeats 5] [--device cpu] [--quick]
+Usage: python benchmarks/multiception_speed.py [--threads 2] [--rounds 30] [--json PATH] [--quick]
 
-For every layer shape of a ResNet-20 stage (kernel sets {3,5,7}, {3,5}, {3,3}) the whole
-conv-type module (depthwise branches → BN → pointwise → BN) is timed with the per-branch
-reference path and with the fused path (one depthwise ``conv2d`` call with zero-embedded
-kernels), interleaved, best of ``--repeats``:
+Rows (interleaved rounds, ratios with 95% CIs from the per-round pairs):
 
-- ``infer``: eval mode, no grad (BN folded on the fly by the fused path);
-- ``train``: training mode forward + backward (gradients w.r.t. input and parameters).
-
-``speedup`` = reference time / fused time (> 1: fused is faster). ``auto`` is the path
-``impl="auto"`` takes for that call; the summary reports the speedup where auto uses fused.
+- layer, training: forward + backward (input and parameter gradients) of the whole Multiception conv
+  (depthwise branches → BN → pointwise → BN) at the ResNet-20 shapes, batch 128, channels_last:
+  ``impl="kernels"`` (what ``impl="auto"`` takes on CPU: branch convs with the C depthwise backward,
+  one BN call over the concatenation) against ``impl="reference"`` (one PyTorch conv and BN per
+  branch). Target: speed-up ≥ 1.5×.
+- layer, inference: eval mode, batch 1, BN folded on the fly: all branches in one C-kernel call vs the
+  reference. Target ≥ 1.5×.
+- model: ``resnet20_multiception`` vs ``resnet20_standard`` training throughput (forward + backward +
+  SGD, batch 128, 32², channels_last). Target ≥ 0.8×.
 """
 from __future__ import annotations
 
 import argparse
 import copy
-import time
+import sys
 
 import torch
+import torch.nn.functional as F
 
+import leannets
 from leannets.layers import create_conv
-from leannets.layers.multiception import SeparableMultiKernel, choose_impl
+from leannets.layers.kernels import available as kernels_available
 
-# (name, in_ch, out_ch, size, stride, multi-kernel set) — ResNet-20 first convs per stage.
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from _common import Target, add_output_args, print_targets, ratio_target, time_pair  # noqa: E402
+
+# (name, in_ch, out_ch, size, stride, kernel set): the ResNet-20 convs that change shape, per stage.
 SHAPES = [
     ("stage1", 16, 16, 32, 1, (3, 5, 7)),
     ("stage2/s2", 16, 32, 32, 2, (3, 5)),
@@ -34,80 +40,79 @@ SHAPES = [
 ]
 
 
-def _step(module: SeparableMultiKernel, x: torch.Tensor, path: str, train: bool) -> None:
-    fn = module.forward_fused if path == "fused" else module.forward_reference
-    if train:
+def _grad_step(module: torch.nn.Module, x: torch.Tensor):
+    params = list(module.parameters())
+
+    def step() -> None:
         xi = x.detach().requires_grad_(True)
-        out = fn(xi)
-        params = [p for p in module.parameters() if p.requires_grad]
+        out = module(xi)
         torch.autograd.grad(out, [xi] + params, torch.ones_like(out))
-    else:
-        with torch.no_grad():
-            fn(x)
+
+    return step
 
 
-def time_pair(module: SeparableMultiKernel, x: torch.Tensor, train: bool, repeats: int) -> dict[str, float]:
-    """Best-of-``repeats`` ms of both paths, runs interleaved so machine load hits both alike."""
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-    module.train(train)
-    best = {"reference": float("inf"), "fused": float("inf")}
-    for i in range(repeats + 1):
-        for path in best:
-            sync()
-            t0 = time.perf_counter()
-            _step(module, x, path, train)
-            sync()
-            if i:  # first round is warm-up
-                best[path] = min(best[path], (time.perf_counter() - t0) * 1e3)
-    return best
+def layer_targets(args: argparse.Namespace) -> list[Target]:
+    out = []
+    rounds = max(6, args.rounds // 3)
+    for name, cin, cout, size, stride, ks in SHAPES[:2] if args.quick else SHAPES:
+        base = create_conv("multiception", cin, cout, ks, stride)
+        ref, fast = copy.deepcopy(base), copy.deepcopy(base)
+        ref.impl, fast.impl = "reference", "kernels"
+        shape = f"{cin}→{cout}, {size}², s{stride}, k{'/'.join(map(str, ks))}"
+        x = torch.randn(args.train_batch, cin, size, size).contiguous(memory_format=torch.channels_last)
+        lats = time_pair({"reference": _grad_step(ref.train(), x), "kernels": _grad_step(fast.train(), x)},
+                         rounds, args.threads)
+        out.append(ratio_target("Multiception layer, fwd+bwd", f"{name} {shape}", "per-kernel reference", lats[1],
+                                ">= 1.5", f"batch {args.train_batch}, channels_last, {args.threads} CPU threads, "
+                                f"{rounds} rounds", quantity="speed-up", invert=True))
+        x1 = torch.randn(1, cin, size, size).contiguous(memory_format=torch.channels_last)
+        ref.eval(), fast.eval()
+        lats = time_pair({"reference": lambda: ref(x1), "kernels": lambda: fast(x1)}, args.rounds, args.threads,
+                         min_sample_ms=5.0, inference=True)
+        out.append(ratio_target("Multiception layer, inference", f"{name} {shape}", "per-kernel reference", lats[1],
+                                ">= 1.5", f"batch 1, eval, channels_last, {args.threads} CPU threads, "
+                                f"{args.rounds} rounds", quantity="speed-up", invert=True))
+    return out
 
 
-def auto_choice(module: SeparableMultiKernel, x: torch.Tensor, train: bool) -> str:
-    probe = copy.deepcopy(module).train(train)
-    probe.impl = "auto"
-    with torch.set_grad_enabled(train):
-        return choose_impl(probe, x)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--batches", type=int, nargs="+", default=[1, 32], help="inference batch sizes")
-    parser.add_argument("--train-batch", type=int, default=32)
-    parser.add_argument("--quick", action="store_true", help="two shapes, fewer repeats (smoke run)")
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
+def _train_step(name: str, batch: int):
     torch.manual_seed(0)
-    shapes = SHAPES[:1] + SHAPES[-1:] if args.quick else SHAPES
-    repeats = 2 if args.quick else args.repeats
-    print(f"device {args.device}, {torch.get_num_threads()} thread(s), torch {torch.__version__}, "
-          f"best of {repeats}; speedup = reference / fused")
-    print("| conv type | shape | kernels | mode | batch | reference (ms) | fused (ms) | speedup | auto |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    used = []
-    for conv_type in ("multiception", "mixconv", "dsconv"):
-        for name, cin, cout, size, stride, ks in shapes:
-            kernels = 3 if conv_type == "dsconv" else ks
-            module = create_conv(conv_type, cin, cout, kernels, stride).to(args.device)
-            runs = [("infer", b) for b in args.batches] + [("train", args.train_batch)]
-            for mode, batch in runs:
-                x = torch.randn(batch, cin, size, size, device=args.device)
-                train = mode == "train"
-                t = time_pair(module, x, train, repeats)
-                speedup = t["reference"] / t["fused"]
-                auto = auto_choice(module, x, train)
-                if auto == "fused":
-                    used.append(speedup)
-                print(f"| {conv_type} | {name} {cin}→{cout} {size}×{size} s{stride} | {kernels} | {mode} | {batch} "
-                      f"| {t['reference']:.3f} | {t['fused']:.3f} | {speedup:.2f}× | {auto} |", flush=True)
-    if used:
-        print(f"\nauto uses fused in {len(used)} case(s): speedup min {min(used):.2f}×, "
-              f"max {max(used):.2f}×")
-    else:
-        print("\nauto uses the reference path everywhere in this run")
+    model = leannets.create_model(name, num_classes=10).train().to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def model_targets(args: argparse.Namespace) -> list[Target]:
+    names = ("resnet20_standard", "resnet20_multiception")
+    rounds = max(6, args.rounds // 3)
+    lats = time_pair({n: _train_step(n, args.train_batch) for n in names}, rounds, args.threads)
+    return [ratio_target("ResNet-20 training throughput", names[1], names[0], lats[1], ">= 0.8",
+                         f"fwd+bwd+SGD, batch {args.train_batch}, 32², channels_last, {args.threads} CPU threads, "
+                         f"{rounds} rounds", quantity="throughput", invert=True,
+                         img_per_s=[args.train_batch / (lat.latency_ms / 1e3) for lat in lats])]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    add_output_args(p)
+    p.add_argument("--train-batch", type=int, default=128)
+    p.add_argument("--quick", action="store_true", help="two shapes (smoke run)")
+    args = p.parse_args(argv)
+    if not kernels_available():
+        print("note: the C kernels are unavailable here; 'kernels' runs the reference path")
+    targets = layer_targets(args) + model_targets(args)
+    print_targets("Multiception: fast path vs reference", targets, args.json,
+                  "python benchmarks/multiception_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

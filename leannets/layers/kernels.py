@@ -27,6 +27,7 @@ import shutil
 import subprocess
 import tempfile
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -37,7 +38,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from leannets._io import atomic_copy, cache_dir
 
-__all__ = ["available", "library_path", "graph_capture", "act_code", "cached_on_state", "xsep_forward",
+__all__ = ["available", "library_path", "graph_capture", "act_code", "cached_on_state", "cached_tensors", "xsep_forward",
            "depthwise_conv2d", "fast_backward_applies", "multi_depthwise_forward", "KERNELS_ENV"]
 
 KERNELS_ENV = "LEANNETS_KERNELS"
@@ -157,28 +158,66 @@ def act_code(act: nn.Module | None) -> int | None:
     return None
 
 
-def cached_on_state(module: nn.Module, slot: str, compute: Callable[[], Any], extra: tuple = (),
-                    tensors: Sequence[torch.Tensor] | None = None) -> Any:
-    """``compute()``, reused until one of ``tensors`` (default: every parameter and buffer of
-    ``module``) changes, moves or is replaced, or ``extra`` (state outside tensors) changes.
+_GENERATION = [0]  # bumped whenever any module registers a parameter, buffer or submodule
 
-    Inference paths keep folded weights this way; training updates bump the tensors' versions.
-    A layer that knows its few tensors passes them: walking ``module.parameters()`` costs more
-    than a small kernel call.
+
+def _bump_generation(*args: Any) -> None:
+    _GENERATION[0] += 1
+
+
+for _register in ("register_module_parameter_registration_hook", "register_module_buffer_registration_hook",
+                  "register_module_module_registration_hook"):
+    getattr(torch.nn.modules.module, _register)(_bump_generation)
+
+
+@dataclass
+class _Cached:
+    generation: int
+    extra: tuple
+    tensors: list[torch.Tensor]
+    stamps: list[tuple[int, int]]
+    value: Any
+
+    def valid(self, extra: tuple) -> bool:
+        return (self.generation == _GENERATION[0] and self.extra == extra
+                and all((t._version, t.data_ptr()) == s for t, s in zip(self.tensors, self.stamps)))
+
+
+def cached_on_state(module: nn.Module, slot: str, compute: Callable[[], Any], extra: tuple = (),
+                    tensors: Callable[[], Sequence[torch.Tensor]] | None = None) -> Any:
+    """``compute()``, reused until a tensor it depends on changes in place or moves, a parameter, buffer or
+    submodule is (re)assigned anywhere, or ``extra`` (state outside tensors) changes.
+
+    Inference paths keep folded weights this way (training updates bump the tensors' versions). A hit
+    costs one check per tensor: walking ``module.parameters()`` on every call would cost more than a
+    small kernel call. ``tensors`` lists what ``compute`` reads (default: every parameter and buffer).
     """
-    if tensors is None:
-        tensors = (*module.parameters(), *module.buffers())
-        extra = tuple(extra) + tuple(type(m) for m in module.modules())
-    key = tuple(extra) + tuple((id(t), t.data_ptr(), t._version) for t in tensors)
     cached = module.__dict__.get(slot)
-    if cached is None or cached[0] != key:
-        cached = (key, compute())
-        module.__dict__[slot] = cached
-    return cached[1]
+    if cached is not None and cached.valid(extra):
+        return cached.value
+    deps = list(tensors()) if tensors is not None else [*module.parameters(), *module.buffers()]
+    entry = _Cached(_GENERATION[0], extra, deps, [(t._version, t.data_ptr()) for t in deps], compute())
+    module.__dict__[slot] = entry
+    return entry.value
+
+
+def cached_tensors(module: nn.Module, slot: str) -> list[torch.Tensor]:
+    """The tensors the cache entry ``slot`` of ``module`` depends on (empty before the first call)."""
+    cached = module.__dict__.get(slot)
+    return cached.tensors if cached is not None else []
 
 
 def _ptr(t: torch.Tensor | None) -> int | None:
     return None if t is None else t.data_ptr()
+
+
+def _xsep_pointers(stages: dict[str, Any], suffix: str) -> tuple[int | None, ...]:
+    """Weight pointers of one layout, computed once per weights dict (the dict keeps the tensors alive)."""
+    key = f"_ptrs{suffix}"
+    if key not in stages:
+        stages[key] = tuple(_ptr(stages[name]) for name in (f"w2{suffix}", "b2", "pad2", f"w1{suffix}", "b1",
+                                                              f"wk{suffix}", "bk"))
+    return stages[key]
 
 
 def xsep_forward(x: torch.Tensor, stages: dict[str, torch.Tensor | None], k: int, stride: int, act: int) -> torch.Tensor:
@@ -198,19 +237,15 @@ def xsep_forward(x: torch.Tensor, stages: dict[str, torch.Tensor | None], k: int
         raise RuntimeError("xsep_forward: the C kernels are not available")
     n, c, h, w = x.shape
     ho, wo = (h - 1) // stride + 1, (w - 1) // stride + 1
-    threads = torch.get_num_threads()
     nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     if nhwc:
         out = torch.empty((n, c, ho, wo), memory_format=torch.channels_last)
-        rc = lib.xsep_forward_nhwc(x.data_ptr(), out.data_ptr(), n, c, h, w, _ptr(stages["w2_t"]), _ptr(stages["b2"]),
-                                   _ptr(stages["pad2"]), stages["w1_t"].data_ptr(), stages["b1"].data_ptr(),
-                                   stages["wk_t"].data_ptr(), stages["bk"].data_ptr(), k, stride, act, threads)
+        fn, ptrs = lib.xsep_forward_nhwc, _xsep_pointers(stages, "_t")
     else:
         x = x.contiguous()
         out = torch.empty((n, c, ho, wo))
-        rc = lib.xsep_forward_nchw(x.data_ptr(), out.data_ptr(), n, c, h, w, _ptr(stages["w2"]), _ptr(stages["b2"]),
-                                   _ptr(stages["pad2"]), stages["w1"].data_ptr(), stages["b1"].data_ptr(),
-                                   stages["wk"].data_ptr(), stages["bk"].data_ptr(), k, stride, act, threads)
+        fn, ptrs = lib.xsep_forward_nchw, _xsep_pointers(stages, "")
+    rc = fn(x.data_ptr(), out.data_ptr(), n, c, h, w, *ptrs, k, stride, act, torch.get_num_threads())
     if rc:
         raise MemoryError("xsep_forward: the kernel could not allocate its scratch memory")
     return out

@@ -132,25 +132,22 @@ class XSepConv(nn.Module):
             return None
         if x.numel() == 0 or not kernels.available():
             return None
-        extra, tensors = self._kernel_state()
-        if torch.is_grad_enabled() and (x.requires_grad or any(t.requires_grad for t in tensors)):
+        pad = self._modules.get("conv_2x2")
+        extra = (pad.pad.direction,) if pad is not None else ()
+        weights = kernels.cached_on_state(self, "_kernel_cache", self.kernel_weights, extra, self._kernel_tensors)
+        if torch.is_grad_enabled() and (x.requires_grad or any(
+                t.requires_grad for t in kernels.cached_tensors(self, "_kernel_cache"))):
             return None
-        return kernels.cached_on_state(self, "_kernel_cache", self.kernel_weights, extra, tensors)
+        return weights
 
-    def _kernel_state(self) -> tuple[tuple, list[torch.Tensor]]:
-        """What the folded kernel weights depend on: layer types, the 2×2 padding direction, tensors."""
-        extra: list[Any] = []
+    def _kernel_tensors(self) -> list[torch.Tensor]:
+        """The tensors the folded kernel weights are computed from."""
         tensors: list[torch.Tensor] = []
         for stage in (self._modules.get("conv_2x2"), self.conv_1xk, self.conv_kx1):
-            if stage is None:
-                continue
-            mods = stage._modules
-            extra += [type(m) for m in mods.values()]
-            if "pad" in mods:
-                extra.append(mods["pad"].direction)
-            for m in (mods["conv"], mods["bn"]):
-                tensors += [t for t in (*m._parameters.values(), *m._buffers.values()) if t is not None]
-        return tuple(extra), tensors
+            if stage is not None:
+                for m in (stage.conv, stage.bn):
+                    tensors += [t for t in (*m._parameters.values(), *m._buffers.values()) if t is not None]
+        return tensors
 
     def _pad_2x2(self) -> torch.Tensor:
         """(C, 2) int32 (top, left) zeros the 2×2 layer's padding puts before each channel."""
