@@ -55,6 +55,11 @@ def ratio_target(area: str, what: str, reference: str, lat: Latency, goal: str, 
     return Target(area, what, reference, quantity, ratio, ci, goal, settings, extra)
 
 
+def short_settings(report: Any) -> str:
+    """``channels_last, 2 threads, batch 1, BN folded, 30 rounds`` for a harness LatencyReport."""
+    return f"{report.backend}, {report.threads} threads, batch {report.batch}, BN folded, {report.rounds} rounds"
+
+
 def time_pair(calls: Mapping[str, Callable[[], Any]], rounds: int, threads: int, warmup: int = 2,
               min_sample_ms: float = 20.0, inference: bool = False) -> list[Latency]:
     """Interleaved timings of any calls (training steps by default) with ratios to the first."""
@@ -95,6 +100,9 @@ def print_targets(title: str, targets: list[Target], json_path: str | None, comm
               f"| {t.verdict} | {t.settings} |")
     info = machine()
     print(f"\nMachine: {info['cpu']}, {info['cpus']} CPUs, torch {info['torch']}. Command: `{command}`")
+    print("Ratios: medians of per-round ratios over interleaved rounds, 95% CIs from order statistics "
+          "(leannets.analysis.latency). Verdict: met / missed when the whole interval is on one side of the "
+          "target, else not distinguishable.")
     if json_path:
         atomic_write_json(json_path, {"title": title, "command": command, "machine": info,
                                       "targets": [asdict(t) | {"verdict": t.verdict} for t in targets]})

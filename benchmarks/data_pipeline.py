@@ -6,7 +6,11 @@ against the same number of bare ``forward + backward + optimizer.step`` calls on
 tensors, measured side by side in one run. Goal: ≤ 1.10.
 
     python benchmarks/data_pipeline.py [--model densenet_bc_cifar_6_6_6] [--images 1024] [--batch 64]
-                                       [--threads N] [--repeats 2] [--data-root ../shared/data/cifar10-subset]
+                                       [--threads 2] [--repeats 6] [--data-root ../shared/data/cifar10-subset]
+                                       [--json PATH]
+
+The ratio is the median over ``--repeats`` alternating trainer/pure measurements, with its 95%
+order-statistic interval (needs ≥ 6 repeats).
 
 Without ``--data-root`` the images are random uint8 CIFAR-size tensors (the pipeline cost does not
 depend on the pixel values); with it the CIFAR-10 pickles are read through ``leannets.data``.
@@ -14,7 +18,7 @@ depend on the pixel values); with it the CIFAR-10 pickles are read through ``lea
 from __future__ import annotations
 
 import argparse
-import statistics
+import sys
 import time
 
 import torch
@@ -22,7 +26,11 @@ import torch.nn.functional as F
 
 from leannets.data import DataSplits, ImageTensors, register_dataset
 from leannets.engine import train
+from leannets.analysis.statistics import median_ci
 from leannets.models import create_model
+
+sys.path.insert(0, __file__.rsplit("/", 1)[0])
+from _common import Target, print_targets  # noqa: E402
 
 _BENCH: dict[str, ImageTensors] = {}
 
@@ -48,16 +56,17 @@ def _pure_epoch(model: torch.nn.Module, batches: list[tuple[torch.Tensor, torch.
     return total
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="densenet_bc_cifar_6_6_6")
     p.add_argument("--images", type=int, default=1024)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
-    p.add_argument("--repeats", type=int, default=2, help="alternating trainer/pure measurements")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
+    p.add_argument("--repeats", type=int, default=6, help="alternating trainer/pure measurements (default: 6)")
     p.add_argument("--data-root", default=None)
-    args = p.parse_args()
-    threads = args.threads or torch.get_num_threads()
+    p.add_argument("--json", default=None, metavar="PATH", help="also write the row as JSON")
+    args = p.parse_args(argv)
+    threads = args.threads
     torch.set_num_threads(threads)
 
     if args.data_root:
@@ -100,9 +109,15 @@ def main() -> None:
           f"batch {args.batch}, {steps} steps/epoch, {threads} thread(s); augmentation crop4+flip+cutout16 on device")
     for i, (e, s, r) in enumerate(zip(epochs, pures, ratios), 1):
         print(f"  run {i}: trainer epoch {e:.3f} s, Σ pure model steps {s:.3f} s, ratio {r:.3f}")
-    med = statistics.median(ratios)
-    print(f"epoch time / Σ(pure model step time) = {med:.3f}  (goal ≤ 1.10: {'met' if med <= 1.10 else 'NOT met'})")
+    med, lo, hi = median_ci(ratios)
+    ci = None if lo != lo else (lo, hi)  # NaN: too few repeats for an interval
+    target = Target("data pipeline overhead", f"trainer epoch ({args.model})", "Σ pure model steps", "time", med, ci,
+                    "<= 1.10", f"eager NCHW, {threads} CPU threads, batch {args.batch}, {args.repeats} repeats",
+                    {"epoch_s": epochs, "pure_s": pures})
+    print_targets("Data-pipeline overhead", [target], args.json,
+                  "python benchmarks/data_pipeline.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -25,12 +25,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 import leannets
-from leannets.analysis.latency import describe_settings, measure_latency
+from leannets.analysis.latency import measure_latency
 from leannets.layers.kernels import available as kernels_available
 from leannets.layers.xsepconv import DWConvBnAct, XSepConv
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _common import Target, add_output_args, print_targets, ratio_target, time_pair  # noqa: E402
+from _common import Target, add_output_args, print_targets, ratio_target, short_settings, time_pair  # noqa: E402
 
 BLOCK_SHAPES = ((96, 28), (240, 14))
 GOALS = {5: "<= 0.8", 7: "<= 0.6"}
@@ -55,7 +55,7 @@ def block_targets(args: argparse.Namespace) -> list[Target]:
                 rep = measure_latency(models, (c, h, h), 1, "channels_last", threads, args.rounds)
                 goal = GOALS[k] if threads == args.threads else ""
                 out.append(ratio_target("XSepConv block, inference", f"XSepConv k={k}, {c}×{h}²", f"DW {k}×{k}",
-                                        rep.result("xsep"), goal, rep.settings,
+                                        rep.result("xsep"), goal, short_settings(rep),
                                         dw_ms=rep.result("dw").latency_ms, xsep_ms=rep.result("xsep").latency_ms))
     return out
 
@@ -69,7 +69,7 @@ def model_targets(args: argparse.Namespace) -> list[Target]:
         rep = measure_latency(models, (3, 224, 224), 1, backend, threads, args.rounds)
         xs = rep.result(names[1])
         out.append(ratio_target("MobileNetV3-Small ×1.0, 224², end to end", names[1], names[0], xs, goal,
-                                rep.settings, ms=[rep.result(names[0]).latency_ms, xs.latency_ms]))
+                                short_settings(rep), ms=[rep.result(names[0]).latency_ms, xs.latency_ms]))
     return out
 
 
@@ -111,7 +111,6 @@ def main(argv: list[str] | None = None) -> int:
     targets = block_targets(args) + model_targets(args) + training_targets(args)
     print_targets("XSepConv vs depthwise", targets, args.json, "python benchmarks/xsepconv_speed.py "
                   + " ".join(argv if argv is not None else sys.argv[1:]))
-    print(f"\nDefault path: {describe_settings('channels_last', args.threads, 1, args.rounds)}.")
     return 0
 
 

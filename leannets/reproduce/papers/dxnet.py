@@ -36,12 +36,13 @@ from ._common import CPU_FLOOR, SMOKE_CLASSIFICATION, gpu_classification, ms, pa
 
 TITLE = "Dense xUnit Networks"
 RESTORATION = "{data_root}/restoration"
-# cpu scale, classification: measured on 2 cores (pilot runs, 2026-12) DenseNet-BC 6-6-6 trains at 74 img/s and
-# DxNet 4-4-4 at 83 img/s (≈ 11 min per epoch of the whole CIFAR-10), and a ResNet-20 needs ≈ 4 epochs to reach
-# 75%: three seeds of the pair need ≈ 5 h, so Table 1 is not trained at cpu scale.
-CPU_CLS_BUDGET = ("budget: DenseNet-BC 6-6-6 trains at 74 img/s on 2 cores (11 min per CIFAR-10 epoch) and needs "
-                  "several epochs to reach the 75% floor: 3 seeds of the pair need hours, the paper's cpu budget is "
-                  "40 min")
+# cpu scale, classification: measured on 2 cores (pilot runs of the trainer, 2026-12-02, channels_last, data in
+# memory, with the C depthwise kernels) DenseNet-BC 6-6-6 trains at 156 img/s and DxNet 4-4-4 at 189 img/s (5.3 and
+# 4.4 min per epoch of the whole CIFAR-10), and a ResNet-20 needs ≈ 4 epochs to reach 75%: three seeds of the pair
+# need ≈ 2 h, so Table 1 is not trained at cpu scale.
+CPU_CLS_BUDGET = ("budget: DenseNet-BC 6-6-6 trains at 156 img/s on 2 cores (5.3 min per CIFAR-10 epoch; DxNet "
+                  "4-4-4: 189 img/s) and needs several epochs to reach the 75% floor: 3 seeds of the pair need "
+                  "≈ 2 h, the paper's cpu budget is 40 min")
 # gpu scale: the cpu-sized pair (same ≈⅔ parameter ratio as the paper's), epochs chosen for ≈ 12 min for the four
 # papers on one GPU with --jobs 6 (an estimate, not yet timed on a device; the paper: 300 epochs).
 GPU_CLS_EPOCHS = 30

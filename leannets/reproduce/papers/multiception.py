@@ -22,14 +22,15 @@ from ._common import CPU_FLOOR, SMOKE_CLASSIFICATION, gpu_classification, ms, pa
 TITLE = "Depthwise Multiception Convolution for Reducing Network Parameters without Sacrificing Accuracy"
 TYPES = ("standard", "dsconv", "mixconv", "multiception")
 TYPE_LABEL = {"standard": "Standard conv", "dsconv": "DSConv", "mixconv": "MixConv", "multiception": "Multiception"}
-# cpu scale: measured on 2 cores (pilot runs, 2026-12), ResNet-20 with standard convs trains at 226–259 img/s
-# and reaches 57.3% after one epoch of the whole CIFAR-10 and 68.8% after two (cosine schedule), so 75% takes
-# about four epochs (≈ 14 min per run); Multiception ResNet-20 trains at 116 img/s (7 min per epoch). Three
-# seeds of the Multiception/standard pair alone need ≈ 2 h, three times this paper's 40 minutes: nothing
-# is trained at cpu scale rather than comparing models trained too little to mean anything.
-CPU_BUDGET = ("budget: ResNet-20 needs ≈ 4 epochs of CIFAR-10 (≈ 14 min on 2 cores) to reach the 75% floor and "
-              "Multiception ResNet-20 trains at 116 img/s (7 min per epoch): 3 seeds of one pair need ≈ 2 h, "
-              "the paper's cpu budget is 40 min")
+# cpu scale: measured on 2 cores (pilot runs of the trainer, 2026-12-02, channels_last, data in memory, with the
+# C depthwise kernels), ResNet-20 with standard convs trains at 719 img/s (70 s per epoch of the whole CIFAR-10)
+# and reaches 57.3% after one epoch and 68.8% after two (cosine schedule), so 75% takes about four epochs;
+# Multiception ResNet-20 trains at 407 img/s (2 min per epoch). Three seeds of the Multiception/standard pair
+# alone need ≈ 39 min, the whole of this paper's 40 minutes for a single claim: nothing is trained at cpu scale
+# rather than comparing models trained too little to mean anything.
+CPU_BUDGET = ("budget: ResNet-20 needs ≈ 4 epochs of CIFAR-10 (70 s each on 2 cores) to reach the 75% floor and "
+              "Multiception ResNet-20 trains at 407 img/s (2 min per epoch): 3 seeds of one pair need ≈ 39 min, "
+              "the whole of the paper's 40-min cpu budget for one claim")
 # gpu scale: epochs per ResNet-20 run (the paper: 300); chosen to keep the four papers near 12 minutes on one
 # GPU with --jobs 6 — an estimate, not yet timed on a device.
 GPU_EPOCHS = 20

@@ -33,7 +33,7 @@ WIDTHS = {"050": 0.5, "075": 0.75, "100": 1.0, "125": 1.25}
 # cpu scale: nothing is trained. Measured on 2 cores (pilot runs, 2026-12): MobileNetV3-Small ×1.0 (CIFAR layout)
 # trains at MBV3_IMG_S img/s; MobileNets need many more epochs than ResNet-20 (68.8% after two epochs) to reach
 # the 75% floor, so three seeds of one DWConv/XSepConv pair exceed this paper's 40 minutes several times over.
-MBV3_IMG_S = 159  # DWConv ×1.0, batch 128, channels_last (XSepConv ×1.0: 189 img/s)
+MBV3_IMG_S = 428  # DWConv ×1.0, batch 128, channels_last, C kernels, 2026-12-02 (XSepConv ×1.0: 365 img/s)
 CPU_BUDGET = ("budget: MobileNetV3-Small ×1.0 trains at {img_s} img/s on 2 cores ({epoch} min per CIFAR-10 epoch) "
               "and ResNet-20 needs ≈ 4 epochs to reach the 75% floor: 3 seeds of one pair need well over the "
               "paper's 40-minute cpu budget")
