@@ -33,11 +33,14 @@ class Target:
     goal: str  # e.g. "<= 0.8" or ">= 1.5"; "" for a reported figure without a target
     settings: str
     extra: dict[str, Any] = field(default_factory=dict)
+    exact: bool = False  # a deterministic figure (e.g. tracked memory): judged on its value, no interval needed
 
     @property
     def verdict(self) -> str:
         if not self.goal:
             return "—"
+        if self.ci is None and not self.exact:
+            return "no CI (too few rounds)"
         op, value = self.goal.split()
         lo, hi = self.ci if self.ci is not None else (self.ratio, self.ratio)
         good_all = hi <= float(value) if op == "<=" else lo >= float(value)
@@ -50,8 +53,10 @@ def ratio_target(area: str, what: str, reference: str, lat: Latency, goal: str, 
     """A target from a harness ratio (``lat`` timed against ``reference``); ``invert``: report 1/ratio
     (throughput of ``what`` relative to ``reference`` = t_reference / t_what)."""
     ratio, ci = lat.ratio_to_first, lat.ratio_ci
+    if ci is not None and any(v != v for v in ci):  # NaN bounds: fewer than 6 rounds
+        ci = None
     if invert:
-        ratio, ci = 1.0 / ratio, (1.0 / ci[1], 1.0 / ci[0])
+        ratio, ci = 1.0 / ratio, None if ci is None else (1.0 / ci[1], 1.0 / ci[0])
     return Target(area, what, reference, quantity, ratio, ci, goal, settings, extra)
 
 

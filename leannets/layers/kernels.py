@@ -340,7 +340,7 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 def fast_backward_applies(x: torch.Tensor, conv: nn.Conv2d, stride: tuple[int, int]) -> bool:
     """The C backward is used for ``conv(x)``: autograd needs it, the op is a plain float32 CPU depthwise
     conv, and it is measured faster here: any NCHW input, or channels_last with ≥ 25 taps or a 1×k row."""
-    if not torch.is_grad_enabled() or not (x.requires_grad or conv.weight.requires_grad):
+    if not torch.is_grad_enabled() or not (x.requires_grad or conv.weight.requires_grad) or graph_capture():
         return False
     if not (x.device.type == "cpu" and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
             and x.dim() == 4 and conv.groups == conv.in_channels == conv.out_channels == x.shape[1]
@@ -351,4 +351,4 @@ def fast_backward_applies(x: torch.Tensor, conv: nn.Conv2d, stride: tuple[int, i
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     if channels_last and not (kh * kw >= 25 or (kh == 1 and kw >= 5)):
         return False
-    return not graph_capture() and available()
+    return available()
