@@ -24,9 +24,9 @@ import time
 import torch
 import torch.nn.functional as F
 
+from leannets.analysis.statistics import median_ci
 from leannets.data import DataSplits, ImageTensors, register_dataset
 from leannets.engine import train
-from leannets.analysis.statistics import median_ci
 from leannets.models import create_model
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])

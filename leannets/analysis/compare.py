@@ -115,7 +115,8 @@ def compare_models(models: Sequence[str] | None = None, recipe: str | os.PathLik
         "command": command, "recipe": base.to_dict(), "data": base.data.name,
         "seeds": [base.seed + k for k in range(seeds)], "metric": rows[0]["metric_name"],
         "higher_is_better": rows[0]["higher_is_better"], "baseline": models[0], "eval_samples": rows[0]["eval_samples"],
-        "ci_method": CI_METHOD, "latency": latency_info, "models": rows, "total_time_s": time.perf_counter() - t0, "machine": machine,
+        "ci_method": CI_METHOD, "latency": latency_info, "models": rows, "total_time_s": time.perf_counter() - t0,
+        "machine": machine,
     }
     return _write_outputs(results, out, verbose)
 

@@ -16,8 +16,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from leannets.models import create_model, model_info
 
-from .latency import DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, describe_settings, measure_latency
 from .latency import torch_threads  # noqa: F401 - re-exported for callers of the profiler
+from .latency import DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, describe_settings, measure_latency
 
 __all__ = ["ProfileResult", "count_params", "count_macs", "count_elementwise", "peak_activation_bytes",
            "profile_model", "profile_models", "format_table", "LiveMemoryTracker", "training_step_peak_bytes",

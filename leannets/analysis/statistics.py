@@ -27,8 +27,8 @@ from typing import Sequence
 
 from scipy import stats
 
-__all__ = ["Interval", "mean_ci", "median_ci", "paired_difference", "beats_verdict", "matches_verdict", "describe_difference",
-           "REPRODUCED", "CONTRADICTED", "INCONCLUSIVE"]
+__all__ = ["Interval", "mean_ci", "median_ci", "paired_difference", "beats_verdict", "matches_verdict",
+           "describe_difference", "REPRODUCED", "CONTRADICTED", "INCONCLUSIVE"]
 
 REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
 

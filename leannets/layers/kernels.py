@@ -1,13 +1,17 @@
 """Fast CPU kernels for depthwise convolutions, built from ``_kernels/depthwise.c`` on first use.
 
-PyTorch runs each depthwise layer as its own oneDNN call; an XSepConv block is three of them
-plus three activations, and at batch 1 the calls cost more than the arithmetic. The C kernels
-run a whole BN-folded XSepConv block (2×2 → act → 1×k → act → k×1 → act) in one call:
+PyTorch runs each depthwise layer as its own oneDNN call; an XSepConv block is three of them plus
+three activations, and at batch 1 the calls cost more than the arithmetic; a Multiception layer is
+one call per kernel size; and PyTorch's CPU depthwise backward is slow for large kernels. The C
+kernels (OpenMP, ``torch.get_num_threads()`` threads) provide:
 
-- NHWC (channels_last): vectorised across channels (16 lanes), four output pixels per weight
-  load, rows in parallel (OpenMP, ``torch.get_num_threads()`` threads);
-- NCHW: one channel plane at a time through all three passes while it sits in cache, vectorised
-  along rows, planes in parallel.
+- :func:`xsep_forward`: a whole BN-folded XSepConv block (2×2 → act → 1×k → act → k×1 → act) in one
+  call. NHWC (channels_last): per (image, 16-channel block) in a zero-bordered scratch image, 16
+  lanes wide, four output pixels per weight load. NCHW: one channel plane at a time through all
+  three passes while it sits in cache, vectorised along rows.
+- :func:`multi_depthwise_forward`: every BN-folded branch of a Multiception layer in one call (NHWC).
+- :func:`depthwise_conv2d`: a depthwise conv whose backward (input and weight gradients) runs on
+  the NHWC kernels, where :func:`fast_backward_applies` (measured faster); the forward stays oneDNN's.
 
 The library is compiled with the system C compiler (``cc``/``gcc``/``clang``, ``-O3
 -march=native -fopenmp``) into the cache folder (:func:`leannets._io.cache_dir`), named by a hash
@@ -34,12 +38,13 @@ from typing import Any, Callable, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.autograd.function import once_differentiable
 from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from leannets._io import atomic_copy, cache_dir
 
-__all__ = ["available", "library_path", "graph_capture", "act_code", "cached_on_state", "cached_tensors", "xsep_forward",
-           "depthwise_conv2d", "fast_backward_applies", "multi_depthwise_forward", "KERNELS_ENV"]
+__all__ = ["available", "library_path", "graph_capture", "act_code", "cached_on_state", "cached_tensors",
+           "xsep_forward", "depthwise_conv2d", "fast_backward_applies", "multi_depthwise_forward", "KERNELS_ENV"]
 
 KERNELS_ENV = "LEANNETS_KERNELS"
 _SOURCE = Path(__file__).with_name("_kernels") / "depthwise.c"
@@ -220,7 +225,7 @@ def _xsep_pointers(stages: dict[str, Any], suffix: str) -> tuple[int | None, ...
     return stages[key]
 
 
-def xsep_forward(x: torch.Tensor, stages: dict[str, torch.Tensor | None], k: int, stride: int, act: int) -> torch.Tensor:
+def xsep_forward(x: torch.Tensor, stages: dict[str, Any], k: int, stride: int, act: int) -> torch.Tensor:
     """One BN-folded XSepConv block on the C kernels (inference only; no autograd).
 
     Args:
@@ -289,6 +294,9 @@ def _conv_geometry(x: torch.Tensor, kh: int, kw: int, stride: tuple[int, int], p
 class _DepthwiseConv2d(torch.autograd.Function):
     """Depthwise conv whose backward runs on the NHWC C kernels (forward: PyTorch's, i.e. oneDNN).
 
+    Once differentiable: second derivatives (``create_graph=True``) raise; set ``LEANNETS_KERNELS=0``
+    for them.
+
     Measured on 2 cores (benchmarks/README.md): oneDNN's depthwise forward is as fast as ours or faster,
     while its backward is 1.5–4× slower than ours for kernels with 25 taps or more and 1×k rows.
     """
@@ -302,6 +310,7 @@ class _DepthwiseConv2d(torch.autograd.Function):
         return F.conv2d(x, weight, bias, stride, padding, 1, x.shape[1])
 
     @staticmethod
+    @once_differentiable  # the C backward builds no graph: a double backward must fail, not return zeros
     def backward(ctx: Any, gy: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         lib = _load()
         x, weight = ctx.saved_tensors

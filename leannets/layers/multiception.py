@@ -38,15 +38,15 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .create_act import create_act
-from .depthwise import conv2d
 from . import kernels
-from .kernels import cached_on_state, graph_capture
+from .create_act import create_act
 from .create_conv import register_conv_type
+from .depthwise import conv2d
+from .kernels import cached_on_state, graph_capture
 
 __all__ = ["IMPLS", "STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "MulticeptionConv", "MixConv",
-           "DSConv", "SeparableMultiKernel", "stage_kernel_sizes", "validate_kernel_sizes", "split_channels", "multiception_params", "dsconv_params", "standard_params",
-           "choose_impl", "clear_autotune_cache"]
+           "DSConv", "SeparableMultiKernel", "stage_kernel_sizes", "validate_kernel_sizes", "split_channels",
+           "multiception_params", "dsconv_params", "standard_params", "choose_impl", "clear_autotune_cache"]
 
 IMPLS = ("auto", "reference", "fused", "kernels", "autotune")
 STRIDE_IN = ("pointwise", "depthwise")

@@ -8,8 +8,8 @@ import torch
 import torch.nn as nn
 
 import leannets
-from leannets.analysis.latency import (BACKENDS, build_call, measure_latency, prepare_for_inference,
-                                       summarize_rounds, time_interleaved)
+from leannets.analysis.latency import (BACKENDS, build_call, measure_latency, prepare_for_inference, summarize_rounds,
+                                       time_interleaved)
 from leannets.analysis.statistics import median_ci
 
 

@@ -15,6 +15,9 @@ def test_pyproject_declares_license_classifiers_typing_and_extras():
     assert not any(c.startswith("License ::") for c in meta["classifiers"])  # PEP 639 forbids both
     assert (ROOT / "leannets" / "py.typed").is_file()
     assert "py.typed" in project["tool"]["setuptools"]["package-data"]["leannets"]
+    # the C kernels are compiled from their source on first use: a wheel must carry it
+    assert "layers/_kernels/*.c" in project["tool"]["setuptools"]["package-data"]["leannets"]
+    assert (ROOT / "leannets" / "layers" / "_kernels" / "depthwise.c").is_file()
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for extra in meta["optional-dependencies"]:
         assert f"`{extra}`" in readme, f"the README does not declare the optional extra {extra!r}"

@@ -195,3 +195,11 @@ def test_depthwise_module_takes_the_fast_backward_where_measured_faster() -> Non
     out = big(nhwc.requires_grad_(True))
     assert type(out.grad_fn).__name__ == "_DepthwiseConv2dBackward"
     torch.testing.assert_close(out, torch.nn.functional.conv2d(nhwc, big.weight, None, 1, 2, 1, 16))
+
+
+def test_double_backward_through_the_c_backward_fails_loudly() -> None:
+    conv = DepthwiseConv2d(16, 16, 5, 1, 2, groups=16, bias=False)
+    x = torch.randn(1, 16, 6, 6).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    (g,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="once_differentiable|differentiate twice"):
+        g.sum().backward()

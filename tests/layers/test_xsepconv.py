@@ -8,8 +8,7 @@ import torch.nn as nn
 from leannets.analysis.fold_bn import fold_bn
 from leannets.analysis.profile import count_macs
 from leannets.layers import create_conv, list_conv_types
-from leannets.layers.xsepconv import (XSEP_VARIANTS, XSepConv, xsepconv_cost_ratio,
-                                      xsepconv_downsample_cost_ratio)
+from leannets.layers.xsepconv import XSEP_VARIANTS, XSepConv, xsepconv_cost_ratio, xsepconv_downsample_cost_ratio
 
 
 def _conv_weights(m: nn.Module) -> int:
