@@ -342,15 +342,16 @@ class Absolute(Claim):
 class AtLeast(Claim):
     """A measured figure ``fn(result)`` (e.g. a speed-up) reaches the paper's value.
 
-    With ``ci_fn`` (the figure's 95% interval, e.g. a speed-up from per-round pairs): reproduced when
-    the whole interval lies at or above the paper's value, contradicted when it lies below, else
-    inconclusive. Without one (deterministic figures): reproduced when ours ≥ paper.
+    With ``ci_fn`` (the figure's 95% interval and its sample count, e.g. a speed-up from per-round
+    pairs): the interval of ours − paper decides like "A beats B" — reproduced when it lies above 0,
+    contradicted when it lies below, else inconclusive; it is stored as the verdict's evidence.
+    Without one (deterministic figures): reproduced when ours ≥ paper.
     """
 
     fn: Callable[[ExperimentResult], float | None] = lambda res: None
     ref_key: str = ""
     scales: tuple[str, ...] = ("smoke", "cpu", "gpu", "paper")
-    ci_fn: Callable[[ExperimentResult], Sequence[float] | None] | None = None
+    ci_fn: Callable[[ExperimentResult], Sequence[float] | None] | None = None  # (low, high, n)
 
     def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
         paper = reference[self.ref_key]
@@ -362,14 +363,16 @@ class AtLeast(Claim):
         target = float(paper.value)
         ci = self.ci_fn(res) if self.ci_fn is not None else None
         if ci is not None:
-            lo, hi = ci
-            ours = f"{fmt_num(value)} (95% CI {fmt_num(lo)}–{fmt_num(hi)})"
-            if lo >= target:
-                return self._verdict("reproduced", ours, paper.cite(), f"the interval lies at or above {target:g}")
-            if hi < target:
-                return self._verdict("contradicted", ours, paper.cite(),
-                                     f"the interval lies below {target:g} (gap {value - target:+.3g})")
-            return self._verdict("inconclusive", ours, paper.cite(), f"the interval covers {target:g}")
+            lo, hi, n = ci
+            diff = Interval(value - target, lo - target, hi - target, int(n))
+            status = beats_verdict(diff)
+            detail = {"reproduced": f"the interval lies above {target:g}",
+                      "contradicted": f"the interval lies below {target:g} (gap {value - target:+.3g})",
+                      "inconclusive": f"the interval covers {target:g}"}[status]
+            verdict = self._verdict(status, f"{fmt_num(value)} (95% CI {fmt_num(lo)}–{fmt_num(hi)})", paper.cite(),
+                                    detail)
+            verdict.evidence = {"rule": "beats", **diff.as_dict(), "margin": 0.0, "paper_effect": None}
+            return verdict
         if value >= target:
             return self._verdict("reproduced", fmt_num(value), paper.cite(), f"{value / target:.2f}× the paper's")
         return self._verdict("not reproduced", fmt_num(value), paper.cite(),

@@ -111,6 +111,21 @@ def test_at_least_and_custom():
     assert custom.evaluate(res, ref, "cpu").label() == "reproduced (ok)"
 
 
+@pytest.mark.parametrize("ci,status", [((3.2, 3.6), "reproduced"), ((2.5, 3.0), "contradicted"),
+                                        ((3.0, 3.3), "inconclusive")])
+def test_at_least_with_an_interval_is_judged_on_it_and_stores_the_evidence(ci, status):
+    ref = _ref(s=(3.13, "x"))
+    claim = AtLeast("c", "speed-up", "T", fn=lambda r: r.extras.get("s"), ci_fn=lambda r: r.extras.get("s_ci"),
+                    ref_key="s", scales=("cpu",))
+    res = _res()
+    res.extras["s"], res.extras["s_ci"] = sum(ci) / 2, [*ci, 30]
+    v = claim.evaluate(res, ref, "cpu")
+    assert v.status == status and "95% CI" in v.ours
+    ev = v.evidence
+    assert ev["rule"] == "beats" and ev["n"] == 30
+    assert ev["low"] == pytest.approx(ci[0] - 3.13) and ev["high"] == pytest.approx(ci[1] - 3.13)
+
+
 def test_dominance_uses_only_the_rows_trained_at_this_scale_and_is_judged_per_seed():
     from leannets.reproduce.papers.dxnet import _dominance_claim, _dominates
 

@@ -108,7 +108,7 @@ def _measure_family(res: ExperimentResult, ctx: Any, family: str, threads: int) 
     for r in rep.rows:
         for prefix in ((f"threads{threads}.",) + (("",) if threads == JUDGED_THREADS else ())):
             res.extras[f"{prefix}speedup.{family}.{r.variant}"] = r.speedup[1]
-            res.extras[f"{prefix}speedup_ci.{family}.{r.variant}"] = list(r.speedup_ci[1])
+            res.extras[f"{prefix}speedup_ci.{family}.{r.variant}"] = [*r.speedup_ci[1], rep.rounds]
             res.extras[f"{prefix}latency_ms.{family}.{r.variant}"] = r.latency_ms[1]
         res.extras[f"mac_speedup.{family}.{r.variant}"] = r.mac_speedup
     settings = describe_settings(rep.backend, rep.threads, 1, rep.rounds, rep.device)
