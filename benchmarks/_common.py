@@ -8,14 +8,16 @@ interval is on the right side of it, *missed* when the whole interval is on the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
+import sys
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping
 
 import torch
+import torch.nn.functional as F
 
+import leannets
 from leannets._io import atomic_write_json
 from leannets.analysis.latency import Latency, summarize_rounds, time_interleaved, torch_threads
 
@@ -71,6 +73,43 @@ def time_pair(calls: Mapping[str, Callable[[], Any]], rounds: int, threads: int,
     with torch_threads(threads):
         samples, inner = time_interleaved(calls, rounds, warmup, min_sample_ms, inference=inference)
     return summarize_rounds(samples, inner)
+
+
+def train_step(name: str, batch: int, channels_last: bool = True, **model_kwargs: Any) -> Callable[[], None]:
+    """One SGD step (forward + backward + update) of a registered model on a fixed random CIFAR-size batch."""
+    torch.manual_seed(0)
+    model = leannets.create_model(name, num_classes=10, **model_kwargs).train()
+    x = torch.randn(batch, 3, 32, 32)
+    if channels_last:
+        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
+    return step
+
+
+def throughput_target(area: str, reference: str, what: str, batch: int, goal: str, rounds: int, threads: int,
+                      channels_last: bool = True) -> Target:
+    """Training throughput of ``what`` relative to ``reference`` (= t_reference / t_what per round)."""
+    lats = time_pair({reference: train_step(reference, batch, channels_last), what: train_step(what, batch,
+                                                                                             channels_last)},
+                     rounds, threads)
+    layout = "channels_last" if channels_last else "NCHW"
+    return ratio_target(area, what, reference, lats[1], goal, f"fwd+bwd+SGD, batch {batch}, 32², {layout}, "
+                        f"{threads} CPU threads, {rounds} rounds", quantity="throughput", invert=True,
+                        img_per_s=[batch / (lat.latency_ms / 1e3) for lat in lats])
+
+
+def run(title: str, script: str, targets: list[Target], args: argparse.Namespace, argv: list[str] | None) -> int:
+    """Print the targets (and write the JSON) with the command line that produced them."""
+    print_targets(title, targets, args.json, f"python benchmarks/{script} "
+                  + " ".join(argv if argv is not None else sys.argv[1:]))
+    return 0
 
 
 def machine() -> dict[str, Any]:

@@ -24,34 +24,8 @@ import leannets
 from leannets.analysis.profile import training_step_peak_bytes
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _common import Target, add_output_args, print_targets, ratio_target, time_pair  # noqa: E402
-
-
-def _train_step(name: str, batch: int, channels_last: bool, **kwargs):
-    torch.manual_seed(0)
-    model = leannets.create_model(name, num_classes=10, **kwargs).train()
-    x = torch.randn(batch, 3, 32, 32)
-    if channels_last:
-        model, x = model.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    return step
-
-
-def _throughput(area: str, a: str, b: str, batch: int, channels_last: bool, goal: str, rounds: int,
-                threads: int) -> Target:
-    lats = time_pair({a: _train_step(a, batch, channels_last), b: _train_step(b, batch, channels_last)}, rounds,
-                     threads)
-    layout = "channels_last" if channels_last else "NCHW"
-    return ratio_target(area, b, a, lats[1], goal, f"fwd+bwd+SGD, batch {batch}, 32², {layout}, {threads} CPU "
-                        f"threads, {rounds} rounds", quantity="throughput", invert=True,
-                        img_per_s=[batch / (lat.latency_ms / 1e3) for lat in lats])
+from _common import (Target, add_output_args, ratio_target, run, throughput_target, time_pair,  # noqa: E402
+                     train_step)
 
 
 def memory_targets(args: argparse.Namespace) -> list[Target]:
@@ -64,8 +38,8 @@ def memory_targets(args: argparse.Namespace) -> list[Target]:
         model = leannets.create_model(name, num_classes=10, memory_efficient=efficient).train()
         peaks[efficient] = training_step_peak_bytes(model, x, lambda out: F.cross_entropy(out, y))
     rounds = max(6, args.rounds // 5)
-    lats = time_pair({"plain": _train_step(name, batch, False),
-                      "memory_efficient": _train_step(name, batch, False, memory_efficient=True)}, rounds,
+    lats = time_pair({"plain": train_step(name, batch, False),
+                      "memory_efficient": train_step(name, batch, False, memory_efficient=True)}, rounds,
                      args.threads)
     settings = f"batch {batch}, 32², NCHW, {args.threads} CPU threads"
     return [Target("memory-efficient DenseNet-BC-100", f"{name} memory_efficient", "plain", "peak memory",
@@ -88,16 +62,14 @@ def main(argv: list[str] | None = None) -> int:
         args.train_batch, args.mem_batch = 16, 8
     rounds = max(6, args.rounds // 3)
     targets = [
-        _throughput("DenseNet-BC-40 training", "resnet20_standard", "densenet_bc_cifar_6_6_6", args.train_batch, True,
-                    ">= 0.4", rounds, args.threads),
-        _throughput("DxNet 4-4-4 training", "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4", args.train_batch, False,
-                    ">= 1.0", rounds, args.threads),
-        _throughput("DxNet 4-4-4 training", "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4", args.train_batch, True,
-                    ">= 1.0", rounds, args.threads),
+        throughput_target("DenseNet-BC-40 training", "resnet20_standard", "densenet_bc_cifar_6_6_6",
+                          args.train_batch, ">= 0.4", rounds, args.threads),
+        throughput_target("DxNet 4-4-4 training", "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4", args.train_batch,
+                          ">= 1.0", rounds, args.threads, channels_last=False),
+        throughput_target("DxNet 4-4-4 training", "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4", args.train_batch,
+                          ">= 1.0", rounds, args.threads),
     ] + memory_targets(args)
-    print_targets("DenseNet-family training", targets, args.json,
-                  "python benchmarks/densenet_memory.py " + " ".join(argv if argv is not None else sys.argv[1:]))
-    return 0
+    return run("DenseNet-family training", "densenet_memory.py", targets, args, argv)
 
 
 if __name__ == "__main__":

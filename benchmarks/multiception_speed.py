@@ -21,14 +21,12 @@ import copy
 import sys
 
 import torch
-import torch.nn.functional as F
 
-import leannets
 from leannets.layers import create_conv
 from leannets.layers.kernels import available as kernels_available
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _common import Target, add_output_args, print_targets, ratio_target, time_pair  # noqa: E402
+from _common import Target, add_output_args, ratio_target, run, throughput_target, time_pair  # noqa: E402
 
 # (name, in_ch, out_ch, size, stride, kernel set): the ResNet-20 convs that change shape, per stage.
 SHAPES = [
@@ -75,29 +73,9 @@ def layer_targets(args: argparse.Namespace) -> list[Target]:
     return out
 
 
-def _train_step(name: str, batch: int):
-    torch.manual_seed(0)
-    model = leannets.create_model(name, num_classes=10).train().to(memory_format=torch.channels_last)
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    return step
-
-
 def model_targets(args: argparse.Namespace) -> list[Target]:
-    names = ("resnet20_standard", "resnet20_multiception")
-    rounds = max(6, args.rounds // 3)
-    lats = time_pair({n: _train_step(n, args.train_batch) for n in names}, rounds, args.threads)
-    return [ratio_target("ResNet-20 training throughput", names[1], names[0], lats[1], ">= 0.8",
-                         f"fwd+bwd+SGD, batch {args.train_batch}, 32², channels_last, {args.threads} CPU threads, "
-                         f"{rounds} rounds", quantity="throughput", invert=True,
-                         img_per_s=[args.train_batch / (lat.latency_ms / 1e3) for lat in lats])]
+    return [throughput_target("ResNet-20 training throughput", "resnet20_standard", "resnet20_multiception",
+                              args.train_batch, ">= 0.8", max(6, args.rounds // 3), args.threads)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,10 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not kernels_available():
         print("note: the C kernels are unavailable here; 'kernels' runs the reference path")
-    targets = layer_targets(args) + model_targets(args)
-    print_targets("Multiception: fast path vs reference", targets, args.json,
-                  "python benchmarks/multiception_speed.py " + " ".join(argv if argv is not None else sys.argv[1:]))
-    return 0
+    return run("Multiception: fast path vs reference", "multiception_speed.py",
+               layer_targets(args) + model_targets(args), args, argv)
 
 
 if __name__ == "__main__":

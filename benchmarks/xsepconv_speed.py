@@ -22,7 +22,6 @@ from collections import OrderedDict
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 import leannets
 from leannets.analysis.latency import measure_latency
@@ -30,7 +29,8 @@ from leannets.layers.kernels import available as kernels_available
 from leannets.layers.xsepconv import DWConvBnAct, XSepConv
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _common import Target, add_output_args, print_targets, ratio_target, short_settings, time_pair  # noqa: E402
+from _common import (Target, add_output_args, ratio_target, run, short_settings,  # noqa: E402
+                     throughput_target)
 
 BLOCK_SHAPES = ((96, 28), (240, 14))
 GOALS = {5: "<= 0.8", 7: "<= 0.6"}
@@ -73,31 +73,10 @@ def model_targets(args: argparse.Namespace) -> list[Target]:
     return out
 
 
-def _train_step(name: str, batch: int) -> tuple[nn.Module, callable]:
-    torch.manual_seed(0)
-    model = leannets.create_model(name, num_classes=10).train().to(memory_format=torch.channels_last)
-    x = torch.randn(batch, 3, 32, 32).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 10, (batch,))
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    return model, step
-
-
 def training_targets(args: argparse.Namespace) -> list[Target]:
-    names = ("mobilenetv3_small_cifar_050", "mobilenetv3_small_cifar_050_xsep")
-    steps = {n: _train_step(n, args.train_batch)[1] for n in names}
-    with torch.enable_grad():
-        lats = time_pair(steps, max(6, args.rounds // 3), args.threads)
-    settings = (f"forward+backward+SGD, batch {args.train_batch}, 32², channels_last, {args.threads} CPU threads, "
-                f"median of {max(6, args.rounds // 3)} interleaved rounds")
-    return [ratio_target("XSep MobileNetV3-Small CIFAR ×0.5, training", names[1], names[0], lats[1], ">= 1.0",
-                         settings, quantity="throughput", invert=True,
-                         img_per_s=[args.train_batch / (lat.latency_ms / 1e3) for lat in lats])]
+    return [throughput_target("XSep MobileNetV3-Small CIFAR ×0.5, training", "mobilenetv3_small_cifar_050",
+                              "mobilenetv3_small_cifar_050_xsep", args.train_batch, ">= 1.0",
+                              max(6, args.rounds // 3), args.threads)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -108,10 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not kernels_available():
         print("note: the C kernels are unavailable here, XSepConv runs its PyTorch path")
-    targets = block_targets(args) + model_targets(args) + training_targets(args)
-    print_targets("XSepConv vs depthwise", targets, args.json, "python benchmarks/xsepconv_speed.py "
-                  + " ".join(argv if argv is not None else sys.argv[1:]))
-    return 0
+    return run("XSepConv vs depthwise", "xsepconv_speed.py",
+               block_targets(args) + model_targets(args) + training_targets(args), args, argv)
 
 
 if __name__ == "__main__":

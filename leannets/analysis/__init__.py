@@ -1,6 +1,7 @@
-"""Analyses: profiling, BN folding, export, sharpness, CAM, robustness."""
+"""Analyses: profiling, the latency harness, BN folding, export, sharpness, CAM, robustness."""
 from .fold_bn import find_conv_bn_pairs, fold_bn
-from .profile import ProfileResult, count_macs, count_params, format_table, profile_model
+from .latency import measure_latency, prepare_for_inference
+from .profile import ProfileResult, count_macs, count_params, format_table, profile_model, profile_models
 
 __all__ = ["ProfileResult", "count_macs", "count_params", "find_conv_bn_pairs", "fold_bn", "format_table",
-           "profile_model"]
+           "measure_latency", "prepare_for_inference", "profile_model", "profile_models"]

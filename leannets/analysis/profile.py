@@ -163,22 +163,9 @@ def training_step_peak_bytes(model: nn.Module, example_input: torch.Tensor,
     return tracker.peak
 
 
-def profile_model(
-    model: nn.Module | str,
-    input_size: Sequence[int] | None = None,
-    batch: int = 1,
-    latency: bool = True,
-    elementwise: bool = False,
-    memory: bool = True,
-    backend: str = DEFAULT_BACKEND,
-    threads: int | None = DEFAULT_THREADS,
-    rounds: int = DEFAULT_ROUNDS,
-    fold_bn: bool = True,
-    device: str = "cpu",
-) -> ProfileResult:
-    """Profile one model (or registered name) at ``(batch, *input_size)``; see :func:`profile_models`."""
-    return profile_models([model], input_size, batch, latency, elementwise, memory, backend, threads, rounds,
-                          fold_bn, device)[0]
+def profile_model(model: nn.Module | str, input_size: Sequence[int] | None = None, **kwargs: Any) -> ProfileResult:
+    """Profile one model (or registered name); keyword arguments as :func:`profile_models`."""
+    return profile_models([model], input_size, **kwargs)[0]
 
 
 def _static_profile(model: nn.Module | str, input_size: Sequence[int] | None, batch: int, elementwise: bool,

@@ -109,6 +109,17 @@ static void plane_pass(const float* R in, long H, long W, float* R out, long Ho,
 
 static int nthreads_ok(int nt) { return nt > 0 ? nt : 1; }
 
+/* A thread's scratch buffer (64-byte aligned, `floats` rounded up to whole vectors); on failure it sets
+   *failed, and the thread skips its work items. */
+static float* thread_scratch(long floats, int* failed) {
+  float* buf = aligned_alloc(64, sizeof(float) * ((floats + 15) / 16 * 16));
+  if (!buf) {
+#pragma omp atomic write
+    *failed = 1;
+  }
+  return buf;
+}
+
 /* XSepConv (BN folded), NCHW: [2x2 (per-channel pad) -> act] -> 1xk stride (1,s) -> act -> kx1 stride (s,1)
    -> act, each plane through all passes while it is in cache. w2 == NULL: no 2x2 layer. */
 int xsep_forward_nchw(const float* x, float* y, long N, long C, long H, long W, const float* w2, const float* b2,
@@ -122,11 +133,7 @@ int xsep_forward_nchw(const float* x, float* y, long N, long C, long H, long W, 
   int failed = 0;
 #pragma omp parallel num_threads(nthreads_ok(nt))
   {
-    float* scratch = malloc(sizeof(float) * (need + H * W + H * Wo));
-    if (!scratch) {
-#pragma omp atomic write
-      failed = 1;
-    }
+    float* scratch = thread_scratch(need + H * W + H * Wo, &failed);
 #pragma omp for schedule(static)
     for (long nc = 0; nc < N * C; ++nc) {
       if (!scratch) continue;
@@ -222,11 +229,7 @@ int xsep_forward_nhwc(const float* x, float* y, long N, long C, long H, long W, 
   int failed = 0;
 #pragma omp parallel num_threads(nthreads_ok(nt))
   {
-    float* buf = aligned_alloc(64, sizeof(float) * need);
-    if (!buf) {
-#pragma omp atomic write
-      failed = 1;
-    }
+    float* buf = thread_scratch(need, &failed);
 #pragma omp for schedule(static)
     for (long item = 0; item < N * blocks; ++item) {
       if (!buf) continue;
@@ -320,11 +323,7 @@ int dw_backward_input_nhwc(const float* gy, const float* w, float* gx, long N, l
   int failed = 0;
 #pragma omp parallel num_threads(nthreads_ok(nt))
   {
-    float* buf = aligned_alloc(64, sizeof(float) * ((need + 15) / 16 * 16));
-    if (!buf) {
-#pragma omp atomic write
-      failed = 1;
-    }
+    float* buf = thread_scratch(need, &failed);
 #pragma omp for schedule(static)
     for (long item = 0; item < N * blocks; ++item) {
       if (!buf) continue;
@@ -363,11 +362,7 @@ int dw_backward_weight_nhwc(const float* gy, const float* x, float* gw, float* g
     const int tid = 0;
 #endif
     float* acc_all = parts + tid * part;
-    float* buf = aligned_alloc(64, sizeof(float) * ((16 * (Hp * Wp + Ho * Wo) + 15) / 16 * 16));
-    if (!buf) {
-#pragma omp atomic write
-      failed = 1;
-    }
+    float* buf = thread_scratch(16 * (Hp * Wp + Ho * Wo), &failed);
 #pragma omp for schedule(static)
     for (long item = 0; item < N * blocks; ++item) {
       if (!buf) continue;
@@ -432,11 +427,7 @@ int multi_dw_forward_nhwc(const float* x, float* y, long N, long C, long H, long
   int failed = 0;
 #pragma omp parallel num_threads(nthreads_ok(nt))
   {
-    float* buf = aligned_alloc(64, sizeof(float) * ((need + 15) / 16 * 16));
-    if (!buf) {
-#pragma omp atomic write
-      failed = 1;
-    }
+    float* buf = thread_scratch(need, &failed);
 #pragma omp for schedule(static)
     for (long item = 0; item < N * blocks; ++item) {
       if (!buf) continue;
