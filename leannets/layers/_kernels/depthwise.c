@@ -22,23 +22,27 @@ typedef int v8i __attribute__((vector_size(32), aligned(4)));
 #define ST(p, v) (*(v8*)(p) = (v))
 #define SLACK 64 /* floats after the padded planes: vector over-reads of the last row stay inside */
 
-static inline v8 vrelu(v8 v) { const v8 z = {0}; return (v8)((v8i)v & (v > z)); }
-static inline v8 vact(v8 v, int act) {
-  if (act == 1) return vrelu(v);
-  if (act == 2) {
-    const v8 z = {0}, three = z + 3.f, six = z + 6.f;
-    v8 r = vrelu(v + three);
-    v8i lt = r < six;
-    r = (v8)(((v8i)r & lt) | ((v8i)six & ~lt));
-    return v * r * (1.f / 6.f);
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+typedef int v16i __attribute__((vector_size(64), aligned(4)));
+#define LD16(p) (*(const v16*)(p))
+#define ST16(p, v) (*(v16*)(p) = (v))
+
+/* ReLU and hard-swish (act 1, 2; 0: none) for a vector type V with integer twin VI. */
+#define DEFINE_VECTOR_ACT(V, VI, RELU, ACT)                                \
+  static inline V RELU(V v) { const V z = {0}; return (V)((VI)v & (v > z)); } \
+  static inline V ACT(V v, int act) {                                       \
+    if (act == 1) return RELU(v);                                           \
+    if (act == 2) {                                                         \
+      const V z = {0}, three = z + 3.f, six = z + 6.f;                      \
+      V r = RELU(v + three);                                                \
+      VI lt = r < six;                                                      \
+      r = (V)(((VI)r & lt) | ((VI)six & ~lt));                              \
+      return v * r * (1.f / 6.f);                                           \
+    }                                                                       \
+    return v;                                                               \
   }
-  return v;
-}
-static inline float sact(float v, int act) {
-  if (act == 1) return v > 0.f ? v : 0.f;
-  if (act == 2) { float r = v + 3.f; r = r > 0.f ? r : 0.f; r = r < 6.f ? r : 6.f; return v * r * (1.f / 6.f); }
-  return v;
-}
+DEFINE_VECTOR_ACT(v8, v8i, vrelu, vact)
+DEFINE_VECTOR_ACT(v16, v16i, vrelu16, vact16)
 
 /* ------------------------------------------------------------------------------------------
    NCHW: one plane. The padded input is stored as `sw` column phases (phase p holds columns
@@ -154,24 +158,7 @@ int xsep_forward_nchw(const float* x, float* y, long N, long C, long H, long W, 
 }
 
 /* ------------------------------------------------------------------------------------------
-   NHWC: one output row of one image, channels [c0, c1). w: tap-major (kh*kw, C). Interior
-   outputs are computed four pixels at a time (one weight load feeds four FMAs), 16 lanes wide. */
-typedef float v16 __attribute__((vector_size(64), aligned(4)));
-typedef int v16i __attribute__((vector_size(64), aligned(4)));
-#define LD16(p) (*(const v16*)(p))
-#define ST16(p, v) (*(v16*)(p) = (v))
-static inline v16 vrelu16(v16 v) { const v16 z = {0}; return (v16)((v16i)v & (v > z)); }
-static inline v16 vact16(v16 v, int act) {
-  if (act == 1) return vrelu16(v);
-  if (act == 2) {
-    const v16 z = {0}, three = z + 3.f, six = z + 6.f;
-    v16 r = vrelu16(v + three);
-    v16i lt = r < six;
-    r = (v16)(((v16i)r & lt) | ((v16i)six & ~lt));
-    return v * r * (1.f / 6.f);
-  }
-  return v;
-}
+   NHWC: work on 16-channel blocks copied into zero-bordered scratch images (16 floats per pixel). */
 
 /* One pass over a 16-lane scratch image whose borders are already zero: every tap is inside.
    in: rows of `in_w` pixels of 16 floats; out pixel (i, j) goes to out[(i + r0) * out_w + j + q0]. */
