@@ -99,8 +99,7 @@ def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int | None) -> Call
 
     with tempfile.TemporaryDirectory(prefix="leannets-latency-") as tmp:
         path = Path(tmp) / "model.onnx"
-        export_model(model, path, "onnx", input_size=tuple(x.shape[1:]), verify=False, dynamic_batch=False
-                     if x.shape[0] == 1 else True)
+        export_model(model, path, "onnx", input_size=tuple(x.shape[1:]), verify=False, dynamic_batch=x.shape[0] != 1)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
         opts.inter_op_num_threads = 1
