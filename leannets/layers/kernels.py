@@ -43,8 +43,9 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from leannets._io import atomic_copy, cache_dir
 
-__all__ = ["available", "library_path", "graph_capture", "act_code", "cached_on_state", "cached_tensors",
-           "xsep_forward", "depthwise_conv2d", "fast_backward_applies", "multi_depthwise_forward", "KERNELS_ENV"]
+__all__ = ["available", "library_path", "graph_capture", "act_code", "bn_is_affine", "bn_scale_shift",
+           "cached_on_state", "cached_tensors", "xsep_forward", "depthwise_conv2d", "fast_backward_applies",
+           "multi_depthwise_forward", "KERNELS_ENV"]
 
 KERNELS_ENV = "LEANNETS_KERNELS"
 _SOURCE = Path(__file__).with_name("_kernels") / "depthwise.c"
@@ -160,6 +161,27 @@ def act_code(act: nn.Module | None) -> int | None:
         return 1
     if type(act) is nn.Hardswish:
         return 2
+    return None
+
+
+def bn_is_affine(bn: nn.Module) -> bool:
+    """The BN is a fixed per-channel affine map (eval with running statistics) or was folded away."""
+    return isinstance(bn, nn.Identity) or (isinstance(bn, nn.BatchNorm2d) and not bn.training
+                                           and bn.track_running_stats and bn.running_var is not None)
+
+
+def bn_scale_shift(bn: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
+    """(scale, shift) of a BN that uses running statistics, (None, None) for Identity, else None."""
+    if isinstance(bn, nn.Identity):
+        return None, None
+    if bn_is_affine(bn):
+        scale = torch.rsqrt(bn.running_var + bn.eps)
+        if bn.affine:
+            scale = scale * bn.weight
+        shift = -bn.running_mean * scale
+        if bn.affine:
+            shift = shift + bn.bias
+        return scale, shift
     return None
 
 

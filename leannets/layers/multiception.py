@@ -42,7 +42,7 @@ from . import kernels
 from .create_act import create_act
 from .create_conv import register_conv_type
 from .depthwise import conv2d
-from .kernels import cached_on_state, graph_capture
+from .kernels import bn_is_affine, bn_scale_shift, cached_on_state, graph_capture
 
 __all__ = ["IMPLS", "STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "MulticeptionConv", "MixConv",
            "DSConv", "SeparableMultiKernel", "stage_kernel_sizes", "validate_kernel_sizes", "split_channels",
@@ -150,27 +150,6 @@ class _Conv2d(nn.Conv2d):
         return F.conv2d(x, self.weight, self.bias, stride, self.padding, self.dilation, self.groups)
 
 
-def _is_affine(bn: nn.Module) -> bool:
-    """The BN is a fixed per-channel affine map (eval with running statistics) or was folded away."""
-    return isinstance(bn, nn.Identity) or (isinstance(bn, nn.BatchNorm2d) and not bn.training
-                                           and bn.track_running_stats and bn.running_var is not None)
-
-
-def _bn_affine(bn: nn.Module) -> tuple[torch.Tensor | None, torch.Tensor | None] | None:
-    """(scale, shift) of a BN that uses running statistics, (None, None) for Identity, else None."""
-    if isinstance(bn, nn.Identity):
-        return None, None
-    if _is_affine(bn):
-        scale = torch.rsqrt(bn.running_var + bn.eps)
-        if bn.affine:
-            scale = scale * bn.weight
-        shift = -bn.running_mean * scale
-        if bn.affine:
-            shift = shift + bn.bias
-        return scale, shift
-    return None
-
-
 class SeparableMultiKernel(nn.Module):
     """Depthwise branches → BN → [act] → pointwise → BN; base of the three separable types.
 
@@ -238,7 +217,7 @@ class SeparableMultiKernel(nn.Module):
     # -- paths ---------------------------------------------------------------------------------
     def _eval_affine_ok(self) -> bool:
         """BN1 is an affine map (running stats / folded) and the act commutes with subsampling."""
-        return self.mid_act in _POINTWISE_ACTS and all(_is_affine(bn) for bn in self.bn1)
+        return self.mid_act in _POINTWISE_ACTS and all(bn_is_affine(bn) for bn in self.bn1)
 
     def _strides(self) -> tuple[int, int]:
         if self.stride == 1:
@@ -262,7 +241,7 @@ class SeparableMultiKernel(nn.Module):
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
             return False
         return (len(self.branches) > 1 and all(s == 0 and c == self.in_ch for s, c, _ in self.branches)
-                and all(_is_affine(bn) for bn in self.bn1) and _is_affine(self.bn2)
+                and all(bn_is_affine(bn) for bn in self.bn1) and bn_is_affine(self.bn2)
                 and self.mid_act in _POINTWISE_ACTS and kernels.act_code(self.act) is not None
                 and x.dtype == torch.float32 and kernels.available())
 
@@ -272,16 +251,13 @@ class SeparableMultiKernel(nn.Module):
         for conv, bn, (_, c, k) in zip(self.dw, self.bn1, self.branches):
             w = conv.weight.detach().reshape(c, k * k).float()
             b = conv.bias.detach().float() if conv.bias is not None else torch.zeros(c)
-            scale, shift = _bn_affine(bn)
+            scale, shift = bn_scale_shift(bn)
             if scale is not None:
                 w, b = w * scale.detach()[:, None], b * scale.detach() + shift.detach()
             ws.append(w.t().reshape(-1))
             bs.append(b)
-        pw_w, pw_b = self.pw.weight.detach(), None if self.pw.bias is None else self.pw.bias.detach()
-        if isinstance(self.bn2, nn.BatchNorm2d):
-            scale, shift = (t.detach() for t in _bn_affine(self.bn2))
-            pw_w = pw_w * scale.view(-1, 1, 1, 1)
-            pw_b = shift if pw_b is None else pw_b * scale + shift
+        pw_w, pw_b = self._pointwise_weights()
+        pw_w, pw_b = pw_w.detach(), None if pw_b is None else pw_b.detach()
         return {"w": torch.cat(ws).contiguous(), "b": torch.cat(bs).contiguous(),
                 "ks": torch.tensor(self.kernel_sizes, dtype=torch.int64),
                 "pw_w": pw_w.contiguous(memory_format=torch.channels_last), "pw_b": pw_b}
@@ -298,7 +274,7 @@ class SeparableMultiKernel(nn.Module):
         ys = [conv(x if c == self.in_ch else x[:, start:start + c], stride=s_dw)
               for (start, c, _), conv in zip(self.branches, self.dw)]
         y = ys[0] if len(ys) == 1 else torch.cat(ys, 1)
-        if all(_is_affine(bn) for bn in self.bn1) or not self._fused_supported():
+        if all(bn_is_affine(bn) for bn in self.bn1) or not self._fused_supported():
             y = torch.cat([bn(t) for bn, t in zip(self.bn1, ys)], 1) if len(ys) > 1 else self.bn1[0](y)
         else:
             y = self._fused_bn1_train(y, permuted=False)
@@ -361,28 +337,33 @@ class SeparableMultiKernel(nn.Module):
         BN that acts as a fixed affine map (eval) folded in."""
         perm = self.fused_perm
         w, b = self._fused_depthwise()
-        if all(_is_affine(bn) for bn in self.bn1) and isinstance(self.bn1[0], nn.BatchNorm2d):
-            affine = [_bn_affine(bn) for bn in self.bn1]
+        if all(bn_is_affine(bn) for bn in self.bn1) and isinstance(self.bn1[0], nn.BatchNorm2d):
+            affine = [bn_scale_shift(bn) for bn in self.bn1]
             scale = torch.cat([a[0] for a in affine])
             shift = torch.cat([a[1] for a in affine])
             w = w * scale.view(-1, 1, 1, 1)
             b = shift if b is None else b * scale + shift
-        pw_w, pw_b = self.pw.weight, self.pw.bias
-        if self.multiplier > 1:
+        pw_w, pw_b = self._pointwise_weights()
+        if self.multiplier > 1:  # BN2 scales output rows: permuting the input columns commutes with it
             w, b, pw_w = w[perm], None if b is None else b[perm], pw_w[:, perm]
-        if isinstance(self.bn2, nn.BatchNorm2d) and _is_affine(self.bn2):
-            scale, shift = _bn_affine(self.bn2)
+        return w, b, pw_w, pw_b
+
+    def _pointwise_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The 1×1 conv's (weight, bias) with BN2 folded in when it is a fixed affine map (eval)."""
+        pw_w, pw_b = self.pw.weight, self.pw.bias
+        if isinstance(self.bn2, nn.BatchNorm2d) and bn_is_affine(self.bn2):
+            scale, shift = bn_scale_shift(self.bn2)
             pw_w = pw_w * scale.view(-1, 1, 1, 1)
             pw_b = shift if pw_b is None else pw_b * scale + shift
-        return w, b, pw_w, pw_b
+        return pw_w, pw_b
 
     def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
         """All branches in one depthwise ``conv2d`` call (weights zero-embedded, kept separate)."""
         if not self._fused_supported():
             return self.forward_reference(x)
         s_dw, s_pw = self._strides()
-        bn1_folded = all(_is_affine(bn) for bn in self.bn1)
-        bn2_folded = _is_affine(self.bn2)
+        bn1_folded = all(bn_is_affine(bn) for bn in self.bn1)
+        bn2_folded = bn_is_affine(self.bn2)
         if bn1_folded and bn2_folded and not torch.is_grad_enabled():
             w, b, pw_w, pw_b = cached_on_state(self, "_fused_cache", self._fused_weights)
         else:

@@ -191,19 +191,16 @@ class XSepConv(nn.Module):
 
 def _fold_stage(stage: DWConvBnAct) -> tuple[torch.Tensor, torch.Tensor, int | None] | None:
     """((C, taps) weight, (C,) bias, activation code) of one layer with its BN folded in."""
-    conv, bn = stage.conv, stage.bn
+    conv = stage.conv
     w = conv.weight.detach().reshape(conv.out_channels, -1).float()
     b = conv.bias.detach().float() if conv.bias is not None else torch.zeros(conv.out_channels)
-    if isinstance(bn, nn.BatchNorm2d):
-        if bn.training or bn.running_var is None:
-            return None
-        scale = torch.rsqrt(bn.running_var.float() + bn.eps)
-        if bn.affine:
-            scale = scale * bn.weight.detach().float()
-        b = (b - bn.running_mean.float()) * scale + (bn.bias.detach().float() if bn.affine else 0.0)
-        w = w * scale[:, None]
-    elif not isinstance(bn, nn.Identity):
+    affine = kernels.bn_scale_shift(stage.bn)
+    if affine is None:  # a BN in training mode (or without running statistics), or another module
         return None
+    scale, shift = affine
+    if scale is not None:
+        scale, shift = scale.detach().float(), shift.detach().float()
+        w, b = w * scale[:, None], b * scale + shift
     act = stage.act if "act" in stage._modules else None
     return w.contiguous(), b.contiguous(), kernels.act_code(act)
 
