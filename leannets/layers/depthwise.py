@@ -30,7 +30,7 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor, stride: int | Sequence[int] | None = None, fast: bool = True) -> torch.Tensor:
         s = self.stride if stride is None else _pair(stride)
-        if fast and kernels.fast_backward_applies(x, self, s):
+        if fast and kernels.fast_backward_applies(x, self):
             return kernels.depthwise_conv2d(x, self.weight, self.bias, s, self.padding)
         if s == self.stride:
             return super().forward(x)

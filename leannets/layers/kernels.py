@@ -368,7 +368,7 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return y.contiguous() if nchw else y
 
 
-def fast_backward_applies(x: torch.Tensor, conv: nn.Conv2d, stride: tuple[int, int]) -> bool:
+def fast_backward_applies(x: torch.Tensor, conv: nn.Conv2d) -> bool:
     """The C backward is used for ``conv(x)``: autograd needs it, the op is a plain float32 CPU depthwise
     conv, and it is measured faster here: any NCHW input, or channels_last with ≥ 25 taps or a 1×k row."""
     if not torch.is_grad_enabled() or not (x.requires_grad or conv.weight.requires_grad) or graph_capture():

@@ -186,12 +186,12 @@ def test_depthwise_module_takes_the_fast_backward_where_measured_faster() -> Non
     small = DepthwiseConv2d(16, 16, 3, 1, 1, groups=16, bias=False)
     nchw = torch.randn(2, 16, 8, 8)
     nhwc = nchw.contiguous(memory_format=torch.channels_last)
-    assert kernels.fast_backward_applies(nhwc, big, big.stride)
-    assert kernels.fast_backward_applies(nchw, small, small.stride)  # any kernel size in NCHW
-    assert not kernels.fast_backward_applies(nhwc, small, small.stride)  # oneDNN's 3×3 backward is faster
+    assert kernels.fast_backward_applies(nhwc, big)
+    assert kernels.fast_backward_applies(nchw, small)  # any kernel size in NCHW
+    assert not kernels.fast_backward_applies(nhwc, small)  # oneDNN's 3×3 backward is faster
     with torch.no_grad():
-        assert not kernels.fast_backward_applies(nhwc, big, big.stride)  # inference: PyTorch's forward
-    assert not kernels.fast_backward_applies(nhwc.double(), copy.deepcopy(big).double(), big.stride)
+        assert not kernels.fast_backward_applies(nhwc, big)  # inference: PyTorch's forward
+    assert not kernels.fast_backward_applies(nhwc.double(), copy.deepcopy(big).double())
     out = big(nhwc.requires_grad_(True))
     assert type(out.grad_fn).__name__ == "_DepthwiseConv2dBackward"
     torch.testing.assert_close(out, torch.nn.functional.conv2d(nhwc, big.weight, None, 1, 2, 1, 16))
