@@ -26,7 +26,7 @@ from leannets.engine.task import create_task
 from leannets.engine.trainer import train
 from leannets.models import model_info
 
-from .latency import DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, measure_latency, torch_threads
+from .latency import DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, format_with_ci, measure_latency, torch_threads
 from .profile import profile_model
 from .statistics import Interval, describe_difference, mean_ci, paired_difference
 
@@ -214,20 +214,12 @@ def _ci_text(ci: Mapping[str, Any] | None, scale: float, digits: int = 2) -> str
     return f"{iv.mean:.{digits}f} ± {iv.half_width:.{digits}f}"
 
 
-def _interval_text(value: float | None, ci: Sequence[float] | None, digits: int = 2) -> str:
-    if value is None:
-        return "-"
-    if not ci or any(v != v for v in ci):
-        return f"{value:.{digits}f} (no CI)"
-    return f"{value:.{digits}f} ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})"
-
-
 def _latency_ratio_text(r: Mapping[str, Any]) -> str | None:
     """``latency ×0.93 (95% CI 0.90–0.97): faster than the baseline``; ``None`` without a ratio."""
     ratio, ci = r.get("latency_ratio"), r.get("latency_ratio_ci")
     if ratio is None:
         return None
-    text = f"latency ×{_interval_text(ratio, ci).replace(' (', ' (95% CI ')}"
+    text = f"latency ×{format_with_ci(ratio, ci).replace(' (', ' (95% CI ')}"
     if not ci or any(v != v for v in ci) or ci[0] <= 1.0 <= ci[1]:
         return f"{text}: not distinguishable from the baseline"
     return f"{text}: {'faster' if ci[1] < 1.0 else 'slower'} than the baseline"
@@ -240,7 +232,7 @@ def _table(results: Mapping[str, Any]) -> str:
             f"eval {label}, mean ± 95% CI ({n_seeds} seeds, {n_eval} images)", "eval loss", "train time (s)", "epochs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results["models"]:
-        lat = _interval_text(r.get("latency_ms"), r.get("latency_ci_ms"), 3)
+        lat = format_with_ci(r.get("latency_ms"), r.get("latency_ci_ms"), 3)
         lines.append("| " + " | ".join([r["name"], f"{r['params']:,}", f"{r['macs'] / 1e6:.2f}", lat,
                                         _ci_text(r["metric_ci"], scale), _ci_text(r["eval_loss"], 1.0, 4),
                                         f"{r['train_time_s']:.1f}", str(r["epochs"])]) + " |")

@@ -40,7 +40,7 @@ from .statistics import median_ci
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_THREADS", "DEFAULT_ROUNDS", "prepare_for_inference",
            "build_call", "time_interleaved", "summarize_rounds", "Latency", "LatencyReport", "measure_latency",
-           "torch_threads", "describe_settings"]
+           "torch_threads", "describe_settings", "format_with_ci"]
 
 BACKENDS = ("eager", "channels_last", "compiled", "onnxruntime")
 DEFAULT_BACKEND = "channels_last"
@@ -201,6 +201,15 @@ def summarize_rounds(samples: Mapping[str, Sequence[float]], inner: Mapping[str,
             lat.ratio_to_first, lat.ratio_ci = r, (rlo, rhi)
         out.append(lat)
     return out
+
+
+def format_with_ci(value: float | None, ci: Sequence[float] | None, digits: int = 2) -> str:
+    """``"3.21 (3.10–3.49)"``; ``"3.21 (no CI)"`` without bounds (NaN: too few rounds); ``"-"`` without a value."""
+    if value is None:
+        return "-"
+    if not ci or any(v != v for v in ci):
+        return f"{value:.{digits}f} (no CI)"
+    return f"{value:.{digits}f} ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})"
 
 
 def describe_settings(backend: str, threads: int, batch: int, rounds: int, device: str = "cpu") -> str:

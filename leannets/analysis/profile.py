@@ -17,7 +17,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from leannets.models import create_model, model_info
 
 from .latency import torch_threads  # noqa: F401 - re-exported for callers of the profiler
-from .latency import DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, describe_settings, measure_latency
+from .latency import (DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, describe_settings, format_with_ci,
+                      measure_latency)
 
 __all__ = ["ProfileResult", "count_params", "count_macs", "count_elementwise", "peak_activation_bytes",
            "profile_model", "profile_models", "format_table", "LiveMemoryTracker", "training_step_peak_bytes",
@@ -244,14 +245,6 @@ def _fmt(value: float | None, fmt: str) -> str:
     return "-" if value is None else format(value, fmt)
 
 
-def _interval(value: float | None, ci: Sequence[float] | None, fmt: str) -> str:
-    if value is None:
-        return "-"
-    if not ci or any(v != v for v in ci):  # NaN bounds: too few rounds for an interval
-        return f"{value:{fmt}} (no CI)"
-    return f"{value:{fmt}} ({ci[0]:{fmt}}–{ci[1]:{fmt}})"
-
-
 def format_table(results: Sequence[ProfileResult]) -> str:
     """A Markdown table of profile results; every header states its unit, the footer the latency settings."""
     show_ew = any(r.elementwise_ops is not None for r in results)
@@ -273,8 +266,8 @@ def format_table(results: Sequence[ProfileResult]) -> str:
         if show_mem:
             row.append(_fmt(None if r.peak_activation_bytes is None else r.peak_activation_bytes / 2**20, ".2f"))
         if show_lat:
-            row.append(_interval(r.latency_ms, r.latency_ci_ms, ".3f"))
-            row.append("1 (reference)" if r is results[0] else _interval(r.ratio_to_first, r.ratio_to_first_ci, ".3f"))
+            row.append(format_with_ci(r.latency_ms, r.latency_ci_ms, 3))
+            row.append("1 (reference)" if r is results[0] else format_with_ci(r.ratio_to_first, r.ratio_to_first_ci, 3))
         lines.append("| " + " | ".join(row) + " |")
     first = results[0] if results else None
     if first is not None and first.latency_ms is not None:

@@ -21,8 +21,8 @@ import torch.nn as nn
 from leannets.models import create_model, is_model, model_info
 from leannets.models.wae_classifier import WAEClassifier
 
-from .latency import (BACKENDS, DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, describe_settings, measure_latency,
-                      prepare_for_inference, summarize_rounds, time_interleaved, torch_threads)
+from .latency import (BACKENDS, DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, describe_settings, format_with_ci,
+                      measure_latency, prepare_for_inference, summarize_rounds, time_interleaved, torch_threads)
 from .profile import count_macs
 
 __all__ = ["paper_bound", "mac_breakdown", "family_of", "family_models", "PartTiming", "latency_breakdown",
@@ -169,10 +169,6 @@ def measure_speedups(name: str, batch_sizes: Sequence[int] = (1,), device: str =
                          rows)
 
 
-def _ci(value: float, ci: Sequence[float], digits: int = 2) -> str:
-    return f"{value:.{digits}f} ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})"
-
-
 def format_speedups(report: SpeedupReport) -> str:
     """Markdown table: MACs, MAC ratio, measured latency and speed-up (95% CIs) per batch size."""
     head = ["model", "MACs (G/img)", "encoder/DWT MACs (M)", "MAC ratio"]
@@ -182,8 +178,8 @@ def format_speedups(report: SpeedupReport) -> str:
     for i, r in enumerate(report.rows):
         row = [r.name, f"{r.macs / 1e9:.3f}", f"{r.front_end_macs / 1e6:.1f}", f"{r.mac_speedup:.2f}"]
         for b in report.batch_sizes:
-            row += [_ci(r.latency_ms[b], r.latency_ci_ms[b]), "1 (reference)" if i == 0 else
-                    _ci(r.speedup[b], r.speedup_ci[b])]
+            row += [format_with_ci(r.latency_ms[b], r.latency_ci_ms[b]), "1 (reference)" if i == 0 else
+                    format_with_ci(r.speedup[b], r.speedup_ci[b])]
         lines.append("| " + " | ".join(row) + " |")
     settings = describe_settings(report.backend, report.threads, report.batch_sizes[0], report.rounds, report.device)
     lines.append(f"\n{report.family} at {'×'.join(map(str, report.input_size))}; {settings}. Paper bound "
@@ -269,7 +265,7 @@ def format_breakdown(name: str, rows: Sequence[PartTiming]) -> str:
              "|---|---|---|---|---|"]
     for r in rows:
         share = "—" if r.part in WHOLE_MODEL_ROWS else f"{r.latency_ms / whole:.0%}"
-        lat = f"{r.latency_ms:.2f}" if math.isnan(r.latency_ci_ms[0]) else _ci(r.latency_ms, r.latency_ci_ms)
+        lat = f"{r.latency_ms:.2f}" if math.isnan(r.latency_ci_ms[0]) else format_with_ci(r.latency_ms, r.latency_ci_ms)
         lines.append(f"| {r.part} | {r.macs / 1e9:.3f} | {lat} | {share} | "
                      f"{r.gmacs_per_s:.0f} |")
     return "\n".join(lines)
