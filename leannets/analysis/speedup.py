@@ -19,13 +19,13 @@ import torch
 import torch.nn as nn
 
 from leannets.models import create_model, is_model, model_info
-from leannets.models.wae_classifier import WAEClassifier
+from leannets.models.wae_classifier import FULL_RESOLUTION, WAEClassifier
 
 from .latency import (BACKENDS, DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, describe_settings, format_with_ci,
                       measure_latency, prepare_for_inference, summarize_rounds, time_interleaved, torch_threads)
 from .profile import count_macs
 
-__all__ = ["paper_bound", "mac_breakdown", "family_of", "family_models", "PartTiming", "latency_breakdown",
+__all__ = ["paper_bound", "mac_breakdown", "family_of", "family_models", "full_resolution_model", "PartTiming", "latency_breakdown",
            "format_breakdown", "SpeedupRow", "SpeedupReport", "measure_speedups", "format_speedups", "WAE_PREFIXES"]
 
 WAE_PREFIXES = ("wae", "decomp", "wavelet", "halfres", "ilonly", "caonly")
@@ -63,12 +63,21 @@ def mac_breakdown(model: nn.Module, input_size: Sequence[int]) -> dict[str, int]
 
 
 def family_of(name: str) -> tuple[str, str]:
-    """``("wae", "vgg16")`` for ``wae_vgg16``; ``("full", "vgg16")`` for ``vgg16``."""
+    """``("wae", "vgg16")`` for ``wae_vgg16``; ``("full", "vgg16")`` for ``vgg16``; ``("full", "resnet50")`` for
+    the family's full-resolution baseline ``resnet50_v1``."""
     model_info(name)
     for prefix in WAE_PREFIXES:
         if name.startswith(prefix + "_"):
             return prefix, name[len(prefix) + 1:]
+    for family, full in FULL_RESOLUTION.items():
+        if name == full:
+            return "full", family
     return "full", name
+
+
+def full_resolution_model(family: str) -> str:
+    """The full-resolution baseline of a backbone family (``resnet50`` → ``resnet50_v1``, as the WAE backbone)."""
+    return FULL_RESOLUTION.get(family, family)
 
 
 def family_models(name: str, variants: Sequence[str] = DEFAULT_VARIANTS) -> list[str]:
@@ -77,7 +86,7 @@ def family_models(name: str, variants: Sequence[str] = DEFAULT_VARIANTS) -> list
     bad = [v for v in variants if v not in WAE_PREFIXES]
     if bad:
         raise ValueError(f"unknown variants {bad}; allowed: {', '.join(WAE_PREFIXES)}")
-    names = [family] + [f"{v}_{family}" for v in variants]
+    names = [full_resolution_model(family)] + [f"{v}_{family}" for v in variants]
     missing = [n for n in names if not is_model(n)]
     if missing:
         raise ValueError(f"{name!r}: family {family!r} lacks the models {missing} (not a WAE family?)")
@@ -226,7 +235,7 @@ def latency_breakdown(name: str, device: str = "cpu", threads: int | None = DEFA
         x = torch.randn(1, *size)
         raw = create_model(name).eval()
         macs = mac_breakdown(raw, size)
-        full_raw = create_model(family).eval()
+        full_raw = create_model(full_resolution_model(family)).eval()
         full_macs = count_macs(full_raw, x)
         full_conv_macs = count_macs(full_raw.forward_features, x)
         model = prepare_for_inference(raw, x, channels_last=channels_last).to(device)

@@ -1,10 +1,15 @@
 """VGG (Simonyan & Zisserman, ICLR 2015) and a small CIFAR-size VGG.
 
-Each conv is built with :func:`create_conv` (conv → BN, then ReLU), so any registered
-``conv_type`` can be dropped in; BatchNorm is a deviation from the 2014 VGG that makes
-training from scratch practical and folds away at inference (same MACs and latency as the
-plain net after :func:`leannets.analysis.fold_bn.fold_bn`). ``batch_norm=False`` gives the
-original biased convs.
+Conv layers, as torchvision names them:
+
+- ``vgg16``: the VGG16 everyone means — 3×3 convs with bias, ReLU, no BatchNorm; 138,357,544
+  parameters with the 4096-4096 head (torchvision's ``vgg16``).
+- ``vgg16_bn``: conv (with bias) → BN → ReLU; 138,365,992 parameters (torchvision's ``vgg16_bn``).
+- ``conv_bias=False`` drops the conv bias in front of a BN (it is redundant there; the small CIFAR
+  VGG does this), and any other ``conv_type`` is built by :func:`create_conv` (conv → BN).
+
+``ceil_mode=True`` rounds the max-pools up as Caffe does (the WAE authors' deploy net: 112² input
+→ a 4×4 last map, 8,192 fc6 inputs; PyTorch's floor mode gives 3×3).
 
 Head: adaptive average pool to ``pool_size × pool_size`` (identity at the native size, e.g.
 7 for 224 inputs), flatten, ``fc_widths`` hidden layers (ReLU + dropout) and the classifier
@@ -59,6 +64,15 @@ class MlpHead(nn.Module):
         return self.mlp(torch.flatten(self.pool(x), 1))
 
 
+def _conv_layers(conv_type: str, in_ch: int, out_ch: int, batch_norm: bool, bias: bool) -> list[nn.Module]:
+    """One 3×3 conv of a VGG: conv (+ BN), without the activation."""
+    if conv_type != "standard":
+        return [create_conv(conv_type, in_ch, out_ch, 3, 1)]
+    if batch_norm and not bias:
+        return [create_conv("standard", in_ch, out_ch, 3, 1)]
+    return [nn.Conv2d(in_ch, out_ch, 3, 1, 1, bias=bias)] + ([nn.BatchNorm2d(out_ch)] if batch_norm else [])
+
+
 class VGG(Classifier):
     """VGG with an MLP head.
 
@@ -70,13 +84,16 @@ class VGG(Classifier):
         fc_widths: hidden fc widths (4096, 4096 in VGG16; 1024, 1024 in the authors' WAE net).
         pool_size: spatial size the last feature map is pooled to before the fcs.
         drop_rate: dropout after each hidden fc.
-        conv_type: any :func:`create_conv` type.
-        batch_norm: conv → BN (True) or biased conv without BN (original VGG).
+        conv_type: any :func:`create_conv` type; every type but ``standard`` ends with BatchNorm itself.
+        batch_norm: conv → BN → ReLU (``vgg16_bn``) instead of conv → ReLU (the original VGG).
+        conv_bias: give the ``standard`` convs a bias (torchvision's VGGs do, with or without BN).
+        ceil_mode: round the max-pool output sizes up (Caffe) instead of down.
     """
 
     def __init__(self, cfg: str | Sequence[int | str] = "vgg16", num_classes: int = 1000, in_chans: int = 3,
                  width_div: int = 1, fc_widths: Sequence[int] = (4096, 4096), pool_size: int = 7,
-                 drop_rate: float = 0.5, conv_type: str = "standard", batch_norm: bool = True) -> None:
+                 drop_rate: float = 0.5, conv_type: str = "standard", batch_norm: bool = False,
+                 conv_bias: bool = True, ceil_mode: bool = False) -> None:
         super().__init__()
         if isinstance(cfg, str):
             if cfg not in VGG_CFGS:
@@ -89,14 +106,11 @@ class VGG(Classifier):
         ch, pools = in_chans, 0
         for v in cfg:
             if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
+                layers.append(nn.MaxPool2d(2, 2, ceil_mode=ceil_mode))
                 pools += 1
                 continue
             out = max(1, int(v) // width_div)
-            if batch_norm:
-                layers += [create_conv(conv_type, ch, out, 3, 1), nn.ReLU(inplace=True)]
-            else:
-                layers += [nn.Conv2d(ch, out, 3, 1, 1), nn.ReLU(inplace=True)]
+            layers += [*_conv_layers(conv_type, ch, out, batch_norm, conv_bias), nn.ReLU(inplace=True)]
             ch = out
         self.features = nn.Sequential(*layers)
         self.feature_chs = ch
@@ -116,10 +130,18 @@ class VGG(Classifier):
 
 @register_model(paper=SIMONYAN, source="Table 1 config D (VGG16); WAE paper Table 1 baseline (15.36 GMACs at 224)",
                 input_size=(3, 224, 224), num_classes=1000, tags=("vgg", "imagenet"),
-                notes="BatchNorm after each conv (folds away at inference); fc 4096-4096.")
+                notes="The original VGG16 (torchvision's vgg16): biased convs, no BatchNorm; fc 4096-4096.")
 def vgg16(**kwargs) -> VGG:
-    """VGG16 (13 convs, fc 4096-4096): 15.35 GMACs of convs at 224×224."""
+    """VGG16 (13 biased convs, no BN, fc 4096-4096): 138,357,544 parameters, 15.35 GMACs of convs at 224×224."""
     return VGG("vgg16", **{"num_classes": 1000, **kwargs})
+
+
+@register_model(paper=SIMONYAN, source="VGG16 with BatchNorm after each conv (torchvision's vgg16_bn)",
+                input_size=(3, 224, 224), num_classes=1000, tags=("vgg", "imagenet"),
+                notes="conv (bias) → BN → ReLU; the BNs fold away at inference; fc 4096-4096.")
+def vgg16_bn(**kwargs) -> VGG:
+    """VGG16 with BatchNorm: 138,365,992 parameters; the same MACs as ``vgg16`` once BN is folded."""
+    return VGG("vgg16", **{"num_classes": 1000, "batch_norm": True, **kwargs})
 
 
 @register_model(paper=CHEN_WAE, source="CPU-scale backbone for the WAE experiments (not in the paper)",
@@ -127,5 +149,6 @@ def vgg16(**kwargs) -> VGG:
                 notes="6 convs (32-32-M-64-64-M-128-128-M) + BN, global-average-pool head.")
 def vgg_cifar_small(**kwargs) -> VGG:
     """Small VGG for 32×32 images: the full-resolution baseline of the CPU WAE experiments."""
-    kwargs = {"num_classes": 10, "fc_widths": (), "pool_size": 1, "drop_rate": 0.0, **kwargs}
+    kwargs = {"num_classes": 10, "fc_widths": (), "pool_size": 1, "drop_rate": 0.0, "batch_norm": True,
+              "conv_bias": False, **kwargs}
     return VGG("cifar_small", **kwargs)

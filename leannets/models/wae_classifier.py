@@ -12,8 +12,15 @@ cross-entropies, plus the transform loss in stages 1 and 3) needs the parts:
 Front ends (``front_end=``): ``"wae"`` (learned encoder; ``wae_*``, ``decomp_*`` and
 ``ilonly_*``), ``"wavelet"`` (fixed CDF 9/7 DWT: cA → backbone, cH‖cV‖cD → fusion;
 ``wavelet_*``, or cA alone: ``caonly_*``) and ``"resize"`` (anti-aliased ½ bilinear resize, no fusion; ``halfres_*``).
-The full-resolution baselines are the plain backbones (``vgg16``, ``resnet50``,
-``vgg_cifar_small``).
+The full-resolution baselines are the plain backbones (``vgg16``, ``resnet50_v1``,
+``vgg_cifar_small``; :data:`FULL_RESOLUTION`).
+
+As in the authors' deploy net (``wae_vgg.prototxt``), I_L and I_H each pass a BatchNorm without
+scale and shift (Caffe's ``BatchNorm`` layers ``bn_CA`` / ``bn_CH``) before the backbone and the
+fusion net (``input_norm``); the transform loss, the decoder and :meth:`WAEClassifier.decompose`
+see them before it. The VGG16 family follows the deploy net: plain VGG16 convs (bias, no BN),
+Caffe's ceil-mode max-pools (a 4×4 map at 112², 8,192 fc6 inputs). The ResNet-50 family uses
+ResNet-50 v1, the layout of the 2015 Caffe model the authors built on.
 """
 from __future__ import annotations
 
@@ -31,7 +38,7 @@ from ._registry import register_model
 from .resnet import ResNet
 from .vgg import CHEN_WAE, VGG, MlpHead
 
-__all__ = ["WAE", "WAEClassifier", "WAEOutput", "FRONT_ENDS", "BACKBONES", "VARIANTS"]
+__all__ = ["WAE", "WAEClassifier", "WAEOutput", "FRONT_ENDS", "BACKBONES", "VARIANTS", "FULL_RESOLUTION"]
 
 FRONT_ENDS = ("wae", "wavelet", "resize")
 
@@ -101,16 +108,20 @@ class WAEOutput:
 
 
 def _vgg16_backbone(in_chans: int, width_div: int, **kw: Any) -> nn.Module:
+    """The authors' deploy-net VGG16: biased convs without BN, Caffe ceil-mode pools (``batch_norm=True``: BN)."""
+    kw = {"batch_norm": False, "conv_bias": True, "ceil_mode": True, **kw}
     return VGG("vgg16", num_classes=0, in_chans=in_chans, width_div=width_div, fc_widths=(), **kw)
 
 
 def _vgg_cifar_small_backbone(in_chans: int, width_div: int, **kw: Any) -> nn.Module:
+    kw = {"batch_norm": True, "conv_bias": False, **kw}
     return VGG("cifar_small", num_classes=0, in_chans=in_chans, width_div=width_div, fc_widths=(), pool_size=1,
                **kw)
 
 
 def _resnet50_backbone(in_chans: int, width_div: int, **kw: Any) -> nn.Module:
-    return ResNet((3, 4, 6, 3), num_classes=0, in_chans=in_chans, width_div=width_div, **kw)
+    """ResNet-50 v1 (stride on the first 1×1 conv, as the Caffe model); ``version="1.5"`` for torchvision's."""
+    return ResNet((3, 4, 6, 3), num_classes=0, in_chans=in_chans, width_div=width_div, **{"version": "1", **kw})
 
 
 BACKBONES: dict[str, Callable[..., nn.Module]] = {
@@ -139,20 +150,23 @@ class WAEClassifier(Classifier):
         decoder: build the WAE decoder (needed for the transform loss).
         wavelet: PyWavelets wavelet of the ``wavelet`` front end (``bior4.4`` = CDF 9/7).
         backbone_kwargs: extra arguments of the backbone builder (e.g. ``conv_type``).
+        input_norm: BatchNorm without affine parameters on I_L and on I_H before the networks (the
+            authors' ``bn_CA`` / ``bn_CH``); only for front ends with an I_H (``wae``, ``wavelet``).
     """
 
     def __init__(self, backbone: str = "vgg16", num_classes: int = 1000, in_chans: int = 3, front_end: str = "wae",
                  fusion: bool = True, fusion_div: int = 4, head_pool: int = 1, head_hidden: Sequence[int] = (),
                  fusion_hidden: Sequence[int] = (), drop_rate: float = 0.0, wae_chs: int = 16,
                  wae_out_chans: int = 3, decoder: bool = True, wavelet: str = "bior4.4",
-                 backbone_kwargs: dict[str, Any] | None = None) -> None:
+                 backbone_kwargs: dict[str, Any] | None = None, input_norm: bool = False) -> None:
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"WAEClassifier: unknown backbone {backbone!r}; allowed: {', '.join(BACKBONES)}")
         if front_end not in FRONT_ENDS:
             raise ValueError(f"WAEClassifier: unknown front_end {front_end!r}; allowed: {', '.join(FRONT_ENDS)}")
-        if front_end == "resize" and fusion:
-            raise ValueError("WAEClassifier: the 'resize' front end has no I_H, use fusion=False")
+        if front_end == "resize" and (fusion or input_norm):
+            raise ValueError("WAEClassifier: the 'resize' front end has no I_H, use fusion=False and "
+                             "input_norm=False")
         self.in_chans = in_chans
         self.front_end = front_end
         self.backbone_name = backbone
@@ -167,6 +181,8 @@ class WAEClassifier(Classifier):
         else:
             l_chans, h_chans = in_chans, 0
         kw = dict(backbone_kwargs or {})
+        self.bn_l = nn.BatchNorm2d(l_chans, affine=False) if input_norm else None
+        self.bn_h = nn.BatchNorm2d(h_chans, affine=False) if input_norm and fusion else None
         self.backbone = BACKBONES[backbone](l_chans, 1, **kw)
         self.fusion_net = BACKBONES[backbone](h_chans, fusion_div, **kw) if fusion else None
         self.min_input_size = 2 * self.backbone.min_input_size
@@ -204,9 +220,14 @@ class WAEClassifier(Classifier):
         return F.interpolate(x, size=half_size(x.shape), mode="bilinear", align_corners=False, antialias=True), None
 
     def _features(self, i_l: torch.Tensor, i_h: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.bn_l is not None:
+            i_l = self.bn_l(i_l)
         f_l = self.backbone.forward_features(i_l)
-        f_h = self.fusion_net.forward_features(i_h) if self.fusion_net is not None else None
-        return f_l, f_h
+        if self.fusion_net is None:
+            return f_l, None
+        if self.bn_h is not None:
+            i_h = self.bn_h(i_h)
+        return f_l, self.fusion_net.forward_features(i_h)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """I_L features, concatenated (channels) with the I_H features when there is fusion."""
@@ -286,17 +307,25 @@ class _Family:
     num_classes: int
     head: dict[str, Any]
     source: str
+    halfres_head: dict[str, Any] | None = None
 
 
 _FAMILIES = {
+    # The authors' deploy net: plain VGG16 convs, Caffe ceil-mode pools (4×4 at 112²), fc 1024-1024 on I_L and
+    # 2048-2048 on the fused maps; the half-resolution baseline is the standard VGG16 (fc 4096-4096) at 112².
     "vgg16": _Family((3, 224, 224), 1000,
-                     dict(head_pool=3, head_hidden=(1024, 1024), fusion_hidden=(2048, 2048), drop_rate=0.5),
-                     "Tables 1-2 (VGG16; fc 1024 on I_L, fusion fc 2048-2048 as in the authors' deploy net)"),
+                     dict(head_pool=4, head_hidden=(1024, 1024), fusion_hidden=(2048, 2048), drop_rate=0.5),
+                     "Tables 1-2 (VGG16 with the authors' deploy-net heads: Caffe ceil-mode pools, fc 1024 on I_L, "
+                     "fusion fc 2048-2048)",
+                     halfres_head=dict(head_pool=4, head_hidden=(4096, 4096), drop_rate=0.5)),
     "resnet50": _Family((3, 224, 224), 1000, dict(head_pool=1),
-                        "Table 5 (ResNet-50; global-pool linear classifiers)"),
+                        "Table 5 (ResNet-50 v1; global-pool linear classifiers)"),
     "vgg_cifar_small": _Family((3, 32, 32), 10, dict(head_pool=1),
                                "CPU-scale version of Table 2 (small VGG on 32×32 images)"),
 }
+
+#: The full-resolution baseline model of each backbone family (the same backbone as the family's I_L network).
+FULL_RESOLUTION = {"vgg16": "vgg16", "resnet50": "resnet50_v1", "vgg_cifar_small": "vgg_cifar_small"}
 
 # prefix: (front_end, fusion, decoder, what it is)
 VARIANTS: dict[str, tuple[str, bool, bool, str]] = {
@@ -316,8 +345,10 @@ def _register(name: str, prefix: str, family: str) -> None:
     front_end, fusion, decoder, what = VARIANTS[prefix]
     fam = _FAMILIES[family]
 
+    head = fam.halfres_head if prefix == "halfres" and fam.halfres_head is not None else fam.head
+
     def build(**kwargs: Any) -> WAEClassifier:
-        args = {"num_classes": fam.num_classes, **fam.head, **kwargs}
+        args = {"num_classes": fam.num_classes, "input_norm": front_end != "resize", **head, **kwargs}
         return WAEClassifier(family, front_end=front_end, fusion=fusion, decoder=decoder, **args)
 
     build.__doc__ = f"{what}; backbone {family}."

@@ -116,6 +116,9 @@ def test_vgg16_macs_at_224_and_112(vgg_figures):
     assert full_conv / G == pytest.approx(15.36, rel=0.03)
     assert full / G == pytest.approx(15.36, rel=0.03)  # + fc layers (15.47 G)
     assert half / G == pytest.approx(3.89, rel=0.03)
+    # "VGG16 (112)" is the standard VGG16 at 112²: convs 3.837 G + fc 4096-4096 on the 4×4 (ceil-mode) map 0.054 G.
+    assert half == full_conv // 4 + (512 * 4 * 4 * 4096 + 4096 * 4096 + 4096 * 1000)
+    assert half / G == pytest.approx(3.89, abs=0.005)
 
 
 def test_wae_vgg16_macs_and_encoder_counted_separately(vgg_figures):
@@ -125,7 +128,8 @@ def test_wae_vgg16_macs_and_encoder_counted_separately(vgg_figures):
     assert parts["front_end"] / G == pytest.approx(0.264, abs=1e-3)
     # The paper's 4.11 G is the classification network alone (the encoder is left out).
     assert parts["total_without_front_end"] / G == pytest.approx(4.11, rel=0.03)
-    assert parts["total"] / G == pytest.approx(4.37, abs=0.01)
+    assert parts["total"] / G == pytest.approx(4.38, abs=0.01)
+    assert parts["total_without_front_end"] / G == pytest.approx(4.11, abs=0.01)  # 4.118: convs + Caffe fc heads
     assert parts["backbone"] == full_conv // 4  # VGG16 at 112 has exactly ¼ of the conv MACs
     # Bound: backbone + ¼-width fusion net against the full-res convs.
     assert paper_bound() == pytest.approx(3.76, abs=0.005)
@@ -136,9 +140,83 @@ def test_resnet50_reference_figures():
     model = leannets.create_model("resnet50").eval()
     assert count_params(model)[0] == 25_557_032
     assert count_macs(model, torch.randn(1, 3, 224, 224)) / G == pytest.approx(4.09, rel=0.01)
-    parts = mac_breakdown(leannets.create_model("wae_resnet50"), (3, 224, 224))
+    v1 = leannets.create_model("resnet50_v1").eval()
+    assert count_params(v1)[0] == 25_557_032  # the stride moves, no parameter does
+    assert count_macs(v1, torch.randn(1, 3, 224, 224)) / G == pytest.approx(3.86, abs=0.005)
+    block = v1.stages[1][0]
+    assert block.conv1[0].stride == (2, 2) and block.conv2[0].stride == (1, 1)  # v1: stride on the first 1×1
+    block = model.stages[1][0]
+    assert block.conv1[0].stride == (1, 1) and block.conv2[0].stride == (2, 2)  # v1.5: stride on the 3×3
+    wae = leannets.create_model("wae_resnet50")
+    assert wae.backbone.version == wae.fusion_net.version == "1"
+    assert leannets.create_model("wae_resnet50", backbone_kwargs={"version": "1.5"}).backbone.version == "1.5"
+    with pytest.raises(ValueError, match="unknown version '2'"):
+        leannets.create_model("resnet50", version="2")
+    parts = mac_breakdown(wae, (3, 224, 224))
     assert parts["backbone"] / G == pytest.approx(4.09 / 4, rel=0.06)
     assert parts["fusion"] < parts["backbone"] / 12
+
+
+def test_vgg16_is_torchvisions_vgg16_and_vgg16_bn_adds_batchnorm():
+    plain, bn = leannets.create_model("vgg16"), leannets.create_model("vgg16_bn")
+    assert count_params(plain)[0] == 138_357_544  # torchvision's vgg16
+    assert count_params(bn)[0] == 138_365_992  # torchvision's vgg16_bn
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in plain.modules())
+    convs = [m for m in plain.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 13 and all(c.bias is not None for c in convs)
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in bn.modules()) == 13
+
+
+def _deploy_net_params() -> int:
+    """Parameters of the authors' wae_vgg.prototxt, layer by layer (convs and fcs with bias, no BN scale)."""
+    def conv(i, o):
+        return 9 * i * o + o
+
+    def fc(i, o):
+        return i * o + o
+    encoder = conv(3, 16) + 2 * conv(16, 16) + 2 * conv(16, 3)
+    widths = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
+    ca = sum(conv(i, o) for i, o in zip([3] + widths[:-1], widths))
+    ch_widths = [w // 4 for w in widths]
+    ch = sum(conv(i, o) for i, o in zip([3] + ch_widths[:-1], ch_widths))
+    heads = fc(512 * 16, 1024) + fc(1024, 1024) + fc(1024, 1000)  # pool5 is 4×4 at 112² (Caffe rounds up)
+    fusion = fc((512 + 128) * 16, 2048) + fc(2048, 2048) + fc(2048, 1000)
+    return encoder + ca + ch + heads + fusion
+
+
+def test_wae_vgg16_is_the_authors_deploy_net():
+    model = leannets.create_model("decomp_vgg16")  # the deploy net: no decoder
+    assert count_params(model)[0] == _deploy_net_params() == 53_324_582
+    assert count_params(leannets.create_model("wae_vgg16"))[0] / 1e6 == pytest.approx(53.3, abs=0.05)
+    assert model.backbone.features(torch.randn(1, 3, 112, 112)).shape[-2:] == (4, 4)  # ceil-mode pools
+    assert model.head_l.mlp[0].in_features == 8192 and model.head_lh.mlp[0].in_features == 10240
+    # bn_CA / bn_CH: BatchNorm without scale and shift on I_L and I_H, before the two networks.
+    assert not model.bn_l.affine and not model.bn_h.affine and model.bn_h.num_features == 3
+    floor = leannets.create_model("decomp_vgg16", backbone_kwargs={"ceil_mode": False}, head_pool=3)
+    assert count_params(floor)[0] / 1e6 == pytest.approx(40.5, abs=0.1)  # the previous floor-mode geometry
+    assert leannets.create_model(f"halfres_{SMALL}").bn_l is None  # the resized image is not a decomposition
+
+
+def test_input_norm_normalises_il_and_ih_but_not_what_the_transform_loss_sees():
+    model = leannets.create_model(f"wae_{SMALL}").train()
+    x = 50 * torch.randn(8, 3, 32, 32) + 100  # raw-pixel scale, as the authors feed it
+    seen = {}
+
+    def keep(key):
+        def hook(module, inputs, output):
+            seen[key] = inputs[0].detach()
+        return hook
+    model.backbone.features[0].register_forward_hook(keep("l"))
+    model.fusion_net.features[0].register_forward_hook(keep("h"))
+    out = model(x, parts=True, reconstruct=True)
+    for key in ("l", "h"):
+        torch.testing.assert_close(seen[key].mean((0, 2, 3)), torch.zeros(3), atol=1e-4, rtol=0)
+        torch.testing.assert_close(seen[key].var((0, 2, 3), unbiased=False), torch.ones(3), atol=1e-3, rtol=0)
+    i_l, i_h = model.decompose(x)
+    torch.testing.assert_close(out.i_l, i_l)  # the decomposition (and the energy loss) is before the BN
+    assert out.i_l.abs().mean() > 5 * seen["l"].abs().mean()
+    with pytest.raises(ValueError, match="input_norm=False"):
+        WAEClassifier(SMALL, front_end="resize", fusion=False, input_norm=True)
 
 
 def test_vgg_options():
