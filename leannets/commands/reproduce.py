@@ -77,7 +77,9 @@ def _run_one(args: argparse.Namespace) -> dict | None:
         runs = plan_paper(paper, args.table, args.scale, args.data_root, args.seed, args.seeds, args.device)
         for r in runs:
             ov = " ".join(f"{k}={v}" for k, v in sorted(r["overrides"].items()) if not k.startswith("model."))
-            print(f"{r['experiment']:<12} {r['row']:<16} {r['model']['name']:<32} {r['recipe']} {ov}")
+            kw = r["model"].get("kwargs") or {}
+            model = r["model"]["name"] + (f"({', '.join(f'{k}={v}' for k, v in sorted(kw.items()))})" if kw else "")
+            print(f"{r['experiment']:<12} {r['row']:<16} {model:<32} {r['recipe']} {ov}")
         print(f"{len(runs)} runs ({len({r['run_id'] for r in runs})} distinct) at {args.scale} scale")
         return None
     command = _command(args)

@@ -1,5 +1,13 @@
 """Depthwise Multiception convolution (Bao et al., ICARCV 2020) and the separable convs it is
-compared with: DSConv, MixConv (Tan & Le 2019). All three are conv factory types.
+compared with: DSConv, MixConv (Tan & Le 2019). All three are conv factory types, and so are
+the two layers the authors' code actually compared with (the defaults of the paper's tables):
+
+- ``mixconv_authors``: the authors' "MixConv" — input and output channels split into three groups,
+  each a *dense* (not depthwise) k×k conv with k = 3, 5, 7 in every stage (the kernel sizes passed
+  in are ignored, as in their code), concatenated; no BatchNorm (the only factory type that does
+  not end with BN, as the authors' layer). ResNet-20: 269,848 parameters.
+- ``dsconv_authors``: the authors' DSConv — depthwise 3×3 (stride) → pointwise 1×1 (bias) → BN,
+  no BN between the two (ResNet-20: 166,858 parameters; ours, ``dsconv``, has one: 167,434).
 
 Layout shared by the three (``in_ch`` → ``out_ch``, ends with BatchNorm like every factory type)::
 
@@ -46,7 +54,8 @@ from .kernels import bn_is_affine, bn_scale_shift, cached_on_state, graph_captur
 
 __all__ = ["IMPLS", "STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "MulticeptionConv", "MixConv",
            "DSConv", "SeparableMultiKernel", "stage_kernel_sizes", "validate_kernel_sizes", "split_channels",
-           "multiception_params", "dsconv_params", "standard_params", "choose_impl", "clear_autotune_cache"]
+           "multiception_params", "dsconv_params", "standard_params", "choose_impl", "clear_autotune_cache",
+           "AuthorsMixConv", "AuthorsDSConv", "AUTHORS_MIXCONV_KERNELS"]
 
 IMPLS = ("auto", "reference", "fused", "kernels", "autotune")
 STRIDE_IN = ("pointwise", "depthwise")
@@ -533,3 +542,70 @@ def _mixconv(in_ch: int, out_ch: int, kernel_size: int | Sequence[int], stride: 
 @register_conv_type("dsconv")
 def _dsconv(in_ch: int, out_ch: int, kernel_size: int | Sequence[int], stride: int, **kw: Any) -> nn.Module:
     return DSConv(in_ch, out_ch, kernel_size, stride, **kw)
+
+
+#: The authors' MixConv always uses these kernel sizes, whatever the stage asks for.
+AUTHORS_MIXCONV_KERNELS = (3, 5, 7)
+
+
+class AuthorsMixConv(nn.Module):
+    """The Multiception authors' "MixConv": channel groups, each a dense k×k conv, concatenated; no BN.
+
+    Input and output channels are split alike (:func:`split_channels`), group ``i`` maps its input
+    channels to its output channels with a ``AUTHORS_MIXCONV_KERNELS[i]`` kernel, no bias.
+
+    Args:
+        in_ch: input channels (at least one per group).
+        out_ch: output channels (at least one per group).
+        stride: stride of every group's conv.
+    """
+
+    conv_type = "mixconv_authors"
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__()
+        n = len(AUTHORS_MIXCONV_KERNELS)
+        if in_ch < n or out_ch < n:
+            raise ValueError(f"mixconv_authors: in_ch={in_ch} and out_ch={out_ch} must each be at least {n} "
+                             f"(one channel per kernel size {AUTHORS_MIXCONV_KERNELS})")
+        self.in_splits, self.out_splits = split_channels(in_ch, n), split_channels(out_ch, n)
+        self.convs = nn.ModuleList(nn.Conv2d(i, o, k, stride, k // 2, bias=False)
+                                   for i, o, k in zip(self.in_splits, self.out_splits, AUTHORS_MIXCONV_KERNELS))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        parts = torch.split(x, self.in_splits, dim=1)
+        return torch.cat([conv(part) for conv, part in zip(self.convs, parts)], 1)
+
+
+class AuthorsDSConv(nn.Sequential):
+    """The Multiception authors' DSConv: depthwise 3×3 (stride) → pointwise 1×1 (bias) → BN, no BN between.
+
+    Args:
+        in_ch: input channels.
+        out_ch: output channels.
+        stride: stride of the depthwise conv.
+    """
+
+    conv_type = "dsconv_authors"
+
+    def __init__(self, in_ch: int, out_ch: int, stride: int = 1) -> None:
+        super().__init__(conv2d(in_ch, in_ch, 3, stride, 1, groups=in_ch, bias=False),
+                         nn.Conv2d(in_ch, out_ch, 1, bias=True), nn.BatchNorm2d(out_ch))
+
+
+def _no_options(conv_type: str, kw: dict[str, Any]) -> None:
+    if kw:
+        raise ValueError(f"conv_type {conv_type!r} takes no options (the authors' layer has none), got {sorted(kw)}")
+
+
+@register_conv_type("mixconv_authors")
+def _mixconv_authors(in_ch: int, out_ch: int, kernel_size: int | Sequence[int], stride: int,
+                     **kw: Any) -> nn.Module:
+    _no_options("mixconv_authors", kw)  # kernel_size is ignored: the authors' layer always uses 3, 5, 7
+    return AuthorsMixConv(in_ch, out_ch, stride)
+
+
+@register_conv_type("dsconv_authors")
+def _dsconv_authors(in_ch: int, out_ch: int, kernel_size: int | Sequence[int], stride: int, **kw: Any) -> nn.Module:
+    _no_options("dsconv_authors", kw)  # kernel_size is ignored: the authors' depthwise conv is always 3×3
+    return AuthorsDSConv(in_ch, out_ch, stride)

@@ -6,12 +6,14 @@ Layout: 3×3 stem (32, stride 1) → inverted residual stages (t, c, n, s) = (1,
 global pool → dropout 0.2 → linear. The stem has stride 1 for 32×32 (CIFAR) and, as in the
 authors' runs (``large=False``), also for 96×96 STL-10 images.
 
-In the replaced stages an inverted residual is: 1×1 expand → ReLU6 (if t > 1) →
-``conv_type``(hidden → out, stride; ReLU6 between its depthwise BN and its pointwise conv) →
-linear bottleneck (no activation) → + input when the shape is kept. With ``conv_type="dsconv"``
-and ``pointwise_bias=False`` (the default here) that is exactly the original MobileNetV2 block.
-The authors instead put ReLU → BN after their Multiception block; we keep MobileNetV2's linear
-bottleneck so that the three conv types differ only in the depthwise part.
+In the replaced stages an inverted residual is 1×1 expand → BN → ReLU6 (if t > 1), then
+(``block=``):
+
+- ``"authors"`` (default, the authors' ``mobilenet.py``): ``conv_type``(hidden → out, stride, with
+  its own defaults: no activation inside) → ReLU → BN → + input when the shape is kept.
+- ``"linear"``: ``conv_type`` with ReLU6 between its depthwise BN and its pointwise conv and no
+  pointwise bias, then MobileNetV2's linear bottleneck. With ``conv_type="dsconv"`` this is exactly
+  the original MobileNetV2 block (torchvision's 3,504,872 parameters at 1000 classes).
 """
 from __future__ import annotations
 
@@ -26,7 +28,9 @@ from ._base import Classifier, init_weights
 from ._registry import register_model
 from .resnet_cifar import BAO
 
-__all__ = ["InvertedResidual", "MobileNetV2Cifar", "MBV2_SETTINGS"]
+__all__ = ["InvertedResidual", "MobileNetV2Cifar", "MBV2_SETTINGS", "BLOCKS"]
+
+BLOCKS = ("authors", "linear")
 
 SANDLER = "Sandler et al., MobileNetV2: Inverted Residuals and Linear Bottlenecks, CVPR 2018"
 # (expansion t, channels c, repeats n, stride s)
@@ -46,11 +50,15 @@ class InvertedResidual(nn.Module):
             :func:`create_conv` type replacing it (hidden → out).
         kernel_size: kernel size(s) of ``conv_type``.
         conv_kwargs: options for ``conv_type``.
+        block: ``"authors"`` (``conv_type`` → ReLU → BN) or ``"linear"`` (ReLU6 inside, linear bottleneck).
     """
 
     def __init__(self, in_ch: int, out_ch: int, stride: int, expand_ratio: int, conv_type: str | None = None,
-                 kernel_size: int | Sequence[int] = 3, conv_kwargs: dict[str, Any] | None = None) -> None:
+                 kernel_size: int | Sequence[int] = 3, conv_kwargs: dict[str, Any] | None = None,
+                 block: str = "authors") -> None:
         super().__init__()
+        if block not in BLOCKS:
+            raise ValueError(f"InvertedResidual: unknown block {block!r}; allowed: {', '.join(BLOCKS)}")
         hidden = int(round(in_ch * expand_ratio))
         self.use_res = stride == 1 and in_ch == out_ch
         layers: list[nn.Module] = []
@@ -59,9 +67,12 @@ class InvertedResidual(nn.Module):
         if conv_type is None:
             layers += [ConvBnAct(hidden, hidden, 3, stride, groups=hidden, act="relu6"),
                        create_conv("standard", hidden, out_ch, 1, 1)]
+        elif block == "authors":
+            layers += [create_conv(conv_type, hidden, out_ch, kernel_size, stride, **(conv_kwargs or {})),
+                       nn.ReLU(inplace=True), nn.BatchNorm2d(out_ch)]
         else:
             kw = {"mid_act": "relu6", "pointwise_bias": False, **(conv_kwargs or {})} \
-                if conv_type != "standard" else dict(conv_kwargs or {})
+                if conv_type in ("dsconv", "mixconv", "multiception") else dict(conv_kwargs or {})
             layers.append(create_conv(conv_type, hidden, out_ch, kernel_size, stride, **kw))
         self.conv = nn.Sequential(*layers)
 
@@ -77,8 +88,9 @@ class MobileNetV2Cifar(Classifier):
             stages (``dsconv`` = plain MobileNetV2).
         kernel_sizes: kernel size(s) per replaced stage; ``None``: {3,5,7}, {3,5} for
             multi-kernel types, 3 otherwise (two stages: the 16- and 24-channel ones).
-        conv_kwargs: options for the replaced convs (defaults: ``mid_act="relu6"``,
+        conv_kwargs: options for the replaced convs (``block="linear"`` defaults: ``mid_act="relu6"``,
             ``pointwise_bias=False``).
+        block: ``"authors"`` or ``"linear"`` (see the module docstring).
         width_mult: channel multiplier.
         num_classes: classifier outputs.
         in_chans: input channels.
@@ -88,7 +100,7 @@ class MobileNetV2Cifar(Classifier):
 
     def __init__(self, conv_type: str = "dsconv", kernel_sizes: Sequence[int | Sequence[int]] | None = None,
                  conv_kwargs: dict[str, Any] | None = None, width_mult: float = 1.0, num_classes: int = 10,
-                 in_chans: int = 3, drop_rate: float = 0.2, stem_stride: int = 1) -> None:
+                 in_chans: int = 3, drop_rate: float = 0.2, stem_stride: int = 1, block: str = "authors") -> None:
         super().__init__()
         n_replaced = 2 if kernel_sizes is None else len(kernel_sizes)
         if not 0 <= n_replaced <= len(MBV2_SETTINGS):
@@ -103,7 +115,7 @@ class MobileNetV2Cifar(Classifier):
             ks = self.kernel_sizes[i] if i < n_replaced else 3
             for j in range(n):
                 layers.append(InvertedResidual(ch, out, s if j == 0 else 1, t, conv_type if i < n_replaced else None,
-                                               ks, conv_kwargs))
+                                               ks, conv_kwargs, block))
                 ch = out
         self.num_features = make_divisible(1280 * max(1.0, width_mult), 8)
         layers.append(ConvBnAct(ch, self.num_features, 1, act="relu6"))

@@ -34,7 +34,7 @@ from .plots import draw_plot
 from .reference import Reference, load_reference
 from .report import write_report
 from .results import STATUSES, ExperimentResult, RowResult, Verdict, format_counts
-from .spec import SCALES, SEEDS, Experiment, ModelSpec, Paper, Row, get_paper, stable_hash
+from .spec import SCALES, Experiment, ModelSpec, Paper, Row, get_paper, stable_hash
 
 __all__ = ["Context", "run_paper", "profile_spec", "format_overrides"]
 
@@ -350,7 +350,8 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
     """Run ``paper``'s experiments (all, or ``tables``) at ``scale``; returns the results dict
     (also written to ``<out_dir>/results.json`` with ``report.md`` and ``figures/``). Training
     runs live in ``runs_dir`` (default ``<out_dir>/runs``; share one across papers to reuse runs).
-    Every trained row is trained with ``seeds`` seeds (default :data:`SEEDS` of the scale), paired across rows.
+    Every trained row is trained with ``seeds`` seeds (default: :meth:`Paper.seeds_at` of the scale), paired
+    across rows.
     ``device`` sets ``train.device`` at gpu and paper scale (smoke and cpu always train on the CPU); ``jobs`` > 1
     trains the runs that many at a time first (:func:`train_parallel`)."""
     if scale not in SCALES:
@@ -364,7 +365,7 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
     out = Path(out_dir or f"reproductions/{paper_obj.name}-{scale}")
     out.mkdir(parents=True, exist_ok=True)
     experiments = [e for e in paper_obj.select(tables) if scale in e.scales]
-    n_seeds = SEEDS[scale] if seeds is None else seeds
+    n_seeds = paper_obj.seeds_at(scale) if seeds is None else seeds
     if n_seeds < 1:
         raise ValueError(f"--seeds must be >= 1, got {n_seeds}")
     ctx = Context(paper=paper_obj, scale=scale, seed=seed, out_dir=out, data_root=root,
@@ -409,7 +410,7 @@ def plan_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: s
         for row in exp.rows:
             if row.model_for(scale) is None:
                 continue
-            for k in range(SEEDS[scale] if seeds is None else seeds):
+            for k in range(paper_obj.seeds_at(scale) if seeds is None else seeds):
                 recipe, overrides, resolved, run_id = ctx.resolve(exp, row, k)
                 runs.append({"experiment": exp.name, "row": row.key, "model": resolved.model.to_dict(),
                              "recipe": recipe, "overrides": overrides, "run_id": run_id, "seed": resolved.seed,

@@ -223,6 +223,12 @@ class Paper:
     title: str
     experiments: list[Experiment]
     summary: str = ""
+    #: seeds per trained row where the paper averages another number of runs (e.g. ``{"paper": 5}``).
+    seeds: Mapping[str, int] = field(default_factory=dict)
+
+    def seeds_at(self, scale: str) -> int:
+        """Seeds per trained row at ``scale`` (the paper's own count at paper scale where it states one)."""
+        return int(self.seeds.get(scale, SEEDS[scale]))
 
     def experiment(self, name: str) -> Experiment:
         for e in self.experiments:

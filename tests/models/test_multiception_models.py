@@ -106,9 +106,42 @@ def test_se_block_has_reduction_8_after_the_second_bn():
         torch.testing.assert_close(blk(x), F.relu(blk.se(h) + x))
 
 
-def test_mobilenetv2_dsconv_is_the_original_mobilenetv2():
-    # torchvision's mobilenet_v2 (1000 classes) has 3,504,872 parameters
-    assert _params("mobilenetv2_cifar_dsconv", num_classes=1000) == 3_504_872
+def test_authors_mixconv_and_dsconv_reproduce_their_resnet20_counts():
+    assert _params("resnet20_standard", conv_type="mixconv_authors") == 269_848
+    assert _params("resnet20_standard", conv_type="dsconv_authors") == 166_858
+    assert _params("resnet20_dsconv") == 167_434  # ours: BN between depthwise and pointwise
+    assert _params("resnet20_mixconv") == 168_914  # Tan & Le's depthwise MixConv
+    model = leannets.create_model("resnet20_standard", conv_type="mixconv_authors")
+    for stage in model.stages:  # {3, 5, 7} dense convs in every stage, whatever the stage's kernel set
+        mix = stage[0].conv1
+        assert [c.kernel_size[0] for c in mix.convs] == [3, 5, 7] and all(c.groups == 1 for c in mix.convs)
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in mix.modules())
+    mix = model.stages[1][0].conv1
+    assert mix.in_splits == [6, 5, 5] and mix.out_splits == [12, 10, 10] and mix.convs[0].stride == (2, 2)
+    ds = leannets.create_model("resnet20_standard", conv_type="dsconv_authors").stages[0][0].conv1
+    assert [type(m).__name__ for m in ds] == ["DepthwiseConv2d", "Conv2d", "BatchNorm2d"]
+    assert ds[0].kernel_size == (3, 3) and ds[1].bias is not None
+    x = torch.randn(2, 16, 8, 8)
+    torch.testing.assert_close(mix(torch.randn(2, 16, 8, 8)).shape, torch.Size([2, 32, 4, 4]))
+    with pytest.raises(ValueError, match="takes no options"):
+        leannets.layers.create_conv("mixconv_authors", 16, 16, 3, 1, impl="fused")
+    with pytest.raises(ValueError, match="at least 3"):
+        leannets.layers.create_conv("mixconv_authors", 2, 16, 3, 1)
+    assert ds(x).shape == (2, 16, 8, 8)
+
+
+def test_mobilenetv2_blocks_authors_and_linear():
+    # block="linear" with dsconv is torchvision's mobilenet_v2 (1000 classes: 3,504,872 parameters)
+    assert _params("mobilenetv2_cifar_dsconv", num_classes=1000, block="linear") == 3_504_872
+    # the authors' block: Multiception -> ReLU -> BN (one extra BN of 2·C_out per replaced block)
+    authors = leannets.create_model("mobilenetv2_cifar_multiception")
+    block = authors.features[1].conv
+    assert [type(m).__name__ for m in block] == ["MulticeptionConv", "ReLU", "BatchNorm2d"]
+    assert block[0].mid_act is None
+    linear = leannets.create_model("mobilenetv2_cifar_multiception", block="linear")
+    assert linear.features[1].conv[0].mid_act == "relu6"
+    with pytest.raises(ValueError, match="unknown block 'x'"):
+        MobileNetV2Cifar("multiception", block="x")
     model = leannets.create_model("mobilenetv2_cifar_multiception")
     mc = [m for m in model.modules() if isinstance(m, MulticeptionConv)]
     assert [(m.in_ch, m.out_ch, m.kernel_sizes, m.stride) for m in mc] == [
@@ -117,16 +150,23 @@ def test_mobilenetv2_dsconv_is_the_original_mobilenetv2():
         MobileNetV2Cifar("multiception", kernel_sizes=[3] * 8)
 
 
-@pytest.mark.parametrize("name", ["resnet20_standard", "resnet20_dsconv", "resnet20_mixconv", "resnet20_multiception",
-                                  "mobilenetv2_cifar_multiception"])
-def test_registered_models_forward_and_fold_completely(name):
-    model = leannets.create_model(name).eval()
+@pytest.mark.parametrize("name,kw,left", [
+    ("resnet20_standard", {}, 0), ("resnet20_dsconv", {}, 0), ("resnet20_mixconv", {}, 0),
+    ("resnet20_multiception", {}, 0), ("resnet20_standard", {"conv_type": "dsconv_authors"}, 0),
+    ("mobilenetv2_cifar_multiception", {"block": "linear"}, 0),
+    ("mobilenetv2_cifar_multiception", {}, 3)])  # the authors' BN after the ReLU follows no conv
+def test_registered_models_forward_and_fold_completely(name, kw, left):
+    model = leannets.create_model(name, **kw).eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 1.5)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         ref = model(x)
         folded = fold_bn(model, x[:1])
         assert ref.shape == (2, 10)
-        assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+        assert sum(isinstance(m, nn.BatchNorm2d) for m in folded.modules()) == left
         torch.testing.assert_close(folded(x), ref, rtol=1e-4, atol=1e-4)
 
 

@@ -22,6 +22,9 @@ from ._common import CPU_FLOOR, SMOKE_CLASSIFICATION, gpu_classification, ms, pa
 TITLE = "Depthwise Multiception Convolution for Reducing Network Parameters without Sacrificing Accuracy"
 TYPES = ("standard", "dsconv", "mixconv", "multiception")
 TYPE_LABEL = {"standard": "Standard conv", "dsconv": "DSConv", "mixconv": "MixConv", "multiception": "Multiception"}
+# The tables compare with the layers of the authors' code (``convolution.py``), not Tan & Le's MixConv or a
+# DSConv with a BN between its two convs: the registered ``*_dsconv`` / ``*_mixconv`` models with these types.
+AUTHORS_CONV = {"dsconv": "dsconv_authors", "mixconv": "mixconv_authors"}
 # cpu scale: measured on 2 cores (pilot runs of the trainer, 2026-12-02, channels_last, data in memory, with the
 # C depthwise kernels), ResNet-20 with standard convs trains at 719 img/s (70 s per epoch of the whole CIFAR-10)
 # and reaches 57.3% after one epoch and 68.8% after two (cosine schedule), so 75% takes about four epochs;
@@ -113,8 +116,10 @@ def _conv_rows(prefix: str, dataset_key: str, model_key: str, types: tuple[str, 
         if dataset_key == "imagenet32":
             ref = {"error": f"table3.imagenet32.{model_key}.{conv}"} if conv != "standard" \
                 else {"error": "table5.imagenet32.resnet50.standard.error"}
-        rows.append(Row(f"{key_prefix}{conv}", f"{group or prefix} {TYPE_LABEL[conv]}",
-                        ms(f"{prefix}_{conv}", num_classes=classes), ref=ref, group=TYPE_LABEL[conv],
+        authors = {"conv_type": AUTHORS_CONV[conv]} if conv in AUTHORS_CONV else {}
+        label = f"{group or prefix} {TYPE_LABEL[conv]}" + (" (authors')" if authors else "")
+        rows.append(Row(f"{key_prefix}{conv}", label,
+                        ms(f"{prefix}_{conv}", num_classes=classes, **authors), ref=ref, group=TYPE_LABEL[conv],
                         train_overrides={"paper": paper_data(folder)}))
     return rows
 
