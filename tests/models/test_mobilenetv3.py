@@ -28,19 +28,46 @@ def test_imagenet_forward_and_classifier_api():
         assert model.forward_features(x).shape == (1, 288, 7, 7)
         assert model(x).shape == (1, 1000)
         assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (1, model.num_features)
-    assert model.num_features == 512
+    assert model.num_features == 1024  # Howard et al. / timm keep the hidden head at 1024 at every width
+    assert model.stem[0].out_channels == 16  # and the stem at 16 below width 0.75
+    scaled = leannets.create_model("mobilenetv3_small_050_xsep", width_rule="scaled")
+    assert scaled.num_features == 512 and scaled.stem[0].out_channels == 8
     model.reset_classifier(7)
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 7)
 
 
-@pytest.mark.parametrize("layout, size, final", [("cifar", 32, 4), ("tiny", 64, 4), ("tiny", 56, 4),
-                                                 ("imagenet", 224, 7), ("cifar", 33, 5)])
+@pytest.mark.parametrize("layout, size, final", [("cifar", 32, 4), ("tiny", 64, 8), ("tiny", 56, 7),
+                                                 ("tiny16", 56, 4), ("tiny16", 64, 4), ("imagenet", 224, 7),
+                                                 ("cifar", 33, 5)])
 @pytest.mark.parametrize("depthwise", ["dw", "xsep"])
 def test_layouts(layout, size, final, depthwise):
     model = MobileNetV3Small(0.5, layout, depthwise, num_classes=3).eval()
     with torch.no_grad():
         feats = model.forward_features(torch.randn(2, 3, size, size))
     assert feats.shape[-2:] == (final, final)
+
+
+@pytest.mark.parametrize("tag, timm_m", [("050", 1.59), ("075", 2.04), ("100", 2.54)])
+def test_howard_width_rule_gives_timms_counts(tag, timm_m):
+    """timm's mobilenetv3_small_{050,075,100} (1000 classes): 1.59, 2.04, 2.54 M parameters."""
+    assert round(count_params(leannets.create_model(f"mobilenetv3_small_{tag}"))[0] / 1e6, 2) == timm_m
+    scaled = count_params(leannets.create_model(f"mobilenetv3_small_{tag}", width_rule="scaled"))[0]
+    assert (round(scaled / 1e6, 2) == timm_m) == (tag == "100")  # the rules agree only at width 1.0
+    with pytest.raises(ValueError, match="width_rule must be one of howard, scaled"):
+        MobileNetV3Small(width_rule="torch")
+
+
+def test_tiny_imagenet_layout_reproduces_the_4_75_percent_saving():
+    """Sec. 4.2: XSepConv "saves 4.75% of the computational cost" on Tiny-ImageNet: the stride-8 layout at the
+    56×56 training crop gives 4.747%; the stride-16 layout (tiny16) would give 4.20%."""
+    x = torch.randn(1, 3, 56, 56)
+    dw, xs = (count_macs(leannets.create_model(n).eval(), x)
+              for n in ("mobilenetv3_small_tiny_100", "mobilenetv3_small_tiny_100_xsep"))
+    assert 100 * (1 - xs / dw) == pytest.approx(4.75, abs=0.01)
+    assert leannets.model_info("mobilenetv3_small_tiny_100").input_size == (3, 56, 56)
+    dw16, xs16 = (count_macs(MobileNetV3Small(layout="tiny16", depthwise=d, num_classes=200).eval(), x)
+                  for d in ("dw", "xsep"))
+    assert 100 * (1 - xs16 / dw16) == pytest.approx(4.20, abs=0.01) and dw / dw16 == pytest.approx(3.2, abs=0.05)
 
 
 @pytest.mark.parametrize("tag, width", [("050", 0.5), ("075", 0.75), ("100", 1.0), ("125", 1.25)])
