@@ -121,17 +121,24 @@ class PatchDataset(Dataset):
         images: uint8 ``(H, W, C)`` arrays.
         names: one name per image (for error messages).
         patch_size: crop side in pixels.
-        patches_per_epoch: dataset length.
+        patches_per_epoch: dataset length when ``patches_per_image`` is 0 (patches drawn from images in
+            proportion to their area).
         flip: random horizontal flip.
         rot90: random rotation by 0/90/180/270°.
         seed: base seed; patch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``.
+        patches_per_image: > 0: an epoch is one pass over the images, each giving this many random
+            patches (the papers' "epoch"; dataset length = images × patches_per_image).
     """
 
     def __init__(self, images: Sequence[np.ndarray], names: Sequence[str], patch_size: int,
-                 patches_per_epoch: int, flip: bool = True, rot90: bool = True, seed: int = 0) -> None:
+                 patches_per_epoch: int, flip: bool = True, rot90: bool = True, seed: int = 0,
+                 patches_per_image: int = 0) -> None:
         if patch_size < 1:
             raise ValueError(f"data.patch_size must be >= 1, got {patch_size}")
-        if patches_per_epoch < 1:
+        if patches_per_image < 0:
+            raise ValueError(f"data.patches_per_image must be >= 0 (0: use data.patches_per_epoch), "
+                             f"got {patches_per_image}")
+        if patches_per_epoch < 1 and not patches_per_image:
             raise ValueError(f"data.patches_per_epoch must be >= 1, got {patches_per_epoch}")
         if not images:
             raise ValueError("PatchDataset needs at least one image")
@@ -140,7 +147,9 @@ class PatchDataset(Dataset):
             raise ValueError(f"data.patch_size={patch_size} is larger than these training images: {', '.join(small)}")
         self.images = list(images)
         self.names = list(names)
-        self.patch_size, self.length = patch_size, patches_per_epoch
+        self.per_image = patches_per_image
+        self.patch_size = patch_size
+        self.length = len(images) * patches_per_image if patches_per_image else patches_per_epoch
         self.flip, self.rot90, self.seed = flip, rot90, seed
         self.epoch = 0
         area = np.array([(a.shape[0] - patch_size + 1) * (a.shape[1] - patch_size + 1) for a in images], np.float64)
@@ -155,7 +164,10 @@ class PatchDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         rng = sample_rng(self.seed, self.epoch, index)
-        k = int(min(np.searchsorted(self.cum, rng.random(), side="right"), len(self.images) - 1))
+        if self.per_image:
+            k = index // self.per_image
+        else:
+            k = int(min(np.searchsorted(self.cum, rng.random(), side="right"), len(self.images) - 1))
         img, p = self.images[k], self.patch_size
         y = int(rng.integers(0, img.shape[0] - p + 1))
         x = int(rng.integers(0, img.shape[1] - p + 1))
@@ -206,7 +218,7 @@ def _splits(train_files: Sequence[Path], eval_files: Sequence[Path], cfg: DataSe
     train_imgs, train_names = _load_all(train_files, channels)
     eval_imgs, eval_names = _load_all(eval_files, channels)
     train = PatchDataset(train_imgs, train_names, patch, cfg.patches_per_epoch,
-                         flip=cfg.flip, rot90=cfg.rot90)
+                         flip=cfg.flip, rot90=cfg.rot90, patches_per_image=cfg.patches_per_image)
     return DataSplits(train=train, eval=ImageDataset(eval_imgs, eval_names), num_classes=0, in_chans=channels,
                       input_size=(channels, patch, patch), mean=(0.0,) * channels, std=(1.0,) * channels,
                       name=name, meta={**meta, "train_images": len(train_imgs), "eval_images": len(eval_imgs)})
@@ -245,7 +257,9 @@ def build_skimage_photos(cfg: DataSection) -> DataSplits:
 
 _OPTIONS = {
     "patch_size": Field(int, 48, "training patch side in pixels (of the clean / high-resolution image)"),
-    "patches_per_epoch": Field(int, 3200, "random training patches per epoch"),
+    "patches_per_epoch": Field(int, 3200, "random training patches per epoch (when patches_per_image is 0)"),
+    "patches_per_image": Field(int, 0, "> 0: an epoch is one pass over the training images, this many random "
+                                       "patches from each (the papers' epoch)"),
     "channels": Field(int, 1, "1 = gray, 3 = RGB", choices=(1, 3)),
     "rot90": Field(bool, True, "random 90° rotations of training patches"),
 }
