@@ -41,6 +41,9 @@ def test_parameter_and_mac_tables_of_all_papers(tmp_path):
     xs = _verdicts(docs["xsepconv"], "eq3")
     assert xs["k5_saving"] == xs["ratio_k7"] == xs["down_min_k"] == "reproduced"
     assert _verdicts(docs["dxnet"], "xunit")["xunit_82_k12"] == "reproduced"
+    xunit = next(e for e in docs["dxnet"]["experiments"] if e["name"] == "xunit")
+    k12 = next(v for v in xunit["verdicts"] if v["claim"] == "xunit_82_k12")
+    assert "depthwise 984 = 82·k" in k12["ours"] and "1,188" in k12["ours"]  # the whole xUnit beside the 82k
     for name, doc in docs.items():
         out = tmp_path / {"multiception": "mc", "xsepconv": "xs", "dxnet": "dx"}[name]
         report = (out / "report.md").read_text(encoding="utf-8")
