@@ -512,6 +512,7 @@ def _fig5() -> Experiment:
                                                                  "qualitative (Fig. 5)",
                                                                  "qualitative claim: judged by eye"))],
                       analysis=_cam, scales=("smoke", "cpu", "gpu", "paper"),
+                      not_trained={"cpu": CPU_CLS_BUDGET},
                       notes={"cpu": f"Not drawn at cpu scale: the Table 1 models are not trained there ({CPU_CLS_BUDGET}).",
                              "gpu": f"The Table 1 models trained at this scale (DenseNet 6-6-6 / DxNet 4-4-4, whole "
                                     f"CIFAR-10), CAMs of the true class on the first {CAM_IMAGES} test images both "
