@@ -32,7 +32,7 @@ from leannets.layers.xunit import XUnit
 from ..claims import Absolute, Better, Custom, Matches, MatchesValue, NotWorse, PairedBetter
 from ..results import ExperimentResult
 from ..spec import Experiment, Paper, PlotSpec, Row, TrainSpec
-from ._common import CPU_FLOOR, SMOKE_CLASSIFICATION, gpu_classification, ms, paper_data
+from ._common import CPU_FLOOR, SMOKE_CLASSIFICATION, eval_batches, gpu_classification, ms, paper_data
 
 TITLE = "Dense xUnit Networks"
 RESTORATION = "{data_root}/restoration"
@@ -437,24 +437,13 @@ def _cam_models(ctx: Any) -> tuple[dict[str, torch.nn.Module], dict[str, Any]] |
     return models, ckpt
 
 
-def _eval_batches(split: Any, batch: int = 256) -> Any:
-    """``(uint8 images, labels)`` batches of an evaluation split: in-memory tensors or a file-based dataset."""
-    if hasattr(split, "images"):
-        for start in range(0, len(split.labels), batch):
-            yield split.images[start:start + batch], split.labels[start:start + batch]
-        return
-    for start in range(0, len(split), batch):
-        items = [split[i] for i in range(start, min(start + batch, len(split)))]
-        yield torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
-
-
 def _both_correct(models: dict[str, torch.nn.Module], split: Any, mean: torch.Tensor, std: torch.Tensor,
                   limit: int) -> tuple[torch.Tensor, torch.Tensor, int]:
     """The first ``limit`` images (on [0, 1]) every model classifies correctly (the paper's selection), their
     labels, and how many images were scanned."""
     keep_x, keep_y, seen = [], [], 0
     with torch.no_grad():
-        for images, labels in _eval_batches(split):
+        for images, labels in eval_batches(split):
             x01 = images.float() / 255.0
             ok = torch.ones(len(labels), dtype=torch.bool)
             for model in models.values():
