@@ -115,3 +115,11 @@ def test_reproduce_all_index_sums_the_papers(tmp_path):
     assert "| WAE paper | 3 | 1 | 2 | 1 | 0 | 1.5 | [wae/report.md](wae/report.md) |" in text
     assert "| DxNet paper | 2 | 0 | 0 | 0 | 5 | 0.5 |" in text
     assert "**Total: 2.0 min**" in text and "`leannets reproduce all --scale cpu`" in text
+
+
+def test_fig7_draws_sr_crops_of_the_fig6_models(tmp_path):
+    doc = run_paper("dxnet", ["fig6", "fig7"], out_dir=tmp_path, log=_quiet)
+    fig7 = next(e for e in doc["experiments"] if e["name"] == "fig7")
+    assert fig7["files"] == ["figures/fig7_sr_crops.png"]
+    assert (tmp_path / fig7["files"][0]).stat().st_size > 10_000
+    assert "Fig. 7" in (tmp_path / "report.md").read_text(encoding="utf-8")

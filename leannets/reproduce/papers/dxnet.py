@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import numpy as np
 import torch
 
 from leannets.analysis.cam import class_activation_maps, normalize_cam, plot_cam_grid
@@ -26,10 +27,13 @@ from leannets.analysis.sharpness import checkpoint_data, estimate_sharpness, plo
 from leannets.analysis.statistics import mean_ci
 from leannets.engine.checkpoint import load_model
 from leannets.engine.recipe import stage_configs
+from leannets.engine.restoration_metrics import imresize, psnr
 from leannets.engine.task import create_task
+from leannets.engine.tasks.restoration import load_restoration_model, run_model
 from leannets.layers.xunit import XUnit
 
 from ..claims import Absolute, Better, Custom, Matches, MatchesValue, NotWorse, PairedBetter
+from ..plots import pyplot, save_figure
 from ..results import ExperimentResult
 from ..spec import Experiment, Paper, PlotSpec, Row, TrainSpec
 from ._common import CPU_FLOOR, SMOKE_CLASSIFICATION, eval_batches, gpu_classification, ms, paper_data
@@ -361,6 +365,72 @@ def _fig6() -> Experiment:
                "paper": "paper scale: DIV2K training, BSD100 evaluation (`dxnet_sr_x4`)."})
 
 
+# -- Fig. 7 ----------------------------------------------------------------------------------------------
+FIG7_MODELS = (("densenet16", "DenseNet16"), ("dxnet16", "DxNet16"), ("dxnet32", "DxNet32"))
+FIG7_CROP = 96
+
+
+def _sr_panels(ctx: Any) -> tuple[list[tuple[str, np.ndarray]], str] | None:
+    """(title, HWC uint8 crop) panels of the first evaluation image: bicubic, each trained Fig. 6 model, ground
+    truth; ``None`` when the Fig. 6 models are not trained at this scale."""
+    exp = ctx.paper.experiment("fig6")
+    if exp.train is None or not exp.train.trains_at(ctx.scale):
+        return None
+    outputs, hr, lr, name = [], None, None, ""
+    for key, label in FIG7_MODELS:
+        model, task, _ = load_restoration_model(ctx.train(exp, exp.row(key))["checkpoint"], expect="super_resolution")
+        if hr is None:
+            ds = task.build_data().eval
+            clean, _ = ds[0]
+            lr, hr = task.eval_pair(clean, 0)
+            base = getattr(ds, "dataset", ds)  # a limited evaluation split is a Subset of the image dataset
+            name = base.names[ds.indices[0] if hasattr(ds, "indices") else 0]
+            up = imresize((lr[0].permute(1, 2, 0).numpy() * 255.0).round().clip(0, 255).astype(np.uint8), 4.0)
+            outputs.append(("bicubic", up.reshape(hr.shape[-2], hr.shape[-1], -1).astype(np.float32)))
+        with torch.no_grad():
+            sr = run_model(model, lr).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255.0
+        outputs.append((label, sr.round()))
+    target = hr[0].permute(1, 2, 0).numpy()
+    h, w = target.shape[:2]
+    c = min(FIG7_CROP, h, w)
+    y0, x0 = (h - c) // 2, (w - c) // 2
+    panels = []
+    for label, img in outputs:
+        db = psnr(img, target, crop_border=4, y_channel=img.shape[-1] == 3)
+        panels.append((f"{label}\n{db:.2f} dB", img[y0:y0 + c, x0:x0 + c].astype(np.uint8)))
+    panels.append(("ground truth", target[y0:y0 + c, x0:x0 + c].astype(np.uint8)))
+    return panels, name
+
+
+def _fig7(ctx: Any, res: ExperimentResult) -> None:
+    found = _sr_panels(ctx)
+    if found is None:
+        return
+    panels, name = found
+    plt = pyplot()
+    fig, axes = plt.subplots(1, len(panels), figsize=(2.2 * len(panels), 2.6), dpi=120)
+    for ax, (title, img) in zip(axes, panels):
+        ax.imshow(img.squeeze(-1) if img.shape[-1] == 1 else img, cmap="gray" if img.shape[-1] == 1 else None,
+                  interpolation="nearest")
+        ax.set_title(title, fontsize=7)
+        ax.axis("off")
+    fig.suptitle(f"Fig. 7: ×4 SR, centre {panels[0][1].shape[0]}² crop of {name} (PSNR of the whole image, Y) — "
+                 f"{ctx.scale} scale", fontsize=8)
+    res.files.append(ctx.rel(save_figure(fig, ctx.figure("fig7_sr_crops.png"))))
+
+
+def _fig7_exp() -> Experiment:
+    return Experiment(
+        "fig7", "Fig. 7", "×4 super-resolution crops: bicubic, DenseNet16, DxNet16, DxNet32, ground truth", [],
+        measure=(), analysis=_fig7, scales=("smoke", "cpu", "paper"), not_trained={"cpu": CPU_SR_BUDGET},
+        claims=[Custom("fig7_visual", "DxNets restore sharper details than their DenseNet twin", "Fig. 7",
+                       fn=lambda res, ref, scale: ("not checked", "see figure", "qualitative (Fig. 7)",
+                                                   "qualitative claim: judged by eye"))],
+        notes={"cpu": f"Not drawn at cpu scale: the Fig. 6 models are not trained there ({CPU_SR_BUDGET}).",
+               "smoke": "smoke scale: barely trained models on scikit-image's photos.",
+               "paper": "paper scale: the Fig. 6 models (DIV2K, 6000 epochs), the first BSD100 image."})
+
+
 # -- Figs. 9-10 ----------------------------------------------------------------------------------------------
 SIGMAS = {"smoke": (0.0, 0.01, 0.02), "paper": (0.0, 0.005, 0.01, 0.015, 0.02)}
 REPEATS = {"smoke": 2, "paper": 1000}
@@ -513,5 +583,5 @@ def _fig5() -> Experiment:
 
 
 def paper() -> Paper:
-    return Paper("dxnet", TITLE, [_table1(), _xunit_exp(), _fig4(), _fig8(), _fig6(), _fig9(), _fig5(),
+    return Paper("dxnet", TITLE, [_table1(), _xunit_exp(), _fig4(), _fig8(), _fig6(), _fig7_exp(), _fig9(), _fig5(),
                                   _table1_svhn()])
