@@ -1,10 +1,28 @@
-"""Shared model interface: input validation and the timm-style classifier API."""
+"""Shared model interface: input validation and the timm-style classifier API.
+
+Every :class:`Classifier` also has timm's feature and memory API:
+
+- :attr:`Classifier.feature_info`: one entry per multi-scale feature map (``module``, ``num_chs``,
+  ``reduction``): the last output of the model's block container at each resolution, the final one being
+  :meth:`~Classifier.forward_features` itself. It is found once by a small probe forward (64², eval mode).
+- :meth:`Classifier.forward_intermediates`: those maps for an input (``indices`` picks some of them);
+  ``create_model(name, features_only=True)`` wraps a model as :class:`FeatureListNet`.
+- :meth:`Classifier.set_grad_checkpointing`: recompute each block of the container in the backward pass
+  instead of storing its activations (``torch.utils.checkpoint``, non-reentrant); the state dict is unchanged.
+"""
 from __future__ import annotations
+
+import types
+from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
+from torch.utils.checkpoint import checkpoint
 
-__all__ = ["LeanModule", "Classifier", "init_weights"]
+__all__ = ["LeanModule", "Classifier", "FeatureListNet", "init_weights"]
+
+#: Attribute names of the block container a family's ``forward_features`` runs through, in order of preference.
+FEATURE_CONTAINERS = ("stages", "blocks", "features")
 
 
 class LeanModule(nn.Module):
@@ -67,6 +85,113 @@ class Classifier(LeanModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
         return self.forward_head(self.forward_features(x))
+
+    # -- timm feature / memory API -------------------------------------------------------------------
+    def _feature_container(self) -> tuple[str, nn.Module]:
+        for name in FEATURE_CONTAINERS:
+            module = getattr(self, name, None)
+            if isinstance(module, nn.Sequential) and len(module) > 1:
+                return name, module
+        raise NotImplementedError(f"{self.display_name}: no block container ({', '.join(FEATURE_CONTAINERS)}) to "
+                                  "take multi-scale features or checkpoint from")
+
+    def _tap_names(self, x: torch.Tensor) -> list[tuple[str, int, int]]:
+        """(module name, channels, reduction) of the last container output at each resolution."""
+        name, container = self._feature_container()
+        seen: list[tuple[str, torch.Size]] = []
+        hooks = [m.register_forward_hook(lambda mod, i, o, key=f"{name}.{k}": seen.append((key, o.shape)))
+                 for k, m in container.named_children()]
+        try:
+            final = self.forward_features(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        size = int(x.shape[-1])
+        last: dict[int, tuple[str, int, int]] = {}
+        for key, shape in seen:
+            if len(shape) == 4:
+                last[int(shape[-1])] = (key, int(shape[1]), round(size / int(shape[-1])))
+        taps = [last[w] for w in sorted(last, reverse=True)]
+        final_tap = ("forward_features", int(final.shape[1]), round(size / int(final.shape[-1])))
+        return [t for t in taps if t[2] != final_tap[2]] + [final_tap]
+
+    @property
+    def feature_info(self) -> list[dict[str, Any]]:
+        """``[{"module", "num_chs", "reduction"}, ...]`` of the maps :meth:`forward_intermediates` returns."""
+        cached = self.__dict__.get("_feature_info")
+        if cached is None:
+            size = max(64, self.min_input_size)
+            size = -(-size // max(1, self.size_divisor)) * max(1, self.size_divisor)
+            param = next(self.parameters(), None)
+            with torch.no_grad():
+                probe = torch.zeros(1, self.in_chans, size, size,
+                                    device=param.device if param is not None else None)
+                training = self.training
+                self.eval()
+                try:
+                    taps = self._tap_names(probe)
+                finally:
+                    self.train(training)
+            cached = [{"module": m, "num_chs": c, "reduction": r} for m, c, r in taps]
+            self.__dict__["_feature_info"] = cached
+        return [dict(d) for d in cached]
+
+    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int] | None = None) -> list[torch.Tensor]:
+        """The multi-scale feature maps of :attr:`feature_info` for ``x`` (``indices``: which ones, default all)."""
+        self.check_input(x)
+        info = self.feature_info
+        picked = list(range(len(info))) if indices is None else [int(i) % len(info) for i in indices]
+        wanted = {info[i]["module"] for i in picked}
+        name, container = self._feature_container()
+        got: dict[str, torch.Tensor] = {}
+        # a clone: the next block may modify its input in place (an in-place ReLU)
+        hooks = [m.register_forward_hook(lambda mod, i, o, key=f"{name}.{k}": got.__setitem__(key, o.clone()))
+                 for k, m in container.named_children() if f"{name}.{k}" in wanted]
+        try:
+            got["forward_features"] = self.forward_features(x)
+        finally:
+            for h in hooks:
+                h.remove()
+        return [got[info[i]["module"]] for i in picked]
+
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Recompute every block of the container in backward instead of keeping its activations (training)."""
+        _, container = self._feature_container()
+        for block in container:
+            if enable:
+                block.forward = types.MethodType(_checkpoint_forward, block)  # type: ignore[method-assign]
+            else:
+                block.__dict__.pop("forward", None)
+        self.grad_checkpointing = enable
+
+
+def _checkpoint_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    """A block's own forward, recomputed in backward while training (bound per block; survives deepcopy)."""
+    plain = type(self).forward
+    if self.training and torch.is_grad_enabled():
+        return checkpoint(plain, self, *args, use_reentrant=False, **kwargs)
+    return plain(self, *args, **kwargs)
+
+
+class FeatureListNet(nn.Module):
+    """A classifier's multi-scale feature maps as the output (``create_model(..., features_only=True)``).
+
+    Args:
+        model: a :class:`Classifier`.
+        out_indices: which entries of its :attr:`~Classifier.feature_info` to return (default: all).
+    """
+
+    def __init__(self, model: Classifier, out_indices: Sequence[int] | None = None) -> None:
+        super().__init__()
+        if not isinstance(model, Classifier):
+            raise ValueError(f"features_only needs a classification model, got {type(model).__name__}")
+        self.model = model
+        n = len(model.feature_info)
+        self.out_indices = list(range(n)) if out_indices is None else [int(i) % n for i in out_indices]
+        self.feature_info = [model.feature_info[i] for i in self.out_indices]
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.model.forward_intermediates(x, self.out_indices)
 
 
 def init_weights(model: nn.Module, conv_mode: str = "fan_out", linear_std: float | None = 0.01) -> None:

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import torch.nn as nn
 
 from leannets.layers.padding import EvenPad2d, assign_padding_schedule
 from leannets.registry import Registry
 
-__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "is_model"]
+__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "is_model", "pretrained_cfg"]
 
 TASKS = ("classification", "denoising", "super_resolution", "autoencoder")
 
@@ -102,16 +102,21 @@ def model_info(name: str) -> ModelInfo:
     return MODELS.get(name)[1]
 
 
-def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, **overrides: Any) -> nn.Module:
+def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, *,
+                 features_only: bool = False, out_indices: Sequence[int] | None = None,
+                 **overrides: Any) -> nn.Module:
     """Build a registered model.
 
     Args:
         name: registered name (see :func:`list_models`).
         num_classes: classifier outputs; ``None`` keeps the model's default.
         in_chans: input channels; ``None`` keeps the model's default.
+        features_only: return a :class:`~leannets.models._base.FeatureListNet` whose forward gives the
+            multi-scale feature maps (``feature_info``: channels and reductions), as timm.
+        out_indices: with ``features_only``, which maps (default all).
         **overrides: forwarded to the model's constructor (e.g. ``conv_type``, ``drop_rate``).
     """
-    fn = MODELS.get(name)[0]
+    fn, info = MODELS.get(name)
     kwargs = dict(overrides)
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
@@ -122,8 +127,40 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     except TypeError as err:
         raise ValueError(f"create_model({name!r}): bad arguments {sorted(kwargs)}: {err}") from err
     model.model_name = name  # type: ignore[assignment]
+    model.pretrained_cfg = pretrained_cfg(info, model)  # type: ignore[assignment]
     _number_even_padding(model)
+    if features_only:
+        from ._base import FeatureListNet
+
+        return FeatureListNet(model, out_indices)
     return model
+
+
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+
+
+def pretrained_cfg(info: ModelInfo, model: nn.Module | None = None) -> dict[str, Any]:
+    """timm-style preprocessing and layout facts of a registered model.
+
+    ``mean``/``std``: ImageNet's for 224² models, CIFAR-10's for the small-image ones (every recipe recomputes
+    them from its own training set), none (0/1) for restoration models, which see [0, 1] pixels.
+    ``first_conv`` / ``classifier``: module names (for adapting ``in_chans`` or the head).
+    """
+    c, h, _ = info.input_size
+    if info.task != "classification":
+        mean, std, crop_pct = (0.0,) * c, (1.0,) * c, 1.0
+    elif h >= 160:
+        mean, std, crop_pct = IMAGENET_MEAN, IMAGENET_STD, 0.875
+    else:
+        mean, std, crop_pct = CIFAR10_MEAN, CIFAR10_STD, 1.0
+    first_conv = classifier = None
+    if model is not None:
+        first_conv = next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
+        classifier = "fc" if isinstance(getattr(model, "fc", None), (nn.Linear, nn.Identity)) else None
+    return {"input_size": tuple(info.input_size), "mean": tuple(mean), "std": tuple(std), "crop_pct": crop_pct,
+            "interpolation": "bilinear", "num_classes": info.num_classes, "first_conv": first_conv,
+            "classifier": classifier, "paper": info.paper}
 
 
 def _number_even_padding(model: nn.Module) -> None:

@@ -1,0 +1,71 @@
+"""timm-style model surface: feature_info / forward_intermediates / features_only, grad checkpointing,
+pretrained_cfg."""
+import copy
+
+import pytest
+import torch
+
+import leannets
+from leannets.models._base import FeatureListNet
+
+FAMILIES = [("resnet20_standard", 32, [(16, 1), (32, 2), (64, 4)]),
+            ("resnet50", 64, [(256, 4), (512, 8), (1024, 16), (2048, 32)]),
+            ("densenet121", 64, [(256, 4), (512, 8), (1024, 16), (1024, 32)]),
+            ("mobilenetv3_small_cifar_100_xsep", 32, [(16, 1), (24, 2), (48, 4), (576, 8)]),
+            ("mobilenetv2_cifar_multiception", 32, [(16, 1), (24, 2), (32, 4), (96, 8), (1280, 16)]),
+            ("dxnet_cifar_12_12_12", 32, [(168, 1), (228, 2), (258, 4)])]
+
+
+@pytest.mark.parametrize("name,size,expected", FAMILIES)
+def test_feature_maps_have_the_stated_channels_and_reductions(name, size, expected):
+    model = leannets.create_model(name).eval()
+    info = model.feature_info
+    assert [(d["num_chs"], d["reduction"]) for d in info] == expected
+    x = torch.randn(2, 3, size, size)
+    with torch.no_grad():
+        maps = model.forward_intermediates(x)
+        assert [tuple(m.shape) for m in maps] == [(2, c, size // r, size // r) for c, r in expected]
+        torch.testing.assert_close(maps[-1], model.forward_features(x))  # the last map is forward_features
+        features = leannets.create_model(name, features_only=True, out_indices=(0, -1)).eval()
+        assert isinstance(features, FeatureListNet) and len(features(x)) == 2
+        assert [d["num_chs"] for d in features.feature_info] == [expected[0][0], expected[-1][0]]
+
+
+def test_intermediate_maps_are_the_stage_outputs():
+    model = leannets.create_model("resnet20_standard").eval()
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        s0 = model.stages[0](model.stem(x))
+        s1 = model.stages[1](s0)
+        maps = model.forward_intermediates(x, indices=[0, 1])
+    torch.testing.assert_close(maps[0], s0)
+    torch.testing.assert_close(maps[1], s1)
+    with pytest.raises(ValueError, match="features_only needs a classification model"):
+        FeatureListNet(torch.nn.Linear(2, 2))
+
+
+def test_grad_checkpointing_gives_the_same_gradients_and_state_dict():
+    torch.manual_seed(0)
+    model = leannets.create_model("resnet20_standard").train()
+    twin = copy.deepcopy(model)
+    twin.set_grad_checkpointing()
+    x = torch.randn(4, 3, 32, 32)
+    model(x).square().mean().backward()
+    twin(x).square().mean().backward()
+    for (n, a), b in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-6, msg=n)
+    assert list(twin.state_dict()) == list(model.state_dict())
+    copied = copy.deepcopy(twin)  # the copy checkpoints its own blocks, not the original's
+    assert copied.stages[0].forward.__self__ is copied.stages[0]
+    twin.set_grad_checkpointing(False)
+    assert "forward" not in twin.stages[0].__dict__ and not twin.grad_checkpointing
+
+
+def test_pretrained_cfg():
+    cfg = leannets.create_model("densenet121").pretrained_cfg
+    assert cfg["input_size"] == (3, 224, 224) and cfg["mean"] == (0.485, 0.456, 0.406) and cfg["crop_pct"] == 0.875
+    assert cfg["first_conv"] == "stem.0" and cfg["classifier"] == "fc" and cfg["num_classes"] == 1000
+    small = leannets.create_model("resnet20_standard").pretrained_cfg
+    assert small["input_size"] == (3, 32, 32) and small["mean"][0] == pytest.approx(0.4914) and small["crop_pct"] == 1
+    sr = leannets.create_model("dxnet16_sr").pretrained_cfg
+    assert sr["mean"] == (0.0, 0.0, 0.0) and sr["std"] == (1.0, 1.0, 1.0)
