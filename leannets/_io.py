@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "atomic_save_figure",
-           "atomic_copy", "remove_orphan_temps", "pyplot", "cache_dir", "TEMP_SUFFIX"]
+           "atomic_copy", "remove_orphan_temps", "pyplot", "cache_dir", "TEMP_SUFFIX", "save_safetensors",
+           "load_safetensors"]
 
 TEMP_SUFFIX = ".tmp"
 
@@ -149,3 +150,71 @@ def remove_orphan_temps(folder: str | os.PathLike, older_than: float | None = No
         except FileNotFoundError:
             continue
     return removed
+
+
+# -- safetensors (https://github.com/huggingface/safetensors): tensors without pickle -----------------------
+# Layout: 8-byte little-endian header length, a JSON header {name: {dtype, shape, data_offsets}, "__metadata__":
+# {str: str}}, then the raw little-endian bytes. Written and read here without the safetensors package.
+_ST_DTYPES = {"F64": "float64", "F32": "float32", "F16": "float16", "BF16": "bfloat16", "I64": "int64",
+              "I32": "int32", "I16": "int16", "I8": "int8", "U8": "uint8", "BOOL": "bool"}
+
+
+def save_safetensors(path: str | os.PathLike, tensors: dict[str, Any], metadata: dict[str, str] | None = None) -> Path:
+    """Write ``{name: tensor}`` (CPU copies, contiguous) and string ``metadata`` as a .safetensors file, atomically."""
+    import torch
+
+    names = {getattr(torch, v): k for k, v in _ST_DTYPES.items()}
+    header: dict[str, Any] = {"__metadata__": {str(k): str(v) for k, v in (metadata or {}).items()}}
+    chunks, offset = [], 0
+    for name in sorted(tensors):
+        t = tensors[name].detach().to("cpu").contiguous()
+        if t.dtype not in names:
+            raise ValueError(f"save_safetensors: tensor {name!r} has dtype {t.dtype}, not one of {sorted(_ST_DTYPES)}")
+        data = t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b""
+        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape), "data_offsets": [offset, offset + len(data)]}
+        chunks.append(data)
+        offset += len(data)
+    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)
+    return atomic_write_bytes(path, len(text).to_bytes(8, "little") + text + b"".join(chunks))
+
+
+def load_safetensors(path: str | os.PathLike) -> tuple[dict[str, Any], dict[str, str]]:
+    """``({name: tensor}, metadata)`` of a .safetensors file; ``ValueError`` naming the file if it is not one."""
+    import torch
+
+    raw = Path(path).read_bytes()
+
+    def bad(why: str) -> ValueError:
+        return ValueError(f"{path} is not a valid .safetensors file: {why}")
+
+    if len(raw) < 8:
+        raise bad("shorter than its 8-byte header length")
+    n = int.from_bytes(raw[:8], "little")
+    if n > len(raw) - 8:
+        raise bad(f"header length {n} exceeds the file")
+    try:
+        header = json.loads(raw[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise bad(f"header is not JSON ({err})") from None
+    if not isinstance(header, dict):
+        raise bad("header is not a JSON object")
+    metadata = header.pop("__metadata__", None) or {}
+    body = memoryview(raw)[8 + n:]
+    tensors = {}
+    for name, entry in header.items():
+        try:
+            dtype = getattr(torch, _ST_DTYPES[entry["dtype"]])
+            shape = [int(d) for d in entry["shape"]]
+            begin, end = (int(v) for v in entry["data_offsets"])
+        except (KeyError, TypeError, ValueError):
+            raise bad(f"entry {name!r} is malformed: {entry!r}") from None
+        count = 1
+        for d in shape:
+            count *= d
+        if not 0 <= begin <= end <= len(body) or end - begin != count * torch.empty((), dtype=dtype).element_size():
+            raise bad(f"tensor {name!r}: data offsets {begin}..{end} do not fit its shape {shape} or the file")
+        buf = bytearray(body[begin:end])
+        flat = torch.frombuffer(buf, dtype=dtype) if buf else torch.empty(0, dtype=dtype)
+        tensors[name] = flat.reshape(shape)
+    return tensors, {str(k): str(v) for k, v in metadata.items()}

@@ -103,14 +103,17 @@ def model_info(name: str) -> ModelInfo:
 
 
 def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, *,
-                 features_only: bool = False, out_indices: Sequence[int] | None = None,
-                 **overrides: Any) -> nn.Module:
+                 pretrained: str | None = None, features_only: bool = False,
+                 out_indices: Sequence[int] | None = None, **overrides: Any) -> nn.Module:
     """Build a registered model.
 
     Args:
         name: registered name (see :func:`list_models`).
         num_classes: classifier outputs; ``None`` keeps the model's default.
         in_chans: input channels; ``None`` keeps the model's default.
+        pretrained: a ``.pth`` / ``.safetensors`` checkpoint (torchvision, timm or leannets key names) to load,
+            every tensor mapped (:func:`~leannets.models._weights.load_pretrained`); with another
+            ``num_classes`` than the checkpoint's, the classifier is reset after loading.
         features_only: return a :class:`~leannets.models._base.FeatureListNet` whose forward gives the
             multi-scale feature maps (``feature_info``: channels and reductions), as timm.
         out_indices: with ``features_only``, which maps (default all).
@@ -118,6 +121,15 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     """
     fn, info = MODELS.get(name)
     kwargs = dict(overrides)
+    if pretrained is not None:
+        from ._weights import checkpoint_classes, load_pretrained, read_state_dict
+
+        classes = checkpoint_classes(read_state_dict(pretrained)) or info.num_classes
+        model = create_model(name, classes, in_chans, **overrides)
+        load_pretrained(model, pretrained)
+        if num_classes is not None and num_classes != getattr(model, "num_classes", num_classes):
+            model.reset_classifier(num_classes)
+        return _features_only(model, out_indices) if features_only else model
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
@@ -129,11 +141,14 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     model.model_name = name  # type: ignore[assignment]
     model.pretrained_cfg = pretrained_cfg(info, model)  # type: ignore[assignment]
     _number_even_padding(model)
-    if features_only:
-        from ._base import FeatureListNet
+    return _features_only(model, out_indices) if features_only else model
 
-        return FeatureListNet(model, out_indices)
-    return model
+
+def _features_only(model: nn.Module, out_indices: Sequence[int] | None) -> nn.Module:
+    from ._base import FeatureListNet
+
+    return FeatureListNet(model, out_indices)
+
 
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -150,3 +150,12 @@ def mobilenetv2_cifar_multiception(**kwargs: Any) -> MobileNetV2Cifar:
     """MobileNetV2 (stride-1 stem) with multiception in the 16/24-channel stages; 32×32 by default, STL-10 uses 96×96
     inputs (Table 2)."""
     return MobileNetV2Cifar(**{"conv_type": "multiception", **kwargs})
+
+
+@register_model(paper=SANDLER, source="Sandler et al. Table 2 (ImageNet layout: stride-2 stem, the original block); "
+                "torchvision's mobilenet_v2, 3,504,872 parameters", input_size=(3, 224, 224), num_classes=1000,
+                tags=("mobilenetv2", "imagenet"))
+def mobilenetv2_100(**kwargs: Any) -> MobileNetV2Cifar:
+    """MobileNetV2 ×1.0 for ImageNet: the original block everywhere (the layout of torchvision's checkpoints)."""
+    return MobileNetV2Cifar(**{"conv_type": "dsconv", "kernel_sizes": [], "block": "linear", "stem_stride": 2,
+                               "num_classes": 1000, **kwargs})
