@@ -37,9 +37,9 @@ __all__ = ["FORMATS", "DEFAULT_OPSET", "SMALL_INPUT", "ExportResult", "default_e
            "flatten_outputs", "load_exported", "load_model_source", "LoadedModel", "run_exported",
            "smallest_input_size", "verify_export"]
 
-FORMATS = ("onnx", "torchscript")
+FORMATS = ("onnx", "torchscript", "safetensors")
 DEFAULT_OPSET = 17
-_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt"}
+_SUFFIX = {"onnx": ".onnx", "torchscript": ".pt", "safetensors": ".safetensors"}
 
 
 @dataclass
@@ -280,7 +280,8 @@ def export_model(
     Args:
         model: the module (it is deep-copied; the caller's module is not changed).
         path: output file; written atomically (temp file in the same folder + rename).
-        fmt: ``onnx`` or ``torchscript``.
+        fmt: ``onnx``, ``torchscript`` or ``safetensors`` (the model's own tensors and ``metadata``, read without
+            pickle; ``create_model(name, pretrained=FILE)`` rebuilds the model from it).
         input_size: (C, H, W) traced; default :func:`smallest_input_size`.
         fold_bn: fold conv→BN pairs first (:func:`leannets.analysis.fold_bn.fold_bn`); the file
             is still verified against the unfolded model.
@@ -291,10 +292,13 @@ def export_model(
         tolerance: largest accepted error relative to ``max(1, max |reference|)``;
             a larger error raises ``ValueError``.
         seed: seed of the random probe inputs.
-        metadata: ONNX only: stored in the file's ``metadata_props`` (e.g.
+        metadata: ONNX: stored in the file's ``metadata_props``; safetensors: in its ``__metadata__`` (e.g.
             :meth:`LoadedModel.deployment_metadata`: input size, mean/std, class names, resize rule).
     """
     fmt = _check_format(fmt)
+    if fmt == "safetensors":
+        return _export_safetensors(model, Path(path), input_size, fold_bn, verify, verify_batch, tolerance, seed,
+                                   metadata)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model = copy.deepcopy(model).eval()
@@ -331,6 +335,40 @@ def export_model(
         if rel_err > tolerance:
             raise ValueError(f"{path}: exported {fmt} output differs from PyTorch by {rel_err:.3g} "
                              f"(relative), more than the tolerance {tolerance:g}")
+    return result
+
+
+def _export_safetensors(model: nn.Module, path: Path, input_size: Sequence[int] | None, fold_bn: bool, verify: bool,
+                        verify_batch: int, tolerance: float, seed: int,
+                        metadata: Mapping[str, str] | None) -> ExportResult:
+    """The model's state dict as .safetensors, checked by rebuilding the model from the file."""
+    from leannets._io import save_safetensors
+    from leannets.models import create_model
+
+    if fold_bn:
+        raise ValueError("--fold-bn does not apply to safetensors: the file holds the model's own tensors, "
+                         "rebuilt with create_model(name, pretrained=FILE); fold after loading")
+    name = getattr(model, "model_name", None)
+    meta = {"format": "pt", **dict(metadata or {})}
+    if name:
+        meta.setdefault("leannets.model", name)
+    model = copy.deepcopy(model).eval()
+    size = _check_input_size(input_size or smallest_input_size(model))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_safetensors(path, dict(model.state_dict()), meta)
+    result = ExportResult(path=str(path), format="safetensors", input_size=size, folded_bn_pairs=None, outputs=1)
+    if verify and name:
+        kwargs = json.loads(meta.get("leannets.model_kwargs", "{}"))
+        rebuilt = create_model(name, in_chans=size[0], pretrained=str(path), **kwargs).eval()
+        x = torch.randn(verify_batch, *size, generator=torch.Generator().manual_seed(seed))
+        with torch.no_grad():
+            ref, got = flatten_outputs(model(x)), flatten_outputs(rebuilt(x))
+        err = max(float((r - g).abs().max()) for r, g in zip(ref, got))
+        scale = max(1.0, max(float(r.abs().max()) for r in ref))
+        result.max_abs_error, result.max_rel_error, result.verified_batch = err, err / scale, verify_batch
+        result.outputs = len(ref)
+        if err / scale > tolerance:
+            raise ValueError(f"{path}: the model rebuilt from the file differs by {err / scale:.3g} (relative)")
     return result
 
 

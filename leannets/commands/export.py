@@ -1,5 +1,6 @@
-"""``leannets export CHECKPOINT|MODEL --format onnx|torchscript``: a deployable file, checked
-against PyTorch before the command returns. An ONNX file carries what it needs to be used without leannets in
+"""``leannets export CHECKPOINT|MODEL --format onnx|torchscript|safetensors``: a deployable file, checked
+against PyTorch before the command returns (safetensors: the model's tensors, read without pickle, checked by
+rebuilding the model from the file). An ONNX file carries what it needs to be used without leannets in
 its ``metadata_props``: model, input size, resize rule, mean/std and class names (``leannets predict`` reads
 them)."""
 from __future__ import annotations
@@ -10,11 +11,11 @@ from pathlib import Path
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("export", help="export a checkpoint or registered model to ONNX or TorchScript")
+    p = sub.add_parser("export", help="export a checkpoint or registered model to ONNX, TorchScript or safetensors")
     p.add_argument("source", help="checkpoint file (from `leannets train`) or registered model name")
-    p.add_argument("--format", dest="fmt", choices=("onnx", "torchscript"), default="onnx",
+    p.add_argument("--format", dest="fmt", choices=("onnx", "torchscript", "safetensors"), default="onnx",
                    help="file format (default: onnx)")
-    p.add_argument("--out", default=None, help="output file (default: ./<model>.onnx or ./<model>.pt)")
+    p.add_argument("--out", default=None, help="output file (default: ./<model>.onnx, .pt or .safetensors)")
     p.add_argument("--input-size", nargs=3, type=int, metavar=("C", "H", "W"), default=None,
                    help="traced input size (default: the checkpoint's data size, else the model's registered size)")
     p.add_argument("--fold-bn", action="store_true", help="fold BatchNorm into the preceding convolutions first")
@@ -28,6 +29,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def _metadata(loaded, fmt: str) -> dict[str, str] | None:  # noqa: ANN001 - a LoadedModel
+    if fmt == "torchscript":
+        return None
+    meta = loaded.deployment_metadata()
+    if fmt == "safetensors":
+        kwargs = dict((loaded.recipe.get("model") or {}).get("kwargs") or {})
+        meta["leannets.model_kwargs"] = json.dumps(kwargs)
+    return meta
+
+
 def run(args: argparse.Namespace) -> int:
     # imported when the command runs, not at import: keeps `leannets --help` fast
     from leannets.analysis.export import default_export_path, export_model, load_model_source
@@ -38,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     result = export_model(loaded.model, out, args.fmt, input_size=input_size, fold_bn=args.fold_bn,
                           opset=args.opset, dynamic_batch=not args.static_batch, verify=not args.no_verify,
                           tolerance=args.tolerance,
-                          metadata=loaded.deployment_metadata() if args.fmt == "onnx" else None)
+                          metadata=_metadata(loaded, args.fmt))
     if args.json:
         print(json.dumps({"source": args.source, "model": loaded.name, **result.as_dict()}, indent=2))
         return 0

@@ -2,10 +2,12 @@
 import importlib
 import pkgutil
 
-from ._registry import ModelInfo, create_model, is_model, list_models, model_info, register_model
+from ._registry import ModelInfo, create_model, is_model, list_models, model_info, pretrained_cfg, register_model
+from ._weights import LoadReport, load_pretrained
 
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if not _mod.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod}")
 
-__all__ = ["ModelInfo", "create_model", "is_model", "list_models", "model_info", "register_model"]
+__all__ = ["ModelInfo", "create_model", "is_model", "list_models", "model_info", "register_model", "pretrained_cfg",
+           "load_pretrained", "LoadReport"]

@@ -250,3 +250,22 @@ def test_predict_and_export_agree_on_the_small_input_rule():
     from leannets.commands.predict import SMALL_INPUT as PREDICT_SMALL
 
     assert EXPORT_SMALL == PREDICT_SMALL
+
+
+def test_safetensors_export_rebuilds_the_same_model(digits_checkpoint, tmp_path, capsys):
+    from leannets._io import load_safetensors
+
+    out = tmp_path / "model.safetensors"
+    assert main(["export", str(digits_checkpoint), "--format", "safetensors", "--out", str(out), "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["format"] == "safetensors" and report["max_rel_error"] == 0.0
+    tensors, meta = load_safetensors(out)  # no pickle involved
+    assert meta["leannets.model"] == "densenet_bc_cifar_6_6_6" and json.loads(meta["leannets.input_size"]) == [3, 32, 32]
+    loaded = load_model_source(str(digits_checkpoint))
+    rebuilt = leannets.create_model(meta["leannets.model"], pretrained=str(out)).eval()
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(rebuilt(x), loaded.model(x))
+    assert main(["export", str(digits_checkpoint), "--format", "safetensors", "--fold-bn",
+                 "--out", str(tmp_path / "f.safetensors")]) == 2
+    assert "--fold-bn does not apply to safetensors" in capsys.readouterr().err
