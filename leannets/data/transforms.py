@@ -90,13 +90,42 @@ def load_image(path: str | Path, mode: str = "RGB") -> Image.Image:
         raise ValueError(f"image file {path} is corrupt or not an image: {err}") from err
 
 
+_TAIL_BYTES = 1024  # JPEG end marker searched in the last KiB: some writers append padding after it
+
+
+def check_image_file(path: str | Path) -> None:
+    """A cheap integrity check without decoding: the file exists, is not empty, and a JPEG (PNG) ends with its
+    end marker (IEND chunk) — what a truncated download or copy lacks. ``ValueError`` naming the file."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        with open(p, "rb") as f:
+            head = f.read(8)
+            f.seek(max(0, size - _TAIL_BYTES))
+            tail = f.read()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"image file {p} does not exist") from None
+    if size == 0:
+        raise ValueError(f"image file {p} is empty: remove or replace it")
+    if head[:2] == b"\xff\xd8" and b"\xff\xd9" not in tail:
+        raise ValueError(f"image file {p} is a truncated JPEG (no end marker): remove or replace it")
+    if head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail[-12:]:
+        raise ValueError(f"image file {p} is a truncated PNG (no IEND chunk): remove or replace it")
+
+
 class FileImageDataset(Dataset):
-    """(path, label) samples decoded with PIL; train or eval transforms; yields (uint8 (C,H,W), label)."""
+    """(path, label) samples decoded with PIL; train or eval transforms; yields (uint8 (C,H,W), label).
+
+    Every file gets :func:`check_image_file` up front (a few bytes each), so a truncated file is one clear
+    error before training starts instead of a DataLoader worker traceback mid-epoch.
+    """
 
     def __init__(self, samples: Sequence[tuple[str, int]], size: int, train: bool, *, crop_area: Sequence[float] =
                  (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3), crop_pct: float = 0.875, flip: bool = True,
                  augment: bool = True, mode: str = "RGB") -> None:
         self.samples = list(samples)
+        for path, _ in self.samples:
+            check_image_file(path)
         self.size, self.train = size, train
         self.crop_area, self.ratio, self.crop_pct = tuple(crop_area), tuple(ratio), crop_pct
         self.flip, self.augment, self.mode = flip, augment, mode
