@@ -324,6 +324,11 @@ _FAMILIES = {
                                "CPU-scale version of Table 2 (small VGG on 32×32 images)"),
 }
 
+#: What each family's backbone is (printed in every registered model's notes).
+BACKBONE_TEXT = {"vgg16": "VGG16 as the authors' deploy net (biased convs, no BN, Caffe ceil-mode pools)",
+                 "resnet50": "ResNet-50 v1 (stride on the first 1×1 conv of a bottleneck)",
+                 "vgg_cifar_small": "vgg_cifar_small (6 convs with BN, our CPU-scale backbone)"}
+
 #: The full-resolution baseline model of each backbone family (the same backbone as the family's I_L network).
 FULL_RESOLUTION = {"vgg16": "vgg16", "resnet50": "resnet50_v1", "vgg_cifar_small": "vgg_cifar_small"}
 
@@ -351,11 +356,12 @@ def _register(name: str, prefix: str, family: str) -> None:
         args = {"num_classes": fam.num_classes, "input_norm": front_end != "resize", **head, **kwargs}
         return WAEClassifier(family, front_end=front_end, fusion=fusion, decoder=decoder, **args)
 
-    build.__doc__ = f"{what}; backbone {family}."
+    build.__doc__ = f"{what}; backbone: {BACKBONE_TEXT[family]}."
     build.__name__ = f"{prefix}_{family}"
     build.__module__ = __name__
     register_model(paper=CHEN_WAE, source=fam.source, input_size=fam.input_size, num_classes=fam.num_classes,
-                   tags=("wae", prefix, family), notes=what, name=f"{prefix}_{family}")(build)
+                   tags=("wae", prefix, family), notes=f"{what}; backbone: {BACKBONE_TEXT[family]}",
+                   name=f"{prefix}_{family}")(build)
 
 
 _register("wae_vgg16", "wae", "vgg16")
