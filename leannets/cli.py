@@ -9,6 +9,7 @@ import pkgutil
 import sys
 
 from . import __version__, commands
+from ._log import configure
 
 #: What a user can get wrong: shown as one line and exit code 2. Anything else (a ``KeyError`` or
 #: ``TypeError`` from a bug, say) propagates with its traceback.
@@ -19,6 +20,10 @@ def build_parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.Argument
     """The top-level parser and the sub-command parsers by command word."""
     parser = argparse.ArgumentParser(prog="leannets", description="Build, train and fairly measure efficient CNNs.")
     parser.add_argument("--version", action="version", version=f"leannets {__version__}")
+    parser.add_argument("-q", "--quiet", action="count", default=0,
+                        help="before the command: warnings and errors only (library messages)")
+    parser.add_argument("-v", "--verbose", action="count", default=0,
+                        help="before the command: also debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for mod in sorted(m.name for m in pkgutil.iter_modules(commands.__path__)):
         if not mod.startswith("_"):
@@ -40,9 +45,22 @@ def _parse(parser: argparse.ArgumentParser, subparsers: dict[str, argparse.Argum
     return parser.parse_args(argv)
 
 
+GLOBAL_FLAGS = {"-q": -1, "--quiet": -1, "-v": 1, "--verbose": 1}
+
+
+def _verbosity(argv: list[str]) -> tuple[int, list[str]]:
+    """``-q`` / ``-v`` before the command word: the logging verbosity and the remaining arguments."""
+    level = 0
+    while argv and argv[0] in GLOBAL_FLAGS:
+        level += GLOBAL_FLAGS[argv.pop(0)]
+    return level, argv
+
+
 def main(argv: list[str] | None = None) -> int:
     parser, subparsers = build_parser()
-    args = _parse(parser, subparsers, sys.argv[1:] if argv is None else list(argv))
+    level, argv = _verbosity(sys.argv[1:] if argv is None else list(argv))
+    configure(level)
+    args = _parse(parser, subparsers, argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

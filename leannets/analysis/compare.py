@@ -8,6 +8,7 @@ to the baseline with its interval: :mod:`leannets.analysis.statistics`), paramet
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import sys
@@ -20,6 +21,7 @@ import torch
 import torch.nn as nn
 
 from leannets._io import atomic_save_figure, atomic_write_json, atomic_write_text, pyplot
+from leannets._log import ensure_console
 from leannets.config import DEFAULT_COMPARE_MODELS, DEFAULT_COMPARE_RECIPE, Recipe
 from leannets.engine.recipe import apply_overrides, load_recipe, parse_override, stage_configs
 from leannets.engine.task import create_task
@@ -29,6 +31,8 @@ from leannets.models import model_info
 from .latency import DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, format_with_ci, measure_latency, torch_threads
 from .profile import profile_model
 from .statistics import Interval, describe_difference, mean_ci, paired_difference
+
+_LOG = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_COMPARE_MODELS", "DEFAULT_COMPARE_RECIPE", "compare_models", "format_report", "plot_results"]
 
@@ -139,7 +143,8 @@ def _base_recipe(recipe: str | os.PathLike | Mapping[str, Any] | None,
 def _train_one(base: Recipe, name: str, seed: int, out: Path, verbose: bool, progress: bool | None,
                at: tuple[int, int], of: tuple[int, int]) -> dict[str, Any]:
     if verbose:
-        print(f"== [model {at[0] + 1}/{of[0]}, seed {at[1] + 1}/{of[1]}] {name} (seed {seed})", flush=True)
+        ensure_console()
+        _LOG.info(f"== [model {at[0] + 1}/{of[0]}, seed {at[1] + 1}/{of[1]}] {name} (seed {seed})")
     res = train(load_recipe(base, {"model.name": name, "seed": seed}), out_dir=out / "runs" / f"{name}-s{seed}",
                 verbose=verbose, progress=progress)
     final = res["final"]
@@ -189,12 +194,13 @@ def _write_outputs(results: dict[str, Any], out: Path, verbose: bool) -> dict[st
     atomic_write_json(out / "results.json", results)
     atomic_write_text(out / "report.md", format_report(results))
     if verbose:
-        print(_table(results))
+        ensure_console()
+        _LOG.info(_table(results))
         for r in results["models"][1:]:
             if r.get("diff_text"):
-                print(f"- {r['diff_text']}")
-        print(f"\nreport: {out / 'report.md'}  results: {out / 'results.json'}"
-              + (f"  plot: {out / plot.name}" if plot else ""))
+                _LOG.info(f"- {r['diff_text']}")
+        _LOG.info(f"\nreport: {out / 'report.md'}  results: {out / 'results.json'}"
+                  + (f"  plot: {out / plot.name}" if plot else ""))
     return results
 
 

@@ -11,20 +11,23 @@ one-line message. Writes go through :mod:`leannets._io` (atomic), reads use ``we
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
 import torch
 
 from leannets._io import atomic_write, cache_dir
+from leannets._log import STDERR
 from leannets.config import DataSection
 
 from ._registry import DataSplits, ImageTensors, register_dataset
 from ._util import channel_stats, stats_or_override
 from .folder import scan_class_folders
 from .transforms import decode_to_tensors
+
+_LOG = logging.getLogger(__name__)
 
 __all__ = ["cache_dir", "cached_decode", "build_cifar10_jpeg", "CACHE_FORMAT"]
 
@@ -73,7 +76,7 @@ def cached_decode(samples: Sequence[tuple[str, int]], size: int, crop_pct: float
         what: names the split in messages.
         log: where the one-line messages go (default: stderr).
     """
-    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    say = log or (lambda msg: _LOG.info(msg, extra=STDERR))
     name = _digest([str(Path(p).resolve()) for p, _ in samples] + [f"{size}:{crop_pct}:{mode}"])[:24]
     path = cache_dir() / f"decoded-{name}.pt"
     content = _content_key(samples)

@@ -31,17 +31,20 @@ the device; :meth:`Task.batch_size` tells the trainer how many samples it holds 
 from __future__ import annotations
 
 import importlib
-import sys
+import logging
 from typing import Any, Callable, ClassVar
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from leannets._log import STDERR
 from leannets.config import DataSection, Field, StageConfig
 from leannets.data import DataSplits, build_dataset, data_section, dataset_info
 from leannets.models import create_model, model_info
 from leannets.registry import Registry
+
+_LOG = logging.getLogger(__name__)
 
 __all__ = ["Task", "register_task", "get_task_class", "create_task", "list_tasks", "MetricSums"]
 
@@ -114,8 +117,8 @@ class Task:
             size = int(model_info(self.cfg.model.name).input_size[-1])
         except ValueError:  # not a registered model name: the dataset's own default applies
             return data
-        print(f"data.input_size not set: using {self.cfg.model.name}'s native input size {size}×{size} "
-              "(set data.input_size to change it)", file=sys.stderr)
+        _LOG.info(f"data.input_size not set: using {self.cfg.model.name}'s native input size {size}×{size} "
+                  "(set data.input_size to change it)", extra=STDERR)
         return data_section({**data.to_dict(), "input_size": size})
 
     def build_model(self, splits: DataSplits) -> nn.Module:

@@ -15,6 +15,7 @@ import contextlib
 import csv
 import io
 import json
+import logging
 import math
 import os
 import random
@@ -30,6 +31,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from leannets._io import atomic_write_json, atomic_write_text, remove_orphan_temps
+from leannets._log import STDERR, ensure_console
 from leannets.config import Recipe, StageConfig
 from leannets.data import DataSplits, make_loader
 from leannets.data.loader import derive_seed
@@ -42,6 +44,8 @@ from .memory import check_training_memory
 from .optim import LRSchedule, ModelEma, build_optimizer
 from .recipe import apply_overrides, dump_recipe, load_recipe, stage_configs, validate_recipe
 from .task import Task, create_task
+
+_LOG = logging.getLogger(__name__)
 
 __all__ = ["train", "evaluate_checkpoint", "NonFiniteLossError", "resolve_device", "data_info_of", "Trainer",
            "StageRun"]
@@ -246,6 +250,8 @@ class Trainer:
             out_dir = Path(str(broadcast_object(str(out_dir))))
         self.out_dir = out_dir
         self.verbose = verbose and self.dist.is_main
+        if self.verbose:
+            ensure_console()
         self.progress_override = progress
         self.resume_ckpt = resume_ckpt
         self.state = LoopState()
@@ -263,7 +269,7 @@ class Trainer:
     # -- helpers -------------------------------------------------------------------------------------
     def log(self, msg: str) -> None:
         if self.verbose:
-            print(msg, flush=True)
+            _LOG.info(msg)
 
     def _splits(self, task: Task, cfg: StageConfig) -> DataSplits:
         key = json.dumps(cfg.data.to_dict(), sort_keys=True, default=str)
@@ -734,8 +740,8 @@ def train(recipe: str | os.PathLike | Mapping[str, Any] | None = None,
         resolved = validate_recipe(apply_overrides(ckpt["recipe"], overrides))
         run_dir = Path(out_dir) if out_dir is not None else Path(ckpt["path"]).parent
         if ckpt.get("world_size", 1) != int(os.environ.get("WORLD_SIZE", "1")):
-            print(f"note: resuming a run saved with {ckpt.get('world_size')} process(es) on "
-                  f"{os.environ.get('WORLD_SIZE', '1')}", file=sys.stderr)
+            _LOG.info(f"note: resuming a run saved with {ckpt.get('world_size')} process(es) on "
+                      f"{os.environ.get('WORLD_SIZE', '1')}", extra=STDERR)
     else:
         if recipe is None:
             raise ValueError("train: give a recipe (file, bundled name or dict) or resume=RUN_DIR")

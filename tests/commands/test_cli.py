@@ -71,3 +71,22 @@ def test_a_closed_pipe_ends_quietly(monkeypatch, capsys):
         monkeypatch.undo()
     assert capsys.readouterr().err == ""
 
+
+
+def test_quiet_and_verbose_flags_set_the_library_log_level(tmp_path, capsys):
+    import logging
+
+    from leannets._log import configure
+
+    argv = ["train", "--recipe", "densenet_cifar10_cpu", "--set", "data.name=digits", "train.epochs=1",
+            "train.max_steps_per_epoch=1", "data.limit_train=16", "data.limit_eval=8", "train.progress=False"]
+    try:
+        assert main(argv + ["--out", str(tmp_path / "a")]) == 0
+        assert "[main] epoch 1/1" in capsys.readouterr().out  # progress through logging, on stdout
+        assert main(["-q"] + argv + ["--out", str(tmp_path / "b")]) == 0
+        out = capsys.readouterr()
+        assert "[main] epoch" not in out.out and "done:" in out.out  # -q: library progress off, results kept
+        assert main(["-v", "list", "resnet20*"]) == 0
+        assert logging.getLogger("leannets").level == logging.DEBUG
+    finally:
+        configure(0)
