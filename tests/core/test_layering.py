@@ -1,5 +1,5 @@
 """Every import points down the layer order: config → layers → models → data → engine → analysis →
-reproduce → commands/cli (the layer-0 modules ``_io``, ``config``, ``registry`` and ``reference`` below all)."""
+reproduce → commands/cli (the layer-0 modules ``_io``, ``_log``, ``config``, ``registry`` and ``reference`` below all)."""
 from __future__ import annotations
 
 import ast
@@ -9,7 +9,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "leannets"
 ORDER = ["base", "layers", "models", "data", "engine", "analysis", "reproduce", "commands"]
-BASE = {"_io", "config", "registry", "reference"}
+BASE = {"_io", "_log", "config", "registry", "reference"}
 
 
 def _layer(module: str) -> int | None:
