@@ -96,8 +96,13 @@ class Classifier(LeanModule):
                                   "take multi-scale features or checkpoint from")
 
     def _tap_names(self, x: torch.Tensor) -> list[tuple[str, int, int]]:
-        """(module name, channels, reduction) of the last container output at each resolution."""
-        name, container = self._feature_container()
+        """(module name, channels, reduction) of the last container output at each resolution (only the final
+        map for a model without a block container, e.g. the two-input WAE classifiers)."""
+        try:
+            name, container = self._feature_container()
+        except NotImplementedError:
+            final = self.forward_features(x)
+            return [("forward_features", int(final.shape[1]), round(int(x.shape[-1]) / int(final.shape[-1])))]
         seen: list[tuple[str, torch.Size]] = []
         hooks = [m.register_forward_hook(lambda mod, i, o, key=f"{name}.{k}": seen.append((key, o.shape)))
                  for k, m in container.named_children()]
@@ -141,9 +146,12 @@ class Classifier(LeanModule):
         self.check_input(x)
         info = self.feature_info
         picked = list(range(len(info))) if indices is None else [int(i) % len(info) for i in indices]
-        wanted = {info[i]["module"] for i in picked}
-        name, container = self._feature_container()
+        wanted = {info[i]["module"] for i in picked} - {"forward_features"}
         got: dict[str, torch.Tensor] = {}
+        if not wanted:
+            got["forward_features"] = self.forward_features(x)
+            return [got[info[i]["module"]] for i in picked]
+        name, container = self._feature_container()
         # a clone: the next block may modify its input in place (an in-place ReLU)
         hooks = [m.register_forward_hook(lambda mod, i, o, key=f"{name}.{k}": got.__setitem__(key, o.clone()))
                  for k, m in container.named_children() if f"{name}.{k}" in wanted]

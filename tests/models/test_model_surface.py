@@ -69,3 +69,14 @@ def test_pretrained_cfg():
     assert small["input_size"] == (3, 32, 32) and small["mean"][0] == pytest.approx(0.4914) and small["crop_pct"] == 1
     sr = leannets.create_model("dxnet16_sr").pretrained_cfg
     assert sr["mean"] == (0.0, 0.0, 0.0) and sr["std"] == (1.0, 1.0, 1.0)
+
+
+def test_a_model_without_a_block_container_has_its_final_map_only():
+    model = leannets.create_model("wae_vgg_cifar_small").eval()
+    info = model.feature_info
+    assert [(d["module"], d["reduction"]) for d in info] == [("forward_features", 16)]
+    x = torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_intermediates(x)[0], model.forward_features(x))
+    with pytest.raises(NotImplementedError, match="no block container"):
+        model.set_grad_checkpointing()
