@@ -87,3 +87,18 @@ def test_a_closed_pipe_exits_quietly():
     proc = subprocess.run(f"{sys.executable} -m leannets.cli list | head -1", shell=True, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0 and proc.stdout.strip() and "Traceback" not in proc.stderr
+
+
+def test_a_224_folder_on_a_cifar_model_runs_natively_or_is_refused_never_killed(trained, tmp_path, monkeypatch,
+                                                                                 capsys):
+    """The reported OOM kill: 224² images on a CIFAR-style net. Unset, the model's native 32² is used (the
+    fixture's run); forced to 224² on a machine without the memory, the run is refused before the first step."""
+    from leannets.engine import memory
+
+    root, _ = trained
+    capsys.readouterr()
+    monkeypatch.setattr(memory, "available_bytes", lambda device: 4 * 2**30)  # a 4 GiB machine
+    line = _one_line_rc2(capsys, TRAIN + [f"data.root={root}", "data.input_size=224", "data.batch_size=128",
+                                          "--out", str(tmp_path / "big")], "needs about")
+    assert "4.0 GiB are available" in line and "data.batch_size" in line and "data.input_size" in line
+    assert not (tmp_path / "big" / "last.pt").exists()
