@@ -274,3 +274,26 @@ def test_shared_cifar10_subset_loads(shared_data: Path):
     assert s.class_names[0] == "airplane"
     # Real photos: per-channel means close to CIFAR-10's published (0.491, 0.482, 0.447).
     assert np.allclose(s.mean, (0.4914, 0.4822, 0.4465), atol=0.02)
+
+
+def test_image_files_are_checked_for_truncation_in_list_order(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from leannets.data.transforms import check_image_files
+
+    paths = []
+    for i in range(300):  # above the threaded threshold
+        path = tmp_path / (f"{i}.png" if i % 2 else f"{i}.jpg")
+        Image.fromarray(np.full((8, 8, 3), i % 255, np.uint8)).save(path)
+        paths.append(path)
+    check_image_files(paths)  # intact files pass
+    paths[201].write_bytes(paths[201].read_bytes()[:-12])  # a PNG without its IEND chunk
+    paths[250].write_bytes(paths[250].read_bytes()[:40])  # a JPEG cut short
+    with pytest.raises(ValueError, match=r"201.png is a truncated PNG"):
+        check_image_files(paths)
+    paths[201].write_bytes(b"")
+    with pytest.raises(ValueError, match=r"201.png is empty"):
+        check_image_files(paths[:210])
+    with pytest.raises(ValueError, match=r"250.jpg is a truncated JPEG"):
+        check_image_files(paths[240:])
