@@ -352,11 +352,15 @@ class Trainer:
             "best": {"value": s.best, **s.best_where}, "history": s.history, "sums": s.sums,
             "metrics": s.last_metrics,
         }
-        last = save_checkpoint(ckpt, self.out_dir / "last.pt")
-        if is_best:
-            copy_checkpoint(last, self.out_dir / "best.pt")
-        if keep_copy:
-            copy_checkpoint(last, self.out_dir / keep_copy)
+        # best.pt / the kept epoch copy are written BEFORE last.pt: a kill in between resumes from the previous
+        # last.pt, re-runs the step and rewrites them; the other order would lose them for good.
+        copies = ([self.out_dir / "best.pt"] if is_best else []) + ([self.out_dir / keep_copy] if keep_copy else [])
+        if not copies:
+            save_checkpoint(ckpt, self.out_dir / "last.pt")
+            return
+        first = save_checkpoint(ckpt, copies[0])
+        for path in copies[1:] + [self.out_dir / "last.pt"]:
+            copy_checkpoint(first, path)
 
     def _restore(self, ckpt: dict[str, Any]) -> None:
         unwrap_model(self.model).load_state_dict(ckpt["model"])

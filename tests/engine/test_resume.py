@@ -112,3 +112,25 @@ def test_resume_inside_a_later_stage_matches_uninterrupted(tmp_path: Path, monke
     assert a["optimizer"]["state"].keys() == b["optimizer"]["state"].keys()
     assert [h["stage_name"] for h in res["history"]] == ["frozen", "joint", "joint"]
     assert res["final"] == ref["final"]
+
+
+def test_epoch_copies_and_best_are_written_before_last(tmp_path: Path, monkeypatch):
+    """A kill between two writes must never lose best.pt or an epoch copy: they are written first and last.pt
+    last (a kill before last.pt re-runs the step from the previous last.pt and rewrites them)."""
+    from leannets.engine import trainer as trainer_mod
+
+    written: list[tuple[str, int]] = []  # (file name, global step it holds), in write order
+    save, copy = trainer_mod.save_checkpoint, trainer_mod.copy_checkpoint
+
+    def record(path: Path) -> None:
+        written.append((Path(path).name, load_checkpoint(path)["loop"]["global_step"]))
+
+    monkeypatch.setattr(trainer_mod, "save_checkpoint", lambda obj, path: (save(obj, path), record(path))[0])
+    monkeypatch.setattr(trainer_mod, "copy_checkpoint", lambda src, dst: (copy(src, dst), record(dst))[0])
+    train(RESUME_RECIPE, out_dir=tmp_path / "run", verbose=False)
+    copies = [(i, step) for i, (name, step) in enumerate(written) if name.startswith(("epoch_", "best"))]
+    assert len([c for c in copies if written[c[0]][0].startswith("epoch_")]) == 3, written
+    for i, step in copies:
+        before = [s for name, s in written[:i] if name == "last.pt"]
+        assert not before or before[-1] < step, f"last.pt of step {step} was written before {written[i][0]}"
+        assert ("last.pt", step) in written[i + 1:], f"no last.pt of step {step} after {written[i][0]}"
