@@ -66,7 +66,8 @@ def scan_cacd(root: str | Path, identities: list[str] | None = None) -> tuple[li
     parsed = [(f, parse_cacd_name(f)[1]) for f in files]
     found = sorted({name for _, name in parsed})
     classes = found if identities is None else sorted(set(identities))
-    missing = [n for n in classes if n not in set(found)]
+    known = set(found)
+    missing = [n for n in classes if n not in known]
     if missing:
         raise ValueError(f"data.cacd_identities: {len(missing)} identities have no image in {folder}, e.g. "
                          f"{', '.join(missing[:3])}")

@@ -10,16 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from leannets.config import Field
+from leannets.config import IMAGENET_MEAN, IMAGENET_STD, Field
+
 from ._registry import DataSplits, register_dataset
-from .transforms import FileImageDataset, decode_to_tensors
 from ._util import channel_stats, stats_or_override
+from .transforms import FileImageDataset, decode_to_tensors
 
 __all__ = ["IMG_EXTENSIONS", "scan_class_folders", "build_file_splits", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 LAYOUT = "ROOT/{train,val}/<class name>/<image>.{jpg,png,...} (one folder per class, same class names in both)"
 
 

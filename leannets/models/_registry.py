@@ -12,8 +12,11 @@ from typing import Any, Callable, Sequence
 
 import torch.nn as nn
 
+from leannets.config import IMAGENET_MEAN, IMAGENET_STD
 from leannets.layers.padding import EvenPad2d, assign_padding_schedule
 from leannets.registry import Registry
+
+from ._base import FeatureListNet
 
 __all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "is_model", "pretrained_cfg"]
 
@@ -124,12 +127,12 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     if pretrained is not None:
         from ._weights import checkpoint_classes, load_pretrained, read_state_dict
 
-        classes = checkpoint_classes(read_state_dict(pretrained)) or info.num_classes
-        model = create_model(name, classes, in_chans, **overrides)
-        load_pretrained(model, pretrained)
+        state = read_state_dict(pretrained)
+        model = create_model(name, checkpoint_classes(state) or info.num_classes, in_chans, **overrides)
+        load_pretrained(model, state)
         if num_classes is not None and num_classes != getattr(model, "num_classes", num_classes):
             model.reset_classifier(num_classes)
-        return _features_only(model, out_indices) if features_only else model
+        return FeatureListNet(model, out_indices) if features_only else model
     if num_classes is not None:
         kwargs["num_classes"] = num_classes
     if in_chans is not None:
@@ -141,17 +144,9 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     model.model_name = name  # type: ignore[assignment]
     model.pretrained_cfg = pretrained_cfg(info, model)  # type: ignore[assignment]
     _number_even_padding(model)
-    return _features_only(model, out_indices) if features_only else model
+    return FeatureListNet(model, out_indices) if features_only else model
 
 
-def _features_only(model: nn.Module, out_indices: Sequence[int] | None) -> nn.Module:
-    from ._base import FeatureListNet
-
-    return FeatureListNet(model, out_indices)
-
-
-
-IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
 
 

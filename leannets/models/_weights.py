@@ -212,20 +212,21 @@ def remap_state_dict(source: Mapping[str, torch.Tensor], model: nn.Module) -> di
     return mapped
 
 
-def load_pretrained(model: nn.Module, path: str | os.PathLike, arch: str | None = None,
+def load_pretrained(model: nn.Module, path: str | os.PathLike | Mapping[str, torch.Tensor], arch: str | None = None,
                     strict: bool = True) -> LoadReport:
     """Load published weights into ``model`` (in place).
 
     Args:
         model: the model to fill.
-        path: ``.pth``/``.pt``/``.safetensors`` (torchvision or timm key names, or ours).
+        path: ``.pth``/``.pt``/``.safetensors`` (torchvision or timm key names, or ours), or its tensors as
+            :func:`read_state_dict` returned them (so a caller that already read the file does not read it again).
         arch: the registered model the checkpoint's layout is (default: ``model`` itself).
         strict: every tensor must be mapped (``False``: load what fits by name and shape, report the rest).
     """
     from ._registry import create_model
 
-    source = read_state_dict(path)
-    report = LoadReport(str(path))
+    source = path if isinstance(path, Mapping) else read_state_dict(path)
+    report = LoadReport("the given state dict" if isinstance(path, Mapping) else str(path))
     own = model.state_dict()
     if set(source) >= {k for k in own if not k.endswith("num_batches_tracked")}:
         named = {k: source[k] for k in own if k in source}  # already our names
