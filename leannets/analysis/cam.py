@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Iterable, Sequence
 
 import matplotlib
 import numpy as np
@@ -26,7 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from leannets._io import atomic_save_figure, pyplot
 from leannets.models._base import Classifier
 
-__all__ = ["CamOutput", "check_cam_model", "class_activation_maps", "normalize_cam", "overlay_cam",
+__all__ = ["CamOutput", "select_correct", "check_cam_model", "class_activation_maps", "normalize_cam", "overlay_cam",
            "plot_cam_grid", "load_image", "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -41,6 +41,33 @@ class CamOutput:
     logits: torch.Tensor
     classes: torch.Tensor
     probs: torch.Tensor
+
+
+def select_correct(batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                   predictors: Sequence[Callable[[torch.Tensor], torch.Tensor]], limit: int
+                   ) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The first ``limit`` images of ``batches`` that every predictor classifies correctly (the Dense xUnit paper's
+    choice of CAM images), their labels, and how many images were scanned.
+
+    Args:
+        batches: ``(images, labels)`` batches, images as the predictors take them (e.g. on [0, 1]).
+        predictors: ``images → logits`` (each may normalise for its own model); none keeps every image.
+        limit: how many images to return at most.
+    """
+    kept_x, kept_y, seen = [], [], 0
+    with torch.no_grad():
+        for x, y in batches:
+            keep = torch.ones(len(y), dtype=torch.bool)
+            for predict in predictors:
+                keep &= predict(x).argmax(1).cpu() == y.cpu()
+            kept_x.append(x[keep])
+            kept_y.append(y[keep])
+            seen += len(y)
+            if sum(len(k) for k in kept_y) >= limit:
+                break
+    if not kept_y:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), 0
+    return torch.cat(kept_x)[:limit], torch.cat(kept_y)[:limit], seen
 
 
 def check_cam_model(model: nn.Module) -> nn.Linear:

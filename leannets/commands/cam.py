@@ -79,22 +79,16 @@ def _data_images(ckpt_path: str, args: argparse.Namespace, models: list[tuple[An
     normalized = bool(info.get("mean")) and ckpt["recipe"]["data"].get("normalize", True)
     mean = torch.tensor(info["mean"] if normalized else [0.0] * info["in_chans"]).view(1, -1, 1, 1)
     std = torch.tensor(info["std"] if normalized else [1.0] * info["in_chans"]).view(1, -1, 1, 1)
-    images, labels = [], []
-    for batch in loader:
-        x, y = batch[0].cpu().float(), batch[1].cpu()
-        keep = torch.ones(len(y), dtype=torch.bool)
-        if args.correct_only:
-            for model, mck in models:
-                keep &= _predict(model, _renormalize(x * std + mean, mck), args.device).argmax(1).cpu() == y
-        for img, label in zip((x * std + mean)[keep].clamp(0, 1), y[keep]):
-            images.append(img.permute(1, 2, 0).numpy())
-            labels.append(int(label))
-            if len(images) == args.from_data:
-                return images, labels
-    if not images:
+    from leannets.analysis.cam import select_correct
+
+    predictors = [lambda x01, m=model, c=mck: _predict(m, _renormalize(x01, c), args.device)
+                  for model, mck in models] if args.correct_only else []
+    x01, labels, _ = select_correct(((b[0].cpu().float() * std + mean, b[1].cpu()) for b in loader), predictors,
+                                    args.from_data)
+    if not len(labels):
         raise ValueError("--from-data: no evaluation image " + ("is classified correctly by every model"
                                                                 if args.correct_only else "found"))
-    return images, labels
+    return [img.clamp(0, 1).permute(1, 2, 0).numpy() for img in x01], [int(v) for v in labels]
 
 
 def _renormalize(x01, ckpt: dict):  # noqa: ANN001, ANN202

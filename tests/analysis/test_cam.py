@@ -138,3 +138,18 @@ def test_cam_cli_errors(tiny_classifier_checkpoints, tmp_path, capsys):
     assert "at least one image" in capsys.readouterr().err
     assert main(["cam", str(tmp_path / "none.pt"), "--from-data", "1", "--out", str(tmp_path)]) == 2
     assert "none.pt does not exist" in capsys.readouterr().err
+
+
+def test_select_correct_keeps_the_first_images_every_predictor_gets_right():
+    from leannets.analysis.cam import select_correct
+
+    x = torch.arange(10.0).view(10, 1)
+    y = torch.zeros(10, dtype=torch.long)
+    batches = [(x[:4], y[:4]), (x[4:8], y[4:8]), (x[8:], y[8:])]
+    even = lambda b: torch.stack([(b[:, 0] % 2 == 0).float(), (b[:, 0] % 2 == 1).float()], 1)  # noqa: E731
+    small = lambda b: torch.stack([(b[:, 0] < 7).float(), (b[:, 0] >= 7).float()], 1)  # noqa: E731
+    images, labels, seen = select_correct(batches, [even, small], limit=3)
+    assert images[:, 0].tolist() == [0.0, 2.0, 4.0] and labels.tolist() == [0, 0, 0] and seen == 8
+    images, _, seen = select_correct(batches, [even, small], limit=10)
+    assert images[:, 0].tolist() == [0.0, 2.0, 4.0, 6.0] and seen == 10  # scanned everything, found four
+    assert len(select_correct(batches, [], limit=5)[1]) == 5  # no predictors: the first images

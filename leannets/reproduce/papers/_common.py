@@ -19,7 +19,7 @@ One rule per scale and data kind, applied to every experiment alike (nothing is 
 """
 from __future__ import annotations
 
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
@@ -73,20 +73,9 @@ def ms(name: str, **kwargs: Any) -> ModelSpec:
     return ModelSpec(name, kwargs)
 
 
-def eval_batches(split: Any, batch: int = 256) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(uint8 images, labels)`` batches of an evaluation split: in-memory tensors or a file-based dataset."""
-    if hasattr(split, "images"):
-        for start in range(0, len(split.labels), batch):
-            yield split.images[start:start + batch], split.labels[start:start + batch]
-        return
-    for start in range(0, len(split), batch):
-        items = [split[i] for i in range(start, min(start + batch, len(split)))]
-        yield torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])
-
-
 def eval_tensors(split: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """The whole evaluation split as ``(uint8 images, labels)`` tensors (file-based splits are read once)."""
     if hasattr(split, "images"):
         return split.images, split.labels
-    parts = list(eval_batches(split))
-    return torch.cat([x for x, _ in parts]), torch.cat([y for _, y in parts])
+    items = [split[i] for i in range(len(split))]
+    return torch.stack([x for x, _ in items]), torch.tensor([int(y) for _, y in items])

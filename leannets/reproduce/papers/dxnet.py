@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from leannets.analysis.cam import class_activation_maps, normalize_cam, plot_cam_grid
+from leannets.analysis.cam import class_activation_maps, normalize_cam, plot_cam_grid, select_correct
 from leannets.analysis.sharpness import checkpoint_data, estimate_sharpness, plot_sharpness, task_loss_fn
 from leannets.analysis.statistics import mean_ci
 from leannets.engine.checkpoint import load_model
@@ -36,7 +36,7 @@ from ..claims import Absolute, Better, Custom, Matches, MatchesValue, NotWorse, 
 from ..plots import pyplot, save_figure
 from ..results import ExperimentResult
 from ..spec import Experiment, Paper, PlotSpec, Row, TrainSpec
-from ._common import CPU_FLOOR, SMOKE_CLASSIFICATION, eval_batches, gpu_classification, ms, paper_data
+from ._common import CPU_FLOOR, SMOKE_CLASSIFICATION, gpu_classification, ms, paper_data
 
 TITLE = "Dense xUnit Networks"
 RESTORATION = "{data_root}/restoration"
@@ -492,51 +492,28 @@ def _fig9() -> Experiment:
 CAM_IMAGES = 6
 
 
-def _cam_models(ctx: Any) -> tuple[dict[str, torch.nn.Module], dict[str, Any]] | None:
-    """The two trained nets whose CAMs are drawn: DenseNet-121 / DxNet-105 at paper scale (Fig. 5's own rows),
-    the Table 1 CIFAR pair elsewhere; ``None`` when they are not trained at this scale."""
+def _cam_runs(ctx: Any) -> list[tuple[str, str]] | None:
+    """(label, checkpoint) of the two trained nets whose CAMs are drawn: DenseNet-121 / DxNet-105 at paper scale
+    (Fig. 5's own rows), the Table 1 CIFAR pair elsewhere; ``None`` when they are not trained at this scale."""
     exp = ctx.paper.experiment("fig5" if ctx.scale == "paper" else "table1")
     keys = ("densenet121", "dxnet105") if ctx.scale == "paper" else ("densenet_16", "dxnet_12")
     if exp.train is None or not exp.train.trains_at(ctx.scale):
         return None
-    models, ckpt = {}, {}
-    for key in keys:
-        run = ctx.train(exp, exp.row(key))
-        model, ckpt = load_model(run["checkpoint"])
-        models[f"{exp.row(key).group or exp.row(key).label}\n{run['model']}"] = model.eval()
-    return models, ckpt
-
-
-def _both_correct(models: dict[str, torch.nn.Module], split: Any, mean: torch.Tensor, std: torch.Tensor,
-                  limit: int) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """The first ``limit`` images (on [0, 1]) every model classifies correctly (the paper's selection), their
-    labels, and how many images were scanned."""
-    keep_x, keep_y, seen = [], [], 0
-    with torch.no_grad():
-        for images, labels in eval_batches(split):
-            x01 = images.float() / 255.0
-            ok = torch.ones(len(labels), dtype=torch.bool)
-            for model in models.values():
-                ok &= model((x01 - mean) / std).argmax(1) == labels
-            keep_x.append(x01[ok])
-            keep_y.append(labels[ok])
-            seen += len(labels)
-            if sum(len(y) for y in keep_y) >= limit:
-                break
-    x, y = torch.cat(keep_x)[:limit], torch.cat(keep_y)[:limit]
-    return x, y, seen
+    runs = [(exp.row(key), ctx.train(exp, exp.row(key))) for key in keys]
+    return [(f"{row.group or row.label}\n{run['model']}", run["checkpoint"]) for row, run in runs]
 
 
 def _cam(ctx: Any, res: ExperimentResult) -> None:
-    found = _cam_models(ctx)
-    if found is None:
+    runs = _cam_runs(ctx)
+    if runs is None:
         return  # the models are not trained at this scale
-    models, data = found
-    splits = create_task(stage_configs(data["recipe"])[-1]).build_data()
-    info = data["data_info"]
+    first, _, loader, ckpt = checkpoint_data(runs[0][1], split="eval")  # normalised, un-augmented test batches
+    models = {runs[0][0]: first, **{label: load_model(path)[0].eval() for label, path in runs[1:]}}
+    info = ckpt["data_info"]
     mean = torch.tensor(info["mean"]).view(1, -1, 1, 1)
     std = torch.tensor(info["std"]).view(1, -1, 1, 1)
-    x01, labels, seen = _both_correct(models, splits.eval, mean, std, CAM_IMAGES)
+    predictors = [lambda x01, m=m: m((x01 - mean) / std) for m in models.values()]
+    x01, labels, seen = select_correct(((b[0].float() * std + mean, b[1]) for b in loader), predictors, CAM_IMAGES)
     if len(labels) == 0:
         res.extras.setdefault("text", []).append(f"CAM images: none of the {seen} test images is classified correctly "
                                                  "by both nets, so no figure is drawn.")
@@ -544,6 +521,7 @@ def _cam(ctx: Any, res: ExperimentResult) -> None:
     res.extras.setdefault("text", []).append(
         f"CAM images: the first {len(labels)} test images that both nets classify correctly ({seen} scanned), as "
         "the paper chooses them.")
+    x01 = x01.clamp(0, 1)
     rows = {}
     with torch.no_grad():
         for label, model in models.items():
