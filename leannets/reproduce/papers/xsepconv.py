@@ -150,13 +150,12 @@ def _mbv3_name(layout: str, tag: str, xsep: bool, suffix: str = "") -> str:
 def _mbv3_rows(widths: dict[str, float], dataset: str = "cifar10", key_prefix: str = "") -> list[Row]:
     """DWConv / XSepConv rows of one data set (CIFAR-10 rows train at every scale, the others at paper scale)."""
     layout, folder, classes, _, label = DATASETS[dataset]
-    size = (3, 56, 56) if layout == "tiny" else (3, 32, 32)
     rows = []
     for tag, width in widths.items():
         for xsep in (False, True):
             kind = "XSepConv" if xsep else "DWConv"
             rows.append(Row(f"{key_prefix}{'xsep' if xsep else 'dw'}_{tag}", f"{kind} ×{width} ({label})",
-                            ms(_mbv3_name(layout, tag, xsep), num_classes=classes), input_size=size,
+                            ms(_mbv3_name(layout, tag, xsep), num_classes=classes),
                             trained={} if dataset == "cifar10" else NOT_TRAINED_BELOW_PAPER,
                             group=kind if dataset == "cifar10" else f"{kind}, {label}", x=width,
                             train_overrides={"paper": paper_data(folder)}))
@@ -262,7 +261,7 @@ def _variant_rows(dataset: str = "cifar10", key_prefix: str = "") -> list[Row]:
     base = _mbv3_name(layout, "100", True)
     over = {"paper": paper_data(folder)}
     return [Row(f"{key_prefix}{key}", text if dataset == "cifar10" else f"{text} ({label})",
-                ms(base, num_classes=classes, **kw), input_size=(3, 56, 56) if layout == "tiny" else (3, 32, 32),
+                ms(base, num_classes=classes, **kw),
                 trained={} if dataset == "cifar10" else NOT_TRAINED_BELOW_PAPER,
                 group="variant" if dataset == "cifar10" else f"variant, {label}", train_overrides=over)
             for key, text, kw in VARIANTS]
