@@ -120,7 +120,8 @@ def write_index(root: os.PathLike | str, docs: list[dict], command: str) -> Path
     lines = [f"# Reproductions — `{docs[0]['scale']}` scale", "",
              f"Command: `{command}`  ",
              f"Seeds {', '.join(map(str, docs[0].get('seeds') or [docs[0]['seed']]))} · "
-             f"torch {docs[0]['environment']['torch']} · {docs[0]['environment']['threads']} CPU threads", "",
+             f"torch {docs[0]['environment']['torch']} · {docs[0]['environment']['threads']} CPU threads"
+             + (f" · {env['accelerator']}" if (env := docs[0]['environment']).get("accelerator") else ""), "",
              "| paper | " + " | ".join(STATUSES) + " | minutes | report |", "|---" * (len(STATUSES) + 3) + "|"]
     for d in docs:
         s = d["summary"]

@@ -138,7 +138,8 @@ def render_report(doc: Mapping[str, Any], results: Sequence[ExperimentResult], c
         f"# Reproduction of *{doc['title']}* — `{doc['scale']}` scale", "",
         f"Command: `{doc['command'] or 'leannets reproduce ' + doc['paper'] + ' --scale ' + doc['scale']}`  ",
         f"Seeds {', '.join(map(str, doc.get('seeds') or [doc['seed']]))} · torch {env['torch']} · "
-        f"{env['threads']} CPU threads · {doc['seconds'] / 60:.1f} min", "",
+        f"{env['threads']} CPU threads" + (f" · {env['accelerator']}" if env.get("accelerator") else "")
+        + f" · {doc['seconds'] / 60:.1f} min", "",
         f"**Verdicts: {format_counts(s)}.**", "",
         f"> Columns marked *paper (quoted)* are copied from the paper text "
         f"(`leannets/reference/{doc['paper']}.json`, with table/figure references); every other number was "

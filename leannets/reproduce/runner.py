@@ -23,7 +23,7 @@ import torch
 
 from leannets.analysis.profile import count_macs, count_params, torch_threads
 from leannets.analysis.statistics import mean_ci
-from leannets.config import Recipe
+from leannets.config import Recipe, StageConfig
 from leannets.engine import train
 from leannets.engine.recipe import load_recipe, stage_configs
 from leannets.engine.task import create_task
@@ -168,7 +168,14 @@ class Context:
 
     def eval_count(self, resolved: Recipe) -> int:
         """Size of the evaluation split a recipe evaluates on (for the accuracies' noise)."""
-        cfg = stage_configs(resolved)[-1]
+        return self._read_data(stage_configs(resolved)[-1])
+
+    def read_data(self, resolved: Recipe) -> None:
+        """Read the data of every stage of a recipe once (which builds its decode cache, if it has one)."""
+        for cfg in stage_configs(resolved):
+            self._read_data(cfg)
+
+    def _read_data(self, cfg: StageConfig) -> int:
         key = stable_hash({"data": cfg.data.to_dict(), "task": cfg.task.to_dict()})
         if key not in self.eval_counts:
             self.eval_counts[key] = len(create_task(cfg).build_data().eval)
@@ -202,6 +209,7 @@ def train_parallel(ctx: Context, experiments: Sequence[Experiment], jobs: int) -
     runs share one GPU better than they run one after another); the experiments then reuse the finished
     runs. Interrupted runs are left to the sequential pass, which resumes them. Returns the runs trained."""
     todo: dict[str, tuple[str, dict[str, Any]]] = {}
+    resolved_runs: list[Recipe] = []
     for exp in experiments:
         if exp.train is None or not exp.train.trains_at(ctx.scale):
             continue
@@ -209,12 +217,15 @@ def train_parallel(ctx: Context, experiments: Sequence[Experiment], jobs: int) -
             if row.model_for(ctx.scale) is None:
                 continue
             for k in range(ctx.seeds):
-                recipe, overrides, _, run_id = ctx.resolve(exp, row, k)
+                recipe, overrides, resolved, run_id = ctx.resolve(exp, row, k)
                 run_dir = ctx.runs_dir / run_id
                 if not (run_dir / "result.json").is_file() and not (run_dir / "last.pt").is_file():
                     todo[str(run_dir)] = (recipe, overrides)
+                    resolved_runs.append(resolved)
     if not todo:
         return 0
+    for resolved in resolved_runs:  # each data set read once here: its decode cache is built once, not once per job
+        ctx.read_data(resolved)
     ctx.log(f"  training {len(todo)} runs, {jobs} at a time")
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_train_in_worker, recipe, overrides, run_dir, ctx.threads)
@@ -386,12 +397,22 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
         "seeds": list(range(seed, seed + n_seeds)), "device": device, "jobs": jobs,
         "command": command, "data_root": str(root) if root else None,
         "environment": {"torch": torch.__version__, "python": platform.python_version(),
-                        "threads": threads or torch.get_num_threads(), "machine": platform.machine()},
+                        "threads": threads or torch.get_num_threads(), "machine": platform.machine(),
+                        "accelerator": _accelerator(scale, device)},
         "reference_notice": ctx.reference.notice, "summary": _summary(results),
         "seconds": time.perf_counter() - t0, "experiments": [r.as_dict() for r in results],
     }
     write_report(doc, results, ctx)
     return doc
+
+
+def _accelerator(scale: str, device: str | None) -> str | None:
+    """The GPU's name when the runs of this scale train on one (gpu/paper scale, ``device`` auto or cuda)."""
+    if scale in ("smoke", "cpu") or not torch.cuda.is_available() or device not in (None, "auto") and \
+            not str(device).startswith("cuda"):
+        return None
+    index = torch.device(device).index if device not in (None, "auto") else None
+    return torch.cuda.get_device_name(index or 0)
 
 
 def plan_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: str = "smoke",

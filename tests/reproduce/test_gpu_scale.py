@@ -63,3 +63,50 @@ def test_parallel_runs_give_the_sequential_results(tmp_path):
     assert any("4 runs, 2 at a time" in m for m in logs)
     assert sum("reusing finished run" in m for m in logs) == 4
     assert metrics(par) == metrics(seq)
+
+
+def test_parallel_runs_read_each_data_set_once_before_the_jobs_start(tmp_path, monkeypatch):
+    from leannets.reproduce import runner
+
+    events: list[str] = []
+    real_create_task = runner.create_task
+
+    def recording_create_task(cfg):
+        events.append(f"read {cfg.data.name}")
+        return real_create_task(cfg)
+
+    class NoPool:  # records that the jobs start after the data was read, and trains nothing
+        def __init__(self, *args, **kwargs):
+            events.append("pool")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+        def submit(self, fn, *args):
+            class Done:
+                def result(self):
+                    return args[2]
+            return Done()
+
+    monkeypatch.setattr(runner, "create_task", recording_create_task)
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", NoPool)
+    paper = runner.get_paper("multiception")
+    ctx = runner.Context(paper=paper, scale="smoke", seed=0, out_dir=tmp_path, data_root=None,
+                         reference=runner.load_reference("multiception"), log=lambda m: None, seeds=2)
+    assert runner.train_parallel(ctx, paper.select(["table1"]), jobs=2) == 8  # 4 conv types × 2 seeds
+    assert events == ["read digits", "pool"]  # one data set, read once for the 8 runs, before the jobs start
+
+
+def test_results_name_the_gpu_only_when_the_runs_train_on_one(monkeypatch):
+    from leannets.reproduce.runner import _accelerator
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: f"GPU{i}")
+    assert _accelerator("gpu", None) == "GPU0" and _accelerator("paper", "auto") == "GPU0"
+    assert _accelerator("gpu", "cuda:1") == "GPU1"
+    assert _accelerator("gpu", "cpu") is None and _accelerator("cpu", None) is None and _accelerator("smoke", None) is None
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert _accelerator("gpu", None) is None

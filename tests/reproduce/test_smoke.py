@@ -115,6 +115,10 @@ def test_reproduce_all_index_sums_the_papers(tmp_path):
     assert "| WAE paper | 3 | 1 | 2 | 1 | 0 | 1.5 | [wae/report.md](wae/report.md) |" in text
     assert "| DxNet paper | 2 | 0 | 0 | 0 | 5 | 0.5 |" in text
     assert "**Total: 2.0 min**" in text and "`leannets reproduce all --scale cpu`" in text
+    assert "2 CPU threads\n" in text  # no accelerator named on a CPU run
+    gpu = [{**d, "scale": "gpu", "environment": {**env, "accelerator": "NVIDIA H200"}} for d in docs]
+    text = write_index(tmp_path, gpu, "bash tools/device/gpu_scale.sh 540").read_text(encoding="utf-8")
+    assert "2 CPU threads · NVIDIA H200\n" in text and "`gpu` scale" in text
 
 
 def test_fig7_draws_sr_crops_of_the_fig6_models(tmp_path):
