@@ -117,11 +117,12 @@ def _run_all(args: argparse.Namespace) -> None:
 def write_index(root: os.PathLike | str, docs: list[dict], command: str) -> Path:
     """``root/README.md``: one row per paper (verdicts, minutes, report link) and the total time."""
 
+    env = docs[0]["environment"]
+    gpu = f" · {env['accelerator']}" if env.get("accelerator") else ""
     lines = [f"# Reproductions — `{docs[0]['scale']}` scale", "",
              f"Command: `{command}`  ",
              f"Seeds {', '.join(map(str, docs[0].get('seeds') or [docs[0]['seed']]))} · "
-             f"torch {docs[0]['environment']['torch']} · {docs[0]['environment']['threads']} CPU threads"
-             + (f" · {env['accelerator']}" if (env := docs[0]['environment']).get("accelerator") else ""), "",
+             f"torch {env['torch']} · {env['threads']} CPU threads{gpu}", "",
              "| paper | " + " | ".join(STATUSES) + " | minutes | report |", "|---" * (len(STATUSES) + 3) + "|"]
     for d in docs:
         s = d["summary"]
