@@ -77,6 +77,7 @@ def test_unpack_refuses_an_altered_pack_an_existing_folder_and_an_unsafe_path(fo
     np.savez(tmp_path / "unsafe.npz", **unsafe)
     assert pf.main(["unpack", str(tmp_path / "unsafe.npz"), str(tmp_path / "c")]) == 2
     assert "unsafe path" in capsys.readouterr().err and not (tmp_path / "escape.jpg").exists()
+    assert not (tmp_path / "c").exists() and not (tmp_path / "c.partial").exists()  # refused before any write
 
 
 def test_pack_refuses_a_missing_folder(tmp_path, capsys):

@@ -39,7 +39,10 @@ def pack(src: str | Path, dst: str | Path) -> tuple[int, int]:
     offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
     offsets[1:] = np.cumsum([len(c) for c in chunks])
     blob = np.frombuffer(b"".join(chunks), dtype=np.uint8)
-    names = "\n".join(p.relative_to(root).as_posix() for p in files).encode("utf-8")
+    rel = [p.relative_to(root).as_posix() for p in files]
+    if any("\n" in name for name in rel):
+        raise ValueError(f"{root}: a file name holds a newline, which the pack's name table cannot store")
+    names = "\n".join(rel).encode("utf-8")
     with atomic_write(dst) as tmp:
         with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a temporary name
             np.savez(fh, format=np.array(FORMAT), blob=blob, offsets=offsets,
@@ -60,6 +63,9 @@ def unpack(src: str | Path, dst: str | Path) -> tuple[int, int]:
         raise ValueError(f"{src} cannot be read as a folder pack ({err})") from err
     if len(names) + 1 != len(offsets) or hashlib.sha256(blob).hexdigest() != digest:
         raise ValueError(f"{src} is truncated or altered (its SHA-256 or file table does not match)")
+    unsafe = [n for n in names if not n or ".." in Path(n).parts or Path(n).is_absolute()]
+    if unsafe:
+        raise ValueError(f"{src}: unsafe path {unsafe[0]!r} in the pack")
     root = Path(dst)
     if root.exists():
         raise FileExistsError(f"{root} already exists (unpack fills a new folder)")
@@ -67,8 +73,6 @@ def unpack(src: str | Path, dst: str | Path) -> tuple[int, int]:
     shutil.rmtree(partial, ignore_errors=True)
     data = blob.tobytes()
     for i, name in enumerate(names):
-        if not name or ".." in Path(name).parts or Path(name).is_absolute():
-            raise ValueError(f"{src}: unsafe path {name!r} in the pack")
         path = partial / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data[offsets[i]:offsets[i + 1]])
