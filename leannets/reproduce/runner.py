@@ -408,11 +408,13 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
 
 def _accelerator(scale: str, device: str | None) -> str | None:
     """The GPU's name when the runs of this scale train on one (gpu/paper scale, ``device`` auto or cuda)."""
-    if scale in ("smoke", "cpu") or not torch.cuda.is_available() or device not in (None, "auto") and \
-            not str(device).startswith("cuda"):
+    if scale in ("smoke", "cpu") or not torch.cuda.is_available():
         return None
-    index = torch.device(device).index if device not in (None, "auto") else None
-    return torch.cuda.get_device_name(index or 0)
+    if device in (None, "auto"):
+        return torch.cuda.get_device_name(0)
+    if not str(device).startswith("cuda"):
+        return None
+    return torch.cuda.get_device_name(torch.device(device).index or 0)
 
 
 def plan_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: str = "smoke",

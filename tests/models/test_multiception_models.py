@@ -183,8 +183,10 @@ def test_every_parameter_gets_a_gradient(model):
     # A bias that only shifts what a training-mode BN normalises next (the 1×1 conv's, as in the authors' code, and
     # the first BN's when no activation follows it) has an exactly-zero gradient in exact arithmetic; float
     # rounding leaves ~1e-8 or 0 depending on the CPU. Those must be reached, the others must move.
-    absorbed = {f"{name}.pw.bias" for name, mod in m.named_modules() if hasattr(mod, "pw") and hasattr(mod, "bn2")}
+    absorbed: set[str] = set()
     for name, mod in m.named_modules():
+        if hasattr(mod, "pw") and hasattr(mod, "bn2"):
+            absorbed.add(f"{name}.pw.bias")
         if isinstance(getattr(mod, "act", None), nn.Identity) and hasattr(mod, "bn1") and hasattr(mod, "bn2"):
             absorbed |= {f"{name}.bn1.{n}" for n, _ in mod.bn1.named_parameters() if n.endswith("bias")}
     dead = [n for n, p in m.named_parameters() if p.grad is None or (n not in absorbed and not p.grad.abs().sum() > 0)]

@@ -2,6 +2,7 @@
 (rehearsed here at smoke scale on a table that trains nothing)."""
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import os
 import subprocess
@@ -31,7 +32,7 @@ def _tree(root: Path) -> dict[str, bytes]:
 def folder(tmp_path: Path) -> Path:
     src = tmp_path / "cifar10-jpeg"
     real = sorted(SHARED_JPEGS.glob("*/*.jpg"))[:3] if SHARED_JPEGS.is_dir() else []
-    for i, path in enumerate(real):  # a few real files where ../shared is beside the checkout
+    for path in real:  # a few real files where ../shared is beside the checkout
         (src / "test" / path.parent.name).mkdir(parents=True, exist_ok=True)
         (src / "test" / path.parent.name / path.name).write_bytes(path.read_bytes())
     (src / "train" / "cat").mkdir(parents=True)
@@ -73,7 +74,7 @@ def test_unpack_refuses_an_altered_pack_an_existing_folder_and_an_unsafe_path(fo
     names = b"../escape.jpg"
     unsafe = {**arrays, "names": np.frombuffer(names, dtype=np.uint8), "offsets": np.array([0, 1], dtype=np.int64),
               "blob": arrays["blob"][:1]}
-    unsafe["sha256"] = np.array(__import__("hashlib").sha256(unsafe["blob"]).hexdigest())
+    unsafe["sha256"] = np.array(hashlib.sha256(unsafe["blob"]).hexdigest())
     np.savez(tmp_path / "unsafe.npz", **unsafe)
     assert pf.main(["unpack", str(tmp_path / "unsafe.npz"), str(tmp_path / "c")]) == 2
     assert "unsafe path" in capsys.readouterr().err and not (tmp_path / "escape.jpg").exists()

@@ -35,14 +35,14 @@ def pack(src: str | Path, dst: str | Path) -> tuple[int, int]:
     files = sorted(p for p in root.rglob("*") if p.is_file())
     if not files:
         raise ValueError(f"{root} holds no files")
-    chunks = [p.read_bytes() for p in files]
-    offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
-    offsets[1:] = np.cumsum([len(c) for c in chunks])
-    blob = np.frombuffer(b"".join(chunks), dtype=np.uint8)
     rel = [p.relative_to(root).as_posix() for p in files]
     if any("\n" in name for name in rel):
         raise ValueError(f"{root}: a file name holds a newline, which the pack's name table cannot store")
     names = "\n".join(rel).encode("utf-8")
+    chunks = [p.read_bytes() for p in files]
+    offsets = np.zeros(len(chunks) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(c) for c in chunks])
+    blob = np.frombuffer(b"".join(chunks), dtype=np.uint8)
     with atomic_write(dst) as tmp:
         with open(tmp, "wb") as fh:  # a file object: np.savez would append ".npz" to a temporary name
             np.savez(fh, format=np.array(FORMAT), blob=blob, offsets=offsets,
