@@ -34,6 +34,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="dataset folder (cpu scale: e.g. ../shared/data; paper scale: see docs/reproduce.md)")
     p.add_argument("--runs", default=None, metavar="DIR",
                    help="folder of the training runs (checkpoints; default: <out>/runs)")
+    p.add_argument("--records", default=None, metavar="DIR",
+                   help="folder of run records, a few KB per finished run (default: <out>/records, all: OUT/records; none "
+                        "at smoke scale): "
+                        "a run whose record still holds is not trained again, each run trained adds one")
     p.add_argument("--seed", type=int, default=0, help="first seed of every trained row (default: 0)")
     p.add_argument("--seeds", type=int, default=None,
                    help="seeds per trained row, paired across rows (default: 1 at smoke, 3 at cpu, gpu and paper scale)")
@@ -86,7 +90,8 @@ def _run_one(args: argparse.Namespace) -> dict | None:
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
     doc = run_paper(paper, tables=args.table, scale=args.scale, out_dir=args.out, data_root=args.data_root,
                     seed=args.seed, threads=args.threads, command=command, log=log, runs_dir=args.runs,
-                    seeds=args.seeds, device=args.device, jobs=args.jobs)
+                    seeds=args.seeds, device=args.device, jobs=args.jobs,
+                    records_dir=_records_dir(args, paper.name))
     out = args.out or f"reproductions/{paper.name}-{args.scale}"
     print(f"{paper.name} ({args.scale}): {verdict_counts(doc)} — {out}/report.md")
     return doc
@@ -101,9 +106,11 @@ def _run_all(args: argparse.Namespace) -> None:
         raise ValueError("--table names one paper's tables; it cannot be used with `reproduce all`")
     root = Path(args.out or f"reproductions/all-{args.scale}")
     runs = args.runs or (None if args.list or args.plan else str(root / "runs"))
+    records = args.records or (None if args.scale == "smoke" else str(root / "records"))
     docs = []
     for name in PAPERS:
-        one = argparse.Namespace(**{**vars(args), "paper": name, "out": str(root / name), "runs": runs})
+        one = argparse.Namespace(**{**vars(args), "paper": name, "out": str(root / name), "runs": runs,
+                                    "records": records})
         if args.list or args.plan:
             print(f"# {name}")
         doc = _run_one(one)
@@ -123,17 +130,29 @@ def write_index(root: os.PathLike | str, docs: list[dict], command: str) -> Path
              f"Command: `{command}`  ",
              f"Seeds {', '.join(map(str, docs[0].get('seeds') or [docs[0]['seed']]))} · "
              f"torch {env['torch']} · {env['threads']} CPU threads{gpu}", "",
-             "| paper | " + " | ".join(STATUSES) + " | minutes | report |", "|---" * (len(STATUSES) + 3) + "|"]
+             "| paper | " + " | ".join(STATUSES) + " | minutes | training CPU-hours | machines | report |",
+             "|---" * (len(STATUSES) + 5) + "|"]
     for d in docs:
         s = d["summary"]
+        machines = sorted({r.get("gpu") or r.get("cpu") or "?" for r in d.get("runs") or []})
         lines.append(f"| {d['title']} | " + " | ".join(str(s.get(k, 0)) for k in STATUSES) + " | "
-                     f"{d['seconds'] / 60:.1f} | [{d['paper']}/report.md]({d['paper']}/report.md) |")
+                     f"{d['seconds'] / 60:.1f} | {d.get('cpu_hours', 0.0):.2f} | {'; '.join(machines) or '—'} | "
+                     f"[{d['paper']}/report.md]({d['paper']}/report.md) |")
     total = sum(d["seconds"] for d in docs) / 60
     lines += ["", f"**Total: {total:.1f} min** (training runs reused from an earlier run take no time; "
               "a fresh `--runs` folder measures the full cost).", ""]
     path = Path(root) / "README.md"
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def _records_dir(args: argparse.Namespace, paper: str) -> Path | None:
+    """``--records``, else ``<out>/records`` (none at smoke scale: a few steps on digits prove nothing worth keeping)."""
+    if args.records:
+        return Path(args.records)
+    if args.scale == "smoke":
+        return None
+    return Path(args.out or f"reproductions/{paper}-{args.scale}") / "records"
 
 
 def _command(args: argparse.Namespace) -> str:

@@ -190,10 +190,29 @@ def render_report(doc: Mapping[str, Any], results: Sequence[ExperimentResult], c
                 lines += [f"![{exp_res.ref}]({f})", ""]
             else:
                 lines += [f"File: [`{f}`]({f})", ""]
+    lines += _runs_section(doc)
     lines += ["## Not in the paper text", "", "Figures whose numbers were lost in the text extraction "
               "(only the qualitative claims are checked):", ""]
     lines += [f"- {t}" for t in ctx.reference.not_in_text] + [""]
     return "\n".join(lines)
+
+
+def _runs_section(doc: Mapping[str, Any]) -> list[str]:
+    """Every training run the report rests on: where it came from, the machine and the minutes it took."""
+    runs = doc.get("runs") or []
+    if not runs:
+        return []
+    rows = [[r["run_id"], r["source"], r.get("gpu") or r.get("cpu") or "—", r.get("threads") or "—",
+             r.get("amp") or "—", f"{r['minutes']:.1f}", (r.get("commit") or "—")[:12],
+             r.get("retrained_because") or ""] for r in runs]
+    retrained = sum(bool(r.get("retrained_because")) for r in runs)
+    return ["## Training runs", "",
+            f"{len(runs)} runs, {doc.get('cpu_hours', 0.0):.2f} CPU-hours"
+            + (f" and {doc['gpu_hours']:.2f} GPU-hours" if doc.get("gpu_hours") else "")
+            + " of training as recorded (`records/`; a record is reused while its recipe and model still hold)"
+            + (f"; {retrained} retrained because their record no longer held." if retrained else "."), "",
+            markdown_table(["run", "from", "machine", "threads", "amp", "minutes", "commit", "retrained because"],
+                           rows), ""]
 
 
 def _anchor(res: ExperimentResult) -> str:

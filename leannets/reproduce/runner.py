@@ -17,7 +17,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import torch
 
@@ -31,6 +31,7 @@ from leannets.models import model_info
 
 from .claims import fmt_num
 from .plots import draw_plot
+from .records import RecordStore, make_record
 from .reference import Reference, load_reference
 from .report import write_report
 from .results import STATUSES, ExperimentResult, RowResult, Verdict, format_counts
@@ -91,6 +92,8 @@ class Context:
     device: str | None = None
     run_cache: dict[str, dict[str, Any]] = field(default_factory=dict)
     eval_counts: dict[str, int] = field(default_factory=dict)
+    records: RecordStore | None = None
+    provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def runs_dir(self) -> Path:
@@ -147,24 +150,42 @@ class Context:
         recipe, overrides, resolved, run_id = self.resolve(exp, row, seed_index)
         if run_id in self.run_cache:
             return self.run_cache[run_id]
+        record, stale = self.records.find(resolved) if self.records is not None else (None, None)
         run_dir = self.runs_dir / run_id
+        if record is not None:
+            self.log(f"  reusing the record of {record['run_id']} ({record['machine'].get('cpu')})")
+            result = {**record["result"], "checkpoint": None, "best_checkpoint": None}
+            source = "record"
+        else:
+            result, source = self._train_or_reuse(row, recipe, resolved, run_dir)
+            record = make_record(resolved, result, run_id, self.threads)
+            if self.records is not None:
+                self.records.write(record)
+        self.provenance[run_id] = {"run_id": run_id, "source": source, "cpu": record["machine"].get("cpu"),
+                                   "threads": record["machine"].get("threads"), "amp": record["machine"].get("amp"),
+                                   "gpu": record["machine"].get("gpu"), "minutes": record["wall_s"] / 60.0,
+                                   "commit": record["machine"].get("leannets_commit"),
+                                   "retrained_because": stale.reason if stale and source != "record" else None}
+        result = dict(result)
+        result["run_id"], result["recipe_name"], result["overrides"] = run_id, recipe, overrides
+        # printed beside every accuracy / PSNR; a record carries it, so a report from records reads no data
+        result["eval_samples"] = result.get("eval_samples") or self.eval_count(resolved)
+        result["run_dir"] = str(run_dir) if source != "record" else None
+        self.run_cache[run_id] = result
+        return result
+
+    def _train_or_reuse(self, row: Row, recipe: str, resolved: Recipe, run_dir: Path) -> tuple[dict[str, Any], str]:
+        """The engine's result of a run trained here: reused from its folder, resumed, or trained now."""
         done = run_dir / "result.json"
         if done.is_file():
             self.log(f"  reusing finished run {self.rel(run_dir)}")
-            result = json.loads(done.read_text(encoding="utf-8"))
-        elif (run_dir / "last.pt").is_file():
+            return json.loads(done.read_text(encoding="utf-8")), "run folder"
+        if (run_dir / "last.pt").is_file():
             self.log(f"  resuming interrupted run {self.rel(run_dir)}")
-            result = train(resume=run_dir, out_dir=run_dir, verbose=self.scale == "paper", progress=False)
-        else:
-            self.log(f"  training {row.model_for(self.scale).describe()} ({recipe}, {self.scale} scale, "
-                     f"seed {resolved.seed})")
-            result = train(resolved, out_dir=run_dir, verbose=self.scale == "paper", progress=False)
-        result = dict(result)
-        result["run_id"], result["recipe_name"], result["overrides"] = run_id, recipe, overrides
-        result["eval_samples"] = self.eval_count(resolved)  # printed beside every accuracy / PSNR
-        result["run_dir"] = str(run_dir)
-        self.run_cache[run_id] = result
-        return result
+            return train(resume=run_dir, out_dir=run_dir, verbose=self.scale == "paper", progress=False), "resumed"
+        self.log(f"  training {row.model_for(self.scale).describe()} ({recipe}, {self.scale} scale, "
+                 f"seed {resolved.seed})")
+        return train(resolved, out_dir=run_dir, verbose=self.scale == "paper", progress=False), "trained"
 
     def eval_count(self, resolved: Recipe) -> int:
         """Size of the evaluation split a recipe evaluates on (for the accuracies' noise)."""
@@ -196,6 +217,19 @@ class Context:
         return [p if p.is_absolute() else self.out_dir / p for p in paths]
 
 
+def iter_runs(experiments: Sequence[Experiment], scale: str, seeds: int) -> Iterator[tuple[Experiment, Row, int]]:
+    """Every training run of ``experiments`` at ``scale`` as (experiment, row, seed index): the one order that
+    plan, training and report share. Seed-major within an experiment, so that a stopped reproduction leaves
+    complete paired seeds rather than every seed of the first row."""
+    for exp in experiments:
+        if exp.train is None or not exp.train.trains_at(scale):
+            continue
+        rows = [row for row in exp.rows if row.model_for(scale) is not None]
+        for k in range(seeds):
+            for row in rows:
+                yield exp, row, k
+
+
 def _train_in_worker(recipe: str, overrides: dict[str, Any], run_dir: str, threads: int | None) -> str:
     """One training run in a worker process of :func:`train_parallel` (a fresh interpreter: ``spawn``)."""
     if threads:
@@ -210,18 +244,12 @@ def train_parallel(ctx: Context, experiments: Sequence[Experiment], jobs: int) -
     runs. Interrupted runs are left to the sequential pass, which resumes them. Returns the runs trained."""
     todo: dict[str, tuple[str, dict[str, Any]]] = {}
     resolved_runs: list[Recipe] = []
-    for exp in experiments:
-        if exp.train is None or not exp.train.trains_at(ctx.scale):
-            continue
-        for row in exp.rows:
-            if row.model_for(ctx.scale) is None:
-                continue
-            for k in range(ctx.seeds):
-                recipe, overrides, resolved, run_id = ctx.resolve(exp, row, k)
-                run_dir = ctx.runs_dir / run_id
-                if not (run_dir / "result.json").is_file() and not (run_dir / "last.pt").is_file():
-                    todo[str(run_dir)] = (recipe, overrides)
-                    resolved_runs.append(resolved)
+    for exp, row, k in iter_runs(experiments, ctx.scale, ctx.seeds):
+        recipe, overrides, resolved, run_id = ctx.resolve(exp, row, k)
+        run_dir = ctx.runs_dir / run_id
+        if not (run_dir / "result.json").is_file() and not (run_dir / "last.pt").is_file():
+            todo[str(run_dir)] = (recipe, overrides)
+            resolved_runs.append(resolved)
     if not todo:
         return 0
     for resolved in resolved_runs:  # each data set read once here: its decode cache is built once, not once per job
@@ -311,6 +339,8 @@ def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
             prof = profile_spec(row.model, row.input_size, macs="macs" in exp.measure, seed=ctx.seed)
             rr.input_size = tuple(prof["input_size"])
             rr.metrics.update({k: v for k, v in prof.items() if k != "input_size"})
+    for _, row, k in iter_runs([exp], ctx.scale, ctx.seeds):
+        ctx.train(exp, row, k)
     if exp.train is not None and exp.train.trains_at(ctx.scale):
         res.trained = True
         for row, rr in zip(exp.rows, res.rows):
@@ -357,14 +387,16 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
               out_dir: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None, seed: int = 0,
               threads: int | None = None, command: str | None = None, log: Callable[[str], None] = print,
               runs_dir: str | os.PathLike | None = None, seeds: int | None = None, device: str | None = None,
-              jobs: int = 1) -> dict[str, Any]:
+              jobs: int = 1, records_dir: str | os.PathLike | None = None) -> dict[str, Any]:
     """Run ``paper``'s experiments (all, or ``tables``) at ``scale``; returns the results dict
     (also written to ``<out_dir>/results.json`` with ``report.md`` and ``figures/``). Training
     runs live in ``runs_dir`` (default ``<out_dir>/runs``; share one across papers to reuse runs).
     Every trained row is trained with ``seeds`` seeds (default: :meth:`Paper.seeds_at` of the scale), paired
     across rows.
     ``device`` sets ``train.device`` at gpu and paper scale (smoke and cpu always train on the CPU); ``jobs`` > 1
-    trains the runs that many at a time first (:func:`train_parallel`)."""
+    trains the runs that many at a time first (:func:`train_parallel`). ``records_dir`` holds the run records
+    (:mod:`.records`): a run whose record still holds is not trained again, and every run trained here adds its
+    record."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     paper_obj = get_paper(paper) if isinstance(paper, str) else paper
@@ -381,7 +413,8 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
         raise ValueError(f"--seeds must be >= 1, got {n_seeds}")
     ctx = Context(paper=paper_obj, scale=scale, seed=seed, out_dir=out, data_root=root,
                   reference=load_reference(paper_obj.name), log=log, threads=threads,
-                  runs_root=Path(runs_dir) if runs_dir else None, seeds=n_seeds, device=device)
+                  runs_root=Path(runs_dir) if runs_dir else None, seeds=n_seeds, device=device,
+                  records=RecordStore(records_dir) if records_dir else None)
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     t0 = time.perf_counter()
@@ -400,6 +433,9 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
                         "threads": threads or torch.get_num_threads(), "machine": platform.machine(),
                         "accelerator": _accelerator(scale, device)},
         "reference_notice": ctx.reference.notice, "summary": _summary(results),
+        "runs": list(ctx.provenance.values()),
+        "cpu_hours": sum(r["minutes"] for r in ctx.provenance.values() if not r.get("gpu")) / 60.0,
+        "gpu_hours": sum(r["minutes"] for r in ctx.provenance.values() if r.get("gpu")) / 60.0,
         "seconds": time.perf_counter() - t0, "experiments": [r.as_dict() for r in results],
     }
     write_report(doc, results, ctx)
@@ -427,17 +463,13 @@ def plan_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: s
                   data_root=Path(data_root) if data_root else None, reference=load_reference(paper_obj.name),
                   device=device)
     runs: list[dict[str, Any]] = []
-    for exp in paper_obj.select(tables):
-        if scale not in exp.scales or exp.train is None or not exp.train.trains_at(scale):
-            continue
-        for row in exp.rows:
-            if row.model_for(scale) is None:
-                continue
-            for k in range(paper_obj.seeds_at(scale) if seeds is None else seeds):
-                recipe, overrides, resolved, run_id = ctx.resolve(exp, row, k)
-                runs.append({"experiment": exp.name, "row": row.key, "model": resolved.model.to_dict(),
-                             "recipe": recipe, "overrides": overrides, "run_id": run_id, "seed": resolved.seed,
-                             "stages": len(resolved.stages) or 1})
+    experiments = [e for e in paper_obj.select(tables) if scale in e.scales]
+    n_seeds = paper_obj.seeds_at(scale) if seeds is None else seeds
+    for exp, row, k in iter_runs(experiments, scale, n_seeds):
+        recipe, overrides, resolved, run_id = ctx.resolve(exp, row, k)
+        runs.append({"experiment": exp.name, "row": row.key, "model": resolved.model.to_dict(),
+                     "recipe": recipe, "overrides": overrides, "run_id": run_id, "seed": resolved.seed,
+                     "stages": len(resolved.stages) or 1})
     return runs
 
 

@@ -106,14 +106,16 @@ def test_reproduce_all_index_sums_the_papers(tmp_path):
 
     env = {"torch": "2.x", "threads": 2}
     docs = [{"paper": "wae", "title": "WAE paper", "scale": "cpu", "seed": 0, "environment": env, "seconds": 90.0,
+             "cpu_hours": 0.75, "runs": [{"cpu": "EPYC B"}, {"cpu": "EPYC A"}, {"cpu": "EPYC A"}],
              "summary": {"reproduced": 3, "contradicted": 1, "inconclusive": 2, "not reproduced": 1, "not checked": 0}},
             {"paper": "dxnet", "title": "DxNet paper", "scale": "cpu", "seed": 0, "environment": env,
              "seconds": 30.0, "summary": {"reproduced": 2, "contradicted": 0, "inconclusive": 0, "not reproduced": 0,
                                           "not checked": 5}}]
     text = write_index(tmp_path, docs, "leannets reproduce all --scale cpu").read_text(encoding="utf-8")
-    assert "| paper | reproduced | contradicted | inconclusive | not reproduced | not checked | minutes |" in text
-    assert "| WAE paper | 3 | 1 | 2 | 1 | 0 | 1.5 | [wae/report.md](wae/report.md) |" in text
-    assert "| DxNet paper | 2 | 0 | 0 | 0 | 5 | 0.5 |" in text
+    assert ("| paper | reproduced | contradicted | inconclusive | not reproduced | not checked | minutes "
+            "| training CPU-hours | machines |") in text
+    assert "| WAE paper | 3 | 1 | 2 | 1 | 0 | 1.5 | 0.75 | EPYC A; EPYC B | [wae/report.md](wae/report.md) |" in text
+    assert "| DxNet paper | 2 | 0 | 0 | 0 | 5 | 0.5 | 0.00 | — |" in text
     assert "**Total: 2.0 min**" in text and "`leannets reproduce all --scale cpu`" in text
     assert "2 CPU threads\n" in text  # no accelerator named on a CPU run
     gpu = [{**d, "scale": "gpu", "environment": {**env, "accelerator": "NVIDIA H200"}} for d in docs]

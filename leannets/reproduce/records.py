@@ -1,0 +1,212 @@
+"""Run records: what a finished training run leaves behind for the reports, a few KB and never weights.
+
+A reproduction is assembled from records made at different times on different machines: every finished
+run writes one JSON record into a folder that can be committed (``docs/reproductions/records/``), and
+:class:`RecordStore` hands it back to a later reproduction instead of training again. A record is reused
+only when both its *identity* and its *model fingerprint* still hold:
+
+- identity: the resolved recipe without what does not change what is trained (the recipe's name and
+  description, where the data lives, progress bars, thread count); a recipe that now resolves differently
+  (an edited recipe file, a new default) is a new run;
+- model fingerprint: every module's class and every state-dict entry's name and shape of the model the
+  recipe builds (on the ``meta`` device). Model code that changes the model (a new layer, another
+  activation class, another shape) changes it; a change inside a forward that keeps all three does not,
+  which is why the leannets commit is recorded beside it.
+
+A record that no longer holds is kept on disk but not used; the report lists the run as retrained, with
+the reason.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+from leannets._io import atomic_write_json
+from leannets.config import Recipe
+from leannets.models import create_model
+
+from .spec import stable_hash
+
+__all__ = ["RECORD_VERSION", "RecordStore", "Staleness", "identity", "model_fingerprint", "make_record",
+           "machine", "cpu_model"]
+
+RECORD_VERSION = 1
+#: Recipe keys that say where or how visibly a run trains, not what it trains.
+LOCAL_KEYS = ("name", "description", "data.root", "train.progress", "train.threads")
+#: What a report needs from the engine's result (paths and the checkpoint are left out: they are local).
+RESULT_KEYS = ("model", "task", "main_metric", "higher_is_better", "final", "best", "params", "epochs",
+               "global_step", "train_time_s", "world_size", "device", "data", "eval_samples", "history")
+
+
+def _drop(tree: Mapping[str, Any], dotted: str) -> dict[str, Any]:
+    head, _, rest = dotted.partition(".")
+    out = dict(tree)
+    if not rest:
+        out.pop(head, None)
+    elif isinstance(out.get(head), Mapping):
+        out[head] = _drop(out[head], rest)
+    return out
+
+
+def identity(recipe: Recipe | Mapping[str, Any]) -> dict[str, Any]:
+    """The resolved recipe without :data:`LOCAL_KEYS` (also inside each stage of a multi-stage recipe)."""
+    tree = recipe.to_dict() if isinstance(recipe, Recipe) else dict(recipe)
+    for key in LOCAL_KEYS:
+        tree = _drop(tree, key)
+    if tree.get("stages"):
+        tree["stages"] = [identity(stage) if isinstance(stage, Mapping) else stage for stage in tree["stages"]]
+    return tree
+
+
+def model_fingerprint(name: str, kwargs: Mapping[str, Any], num_classes: int | None = None,
+                      in_chans: int | None = None) -> str:
+    """Hash of the module classes and state-dict names/shapes of ``create_model(name, **kwargs)``."""
+    extra = {k: v for k, v in (("num_classes", num_classes), ("in_chans", in_chans)) if v and k not in kwargs}
+    with torch.device("meta"):
+        model = create_model(name, **{**dict(kwargs), **extra})
+    modules = [(n, type(m).__name__) for n, m in model.named_modules()]
+    tensors = [(k, list(v.shape)) for k, v in model.state_dict().items()]
+    return stable_hash({"modules": modules, "tensors": tensors}, n=16)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else the platform's word for it)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace").splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _git(*args: str) -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def _commit() -> str | None:
+    """The leannets git commit this code runs from, ``+dirty`` when the library's files differ from it
+    (``None`` outside a checkout)."""
+    head = _git("rev-parse", "HEAD")
+    if not head:
+        return None
+    return head + ("+dirty" if _git("status", "--porcelain", "--", "leannets") else "")
+
+
+def machine(threads: int | None, device: str | None = None, amp: str | None = None) -> dict[str, Any]:
+    """Where a run trained: commit, torch, CPU model and cores, threads, device and precision."""
+    gpu = torch.cuda.get_device_name(0) if device and device.startswith("cuda") and torch.cuda.is_available() else None
+    return {"leannets_commit": _commit(), "torch": torch.__version__, "python": platform.python_version(),
+            "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": threads or torch.get_num_threads(),
+            "device": device, "gpu": gpu, "amp": amp}
+
+
+def make_record(resolved: Recipe, result: Mapping[str, Any], run_id: str, threads: int | None,
+                analyses: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The record of one finished run (``result`` as the engine returns it)."""
+    data = result.get("data") or {}
+    ident = identity(resolved)
+    return {
+        "version": RECORD_VERSION, "run_id": run_id, "key": stable_hash(ident, n=16), "seed": resolved.seed,
+        "recipe": ident,
+        "model_fingerprint": model_fingerprint(resolved.model.name, resolved.model.kwargs,
+                                               data.get("num_classes"), data.get("in_chans")),
+        "machine": machine(threads, str(result.get("device") or resolved.train.device), resolved.train.amp),
+        "wall_s": float(result.get("train_time_s") or 0.0),
+        "result": {k: result.get(k) for k in RESULT_KEYS},
+        "analyses": dict(analyses or {}),
+    }
+
+
+@dataclass
+class Staleness:
+    """Why a record of the same run no longer holds."""
+
+    path: Path
+    reason: str
+
+
+class RecordStore:
+    """A folder of run records (``<run id>.json``), looked up by the identity of a resolved recipe."""
+
+    def __init__(self, folder: str | os.PathLike) -> None:
+        self.folder = Path(folder)
+        self._by_key: dict[str, list[tuple[Path, dict[str, Any]]]] | None = None
+        self._fingerprints: dict[str, str] = {}
+
+    def _index(self) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
+        if self._by_key is None:
+            self._by_key = {}
+            for path in sorted(self.folder.glob("*.json")) if self.folder.is_dir() else []:
+                try:
+                    rec = json.loads(path.read_text(encoding="utf-8"))
+                except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                    raise ValueError(f"run record {path}: not readable JSON ({e})") from None
+                if not isinstance(rec, dict) or rec.get("version") != RECORD_VERSION or "key" not in rec:
+                    raise ValueError(f"run record {path}: not a version-{RECORD_VERSION} run record")
+                self._by_key.setdefault(rec["key"], []).append((path, rec))
+        return self._by_key
+
+    def _fingerprint(self, resolved: Recipe, data: Mapping[str, Any]) -> str:
+        key = stable_hash([resolved.model.to_dict(), data.get("num_classes"), data.get("in_chans")])
+        if key not in self._fingerprints:
+            self._fingerprints[key] = model_fingerprint(resolved.model.name, resolved.model.kwargs,
+                                                        data.get("num_classes"), data.get("in_chans"))
+        return self._fingerprints[key]
+
+    def find(self, resolved: Recipe) -> tuple[dict[str, Any] | None, Staleness | None]:
+        """(the record that still holds for ``resolved``, or why the one of the same run does not)."""
+        ident = identity(resolved)
+        key = stable_hash(ident, n=16)
+        stale: Staleness | None = None
+        for path, rec in self._index().get(key, []):
+            if rec.get("recipe") != ident:  # a hash collision of 64 bits: treat as another run
+                continue
+            data = (rec.get("result") or {}).get("data") or {}
+            if rec.get("model_fingerprint") != self._fingerprint(resolved, data):
+                stale = Staleness(path, f"model code changed since commit {rec['machine'].get('leannets_commit')}")
+                continue
+            return rec, None
+        if stale is None:
+            stale = self._same_run_other_recipe(resolved, ident)
+        return None, stale
+
+    def _same_run_other_recipe(self, resolved: Recipe, ident: Mapping[str, Any]) -> Staleness | None:
+        """The record of the same model and seed whose recipe now resolves differently (named by key)."""
+        for entries in self._index().values():
+            for path, rec in entries:
+                old = rec.get("recipe") or {}
+                if old.get("model") == ident.get("model") and old.get("seed") == ident.get("seed"):
+                    diff = sorted(_diff_keys(old, ident))
+                    if diff and len(diff) <= 6:
+                        return Staleness(path, "recipe differs in " + ", ".join(diff))
+        return None
+
+    def write(self, record: Mapping[str, Any]) -> Path:
+        path = self.folder / f"{record['run_id']}.json"
+        atomic_write_json(path, record)
+        if self._by_key is not None:
+            self._by_key.setdefault(record["key"], []).append((path, dict(record)))
+        return path
+
+
+def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:
+    """Dotted keys whose values differ between two recipe trees."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        out: set[str] = set()
+        for k in set(a) | set(b):
+            out |= _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return set() if a == b else {prefix.rstrip(".")}
