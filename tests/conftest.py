@@ -6,6 +6,8 @@ import torch
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 os.environ.setdefault("MPLBACKEND", "Agg")
+# train.amp=auto measures bf16 on CPUs that have it natively: the suite trains the same way on every machine
+os.environ["LEANNETS_CPU_BF16"] = "0"
 
 
 @pytest.fixture(autouse=True)

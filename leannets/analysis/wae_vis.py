@@ -92,3 +92,16 @@ def save_decomposition_png(path: str | os.PathLike, model: nn.Module, images: to
     with atomic_write(path) as tmp:
         canvas.save(tmp, format="PNG")
     return path
+
+
+def energy_share_ih(model: nn.Module, images: torch.Tensor, mean: Sequence[float] | None = None,
+                    std: Sequence[float] | None = None) -> float:
+    """Share of the decomposition's energy carried by I_H, ``Σ I_H² / (Σ I_L² + Σ I_H²)``, over ``images``
+    (uint8, N×C×H×W) normalised as the model was trained."""
+    with torch.no_grad():
+        x = images.float() / 255.0
+        m = torch.tensor(list(mean or [0.0] * x.shape[1])).view(1, -1, 1, 1)
+        s = torch.tensor(list(std or [1.0] * x.shape[1])).view(1, -1, 1, 1)
+        i_l, i_h = model.decompose((x - m) / s)
+        return float(i_h.pow(2).sum() / (i_l.pow(2).sum() + i_h.pow(2).sum()))
+

@@ -36,6 +36,7 @@ from leannets.config import Recipe, StageConfig
 from leannets.data import DataSplits, make_loader
 from leannets.data.loader import derive_seed
 
+from .amp import AMP_DTYPES, CPU_BF16_MIN_GAIN, bf16_step_gain, fixed_amp
 from .checkpoint import (FORMAT, VERSION, capture_rng, copy_checkpoint, load_checkpoint, load_model, restore_rng,
                          save_checkpoint, unwrap_model)
 from .distributed import (DistInfo, broadcast_object, cleanup_distributed, convert_sync_bn, init_distributed,
@@ -67,6 +68,7 @@ class LoopState:
     history: list[dict[str, Any]] = field(default_factory=list)
     sums: dict[str, float] = field(default_factory=dict)
     last_metrics: dict[str, float] = field(default_factory=dict)
+    amp: dict[str, str] = field(default_factory=dict)  # stage index -> the precision it trains in
 
 
 def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device:
@@ -83,16 +85,6 @@ def resolve_device(name: str, dist_info: DistInfo | None = None) -> torch.device
 
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64}
-
-
-def _amp_dtype(mode: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: CUDA picks bf16 (fp16 where bf16 is missing) for ``auto``; on CPU only an explicit
-    ``bf16`` autocasts (CPU autocast has no fp16 path worth using, and ``auto`` keeps CPU runs in float32)."""
-    if mode == "off" or (device.type != "cuda" and mode != "bf16"):
-        return None
-    if mode == "auto":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if mode == "bf16" else torch.float16
 
 
 def data_info_of(splits: Any) -> dict[str, Any]:
@@ -348,7 +340,7 @@ class Trainer:
             "scaler": run.scaler.state_dict() if run.scaler is not None else None,
             "rng": rng, "world_size": self.dist.world_size,
             "loop": {"stage": s.stage, "epoch": s.epoch, "step": s.step, "global_step": s.global_step,
-                     "opt_stage": s.opt_stage},
+                     "opt_stage": s.opt_stage, "amp": s.amp},
             "best": {"value": s.best, **s.best_where}, "history": s.history, "sums": s.sums,
             "metrics": s.last_metrics,
         }
@@ -370,7 +362,7 @@ class Trainer:
                                best=ckpt["best"].get("value"),
                                best_where={k: v for k, v in ckpt["best"].items() if k != "value"},
                                history=list(ckpt["history"]), sums=dict(ckpt.get("sums") or {}),
-                               last_metrics=dict(ckpt.get("metrics") or {}))
+                               last_metrics=dict(ckpt.get("metrics") or {}), amp=dict(loop.get("amp") or {}))
         if ckpt.get("ema") is not None:
             self._ema_state = ckpt["ema"]
 
@@ -425,7 +417,7 @@ class Trainer:
                              f"samples) is too small for one batch per process")
         optimizer = build_optimizer(unwrap_model(self.model), cfg.optim)
         sched = LRSchedule(optimizer, cfg.schedule, cfg.optim.lr, cfg.train.epochs * spe, spe)
-        amp_dtype = _amp_dtype(cfg.train.amp, self.device)
+        amp_dtype = AMP_DTYPES[self._amp(cfg, stage_idx, splits)]
         if amp_dtype is not None and cfg.train.dtype == "float64":
             raise ValueError(f"train.dtype=float64 runs without mixed precision: set train.amp=off (now {cfg.train.amp})")
         scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
@@ -434,6 +426,31 @@ class Trainer:
             contextlib.nullcontext
         return StageRun(stage_idx, cfg, task, splits, frozen, train_loader, eval_loader, val_loader, spe, optimizer,
                         sched, scaler, autocast, self._training_model(cfg))
+
+    def _amp(self, cfg: StageConfig, stage_idx: int, splits: DataSplits) -> str:
+        """This stage's precision (``off``/``bf16``/``fp16``): fixed by ``train.amp``, else measured once on this
+        model (:mod:`.amp`; rank 0 decides for all) and kept in the checkpoint so that a resumed run keeps it."""
+        key = str(stage_idx)
+        if key not in self.state.amp:
+            mode = "off" if cfg.train.dtype == "float64" and cfg.train.amp == "auto" else cfg.train.amp
+            choice = fixed_amp(mode, self.device)
+            if choice is None:
+                shape = tuple(getattr(splits, "input_size", ()) or ())
+                gain = 0.0
+                if len(shape) == 3 and self.dist.is_main:
+                    batch = max(1, cfg.data.batch_size // self.dist.world_size)
+                    x = torch.randn(batch, *shape, generator=torch.Generator().manual_seed(0))
+                    if self._channels_last(cfg):
+                        x = x.contiguous(memory_format=torch.channels_last)
+                    gain = bf16_step_gain(unwrap_model(self.model), x)
+                choice = "bf16" if gain >= CPU_BF16_MIN_GAIN else "off"
+                if self.dist.enabled:
+                    choice = str(broadcast_object(choice))
+                self.log(f"[{cfg.stage.name}] train.amp=auto on a CPU with native bf16: a bf16 training step is "
+                         f"{gain:.2f}x the speed of fp32 here, so this stage trains in "
+                         f"{'bf16' if choice == 'bf16' else 'fp32'} (bf16 needs {CPU_BF16_MIN_GAIN:g}x)")
+            self.state.amp[key] = choice
+        return self.state.amp[key]
 
     def _setup_ema(self, decay: float) -> None:
         if decay <= 0:
@@ -704,12 +721,19 @@ class Trainer:
             "params": sum(p.numel() for p in model.parameters()),
             "epochs": len(s.history), "global_step": s.global_step, "train_time_s": seconds,
             "world_size": self.dist.world_size, "device": str(self.device), "data": self.data_info,
-            "eval_samples": self.eval_samples,
+            "eval_samples": self.eval_samples, "amp": _amp_text(s.amp, self.stages),
             "checkpoint": str(self.out_dir / "last.pt") if self.out_dir else None,
             "best_checkpoint": str(self.out_dir / "best.pt") if self.out_dir and (self.out_dir / "best.pt").exists()
             else None,
             "history": s.history,
         }
+
+
+def _amp_text(amp: dict[str, str], stages: list[StageConfig]) -> str:
+    """The precision the run trained in: one word, or ``stage=word`` per stage when they differ."""
+    if len(set(amp.values())) <= 1:
+        return next(iter(amp.values()), "off")
+    return ", ".join(f"{stages[int(k)].stage.name}={v}" for k, v in sorted(amp.items(), key=lambda kv: int(kv[0])))
 
 
 def _default_out_dir(name: str) -> Path:

@@ -29,13 +29,13 @@ from typing import Any, Mapping
 import torch
 
 from leannets._io import atomic_write_json
-from leannets.config import Recipe
+from leannets.config import SECTION_TYPES, Recipe
 from leannets.models import create_model
 
 from .spec import stable_hash
 
 __all__ = ["RECORD_VERSION", "RecordStore", "Staleness", "identity", "model_fingerprint", "make_record",
-           "machine", "cpu_model"]
+           "machine", "cpu_model", "record_amp"]
 
 RECORD_VERSION = 1
 #: Recipe keys that say where or how visibly a run trains, not what it trains.
@@ -123,11 +123,27 @@ def make_record(resolved: Recipe, result: Mapping[str, Any], run_id: str, thread
         "recipe": ident,
         "model_fingerprint": model_fingerprint(resolved.model.name, resolved.model.kwargs,
                                                data.get("num_classes"), data.get("in_chans")),
-        "machine": machine(threads, str(result.get("device") or resolved.train.device), resolved.train.amp),
+        "machine": machine(threads, str(result.get("device") or resolved.train.device), _effective_amp(resolved, result)),
         "wall_s": float(result.get("train_time_s") or 0.0),
         "result": {k: result.get(k) for k in RESULT_KEYS},
         "analyses": dict(analyses or {}),
     }
+
+
+def _effective_amp(resolved: Recipe, result: Mapping[str, Any]) -> str:
+    """The precision a run trained in: the engine's ``amp``; a result from before the engine reported it
+    trained ``auto`` on a CPU in fp32 (that engine never autocast a CPU run unless told ``bf16``)."""
+    if result.get("amp"):
+        return str(result["amp"])
+    device = str(result.get("device") or resolved.train.device)
+    return "off" if resolved.train.amp in ("auto", "fp16") and not device.startswith("cuda") else resolved.train.amp
+
+
+def record_amp(record: Mapping[str, Any]) -> str | None:
+    """A record's precision; version-1 records made before the effective precision was recorded say ``auto``,
+    which on a CPU meant fp32 (see :func:`_effective_amp`)."""
+    m = record.get("machine") or {}
+    return "off" if m.get("amp") == "auto" and not m.get("gpu") else m.get("amp")
 
 
 @dataclass
@@ -169,26 +185,32 @@ class RecordStore:
     def find(self, resolved: Recipe) -> tuple[dict[str, Any] | None, Staleness | None]:
         """(the record that still holds for ``resolved``, or why the one of the same run does not)."""
         ident = identity(resolved)
-        key = stable_hash(ident, n=16)
         stale: Staleness | None = None
-        for path, rec in self._index().get(key, []):
-            if rec.get("recipe") != ident:  # a hash collision of 64 bits: treat as another run
-                continue
+        for path, rec in self._candidates(ident):
             data = (rec.get("result") or {}).get("data") or {}
             if rec.get("model_fingerprint") != self._fingerprint(resolved, data):
                 stale = Staleness(path, f"model code changed since commit {rec['machine'].get('leannets_commit')}")
                 continue
             return rec, None
         if stale is None:
-            stale = self._same_run_other_recipe(resolved, ident)
+            stale = self._same_run_other_recipe(ident)
         return None, stale
 
-    def _same_run_other_recipe(self, resolved: Recipe, ident: Mapping[str, Any]) -> Staleness | None:
+    def _candidates(self, ident: Mapping[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
+        """Records of this run: the same identity, or one that lacks only keys the schema gained since, which
+        ``ident`` holds at their defaults (a new key's default keeps what the code did before)."""
+        exact = [(p, r) for p, r in self._index().get(stable_hash(ident, n=16), []) if r.get("recipe") == ident]
+        widened = [(p, r) for entries in self._index().values() for p, r in entries
+                   if r.get("recipe") != ident and _same_model_and_seed(r.get("recipe") or {}, ident)
+                   and _only_new_defaults(r["recipe"], ident)]
+        return exact + widened
+
+    def _same_run_other_recipe(self, ident: Mapping[str, Any]) -> Staleness | None:
         """The record of the same model and seed whose recipe now resolves differently (named by key)."""
         for entries in self._index().values():
             for path, rec in entries:
                 old = rec.get("recipe") or {}
-                if old.get("model") == ident.get("model") and old.get("seed") == ident.get("seed"):
+                if _same_model_and_seed(old, ident):
                     diff = sorted(_diff_keys(old, ident))
                     if diff and len(diff) <= 6:
                         return Staleness(path, "recipe differs in " + ", ".join(diff))
@@ -202,11 +224,39 @@ class RecordStore:
         return path
 
 
+def _same_model_and_seed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    return old.get("model") == new.get("model") and old.get("seed") == new.get("seed")
+
+
+_MISSING = object()
+
+
+def _get(tree: Mapping[str, Any], dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(tree, Mapping) or part not in tree:
+            return _MISSING
+        tree = tree[part]
+    return tree
+
+
+def _schema_default(dotted: str) -> Any:
+    head, _, rest = dotted.partition(".")
+    cls = SECTION_TYPES.get(head) if rest else Recipe
+    spec = cls.schema.get(rest or head) if cls is not None else None
+    return _MISSING if spec is None else spec.default
+
+
+def _only_new_defaults(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    """Whether ``new`` differs from ``old`` only by keys ``old`` lacks and ``new`` holds at the schema default."""
+    diff = _diff_keys(old, new)
+    return bool(diff) and all(_get(old, k) is _MISSING and _get(new, k) == _schema_default(k) for k in diff)
+
+
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:
     """Dotted keys whose values differ between two recipe trees."""
     if isinstance(a, Mapping) and isinstance(b, Mapping):
         out: set[str] = set()
         for k in set(a) | set(b):
-            out |= _diff_keys(a.get(k), b.get(k), f"{prefix}{k}.")
+            out |= _diff_keys(a.get(k, _MISSING), b.get(k, _MISSING), f"{prefix}{k}.")
         return out
     return set() if a == b else {prefix.rstrip(".")}

@@ -9,7 +9,6 @@ holding a checkpoint but no ``result.json`` was interrupted: it is resumed, whic
 from __future__ import annotations
 
 import json
-import math
 import multiprocessing
 import os
 import platform
@@ -25,13 +24,14 @@ from leannets.analysis.profile import count_macs, count_params, torch_threads
 from leannets.analysis.statistics import mean_ci
 from leannets.config import Recipe, StageConfig
 from leannets.engine import train
+from leannets.engine.checkpoint import load_model
 from leannets.engine.recipe import load_recipe, stage_configs
 from leannets.engine.task import create_task
 from leannets.models import model_info
 
 from .claims import fmt_num
 from .plots import draw_plot
-from .records import RecordStore, make_record
+from .records import RecordStore, Staleness, make_record, record_amp
 from .reference import Reference, load_reference
 from .report import write_report
 from .results import STATUSES, ExperimentResult, RowResult, Verdict, format_counts
@@ -151,18 +151,23 @@ class Context:
         if run_id in self.run_cache:
             return self.run_cache[run_id]
         record, stale = self.records.find(resolved) if self.records is not None else (None, None)
+        missing = sorted(set(row.run_analyses) - set((record or {}).get("analyses") or {}))
+        if record is not None and missing:
+            record, stale = None, Staleness(Path(record["run_id"]), f"its record lacks {', '.join(missing)}")
         run_dir = self.runs_dir / run_id
         if record is not None:
             self.log(f"  reusing the record of {record['run_id']} ({record['machine'].get('cpu')})")
-            result = {**record["result"], "checkpoint": None, "best_checkpoint": None}
+            result = {**record["result"], "checkpoint": None, "best_checkpoint": None,
+                      "analyses": record.get("analyses") or {}}
             source = "record"
         else:
             result, source = self._train_or_reuse(row, recipe, resolved, run_dir)
-            record = make_record(resolved, result, run_id, self.threads)
+            result = {**result, "analyses": _run_analyses(row, result)}
+            record = make_record(resolved, result, run_id, self.threads, analyses=result["analyses"])
             if self.records is not None:
                 self.records.write(record)
         self.provenance[run_id] = {"run_id": run_id, "source": source, "cpu": record["machine"].get("cpu"),
-                                   "threads": record["machine"].get("threads"), "amp": record["machine"].get("amp"),
+                                   "threads": record["machine"].get("threads"), "amp": record_amp(record),
                                    "gpu": record["machine"].get("gpu"), "minutes": record["wall_s"] / 60.0,
                                    "commit": record["machine"].get("leannets_commit"),
                                    "retrained_because": stale.reason if stale and source != "record" else None}
@@ -215,6 +220,14 @@ class Context:
         run = res.row(row_key).run or {}
         paths = [Path(p) for p in run.get("seed_checkpoints") or []] or [self.checkpoint(res, row_key)]
         return [p if p.is_absolute() else self.out_dir / p for p in paths]
+
+
+def _run_analyses(row: Row, result: Mapping[str, Any]) -> dict[str, Any]:
+    """The row's per-run analyses (:attr:`Row.run_analyses`) of a finished run's final checkpoint."""
+    if not row.run_analyses:
+        return {}
+    model, ckpt = load_model(result["checkpoint"])
+    return {name: fn(model, ckpt) for name, fn in row.run_analyses.items()}
 
 
 def iter_runs(experiments: Sequence[Experiment], scale: str, seeds: int) -> Iterator[tuple[Experiment, Row, int]]:
@@ -475,10 +488,6 @@ def plan_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: s
 
 def verdict_counts(doc: Mapping[str, Any]) -> str:
     return format_counts(doc["summary"])
-
-
-def _finite(v: Any) -> bool:
-    return isinstance(v, (int, float)) and math.isfinite(v)
 
 
 __all__ += ["run_experiment", "plan_paper", "train_parallel", "verdict_counts", "fmt_num", "Verdict"]

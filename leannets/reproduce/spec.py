@@ -84,6 +84,9 @@ class Row:
         input_size: (C, H, W) for MACs (default: the model's registered size).
         group, x: series name and x-position for plots (e.g. width multiplier, depth).
         train_overrides: extra recipe overrides for this row (e.g. another dataset).
+        run_analyses: ``{name: fn(model, checkpoint) -> JSON value}``: figures a claim needs from each trained
+            run's weights (e.g. an energy share), computed when the run ends and kept in its run record, so
+            that a report rebuilt from records needs no checkpoint.
     """
 
     key: str
@@ -95,6 +98,7 @@ class Row:
     group: str = ""
     x: float | None = None
     train_overrides: Mapping[str, Any] = field(default_factory=dict)
+    run_analyses: Mapping[str, Callable[[nn.Module, dict[str, Any]], Any]] = field(default_factory=dict)
 
     def model_for(self, scale: str) -> ModelSpec | None:
         return self.trained.get(scale, self.model)

@@ -124,3 +124,56 @@ def test_an_unreadable_record_is_one_clear_error(tmp_path):
     (tmp_path / "x.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"run record .*x\.json"):
         RecordStore(tmp_path).find(load_recipe("multiception_cifar10_resnet20_standard"))
+
+
+@pytest.mark.parametrize("missing, value, reused", [
+    ("train.grad_clip", None, True),    # a key the schema gained since, at its default: the same run
+    ("train.grad_clip", 1.0, False),    # ... set to something else: another run
+    ("optim.lr", 0.37, False),          # ... in any section
+])
+def test_a_record_older_than_a_new_schema_key_is_reused_at_its_default(tmp_path, missing, value, reused):
+    from leannets.engine.recipe import load_recipe
+    from leannets.reproduce.records import make_record
+
+    section, key = missing.split(".")
+    resolved = load_recipe("multiception_cifar10_resnet20_standard", {missing: value})
+    rec = make_record(resolved, {"final": {}, "data": {"num_classes": 10}}, "r", 1)
+    del rec["recipe"][section][key]
+    rec["key"] = stable_hash(rec["recipe"], n=16)
+    store = RecordStore(tmp_path)
+    store.write(rec)
+    found, stale = RecordStore(tmp_path).find(resolved)
+    assert (found is not None) == reused
+    assert reused or missing in stale.reason
+
+
+def test_records_say_the_precision_the_run_trained_in(tmp_path):
+    from leannets.engine.recipe import load_recipe
+    from leannets.reproduce.records import make_record, record_amp
+
+    resolved = load_recipe("multiception_cifar10_resnet20_standard", {"train.device": "cpu"})
+    assert make_record(resolved, {"amp": "bf16", "device": "cpu"}, "r", 1)["machine"]["amp"] == "bf16"
+    # an engine result from before it reported the precision: auto on a CPU was fp32
+    old = make_record(resolved, {"device": "cpu"}, "r", 1)
+    assert old["machine"]["amp"] == "off"
+    assert record_amp({"machine": {"amp": "auto", "gpu": None}}) == "off"
+    assert record_amp({"machine": {"amp": "auto", "gpu": "H100"}}) == "auto"
+
+
+def test_analyses_that_need_weights_come_back_from_the_records(tmp_path, monkeypatch):
+    """WAE's energy share (Figs. 3-4), fine-tuning pairs (Table 4) and noise accuracies are computed when each run
+    ends and kept in its record: a report rebuilt from the records alone has them all, with no checkpoint."""
+    wae = dict(paper="wae", tables=["table2", "table7", "fig4"], scale="smoke", log=lambda m: None)
+    a = run_paper(**wae, out_dir=tmp_path / "a", runs_dir=tmp_path / "runs", records_dir=tmp_path / "rec")
+    shutil.rmtree(tmp_path / "runs")
+    calls = _counting_train(monkeypatch)
+    b = run_paper(**wae, out_dir=tmp_path / "b", runs_dir=tmp_path / "runs2", records_dir=tmp_path / "rec")
+    assert calls == []
+    for ea, eb in zip(a["experiments"], b["experiments"]):
+        assert [r["metrics"] for r in ea["rows"]] == [r["metrics"] for r in eb["rows"]]
+    energy = next(e for e in b["experiments"] if e["name"] == "fig4")["rows"][0]["metrics"]
+    noise = next(e for e in b["experiments"] if e["name"] == "table7")["rows"][1]["metrics"]
+    assert 0 < energy["energy_share_ih"] < 1 and "acc1@V=0.1_per_seed" in noise
+    assert next(e for e in b["experiments"] if e["name"] == "table2")["extras"].get("ft_pairs")
+    records = [json.loads(p.read_text()) for p in (tmp_path / "rec").glob("*.json")]
+    assert sum("energy" in r["analyses"] for r in records) == 1 and sum("noise" in r["analyses"] for r in records) == 2

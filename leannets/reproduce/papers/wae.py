@@ -13,7 +13,6 @@
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,7 @@ from leannets.analysis.latency import DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_T
 from leannets.analysis.robustness import noise_robustness
 from leannets.analysis.speedup import mac_breakdown, measure_speedups, paper_bound
 from leannets.analysis.statistics import beats_verdict, mean_ci
-from leannets.analysis.wae_vis import save_decomposition_png
+from leannets.analysis.wae_vis import energy_share_ih, save_decomposition_png
 from leannets.engine.checkpoint import load_model
 from leannets.engine.recipe import stage_configs
 from leannets.engine.task import create_task
@@ -222,6 +221,8 @@ CACD = {"data.root": "{data_root}/CACD2000", "data.cacd_identities": "{data_root
 
 
 def _acc_rows() -> list[Row]:
+    """Tables 2-4's rows; the full-resolution and WAE runs keep their Table 7 noise accuracies and the WAE its
+    Figs. 3-4 energy share (per-run analyses, see :attr:`Row.run_analyses`)."""
     rows = []
     for key, label, paper_model, small, ref, staged in ACC_ROWS:
         over: dict[str, Any] = {"smoke": SMOKE_STAGES, "cpu": CPU_STAGES, "gpu": GPU_STAGES} if staged else {}
@@ -229,20 +230,19 @@ def _acc_rows() -> list[Row]:
             over["stages.0.freeze"] = ["backbone", "fc"]
         rows.append(Row(key, label, paper_model,
                         trained={"smoke": small, "cpu": small if key in CPU_ROWS else None, "gpu": small},
-                        ref={"top5_error": ref},
-                        train_overrides=over))
+                        ref={"top5_error": ref}, train_overrides=over,
+                        run_analyses=_ANALYSES.get(key, {})))
     return rows
 
 
 def _no_ft(ctx: Any, res: ExperimentResult) -> None:
     """Table 4: each WAE seed's evaluation at the end of stage 2 (before joint fine-tuning) vs at the end."""
-    rr = res.row("wae")
+    rr, exp = res.row("wae"), ctx.paper.experiment("table2")
+    if not rr.run:
+        return  # not trained at this scale
     without = []
-    for run_id in (rr.run or {}).get("seed_runs") or []:
-        path = ctx.runs_dir / run_id / "result.json"
-        if not path.is_file():
-            return
-        history = json.loads(path.read_text(encoding="utf-8")).get("history", [])
+    for k in range(ctx.seeds):
+        history = ctx.train(exp, exp.row("wae"), k).get("history") or []
         stage2 = [h for h in history if h.get("stage") == 1 and h.get("eval_acc1") is not None]
         if not stage2:
             return
@@ -325,7 +325,8 @@ def _table2() -> Experiment:
 
 # -- Table 6: CACD face identification (paper scale) -------------------------------------------------------
 def _table6() -> Experiment:
-    rows = [Row(key, label, ms(model), ref={"acc1": ref}, train_overrides={"paper": CACD})
+    rows = [Row(key, label, ms(model), ref={"acc1": ref}, train_overrides={"paper": CACD},
+                run_analyses={"noise": _run_noise} if key in ("full", "wae") else {})
             for key, label, model, ref in (
                 ("full", "VGG16", "vgg16", "table6.vgg16.acc"),
                 ("wavelet", "Wavelet+CNN", "wavelet_vgg16", "table6.wavelet_cnn.acc"),
@@ -350,31 +351,30 @@ def _table6() -> Experiment:
 
 
 # -- Table 7: noise ---------------------------------------------------------------------------------
+def _run_noise(model: torch.nn.Module, ckpt: dict[str, Any]) -> dict[str, Any]:
+    """Per-run analysis: accuracy (%) on the whole test split under N(0, V) noise, for every V of Table 7 (the noise
+    seed is fixed, so every model of every run sees the same draw)."""
+    splits = create_task(stage_configs(ckpt["recipe"])[-1]).build_data()
+    images, labels = eval_tensors(splits.eval)
+    data = ckpt["data_info"]
+    table = noise_robustness({"m": model}, images, labels, VARIANCES, mean=data.get("mean"), std=data.get("std"))
+    return {"images": int(labels.shape[0]), "acc1": {f"{v:g}": 100.0 * table["m"][v] for v in VARIANCES}}
+
+
 def _noise(ctx: Any, res: ExperimentResult) -> None:
-    """Accuracy under N(0, V) noise of every seed's full-resolution and WAE model (the same draw for both)."""
+    """Accuracy under N(0, V) noise of every seed's full-resolution and WAE model (from their run records)."""
     acc_exp = ctx.paper.experiment("table6" if ctx.scale == "paper" else "table2")
     if acc_exp.train is None or not acc_exp.train.trains_at(ctx.scale) \
             or any(acc_exp.row(k).model_for(ctx.scale) is None for k in ("full", "wae")):
         return  # the Tables 2-4 models are not trained at this scale
-    per_seed: dict[str, dict[float, list[float]]] = {k: {v: [] for v in VARIANCES} for k in ("full", "wae")}
-    for k in range(ctx.seeds):
-        models, info = {}, None
-        for key in ("full", "wae"):
-            model, info = load_model(ctx.train(acc_exp, acc_exp.row(key), k)["checkpoint"])
-            models[key] = model
-        splits = create_task(stage_configs(info["recipe"])[-1]).build_data()
-        images, labels = eval_tensors(splits.eval)
-        data = info["data_info"]
-        table = noise_robustness(models, images, labels, VARIANCES, mean=data.get("mean"), std=data.get("std"),
-                                 seed=ctx.seed)
-        for key in models:
-            for v in VARIANCES:
-                per_seed[key][v].append(100.0 * table[key][v])
+    noise = {key: [ctx.train(acc_exp, acc_exp.row(key), k)["analyses"]["noise"] for k in range(ctx.seeds)]
+             for key in ("full", "wae")}
+    per_seed = {key: {v: [run["acc1"][f"{v:g}"] for run in runs] for v in VARIANCES} for key, runs in noise.items()}
     if acc_exp.train.floor.get(ctx.scale) is not None:  # the clean accuracy must reach the Tables 2-4 floor
         res.extras["floor"] = {"metric": "acc1", "value": float(acc_exp.train.floor[ctx.scale])}
     for key in per_seed:
         rr = res.row(key)
-        rr.metrics["eval_samples"] = int(labels.shape[0])
+        rr.metrics["eval_samples"] = noise[key][0]["images"]
         rr.metrics["acc1"] = sum(per_seed[key][0.0]) / ctx.seeds
         for v in VARIANCES:
             rr.metrics[f"acc1@V={v:g}"] = sum(per_seed[key][v]) / ctx.seeds
@@ -431,35 +431,37 @@ def _table7() -> Experiment:
 ENERGY_IMAGES = 1000  # test images the I_H energy share is measured on
 
 
-def _energy_share(model: torch.nn.Module, images: torch.Tensor, data: dict[str, Any]) -> float:
-    """Share of the decomposition's energy carried by I_H, over ``images`` (uint8, N×C×H×W)."""
-    with torch.no_grad():
-        x = images.float() / 255.0
-        m = torch.tensor(data.get("mean") or [0.0] * x.shape[1]).view(1, -1, 1, 1)
-        s = torch.tensor(data.get("std") or [1.0] * x.shape[1]).view(1, -1, 1, 1)
-        i_l, i_h = model.decompose((x - m) / s)
-        return float(i_h.pow(2).sum() / (i_l.pow(2).sum() + i_h.pow(2).sum()))
+def _eval_images(ckpt: dict[str, Any], n: int) -> torch.Tensor:
+    return create_task(stage_configs(ckpt["recipe"])[-1]).build_data().eval.images[:n]
+
+
+def _run_energy(model: torch.nn.Module, ckpt: dict[str, Any]) -> dict[str, Any]:
+    """Per-run analysis of a trained WAE: its I_H energy share over the first test images."""
+    images, data = _eval_images(ckpt, ENERGY_IMAGES), ckpt["data_info"]
+    return {"share": energy_share_ih(model, images, data.get("mean"), data.get("std")), "images": int(images.shape[0])}
 
 
 def _decomposition(ctx: Any, res: ExperimentResult) -> None:
-    """The decomposition figure of the first seed's WAE, and every seed's I_H energy share."""
+    """Every seed's I_H energy share (from its run record), and the decomposition figure of the first seed's WAE
+    when its checkpoint is at hand (a report rebuilt from records keeps the figure drawn with the run)."""
     acc_exp = ctx.paper.experiment("table2")
     if acc_exp.train is None or not acc_exp.train.trains_at(ctx.scale) or acc_exp.row("wae").model_for(ctx.scale) is None:
         return  # the WAE is not trained at this scale
-    shares = []
-    for k in range(ctx.seeds):
-        model, ckpt = load_model(ctx.train(acc_exp, acc_exp.row("wae"), k)["checkpoint"])
-        images = create_task(stage_configs(ckpt["recipe"])[-1]).build_data().eval.images[:ENERGY_IMAGES]
+    runs = [ctx.train(acc_exp, acc_exp.row("wae"), k) for k in range(ctx.seeds)]
+    energy = [r["analyses"]["energy"] for r in runs]
+    figure = ctx.figure("fig4_decomposition.png")
+    if runs[0].get("checkpoint"):
+        model, ckpt = load_model(runs[0]["checkpoint"])
         data = ckpt["data_info"]
-        if k == 0:
-            path = save_decomposition_png(ctx.figure("fig4_decomposition.png"), model, images[:4], data.get("mean"),
-                                          data.get("std"), title=f"WAE (transform loss) — {ctx.scale} scale")
-            res.files.append(ctx.rel(path))
-        shares.append(_energy_share(model, images, data))
+        save_decomposition_png(figure, model, _eval_images(ckpt, 4), data.get("mean"), data.get("std"),
+                               title=f"WAE (transform loss) — {ctx.scale} scale")
+    if figure.is_file():
+        res.files.append(ctx.rel(figure))
+    shares = [e["share"] for e in energy]
     ci = mean_ci(shares)
     res.row("wae").metrics.update({"energy_share_ih": ci.mean, "energy_share_ih_per_seed": shares,
                                    "energy_share_ih_ci": [ci.low, ci.high] if ci.defined else None,
-                                   "eval_samples": int(images.shape[0])})
+                                   "eval_samples": energy[0]["images"]})
     res.extras["metric_columns"] = ["energy_share_ih"]
 
 
@@ -488,6 +490,9 @@ def _fig4() -> Experiment:
     return Experiment("fig4", "Figs. 3–4", "Decomposition: input, I_L, I_H and reconstruction", rows, measure=(),
                       claims=[_LowEnergy("ih_low_energy", "I_H carries less energy than I_L", "Figs. 3–4")],
                       analysis=_decomposition, scales=("smoke", "cpu", "gpu", "paper"))
+
+
+_ANALYSES = {"full": {"noise": _run_noise}, "wae": {"noise": _run_noise, "energy": _run_energy}}
 
 
 def paper() -> Paper:
