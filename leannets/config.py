@@ -259,7 +259,8 @@ class CheckpointSection(Section):
     section = "checkpoint"
     every: int = key(0, "also keep a copy every N epochs (0: off)")
     every_steps: int = key(0, "write last.pt every N optimizer steps inside an epoch (0: epoch ends only)")
-    save_best: bool = key(True, "keep best.pt by the task's main metric")
+    save_best: bool = key(True, "keep best.pt by the main metric on the validation split (data.val_fraction > 0; "
+                                 "without one no best.pt: the evaluation split is the test set)")
 
 
 class StageOverrides(Section):

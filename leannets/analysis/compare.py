@@ -331,6 +331,3 @@ def command_line() -> str:
     return "leannets " + " ".join(sys.argv[1:]) if sys.argv and sys.argv[0].endswith("leannets") else \
         " ".join(["leannets", *sys.argv[1:]])
 
-
-def load_results(path: str | os.PathLike) -> dict[str, Any]:
-    return json.loads(Path(path).read_text())

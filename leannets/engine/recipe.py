@@ -181,6 +181,9 @@ def _check_semantics(r: Recipe) -> None:
             (_increasing_percents(cfg.schedule.milestones), "schedule.milestones must be increasing percents in "
              "(0, 100)", cfg.schedule.milestones),
             (0 <= cfg.data.val_fraction < 1, "data.val_fraction must be in [0, 1)", cfg.data.val_fraction),
+            (cfg.schedule.name != "plateau" or cfg.data.val_fraction > 0, "data.val_fraction must be > 0 with "
+             "schedule.name=plateau (it watches the validation loss; the evaluation split is the test set)",
+             cfg.data.val_fraction),
             (0 <= cfg.train.ema_decay < 1, "train.ema_decay must be in [0, 1)", cfg.train.ema_decay),
             (len(cfg.optim.betas) == 2, "optim.betas must have 2 values", cfg.optim.betas),
         ]

@@ -524,13 +524,14 @@ class Trainer:
                 f"the evaluation after stage {run.name!r} epoch {epoch + 1} is non-finite ({bad}); training stopped, "
                 f"nothing was written for this epoch. Lower optim.lr (now {run.cfg.optim.lr:g}) or set "
                 f"train.grad_clip")
-        select = "val_" if run.val_loader is not None else "eval_"
-        reduced = run.sched.epoch_end(metrics.get(f"{select}loss"))
-        main = metrics.get(f"{select}{task.main_metric}")
+        # the plateau schedule and the best checkpoint read the held-out validation split only: the evaluation
+        # split is the test set (recipes with a plateau schedule must set data.val_fraction; no best without one)
+        reduced = run.sched.epoch_end(metrics.get("val_loss"))
+        main = metrics.get(f"val_{task.main_metric}")
         is_best = main is not None and task.is_better(main, s.best)
         if is_best:
             s.best = main
-            s.best_where = {"stage": run.index, "epoch": epoch + 1, "metric": f"{select}{task.main_metric}"}
+            s.best_where = {"stage": run.index, "epoch": epoch + 1, "metric": f"val_{task.main_metric}"}
         row = {"stage": run.index, "stage_name": run.name, "epoch": epoch + 1,
                "global_step": s.global_step, "lr": run.sched.last_lr, **row, **metrics}
         if reduced:

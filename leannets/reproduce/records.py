@@ -18,6 +18,7 @@ the reason.
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import platform
@@ -96,9 +97,11 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+@functools.lru_cache(maxsize=1)
 def _commit() -> str | None:
-    """The leannets git commit this code runs from, ``+dirty`` when the library's files differ from it
-    (``None`` outside a checkout)."""
+    """The leannets git commit this process's code was loaded from, ``+dirty`` when the library's files differed
+    from it (``None`` outside a checkout). Read once, when the module loads: a commit made while a run trains
+    must not be credited with that run."""
     head = _git("rev-parse", "HEAD")
     if not head:
         return None
@@ -250,6 +253,9 @@ def _only_new_defaults(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Whether ``new`` differs from ``old`` only by keys ``old`` lacks and ``new`` holds at the schema default."""
     diff = _diff_keys(old, new)
     return bool(diff) and all(_get(old, k) is _MISSING and _get(new, k) == _schema_default(k) for k in diff)
+
+
+_commit()  # pin the commit of the code this process runs
 
 
 def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:

@@ -28,7 +28,6 @@ METRICS: dict[str, tuple[str, float, int]] = {
     "ssim": ("SSIM", 1.0, 4),
     "loss": ("eval loss", 1.0, 4),
 }
-HIDDEN = {"eval_samples", "train_time_s", "epochs", "train_input_size", "acc5"}
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

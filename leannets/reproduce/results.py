@@ -8,8 +8,9 @@ from typing import Any
 __all__ = ["RowResult", "Verdict", "ExperimentResult", "STATUSES", "format_counts"]
 
 #: ``reproduced`` / ``not reproduced`` for deterministic figures and the CI rules of trained claims
-#: (``reproduced`` / ``contradicted`` / ``inconclusive``); ``not checked`` says why not.
-STATUSES = ("reproduced", "contradicted", "inconclusive", "not reproduced", "not checked")
+#: (``reproduced`` / ``contradicted`` / ``inconclusive``); ``consistent`` for a claim that holds by construction
+#: or by a choice fitted to the paper (it agrees, but is no evidence); ``not checked`` says why not.
+STATUSES = ("reproduced", "consistent", "contradicted", "inconclusive", "not reproduced", "not checked")
 
 
 def format_counts(summary: dict[str, int]) -> str:

@@ -276,18 +276,7 @@ def train_parallel(ctx: Context, experiments: Sequence[Experiment], jobs: int) -
     return len(todo)
 
 
-def _eval_samples(result: Mapping[str, Any]) -> int | None:
-    for key in ("eval_samples", "num_eval_samples"):
-        if result.get(key):
-            return int(result[key])
-    data = result.get("data") or {}
-    for key in ("eval_samples", "num_eval"):
-        if data.get(key):
-            return int(data[key])
-    return None
-
-
-def _row_metrics_from_run(result: Mapping[str, Any], metric: str) -> dict[str, Any]:
+def _row_metrics_from_run(result: Mapping[str, Any]) -> dict[str, Any]:
     """Flatten the engine's final evaluation into report metrics (accuracies in %)."""
     final = result.get("final") or {}
     out: dict[str, Any] = {}
@@ -303,9 +292,8 @@ def _row_metrics_from_run(result: Mapping[str, Any], metric: str) -> dict[str, A
         out["error"] = 100.0 - out["acc1"]
     if "acc5" in out:
         out["top5_error"] = 100.0 - out["acc5"]
-    n = _eval_samples(result)
-    if n:
-        out["eval_samples"] = n
+    if result.get("eval_samples"):
+        out["eval_samples"] = int(result["eval_samples"])
     out["train_time_s"] = float(result.get("train_time_s") or 0.0)
     out["epochs"] = result.get("epochs")
     return out
@@ -368,7 +356,7 @@ def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
             prof = profile_spec(spec, data.get("input_size") or None, macs=True, seed=ctx.seed, **sized)
             rr.metrics["train_params"], rr.metrics["train_macs"] = prof.get("params"), prof.get("macs")
             rr.metrics["train_input_size"] = prof.get("input_size")
-            rr.metrics.update(_seed_metrics([_row_metrics_from_run(r, exp.train.metric) for r in results]))
+            rr.metrics.update(_seed_metrics([_row_metrics_from_run(r) for r in results]))
             rr.run = {k: result.get(k) for k in ("run_id", "run_dir", "recipe_name", "overrides", "checkpoint",
                                                  "best_checkpoint", "epochs", "global_step", "data")}
             rr.run["seed_runs"] = [r.get("run_id") for r in results]
@@ -379,7 +367,7 @@ def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
     if exp.analysis is not None:
         exp.analysis(ctx, res)
     for claim in exp.claims:
-        res.verdicts.append(claim.evaluate(res, ctx.reference, ctx.scale))
+        res.verdicts.append(claim.judge(res, ctx.reference, ctx.scale))
     for plot in exp.plots:
         path = draw_plot(plot, exp, res, ctx.reference, ctx.figure(plot.file))
         if path is not None:

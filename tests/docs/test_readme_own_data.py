@@ -48,7 +48,7 @@ def test_the_own_data_commands_run_as_written(tmp_path, monkeypatch, capsys):
         assert main(args) == 0, command
     out = capsys.readouterr()
     assert "native input size 32×32" in out.err
-    assert (tmp_path / "runs" / "mine" / "best.pt").is_file() and (tmp_path / "model.onnx").stat().st_size > 1000
+    assert (tmp_path / "runs" / "mine" / "last.pt").is_file() and (tmp_path / "model.onnx").stat().st_size > 1000
     assert sum(name in out.out for name in ("circle", "square", "stripes")) == 3  # predictions name the classes
     first = [line.split()[1] for line in out.out.splitlines() if line.strip().startswith("1. ")]
     n = len(first) // 2

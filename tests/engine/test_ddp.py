@@ -82,4 +82,4 @@ def test_two_gloo_processes_match_one_process(tmp_path: Path):
         assert b["metrics"][key] == pytest.approx(a["metrics"][key], abs=1e-5)
     # Only rank 0 wrote the run folder: one recipe, one metrics file, one result.
     assert sorted(p.name for p in (tmp_path / "ddp").iterdir() if not p.name.startswith(".")) == \
-        ["best.pt", "last.pt", "metrics.csv", "metrics.jsonl", "recipe.yaml", "result.json"]
+        ["last.pt", "metrics.csv", "metrics.jsonl", "recipe.yaml", "result.json"]

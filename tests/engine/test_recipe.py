@@ -129,7 +129,8 @@ def test_task_options_hook_validates_a_new_task():
 
 
 def _sched(name: str, total: int = 100, spe: int = 10, **kw) -> LRSchedule:
-    cfg = load_recipe({**BASE, "schedule": {"name": name, **kw}})["schedule"]
+    data = {**BASE.get("data", {}), "val_fraction": 0.1}  # a plateau watches a held-out split
+    cfg = load_recipe({**BASE, "data": data, "schedule": {"name": name, **kw}})["schedule"]
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     return LRSchedule(opt, cfg, 0.1, total, spe)
 
@@ -181,8 +182,10 @@ def test_optimizers_and_ema():
 def test_an_any_size_dataset_without_input_size_gets_the_models_native_size(tmp_path, capsys):
     from PIL import Image
 
+    from leannets._log import configure
     from leannets.engine.task import create_task
 
+    configure(0)  # the notice goes through the library console handler that the CLI sets up
     for split in ("train", "val"):
         for c in ("a", "b"):
             (tmp_path / split / c).mkdir(parents=True)

@@ -191,7 +191,7 @@ def test_engine_trains_a_denoiser_and_cli_writes_images(tmp_path, capsys):
                    out_dir=tmp_path / "run", verbose=False, progress=False)
     assert result["main_metric"] == "psnr" and np.isfinite(result["final"]["eval_psnr"])
     assert 0 < result["final"]["eval_ssim"] <= 1
-    ckpt = tmp_path / "run" / "best.pt"
+    ckpt = tmp_path / "run" / "last.pt"
     img = root / "test" / "im0.png"
     assert cli_main(["denoise", str(img), "--checkpoint", str(ckpt), "--out", str(tmp_path / "o"),
                      "--add-noise", "25"]) == 0

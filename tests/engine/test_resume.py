@@ -127,9 +127,11 @@ def test_epoch_copies_and_best_are_written_before_last(tmp_path: Path, monkeypat
 
     monkeypatch.setattr(trainer_mod, "save_checkpoint", lambda obj, path: (save(obj, path), record(path))[0])
     monkeypatch.setattr(trainer_mod, "copy_checkpoint", lambda src, dst: (copy(src, dst), record(dst))[0])
-    train(RESUME_RECIPE, out_dir=tmp_path / "run", verbose=False)
+    recipe = {**RESUME_RECIPE, "data": {**RESUME_RECIPE["data"], "val_fraction": 0.25}}  # best.pt needs a val split
+    train(recipe, out_dir=tmp_path / "run", verbose=False)
     copies = [(i, step) for i, (name, step) in enumerate(written) if name.startswith(("epoch_", "best"))]
     assert len([c for c in copies if written[c[0]][0].startswith("epoch_")]) == 3, written
+    assert any(written[i][0] == "best.pt" for i, _ in copies), written
     for i, step in copies:
         before = [s for name, s in written[:i] if name == "last.pt"]
         assert not before or before[-1] < step, f"last.pt of step {step} was written before {written[i][0]}"
