@@ -18,10 +18,11 @@ from leannets.reproduce.results import STATUSES
 
 def register(sub: argparse._SubParsersAction) -> None:
     # imported when the command runs, not at import: keeps `leannets --help` fast
-    from leannets.reproduce import PAPERS, SCALES
+    from leannets.reproduce import SCALES
+    from leannets.reproduce.spec import paper_modules
 
     p = sub.add_parser("reproduce", help="reproduce a paper's tables/figures (report beside the paper's numbers)")
-    p.add_argument("paper", choices=(*PAPERS, "all"), help="which paper (all: the four, one after the other)")
+    p.add_argument("paper", choices=(*paper_modules(), "all"), help="which paper (all: the four, one after the other)")
     p.add_argument("--table", action="append", default=None, metavar="NAME",
                    help="only this table/figure (repeatable; see --list)")
     p.add_argument("--scale", choices=SCALES, default="smoke",

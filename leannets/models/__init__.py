@@ -2,8 +2,9 @@
 import importlib
 import pkgutil
 
-from ._registry import ModelInfo, create_model, is_model, list_models, model_info, pretrained_cfg, register_model
-from ._weights import LoadReport, load_pretrained
+from ._registry import (ModelInfo, create_model, is_model, list_models, load_pretrained, model_info, pretrained_cfg,
+                        register_model)
+from ._weights import LoadReport
 
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if not _mod.startswith("_"):

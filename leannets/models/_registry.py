@@ -7,8 +7,9 @@ figure), the default input size and the task, so users and reports can cite it.
 from __future__ import annotations
 
 import importlib
+import os
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import torch.nn as nn
 
@@ -17,8 +18,10 @@ from leannets.layers.padding import EvenPad2d, assign_padding_schedule
 from leannets.registry import Registry
 
 from ._base import FeatureListNet
+from ._weights import LoadReport, checkpoint_classes, load_weights, read_state_dict
 
-__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "is_model", "pretrained_cfg"]
+__all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "is_model", "pretrained_cfg",
+           "load_pretrained"]
 
 TASKS = ("classification", "denoising", "super_resolution", "autoencoder")
 
@@ -115,7 +118,7 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
         num_classes: classifier outputs; ``None`` keeps the model's default.
         in_chans: input channels; ``None`` keeps the model's default.
         pretrained: a ``.pth`` / ``.safetensors`` checkpoint (torchvision, timm or leannets key names) to load,
-            every tensor mapped (:func:`~leannets.models._weights.load_pretrained`); with another
+            every tensor mapped (:func:`load_pretrained`); with another
             ``num_classes`` than the checkpoint's, the classifier is reset after loading.
         features_only: return a :class:`~leannets.models._base.FeatureListNet` whose forward gives the
             multi-scale feature maps (``feature_info``: channels and reductions), as timm.
@@ -125,11 +128,9 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     fn, info = MODELS.get(name)
     kwargs = dict(overrides)
     if pretrained is not None:
-        from ._weights import checkpoint_classes, load_pretrained, read_state_dict
-
         state = read_state_dict(pretrained)
         model = create_model(name, checkpoint_classes(state) or info.num_classes, in_chans, **overrides)
-        load_pretrained(model, state)
+        load_weights(model, state)
         if num_classes is not None and num_classes != getattr(model, "num_classes", num_classes):
             model.reset_classifier(num_classes)
         return FeatureListNet(model, out_indices) if features_only else model
@@ -181,3 +182,20 @@ def _number_even_padding(model: nn.Module) -> None:
     """
     if any(isinstance(m, EvenPad2d) and m.strategy == "improved" and m.index is None for m in model.modules()):
         assign_padding_schedule(model)
+
+
+def load_pretrained(model: nn.Module, path: str | os.PathLike | Mapping[str, Any], arch: str | None = None,
+                    strict: bool = True) -> LoadReport:
+    """Load published weights into ``model`` (in place).
+
+    Args:
+        model: the model to fill.
+        path: ``.pth``/``.pt``/``.safetensors`` (torchvision or timm key names, or ours), or its tensors.
+        arch: the registered model the checkpoint's layout is (default: ``model`` itself), e.g. DenseNet-121
+            weights into a DxNet-105 with ``arch="densenet121", strict=False``.
+        strict: every tensor must be mapped (``False``: load what fits by name and shape, report the rest).
+    """
+    source = path if isinstance(path, Mapping) else read_state_dict(path)
+    reference = None if arch is None else create_model(arch, num_classes=checkpoint_classes(source))
+    return load_weights(model, source, reference, strict, name=None if isinstance(path, Mapping) else str(path))
+

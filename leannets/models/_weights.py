@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from leannets._io import load_safetensors
 
-__all__ = ["LoadReport", "read_state_dict", "remap_state_dict", "load_pretrained", "checkpoint_classes"]
+__all__ = ["LoadReport", "read_state_dict", "remap_state_dict", "load_weights", "checkpoint_classes"]
 
 _KINDS = ("weight", "bias", "running_mean", "running_var")
 
@@ -212,27 +212,27 @@ def remap_state_dict(source: Mapping[str, torch.Tensor], model: nn.Module) -> di
     return mapped
 
 
-def load_pretrained(model: nn.Module, path: str | os.PathLike | Mapping[str, torch.Tensor], arch: str | None = None,
-                    strict: bool = True) -> LoadReport:
-    """Load published weights into ``model`` (in place).
+def load_weights(model: nn.Module, path: str | os.PathLike | Mapping[str, torch.Tensor],
+                 reference: nn.Module | None = None, strict: bool = True, name: str | None = None) -> LoadReport:
+    """Load published weights into ``model`` (in place); :func:`leannets.models.load_pretrained` is the public
+    form, which names the checkpoint's architecture by its registered name.
 
     Args:
         model: the model to fill.
         path: ``.pth``/``.pt``/``.safetensors`` (torchvision or timm key names, or ours), or its tensors as
             :func:`read_state_dict` returned them (so a caller that already read the file does not read it again).
-        arch: the registered model the checkpoint's layout is (default: ``model`` itself).
+        reference: a model of the checkpoint's architecture, whose names the layout is mapped through
+            (default: ``model`` itself).
         strict: every tensor must be mapped (``False``: load what fits by name and shape, report the rest).
+        name: what the report calls the source (default: the file, or "the given state dict").
     """
-    from ._registry import create_model
-
     source = path if isinstance(path, Mapping) else read_state_dict(path)
-    report = LoadReport("the given state dict" if isinstance(path, Mapping) else str(path))
+    report = LoadReport(name or ("the given state dict" if isinstance(path, Mapping) else str(path)))
     own = model.state_dict()
     if set(source) >= {k for k in own if not k.endswith("num_batches_tracked")}:
         named = {k: source[k] for k in own if k in source}  # already our names
     else:
-        reference = model if arch is None else create_model(arch, num_classes=checkpoint_classes(source))
-        named = remap_state_dict(source, reference)
+        named = remap_state_dict(source, model if reference is None else reference)
     for key, value in own.items():
         src = named.get(key)
         if src is None:

@@ -11,7 +11,7 @@ from .claims import fmt_num
 from .results import STATUSES, ExperimentResult, format_counts
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .runner import Context
+    from .context import Context
 
 __all__ = ["write_report", "render_report", "METRICS", "markdown_table"]
 

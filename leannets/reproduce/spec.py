@@ -23,16 +23,18 @@ from __future__ import annotations
 import hashlib
 import importlib
 import json
+import pkgutil
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import torch.nn as nn
 
 from leannets.models import create_model
+from leannets.registry import Registry
 
 if TYPE_CHECKING:  # pragma: no cover
     from .claims import Claim
-    from .runner import Context, ExperimentResult
+    from .results import ExperimentResult
 
 __all__ = ["SCALES", "ModelSpec", "Row", "TrainSpec", "PlotSpec", "Experiment", "Paper", "stable_hash"]
 
@@ -207,7 +209,7 @@ class Experiment:
     train: TrainSpec | None = None
     claims: list["Claim"] = field(default_factory=list)
     plots: list[PlotSpec] = field(default_factory=list)
-    analysis: Callable[["Context", "ExperimentResult"], None] | None = None
+    analysis: Callable[[Any, "ExperimentResult"], None] | None = None  # fn(context.Context, result)
     notes: Mapping[str, str] = field(default_factory=dict)
     scales: tuple[str, ...] = DEFAULT_SCALES
     not_trained: Mapping[str, str] = field(default_factory=dict)
@@ -245,16 +247,28 @@ class Paper:
         return list(self.experiments) if not names else [self.experiment(n) for n in names]
 
 
-PAPERS = ("dxnet", "wae", "xsepconv", "multiception")
+def paper_modules() -> list[str]:
+    """The modules of :mod:`leannets.reproduce.papers`, sorted, without importing them (each registers the paper
+    of its own name; the CLI lists them without the cost of importing every declaration)."""
+    from . import papers
+
+    return sorted(info.name for info in pkgutil.iter_modules(papers.__path__) if not info.name.startswith("_"))
+
+
+def _import_papers() -> None:
+    for name in paper_modules():
+        importlib.import_module(f"leannets.reproduce.papers.{name}")
+
+
+#: The declared papers: ``name -> factory`` of its :class:`Paper` (a module in ``reproduce/papers/`` registers
+#: one with ``@PAPERS.decorator("name")``).
+PAPERS: Registry[Callable[[], Paper]] = Registry("paper", loader=_import_papers)
 
 
 def list_papers() -> list[str]:
-    return list(PAPERS)
+    return PAPERS.names()
 
 
 def get_paper(name: str) -> Paper:
-    """The declared experiments of ``name`` (one of :data:`PAPERS`), from ``reproduce/papers/<name>.py``."""
-    if name not in PAPERS:
-        raise ValueError(f"unknown paper {name!r}; choose from: {', '.join(PAPERS)}")
-    module = importlib.import_module(f"leannets.reproduce.papers.{name}")
-    return module.paper()
+    """The declared experiments of the registered paper ``name``."""
+    return PAPERS.get(name)()

@@ -84,3 +84,51 @@ def test_the_check_catches_an_upward_import(tmp_path):
 @pytest.mark.parametrize("module", ["leannets.cli", "leannets.commands.train"])
 def test_only_commands_and_cli_are_the_top(module):
     assert _layer(module) == len(ORDER) - 1
+
+
+def import_cycles(layer: str, package: Path = PACKAGE) -> list[list[str]]:
+    """Import cycles among the modules of one layer (``leannets.<layer>``), every import counted (also those
+    under ``TYPE_CHECKING`` and inside functions): each as the list of modules around it."""
+    prefix = f"leannets.{layer}"
+    graph: dict[str, set[str]] = {}
+    for path in sorted((package / layer).rglob("*.py")):
+        me = _module_name(path, package)
+        graph[me] = set()
+        for _, target in _imports(path, package):
+            while target.startswith(prefix) and target != me:
+                if (package.parent / (target.replace(".", "/") + ".py")).is_file() or \
+                        (package.parent / target.replace(".", "/") / "__init__.py").is_file():
+                    graph[me].add(target)
+                    break
+                target = target.rpartition(".")[0]
+    cycles, done = [], set()
+
+    def visit(node: str, stack: list[str]) -> None:
+        if node in stack:
+            cycles.append(stack[stack.index(node):] + [node])
+            return
+        if node in done:
+            return
+        for nxt in sorted(graph.get(node, ())):
+            if not (nxt == prefix or node.startswith(nxt + ".")):  # a package's __init__ is not a cycle
+                visit(nxt, stack + [node])
+        done.add(node)
+
+    for node in sorted(graph):
+        visit(node, [])
+    return cycles
+
+
+@pytest.mark.parametrize("layer", ["reproduce", "models"])
+def test_no_import_cycle_inside_a_layer(layer):
+    assert import_cycles(layer) == []
+
+
+def test_the_cycle_check_catches_a_type_checking_cycle(tmp_path):
+    pkg = tmp_path / "leannets" / "reproduce"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "spec.py").write_text("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from .runner import Context\n")
+    (pkg / "runner.py").write_text("from .spec import Experiment\n")
+    assert import_cycles("reproduce", tmp_path / "leannets") == [
+        ["leannets.reproduce.runner", "leannets.reproduce.spec", "leannets.reproduce.runner"]]

@@ -11,11 +11,12 @@ import pytest
 
 from leannets.analysis.statistics import Interval, beats_verdict, matches_verdict
 from leannets.reproduce.results import STATUSES, format_counts
+from leannets.reproduce.spec import list_papers
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 REPRODUCTIONS = ROOT / "docs" / "reproductions"
-PAPERS = ("dxnet", "wae", "xsepconv", "multiception")
+PAPERS = list_papers()
 LINK = re.compile(r"\]\(([^)\s]+)\)")
 
 

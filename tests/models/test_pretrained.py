@@ -7,7 +7,8 @@ from published_keys import (timm_mobilenetv3_small_100, timm_vgg16, torchvision_
 
 import leannets
 from leannets._io import load_safetensors, save_safetensors
-from leannets.models._weights import load_pretrained, read_state_dict, remap_state_dict
+from leannets.models import load_pretrained
+from leannets.models._weights import read_state_dict, remap_state_dict
 
 CASES = [
     ("densenet121", lambda: torchvision_densenet((6, 12, 24, 16)), {"features.conv0.weight": "stem.0.weight",

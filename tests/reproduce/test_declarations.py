@@ -9,7 +9,7 @@ import pytest
 
 import leannets
 from leannets.cli import main
-from leannets.reproduce import PAPERS, SCALES, get_paper, list_references, load_reference
+from leannets.reproduce import PAPERS, SCALES, get_paper, list_papers, list_references, load_reference
 from leannets.reproduce.claims import Absolute, AtLeast, Better, Matches, MatchesValue, NotWorse
 from leannets.reproduce.runner import plan_paper
 
@@ -109,3 +109,11 @@ def test_cli_list_plan_and_errors(capsys, tmp_path):
     assert "is not a folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["reproduce", "alexnet"])
+
+
+def test_papers_are_registered_under_their_module_names():
+    """The CLI lists the paper modules without importing them; each registers the paper of its own name."""
+    from leannets.reproduce.spec import paper_modules
+
+    assert paper_modules() == list_papers() == sorted(PAPERS) and len(list_papers()) == 4
+    assert all(get_paper(name).name == name for name in list_papers())

@@ -69,7 +69,9 @@ def test_parallel_runs_read_each_data_set_once_before_the_jobs_start(tmp_path, m
     from leannets.reproduce import runner
 
     events: list[str] = []
-    real_create_task = runner.create_task
+    from leannets.reproduce import context
+
+    real_create_task = context.create_task
 
     def recording_create_task(cfg):
         events.append(f"read {cfg.data.name}")
@@ -91,7 +93,7 @@ def test_parallel_runs_read_each_data_set_once_before_the_jobs_start(tmp_path, m
                     return args[2]
             return Done()
 
-    monkeypatch.setattr(runner, "create_task", recording_create_task)
+    monkeypatch.setattr(context, "create_task", recording_create_task)
     monkeypatch.setattr(runner, "ProcessPoolExecutor", NoPool)
     paper = runner.get_paper("multiception")
     ctx = runner.Context(paper=paper, scale="smoke", seed=0, out_dir=tmp_path, data_root=None,

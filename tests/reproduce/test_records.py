@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import leannets.reproduce.runner as runner
+import leannets.reproduce.context as runner
 from leannets.reproduce import run_paper
 from leannets.reproduce.records import RecordStore, identity, model_fingerprint
 from leannets.reproduce.spec import stable_hash

@@ -35,7 +35,7 @@ from leannets.layers.xunit import XUnit
 from ..claims import Absolute, Better, Custom, Matches, MatchesValue, NotWorse, PairedBetter
 from ..plots import pyplot, save_figure
 from ..results import ExperimentResult
-from ..spec import Experiment, Paper, PlotSpec, Row, TrainSpec
+from ..spec import PAPERS, Experiment, Paper, PlotSpec, Row, TrainSpec
 from ._common import CPU_FLOOR, SMOKE_CLASSIFICATION, gpu_classification, ms, paper_data
 
 TITLE = "Dense xUnit Networks"
@@ -560,6 +560,7 @@ def _fig5() -> Experiment:
                                       "correctly, as the paper chooses them."})
 
 
+@PAPERS.decorator("dxnet")
 def paper() -> Paper:
     return Paper("dxnet", TITLE, [_table1(), _xunit_exp(), _fig4(), _fig8(), _fig6(), _fig7_exp(), _fig9(), _fig5(),
                                   _table1_svhn()])

@@ -17,7 +17,7 @@ from typing import Any
 from ..claims import Absolute, Better, Matches, MatchesValue, NotWorse
 from ..plots import bar_plot
 from ..results import ExperimentResult
-from ..spec import Experiment, Paper, PlotSpec, Row, TrainSpec
+from ..spec import PAPERS, Experiment, Paper, PlotSpec, Row, TrainSpec
 from ._common import CPU_FLOOR, SMOKE_CLASSIFICATION, cpu_classification, gpu_classification, ms, paper_data
 
 TITLE = "Depthwise Multiception Convolution for Reducing Network Parameters without Sacrificing Accuracy"
@@ -284,6 +284,7 @@ def _table4_full() -> Experiment:
                       notes={"paper": "paper scale: the published recipes."})
 
 
+@PAPERS.decorator("multiception")
 def paper() -> Paper:
     return Paper("multiception", TITLE, [_table5(), _table1(), _table4(), _table1_full(), _table2(), _table3(),
                                          _table4_full()])

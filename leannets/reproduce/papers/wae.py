@@ -32,7 +32,7 @@ from leannets.engine.task import create_task
 from ..claims import AtLeast, Better, Claim, Matches, MatchesValue, NotWorse, PairedBetter
 from ..plots import new_figure, save_figure
 from ..results import ExperimentResult, Verdict
-from ..spec import Experiment, Paper, PlotSpec, Row, TrainSpec
+from ..spec import PAPERS, Experiment, Paper, PlotSpec, Row, TrainSpec
 from ._common import CPU_FLOOR, SMOKE_CLASSIFICATION, cpu_classification, eval_tensors, gpu_classification, ms
 
 TITLE = "Learning a Wavelet-like Auto-Encoder to Accelerate Deep Neural Networks"
@@ -498,5 +498,6 @@ def _fig4() -> Experiment:
 _ANALYSES = {"full": {"noise": _run_noise}, "wae": {"noise": _run_noise, "energy": _run_energy}}
 
 
+@PAPERS.decorator("wae")
 def paper() -> Paper:
     return Paper("wae", TITLE, [_table1(), _table2(), _table6(), _table7(), _fig4()])

@@ -25,7 +25,7 @@ from leannets.models import create_model
 from ..claims import Better, Custom, MatchesValue
 from ..plots import new_figure, save_figure
 from ..results import ExperimentResult
-from ..spec import Experiment, Paper, PlotSpec, Row, TrainSpec
+from ..spec import PAPERS, Experiment, Paper, PlotSpec, Row, TrainSpec
 from ._common import CPU_FLOOR, SMOKE_CLASSIFICATION, gpu_classification, ms, paper_data
 
 TITLE = "XSepConv: Extremely Separated Convolution"
@@ -372,6 +372,7 @@ def _kernel7(name: str, ref: str, title: str, suffix: str, cpu_kwargs: dict[str,
                "smoke": "smoke scale: CIFAR layout, 2 steps on embedded digits."})
 
 
+@PAPERS.decorator("xsepconv")
 def paper() -> Paper:
     return Paper("xsepconv", TITLE, seeds={"paper": PAPER_SEEDS}, experiments=[
         _eq3_exp(), _table1(), _fig3(), _variants(),
