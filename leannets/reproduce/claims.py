@@ -29,7 +29,7 @@ from .reference import Reference
 from .results import ExperimentResult, Verdict
 
 __all__ = ["Claim", "Matches", "MatchesValue", "Better", "NotWorse", "PairedBetter", "Absolute", "AtLeast",
-           "Custom", "higher_is_better", "noise_pp", "fmt_num", "HARDWARE_TOLERANCE"]
+           "Custom", "Fewer", "higher_is_better", "noise_pp", "fmt_num", "HARDWARE_TOLERANCE"]
 
 HIGHER_IS_BETTER = {"acc1", "acc5", "psnr", "ssim", "speedup", "accuracy"}
 TRAINED_SCALES = ("cpu", "gpu", "paper")
@@ -401,6 +401,31 @@ class AtLeast(Claim):
             return self._verdict("reproduced", fmt_num(value), paper.cite(), f"{value / target:.2f}× the paper's")
         return self._verdict("not reproduced", fmt_num(value), paper.cite(),
                              f"gap {value - target:+.3g} ({100 * (value / target - 1):+.1f}%)")
+
+
+@dataclass
+class Fewer(Claim):
+    """"A has fewer ``metrics`` than B" for every (A, B) of ``pairs`` (deterministic counts): reproduced when each
+    A is below its B, not reproduced otherwise, not checked when any count is missing. The paper's side is quoted
+    from ``paper_keys`` (pairs of reference keys), else ``paper_text`` says what it prints."""
+
+    metrics: tuple[str, ...] = ("params",)
+    pairs: tuple[tuple[str, str], ...] = ()
+    paper_keys: tuple[tuple[str, str], ...] = ()
+    paper_text: str = ""
+
+    def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
+        paper = "; ".join(_paper_pair(reference, keys)[2] for keys in self.paper_keys) or self.paper_text
+        ours, ok = [], True
+        for metric in self.metrics:
+            for a, b in self.pairs:
+                va, vb = res.value(a, metric), res.value(b, metric)
+                if va is None or vb is None:
+                    return self._verdict("not checked", "—", paper, f"not measured at {scale} scale")
+                ok = ok and va < vb
+                ours.append(f"{metric} {fmt_num(va)} vs {fmt_num(vb)} ({100 * (1 - va / vb):.2f}% fewer)")
+        return self._verdict("reproduced" if ok else "not reproduced", "; ".join(ours), paper,
+                             "" if ok else "not fewer")
 
 
 @dataclass

@@ -32,11 +32,15 @@ from leannets.engine.task import create_task
 from leannets.engine.tasks.restoration import load_restoration_model, run_model
 from leannets.layers.xunit import XUnit
 
-from ..claims import Absolute, Better, Custom, Matches, MatchesValue, NotWorse, PairedBetter
+from ..claims import Absolute, Better, Custom, Fewer, Matches, MatchesValue, NotWorse, PairedBetter
 from ..plots import pyplot, save_figure
+from ..reference import load_reference
 from ..results import ExperimentResult
 from ..spec import PAPERS, Experiment, Paper, PlotSpec, Row, TrainSpec
 from ._common import CPU_FLOOR, SMOKE_CLASSIFICATION, gpu_classification, ms, paper_data
+
+#: the paper's quoted figures: every paper number below is read from here
+REF = load_reference("dxnet")
 
 TITLE = "Dense xUnit Networks"
 # cpu scale, classification: measured on 2 cores (pilot runs of the trainer, 2026-12-02, channels_last, data in
@@ -110,8 +114,10 @@ def _table1() -> Experiment:
         NotWorse("dx19_vs_d26", "DxNet 19-19-19 matches DenseNet 26-26-26 with fewer parameters", "Table 1",
                  metric="error", a="dxnet_19", b="densenet_26",
                  paper_keys=("table1.dxnet_19_19_19.c10_error", "table1.densenet_26_26_26.c10_error")),
-        Custom("fewer_params", "Each DxNet has far fewer parameters than its DenseNet", "Table 1",
-               fn=lambda res, ref, scale: _fewer_params(res)),
+        Fewer("fewer_params", "Each DxNet has far fewer parameters than its DenseNet", "Table 1",
+              pairs=(("dxnet_12", "densenet_16"), ("dxnet_19", "densenet_26")),
+              paper_keys=(("table1.dxnet_12_12_12.params", "table1.densenet_16_16_16.params"),
+                          ("table1.dxnet_19_19_19.params", "table1.densenet_26_26_26.params"))),
     ] + [Absolute(f"abs_{r.key}", f"{r.label}: CIFAR-10 error", "Table 1", row=r.key, metric="error",
                   ref_key=r.ref["error"]) for r in rows]
     return Experiment(
@@ -136,14 +142,6 @@ def _table1() -> Experiment:
                         "5,000 training images — the paper names no validation split (Huang et al. train CIFAR on all "
                         "50,000), and a schedule watching the test loss would select on the test set; the reported "
                         "error is the test error at the end of training."})
-
-
-def _fewer_params(res: ExperimentResult) -> tuple[str, str, str, str]:
-    pairs = (("dxnet_12", "densenet_16"), ("dxnet_19", "densenet_26"))
-    ratios = [res.value(a, "params") / res.value(b, "params") for a, b in pairs]
-    ok = all(r < 1 for r in ratios)
-    return ("reproduced" if ok else "not reproduced", ", ".join(f"{100 * r:.0f}%" for r in ratios) + " of DenseNet",
-            "0.5/0.8 = 62%, 1.0/1.7 = 59% (Table 1)", "")
 
 
 def _table1_svhn() -> Experiment:
@@ -174,7 +172,7 @@ def _table1_svhn() -> Experiment:
 def _xunit_analysis(ctx: Any, res: ExperimentResult) -> None:
     rows = []
     for k in (12, 16, 32):
-        unit = XUnit(k, kernel_size=9)
+        unit = XUnit(k, kernel_size=REF.value("sec3_2.xunit_kernel"))
         dw = sum(m.weight.numel() + (m.bias.numel() if m.bias is not None else 0) for m in unit.modules()
                  if isinstance(m, torch.nn.Conv2d) and m.groups == k and m.groups > 1)
         total = sum(p.numel() for p in unit.parameters())
@@ -210,15 +208,19 @@ def _extra_params(res: ExperimentResult) -> float | None:
 def _xunit_exp() -> Experiment:
     rows = [Row("densenet121", "DenseNet-121", ms("densenet121"), input_size=(3, 224, 224)),
             Row("dxnet105", "DxNet-105", ms("dxnet_imagenet_105"), input_size=(3, 224, 224))]
-    claims: list[Any] = [Custom(f"xunit_82_k{k}", f"An xUnit on k={k} channels adds 82k parameters (the paper counts "
-                                f"its 9×9 depthwise conv + bias only)", "Sec. 3.3", fn=_xunit_overhead(k),
-                                basis="a 9×9 depthwise conv with bias has 9² + 1 = 82 parameters per channel")
+    per, ks, extra = (REF.value(k) for k in ("sec3_3.xunit_params_per_channel", "sec3_2.xunit_kernel",
+                                             "abstract.imagenet_densenet_extra_params"))
+    claims: list[Any] = [Custom(f"xunit_{per}_k{k}", f"An xUnit on k={k} channels adds {per}k parameters (the paper "
+                                f"counts its {ks}×{ks} depthwise conv + bias only)", "Sec. 3.3", fn=_xunit_overhead(k),
+                                basis=f"a {ks}×{ks} depthwise conv with bias has {ks}² + 1 = {ks * ks + 1} parameters "
+                                      "per channel")
                          for k in (12, 16, 32)]
-    claims.append(MatchesValue("imagenet_30pct", "DenseNet-121 has 30% more parameters than DxNet-105", "Abstract / Fig. 1",
-                               fn=_extra_params, expected="abstract.imagenet_densenet_extra_params", tol=5.0))
+    claims.append(MatchesValue(f"imagenet_{extra}pct", f"DenseNet-121 has {extra}% more parameters than DxNet-105",
+                               "Abstract / Fig. 1", fn=_extra_params, expected="abstract.imagenet_densenet_extra_params",
+                               tol=5.0))
     return Experiment("xunit", "Sec. 3.3 / Fig. 1", "xUnit overhead and DxNet-105 vs DenseNet-121 size", rows,
                       measure=("params", "macs"), claims=claims, analysis=_xunit_analysis,
-                      notes={s: "No training. The 30% claim is checked to one significant digit (±5 points)."
+                      notes={s: f"No training. The {extra}% claim is checked to one significant digit (±5 points)."
                              for s in ("smoke", "cpu", "paper")})
 
 
@@ -344,13 +346,15 @@ def _fig6() -> Experiment:
                 trained={"smoke": SMOKE_MODELS["densenet16_sr"]}, train_overrides=over),
             Row("densenet32", "DenseNet32 (no xUnits)", ms("densenet32_sr"), group="DenseNet",
                 trained={"smoke": SMOKE_MODELS["densenet32_sr"]}, train_overrides=over)]
+    prosr, dx16 = REF.value("fig6.prosr_l.params"), REF.value("fig6.dxnet16.params")
     claims: list[Any] = [
-        Matches("dxnet16_params", "DxNet16 has 0.86M parameters", "Sec. 4.2", row="dxnet16", metric="params",
-                ref_key="fig6.dxnet16.params", unit=1e6),
-        MatchesValue("prosr_ratio", "DxNet16 is nearly 4× smaller than ProSR_l (3.1M)", "Sec. 4.2",
+        Matches("dxnet16_params", f"DxNet16 has {REF.value('fig6.dxnet16.params')}M parameters", "Sec. 4.2",
+                row="dxnet16", metric="params", ref_key="fig6.dxnet16.params", unit=1e6),
+        MatchesValue("prosr_ratio", f"DxNet16 is nearly {REF.value('fig6.prosr_l.size_ratio')}× smaller than ProSR_l "
+                     f"({prosr}M)", "Sec. 4.2",
                      fn=lambda res: None if not res.value("dxnet16", "params")
-                     else 3.1e6 / res.value("dxnet16", "params"), expected=4.0, tol=0.5,
-                     paper_text="≈4 (3.1M / 0.86M = 3.6)"),
+                     else prosr * 1e6 / res.value("dxnet16", "params"), expected="fig6.prosr_l.size_ratio",
+                     paper_text=f"≈{REF.value('fig6.prosr_l.size_ratio')} ({prosr}M / {dx16}M = {prosr / dx16:.1f})"),
         Better("sr16", "DxNet16 beats its DenseNet twin", "Fig. 6", metric="psnr", better="dxnet16", worse="densenet16"),
         Better("sr32", "DxNet32 beats its DenseNet twin", "Fig. 6", metric="psnr", better="dxnet32", worse="densenet32"),
     ]
@@ -433,7 +437,7 @@ def _fig7_exp() -> Experiment:
 
 # -- Figs. 9-10 ----------------------------------------------------------------------------------------------
 SIGMAS = {"smoke": (0.0, 0.01, 0.02), "paper": (0.0, 0.005, 0.01, 0.015, 0.02)}
-REPEATS = {"smoke": 2, "paper": 1000}
+REPEATS = {"smoke": 2, "paper": int(REF.value("fig9.noise_realizations"))}
 
 
 def _sharpness(ctx: Any, res: ExperimentResult) -> None:
@@ -485,7 +489,7 @@ def _fig9() -> Experiment:
         claims=claims, analysis=_sharpness, not_trained={"cpu": CPU_DENOISE_BUDGET},
         notes={"cpu": f"cpu scale: not measured ({CPU_DENOISE_BUDGET}).",
                "smoke": "smoke scale: 2 realizations on 16 patches of barely trained models.",
-               "paper": "paper scale: 1000 realizations on the training set."})
+               "paper": f"paper scale: {REPEATS['paper']} realizations on the training set."})
 
 
 # -- Fig. 5 ----------------------------------------------------------------------------------------------
