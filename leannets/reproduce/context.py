@@ -71,8 +71,10 @@ class Context:
             return str(path)
 
     # -- training ----------------------------------------------------------------------------
-    def recipe_for(self, exp: Experiment, row: Row, seed_index: int = 0) -> tuple[str, dict[str, Any]]:
-        """(bundled recipe name, dotted overrides) that train ``row`` at this scale with seed ``seed + seed_index``."""
+    def recipe_for(self, exp: Experiment, row: Row, seed_index: int = 0,
+                   extra: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any]]:
+        """(bundled recipe name, dotted overrides) that train ``row`` at this scale with seed ``seed + seed_index``
+        (``extra``: overrides on top, e.g. another precision for a check of the recipe itself)."""
         spec = exp.train
         assert spec is not None
         recipe = spec.recipe_for(row.key, self.scale)
@@ -94,19 +96,22 @@ class Context:
             overrides["train.device"] = self.device
         if self.threads:
             overrides["train.threads"] = self.threads
+        overrides.update(extra or {})
         return recipe, format_overrides(overrides, self.data_root)
 
-    def resolve(self, exp: Experiment, row: Row, seed_index: int = 0) -> tuple[str, dict[str, Any], Recipe, str]:
+    def resolve(self, exp: Experiment, row: Row, seed_index: int = 0,
+                extra: Mapping[str, Any] | None = None) -> tuple[str, dict[str, Any], Recipe, str]:
         """(recipe name, overrides, resolved recipe, run id) of ``row``'s training run with one seed."""
-        recipe, overrides = self.recipe_for(exp, row, seed_index)
+        recipe, overrides = self.recipe_for(exp, row, seed_index, extra)
         resolved = load_recipe(recipe, overrides)
         # name/description do not change what is trained: equal runs of different tables are shared.
         key = {k: v for k, v in resolved.to_dict().items() if k not in ("name", "description")}
         return recipe, overrides, resolved, f"{resolved.model.name}-{stable_hash(key)}"
 
-    def train(self, exp: Experiment, row: Row, seed_index: int = 0) -> dict[str, Any]:
+    def train(self, exp: Experiment, row: Row, seed_index: int = 0,
+              extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Train (or reuse / resume) the run of ``row`` with one seed; returns the engine's result dict."""
-        recipe, overrides, resolved, run_id = self.resolve(exp, row, seed_index)
+        recipe, overrides, resolved, run_id = self.resolve(exp, row, seed_index, extra)
         if run_id in self.run_cache:
             return self.run_cache[run_id]
         record, stale = self.records.find(resolved) if self.records is not None else (None, None)
