@@ -303,19 +303,51 @@ def recipe_path(name_or_path: str | Path) -> Path:
 
 def load_recipe(source: str | Path | Mapping[str, Any], overrides: Mapping[str, Any] | list[str] | None = None
                 ) -> Recipe:
-    """Load (YAML file, bundled name or dict), apply overrides and validate; returns the resolved recipe."""
+    """Load (YAML file, bundled name or dict), apply overrides and validate; returns the resolved recipe.
+
+    A recipe may name ``base:`` another recipe it inherits: the base's keys, with this recipe's merged over
+    them (mappings merge key by key, other values replace). A base is a file beside the recipe or in its
+    ``bases/`` folder, or a bundled recipe name."""
     if isinstance(source, Mapping):
         raw = plain(source)
+        if "base" in raw:
+            raw = _with_base(raw, None, ())
     else:
         path = recipe_path(source)
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"recipe {path}: invalid YAML: {err}") from err
-        if not isinstance(raw, dict):
-            raise ValueError(f"recipe {path}: top level must be a mapping, got {type(raw).__name__}")
+        raw = _read_recipe_file(path, ())
         raw.setdefault("name", path.stem)
     return validate_recipe(apply_overrides(raw, overrides))
+
+
+def _read_recipe_file(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """A recipe file's raw mapping with its ``base:`` chain merged in."""
+    if path.resolve() in seen:
+        chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
+        raise ValueError(f"recipe {path}: key base forms a cycle ({chain})")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"recipe {path}: invalid YAML: {err}") from err
+    if not isinstance(raw, dict):
+        raise ValueError(f"recipe {path}: top level must be a mapping, got {type(raw).__name__}")
+    return _with_base(raw, path, (*seen, path.resolve())) if "base" in raw else raw
+
+
+def _with_base(raw: dict[str, Any], path: Path | None, seen: tuple[Path, ...]) -> dict[str, Any]:
+    where = f"recipe {path}" if path is not None else "recipe"
+    name = raw.pop("base")
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"{where}: key base must name a recipe (a file or a bundled name), got {name!r}")
+    folders = ([path.parent, path.parent / "bases"] if path is not None else []) + [_RECIPE_DIR / "bases"]
+    files = [f / n for f in folders for n in (name, f"{name}.yaml")]
+    found = next((f for f in files if f.is_file()), None)
+    if found is None:
+        try:
+            found = recipe_path(name)
+        except FileNotFoundError:
+            raise ValueError(f"{where}: key base names {name!r}, which is neither a file beside it, in a bases/ "
+                             f"folder, nor a bundled recipe") from None
+    return deep_merge(_read_recipe_file(found, seen), raw)
 
 
 def dump_recipe(recipe: Mapping[str, Any]) -> str:

@@ -214,3 +214,33 @@ def test_the_multiception_recipes_of_one_dataset_differ_only_in_the_model():
                                                                           "imagenet32"}
     for dataset, recipes in groups.items():
         assert all(r == recipes[0] for r in recipes), f"{dataset}: multiception recipes differ beyond the model"
+
+
+def test_a_recipe_inherits_its_base_and_errors_name_the_file_and_key(tmp_path):
+    (tmp_path / "bases").mkdir()
+    (tmp_path / "bases" / "common.yaml").write_text(
+        "seed: 3\nmodel: {name: resnet20_standard}\ndata: {name: digits, batch_size: 8, flip: false}\n"
+        "optim: {lr: 0.05}\n")
+    (tmp_path / "mine.yaml").write_text("base: common\ndata: {batch_size: 16}\ntrain: {epochs: 2}\n")
+    r = load_recipe(tmp_path / "mine.yaml")
+    assert (r.seed, r.data.batch_size, r.data.flip, r.optim.lr, r.train.epochs) == (3, 16, False, 0.05, 2)
+    assert "base" not in r.to_dict() and r.name == "mine"
+    (tmp_path / "loop.yaml").write_text("base: loop.yaml\n")
+    with pytest.raises(ValueError, match=r"loop\.yaml: key base forms a cycle"):
+        load_recipe(tmp_path / "loop.yaml")
+    (tmp_path / "lost.yaml").write_text("base: nowhere\n")
+    with pytest.raises(ValueError, match=r"lost\.yaml: key base names 'nowhere'"):
+        load_recipe(tmp_path / "lost.yaml")
+
+
+def test_the_multiception_recipes_are_a_few_bases_and_a_model_each():
+    from leannets.engine.recipe import list_recipes, recipe_path
+
+    names = [n for n in list_recipes() if n.startswith("multiception_")]
+    bases = {yaml.safe_load(recipe_path(n).read_text())["base"] for n in names}
+    assert len(names) == 38 and bases == {"multiception_cifar10", "multiception_cifar100", "multiception_imagenet32",
+                                          "multiception_stl10"}
+    a, b = load_recipe("multiception_cifar10_resnet20_standard"), load_recipe("multiception_cifar10_resnet20_dsconv")
+    assert {k: v for k, v in a.to_dict().items() if k not in ("name", "description", "model")} == \
+        {k: v for k, v in b.to_dict().items() if k not in ("name", "description", "model")}
+    assert a.optim.weight_decay == 2e-4 and a.train.epochs == 300 and b.model.kwargs == {"conv_type": "dsconv_authors"}
