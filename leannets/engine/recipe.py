@@ -35,7 +35,7 @@ import copy
 import difflib
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import yaml
 
@@ -170,6 +170,30 @@ def _check_stage(index: int, stage: Any, top: Mapping[str, Any]) -> dict[str, An
     return out
 
 
+#: numeric keys and the values they accept (``None``, where allowed, always passes): a negative grad_clip would
+#: train by gradient ascent, eval_every=0 divide by zero
+_RANGES: tuple[tuple[str, Callable[[Any], bool], str], ...] = (
+    ("train.grad_clip", lambda v: v > 0, "> 0 (or null: off)"),
+    ("train.eval_every", lambda v: v >= 1, ">= 1"),
+    ("train.threads", lambda v: v >= 1, ">= 1 (or null: torch's default)"),
+    ("train.max_steps_per_epoch", lambda v: v >= 1, ">= 1 (or null)"),
+    ("data.eval_batch_size", lambda v: v >= 1, ">= 1"),
+    ("data.num_workers", lambda v: v >= 0, ">= 0"),
+    ("data.crop_padding", lambda v: v >= 0, ">= 0"),
+    ("data.cutout", lambda v: v >= 0, ">= 0"),
+    ("data.limit_train", lambda v: v >= 1, ">= 1 (or null)"),
+    ("data.limit_eval", lambda v: v >= 1, ">= 1 (or null)"),
+    ("optim.weight_decay", lambda v: v >= 0, ">= 0"),
+    ("optim.momentum", lambda v: 0 <= v < 1, "in [0, 1)"),
+    ("schedule.warmup_epochs", lambda v: v >= 0, ">= 0"),
+    ("schedule.min_lr", lambda v: v >= 0, ">= 0"),
+    ("schedule.factor", lambda v: 0 < v < 1, "in (0, 1)"),
+    ("schedule.patience", lambda v: v >= 0, ">= 0"),
+    ("checkpoint.every", lambda v: v >= 0, ">= 0 (0: off)"),
+    ("checkpoint.every_steps", lambda v: v >= 0, ">= 0 (0: off)"),
+)
+
+
 def _check_semantics(r: Recipe) -> None:
     configs: list[tuple[Recipe, str]] = [(r, "")]
     configs += [(c, f"stages.{i}.") for i, c in enumerate(stage_configs(r, validate=False))]
@@ -185,8 +209,11 @@ def _check_semantics(r: Recipe) -> None:
              "schedule.name=plateau (it watches the validation loss; the evaluation split is the test set)",
              cfg.data.val_fraction),
             (0 <= cfg.train.ema_decay < 1, "train.ema_decay must be in [0, 1)", cfg.train.ema_decay),
-            (len(cfg.optim.betas) == 2, "optim.betas must have 2 values", cfg.optim.betas),
         ]
+        for key, ok, rule in _RANGES:
+            value = cfg[key.split(".")[0]][key.split(".")[1]]
+            if value is not None and not ok(value):
+                checks.append((False, f"{key} must be {rule}", value))
         for ok, rule, value in checks:
             if not ok:
                 raise ValueError(f"recipe key {where}{rule}, got {value}")

@@ -175,8 +175,8 @@ def render_report(doc: Mapping[str, Any], results: Sequence[ExperimentResult], c
                            if not k.startswith(("model.", "train.progress", "train.device", "seed")))
             n = next((r.metrics["eval_samples"] for r in exp_res.rows if r.metrics.get("eval_samples")), None)
             lines += [f"Trained with recipe{'s' if len(recipes) > 1 else ''} {', '.join(f'`{r}`' for r in recipes)} "
-                      f"and overrides `{ov}` (seed {ctx.seed}); metrics from the final epoch on the evaluation split"
-                      + (f" ({n} samples)." if n else "."), ""]
+                      f"and overrides `{ov}` (seed {ctx.seed}); metrics from the final epoch on the test split"
+                      + (f" ({n} samples)" if n else "") + "; no schedule or checkpoint selection reads it.", ""]
         if exp_res.rows:
             lines += [_rows_table(exp_res, refs, ctx), ""]
         lines += [t + "\n" for t in _extra_tables(exp_res)]

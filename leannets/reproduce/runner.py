@@ -190,6 +190,7 @@ def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
             rr.run = {k: result.get(k) for k in ("run_id", "run_dir", "recipe_name", "overrides", "checkpoint",
                                                  "best_checkpoint", "epochs", "global_step", "data")}
             rr.run["seed_runs"] = [r.get("run_id") for r in results]
+            rr.run["scored_on"] = "test split, final epoch"  # nothing selects on it (plateaus and best.pt read val)
             rr.run["seed_checkpoints"] = [ctx.rel(r["checkpoint"]) for r in results if r.get("checkpoint")]
             for k in ("run_dir", "checkpoint", "best_checkpoint"):  # relative to the report when inside it
                 if rr.run.get(k):

@@ -244,3 +244,12 @@ def test_the_multiception_recipes_are_a_few_bases_and_a_model_each():
     assert {k: v for k, v in a.to_dict().items() if k not in ("name", "description", "model")} == \
         {k: v for k, v in b.to_dict().items() if k not in ("name", "description", "model")}
     assert a.optim.weight_decay == 2e-4 and a.train.epochs == 300 and b.model.kwargs == {"conv_type": "dsconv_authors"}
+
+
+@pytest.mark.parametrize("key, value", [("train.grad_clip", -1), ("train.eval_every", 0), ("train.threads", -2),
+                                        ("data.limit_train", 0), ("optim.momentum", 1.5), ("schedule.factor", 2.0),
+                                        ("checkpoint.every", -1), ("data.eval_batch_size", 0)])
+def test_numeric_keys_out_of_range_are_one_clear_error(key, value):
+    """grad_clip=-1 would train by gradient ascent, eval_every=0 divide by zero: refused, naming the key."""
+    with pytest.raises(ValueError, match=rf"recipe key .*{key.split('.')[1]}.* must be"):
+        load_recipe("multiception_cifar10_resnet20_standard", {key: value})
