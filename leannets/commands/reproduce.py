@@ -131,17 +131,20 @@ def write_index(root: os.PathLike | str, docs: list[dict], command: str) -> Path
              f"Command: `{command}`  ",
              f"Seeds {', '.join(map(str, docs[0].get('seeds') or [docs[0]['seed']]))} · "
              f"torch {env['torch']} · {env['threads']} CPU threads{gpu}", "",
-             "| paper | " + " | ".join(STATUSES) + " | minutes | training CPU-hours | machines | report |",
-             "|---" * (len(STATUSES) + 5) + "|"]
+             "| paper | " + " | ".join(STATUSES) + " | decided trained claims | minutes | training CPU-hours "
+             "| machines | report |",
+             "|---" * (len(STATUSES) + 6) + "|"]
     for d in docs:
         s = d["summary"]
         machines = sorted({r.get("gpu") or r.get("cpu") or "?" for r in d.get("runs") or []})
         lines.append(f"| {d['title']} | " + " | ".join(str(s.get(k, 0)) for k in STATUSES) + " | "
-                     f"{d['seconds'] / 60:.1f} | {d.get('cpu_hours', 0.0):.2f} | {'; '.join(machines) or '—'} | "
+                     f"{s.get('decided trained', 0)} | {d['seconds'] / 60:.1f} | {d.get('cpu_hours', 0.0):.2f} | "
+                     f"{'; '.join(machines) or '—'} | "
                      f"[{d['paper']}/report.md]({d['paper']}/report.md) |")
     total = sum(d["seconds"] for d in docs) / 60
-    lines += ["", f"**Total: {total:.1f} min** (training runs reused from an earlier run take no time; "
-              "a fresh `--runs` folder measures the full cost).", ""]
+    hours = sum(d.get("cpu_hours", 0.0) for d in docs)
+    lines += ["", f"**Total: {total:.1f} min** to build these reports (runs read from their records take no time) "
+              f"and **{hours:.2f} CPU-hours** of training in the records they rest on.", ""]
     path = Path(root) / "README.md"
     atomic_write_text(path, "\n".join(lines))
     return path

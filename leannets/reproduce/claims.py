@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, ClassVar, Sequence
 
 from leannets.analysis.statistics import Interval, beats_verdict, matches_verdict, paired_difference
 
@@ -75,10 +75,13 @@ class Claim:
     text: str
     ref: str
     basis: str = field(default="", kw_only=True)
+    #: whether the claim is about trained models (its verdicts count as "decided trained claims")
+    trained: ClassVar[bool] = False
 
     def judge(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
         """:meth:`evaluate`, with an agreement that rests on :attr:`basis` worded as such."""
         verdict = self.evaluate(res, reference, scale)
+        verdict.trained = self.trained
         if self.basis and verdict.status == "reproduced":
             verdict.status = "consistent"
             verdict.detail = f"by construction: {self.basis}" + (f"; {verdict.detail}" if verdict.detail else "")
@@ -234,6 +237,7 @@ class Better(Claim):
     worse: str = ""
     paper_keys: tuple[str, str] | None = None
     scales: tuple[str, ...] = TRAINED_SCALES
+    trained: ClassVar[bool] = True
 
     def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
         pa, pb, paper = _paper_pair(reference, self.paper_keys)
@@ -266,6 +270,7 @@ class NotWorse(Claim):
     paper_keys: tuple[str, str] | None = None
     tolerance: float = 0.5
     scales: tuple[str, ...] = TRAINED_SCALES
+    trained: ClassVar[bool] = True
 
     def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
         pa, pb, paper = _paper_pair(reference, self.paper_keys)
@@ -300,6 +305,7 @@ class PairedBetter(Claim):
     paper_keys: tuple[str, str] | None = None
     baseline: str = ""
     scales: tuple[str, ...] = TRAINED_SCALES
+    trained: ClassVar[bool] = True
 
     def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
         _, _, paper = _paper_pair(reference, self.paper_keys)

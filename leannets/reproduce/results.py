@@ -48,6 +48,8 @@ class Verdict:
     #: For trained claims judged on an interval: ``{"rule": "beats"|"matches", "mean", "low", "high", "n",
     #: "margin"}`` so the verdict can be re-checked from results.json alone.
     evidence: dict[str, Any] | None = None
+    #: a claim about trained models (judged on seeds), as opposed to counts, formulas and timings
+    trained: bool = False
 
     def label(self) -> str:
         return f"{self.status} ({self.detail})" if self.detail else self.status

@@ -208,10 +208,13 @@ def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
 
 
 def _summary(results: Sequence[ExperimentResult]) -> dict[str, int]:
+    """Verdicts per status, and ``decided trained`` claims (trained claims reproduced or contradicted)."""
     counts = {status: 0 for status in STATUSES}
+    counts["decided trained"] = 0
     for r in results:
         for v in r.verdicts:
             counts[v.status] += 1
+            counts["decided trained"] += v.trained and v.status in ("reproduced", "contradicted")
     return counts
 
 

@@ -108,16 +108,19 @@ def test_reproduce_all_index_sums_the_papers(tmp_path):
     env = {"torch": "2.x", "threads": 2}
     docs = [{"paper": "wae", "title": "WAE paper", "scale": "cpu", "seed": 0, "environment": env, "seconds": 90.0,
              "cpu_hours": 0.75, "runs": [{"cpu": "EPYC B"}, {"cpu": "EPYC A"}, {"cpu": "EPYC A"}],
-             "summary": {"reproduced": 3, "contradicted": 1, "inconclusive": 2, "not reproduced": 1, "not checked": 0}},
+             "summary": {"reproduced": 3, "contradicted": 1, "inconclusive": 2, "not reproduced": 1, "not checked": 0,
+                         "decided trained": 2}},
             {"paper": "dxnet", "title": "DxNet paper", "scale": "cpu", "seed": 0, "environment": env,
              "seconds": 30.0, "summary": {"reproduced": 2, "contradicted": 0, "inconclusive": 0, "not reproduced": 0,
                                           "not checked": 5}}]
     text = write_index(tmp_path, docs, "leannets reproduce all --scale cpu").read_text(encoding="utf-8")
-    assert ("| paper | reproduced | consistent | contradicted | inconclusive | not reproduced | not checked | minutes "
-            "| training CPU-hours | machines |") in text
-    assert "| WAE paper | 3 | 0 | 1 | 2 | 1 | 0 | 1.5 | 0.75 | EPYC A; EPYC B | [wae/report.md](wae/report.md) |" in text
-    assert "| DxNet paper | 2 | 0 | 0 | 0 | 0 | 5 | 0.5 | 0.00 | — |" in text
-    assert "**Total: 2.0 min**" in text and "`leannets reproduce all --scale cpu`" in text
+    assert ("| paper | reproduced | consistent | contradicted | inconclusive | not reproduced | not checked "
+            "| decided trained claims | minutes | training CPU-hours | machines |") in text
+    assert ("| WAE paper | 3 | 0 | 1 | 2 | 1 | 0 | 2 | 1.5 | 0.75 | EPYC A; EPYC B | [wae/report.md](wae/report.md) |"
+            in text)
+    assert "| DxNet paper | 2 | 0 | 0 | 0 | 0 | 5 | 0 | 0.5 | 0.00 | — |" in text
+    assert "**Total: 2.0 min**" in text and "**0.75 CPU-hours**" in text
+    assert "`leannets reproduce all --scale cpu`" in text
     assert "2 CPU threads\n" in text  # no accelerator named on a CPU run
     gpu = [{**d, "scale": "gpu", "environment": {**env, "accelerator": "NVIDIA H200"}} for d in docs]
     text = write_index(tmp_path, gpu, "bash tools/device/gpu_scale.sh 540").read_text(encoding="utf-8")
