@@ -109,7 +109,7 @@ def model_info(name: str) -> ModelInfo:
 
 
 def create_model(name: str, num_classes: int | None = None, in_chans: int | None = None, *,
-                 pretrained: str | None = None, features_only: bool = False,
+                 pretrained: str | os.PathLike | bool | None = None, features_only: bool = False,
                  out_indices: Sequence[int] | None = None, **overrides: Any) -> nn.Module:
     """Build a registered model.
 
@@ -119,7 +119,8 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
         in_chans: input channels; ``None`` keeps the model's default.
         pretrained: a ``.pth`` / ``.safetensors`` checkpoint (torchvision, timm or leannets key names) to load,
             every tensor mapped (:func:`load_pretrained`); with another
-            ``num_classes`` than the checkpoint's, the classifier is reset after loading.
+            ``num_classes`` than the checkpoint's, the classifier is reset after loading. ``False``: no weights
+            (as timm); ``True`` is an error (no weights are bundled and nothing is downloaded).
         features_only: return a :class:`~leannets.models._base.FeatureListNet` whose forward gives the
             multi-scale feature maps (``feature_info``: channels and reductions), as timm.
         out_indices: with ``features_only``, which maps (default all).
@@ -127,7 +128,11 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     """
     fn, info = MODELS.get(name)
     kwargs = dict(overrides)
-    if pretrained is not None:
+    if pretrained is True:
+        raise ValueError(f"create_model({name!r}, pretrained=True): leannets bundles no weights and downloads nothing; "
+                         "pass a checkpoint file instead (pretrained='densenet121.pth', torchvision / timm / leannets "
+                         "key names)")
+    if pretrained is not None and pretrained is not False:
         state = read_state_dict(pretrained)
         model = create_model(name, checkpoint_classes(state) or info.num_classes, in_chans, **overrides)
         load_weights(model, state)

@@ -106,3 +106,12 @@ def test_safetensors_round_trip_and_reference_reader(tmp_path):
     reference = pytest.importorskip("safetensors.torch")  # the official reader agrees where it is installed
     official = reference.load_file(str(path))
     assert all(torch.equal(official[k], v) for k, v in tensors.items())
+
+
+def test_pretrained_false_is_no_weights_and_true_is_one_clear_error():
+    """What a timm user types: pretrained=False builds the model, pretrained=True says no weights are bundled."""
+    torch.manual_seed(0)
+    a = leannets.create_model("resnet20_standard", pretrained=False)
+    assert isinstance(a, torch.nn.Module)
+    with pytest.raises(ValueError, match=r"pretrained=True.*bundles no weights.*pass a checkpoint file"):
+        leannets.create_model("resnet20_standard", pretrained=True)
