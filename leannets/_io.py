@@ -19,7 +19,7 @@ from typing import Any, Callable, Iterator
 
 __all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "atomic_save_figure",
            "atomic_copy", "remove_orphan_temps", "pyplot", "cache_dir", "TEMP_SUFFIX", "save_safetensors",
-           "load_safetensors"]
+           "load_safetensors", "folder_lock", "FolderBusyError"]
 
 TEMP_SUFFIX = ".tmp"
 
@@ -127,6 +127,48 @@ def atomic_copy(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     with atomic_write(dst) as tmp:
         shutil.copyfile(src, tmp)
     return Path(dst)
+
+
+class FolderBusyError(ValueError):
+    """Another live process holds the folder's lock."""
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, what: str = "run") -> Iterator[Path]:
+    """Hold ``folder/.lock`` (created exclusively, holding this host and pid) while the block runs, so that two
+    processes never write one folder. A lock left by a process that no longer runs on this host is taken over."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = folder / ".lock"
+    me = f"{os.uname().nodename} {os.getpid()}"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = lock.read_text(encoding="utf-8", errors="replace").split() if lock.is_file() else []
+            if len(owner) == 2 and owner[0] == os.uname().nodename and owner[1].isdigit() \
+                    and not _pid_alive(int(owner[1])):
+                lock.unlink(missing_ok=True)  # its process is gone (killed): take the folder over
+                continue
+            raise FolderBusyError(f"{what} folder {folder} is in use by another process ({' '.join(owner) or '?'}; "
+                                  f"its lock is {lock}): wait for it, or use another folder") from None
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(me)
+        break
+    try:
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def remove_orphan_temps(folder: str | os.PathLike, older_than: float | None = None) -> list[Path]:

@@ -23,7 +23,7 @@ import torch.nn as nn
 from leannets._io import atomic_save_figure, atomic_write_json, atomic_write_text, pyplot
 from leannets._log import ensure_console
 from leannets.config import DEFAULT_COMPARE_MODELS, DEFAULT_COMPARE_RECIPE, Recipe
-from leannets.engine.recipe import apply_overrides, load_recipe, parse_override, stage_configs
+from leannets.engine.recipe import apply_overrides, dump_recipe, load_recipe, parse_override, stage_configs
 from leannets.engine.task import create_task
 from leannets.engine.trainer import train
 from leannets.models import model_info
@@ -145,8 +145,12 @@ def _train_one(base: Recipe, name: str, seed: int, out: Path, verbose: bool, pro
     if verbose:
         ensure_console()
         _LOG.info(f"== [model {at[0] + 1}/{of[0]}, seed {at[1] + 1}/{of[1]}] {name} (seed {seed})")
-    res = train(load_recipe(base, {"model.name": name, "seed": seed}), out_dir=out / "runs" / f"{name}-s{seed}",
-                verbose=verbose, progress=progress)
+    resolved, run_dir = load_recipe(base, {"model.name": name, "seed": seed}), out / "runs" / f"{name}-s{seed}"
+    done = run_dir / "result.json"
+    if done.is_file() and (run_dir / "recipe.yaml").read_text(encoding="utf-8") == dump_recipe(resolved):
+        res = json.loads(done.read_text(encoding="utf-8"))  # the same run, finished: reused
+    else:  # compare owns its runs/ folder: a run of another recipe there is replaced
+        res = train(resolved, out_dir=run_dir, verbose=verbose, progress=progress, overwrite=True)
     final = res["final"]
     return {"seed": seed, "metric": final.get(f"eval_{res['main_metric']}"), "eval": final, "best": res["best"],
             "train_time_s": res["train_time_s"], "epochs": res["epochs"], "global_step": res["global_step"],

@@ -18,6 +18,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="override recipe keys, e.g. --set optim.lr=0.05 data.root=../data (repeatable)")
     p.add_argument("--resume", default=None, metavar="DIR", help="continue the run in DIR (or from a checkpoint)")
     p.add_argument("--out", default=None, metavar="DIR", help="run folder (default runs/<recipe>-<time>)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run already in --out (else refused)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (one line per epoch)")
     p.add_argument("--quiet", action="store_true", help="print only the final result")
     p.add_argument("--print-recipe", action="store_true", help="print the resolved recipe and exit")
@@ -43,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
         print(dump_recipe(load_recipe(args.recipe, args.overrides)), end="")
         return 0
     result = train(args.recipe, overrides=args.overrides, out_dir=args.out, resume=args.resume,
-                   verbose=not args.quiet, progress=False if args.no_progress else None)
+                   overwrite=args.overwrite, verbose=not args.quiet, progress=False if args.no_progress else None)
     if result.get("world_size", 1) > 1 and not _is_rank0():
         return 0
     if args.json:

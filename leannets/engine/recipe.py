@@ -380,3 +380,17 @@ def _with_base(raw: dict[str, Any], path: Path | None, seen: tuple[Path, ...]) -
 def dump_recipe(recipe: Mapping[str, Any]) -> str:
     """YAML text of a resolved recipe (what is saved beside a run)."""
     return yaml.safe_dump(plain(recipe), sort_keys=False, default_flow_style=None)
+
+
+_MISSING = object()
+
+
+def recipe_diff(a: Any, b: Any, prefix: str = "") -> set[str]:
+    """Dotted keys whose values differ between two recipe trees (a key one of them lacks counts)."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        out: set[str] = set()
+        for k in set(a) | set(b):
+            out |= recipe_diff(a.get(k, _MISSING), b.get(k, _MISSING), f"{prefix}{k}.")
+        return out
+    return set() if a == b else {prefix.rstrip(".")}
+

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from leannets._io import atomic_write_json, atomic_write_text, remove_orphan_temps
+from leannets._io import atomic_write_json, atomic_write_text, folder_lock, remove_orphan_temps
 from leannets._log import STDERR, ensure_console
 from leannets.config import Recipe, StageConfig
 from leannets.data import DataSplits, make_loader
@@ -43,7 +43,7 @@ from .distributed import (DistInfo, broadcast_object, cleanup_distributed, conve
                           is_distributed)
 from .memory import check_training_memory
 from .optim import LRSchedule, ModelEma, build_optimizer
-from .recipe import apply_overrides, dump_recipe, load_recipe, stage_configs, validate_recipe
+from .recipe import apply_overrides, dump_recipe, load_recipe, recipe_diff, stage_configs, validate_recipe
 from .task import Task, create_task
 
 _LOG = logging.getLogger(__name__)
@@ -737,6 +737,36 @@ def _amp_text(amp: dict[str, str], stages: list[StageConfig]) -> str:
     return ", ".join(f"{stages[int(k)].stage.name}={v}" for k, v in sorted(amp.items(), key=lambda kv: int(kv[0])))
 
 
+#: the files that make a folder a run folder (a fresh run refuses one that holds any)
+RUN_FILES = ("last.pt", "result.json", "recipe.yaml", "metrics.jsonl")
+#: what a resumed run may change: where and how it runs, never what it trains
+RESUME_KEYS = ("train.device", "train.threads", "train.progress", "data.root", "data.num_workers",
+               "checkpoint.every", "checkpoint.every_steps")
+
+
+def _check_fresh(run_dir: Path, overwrite: bool) -> None:
+    """Refuse a folder that already holds a run (or clear it with ``overwrite``): two runs never mix."""
+    held = [f for f in RUN_FILES if (run_dir / f).exists()]
+    if not held:
+        return
+    if not overwrite:
+        raise ValueError(f"run folder {run_dir} already holds a run ({', '.join(held)}): continue it with "
+                         f"--resume {run_dir}, write elsewhere with another --out, or replace it with --overwrite")
+    for path in run_dir.iterdir():
+        if path.is_file() and (path.name in RUN_FILES or path.suffix == ".pt" or path.name.startswith("metrics.")):
+            path.unlink()
+
+
+def _check_resume(saved: Mapping[str, Any], resolved: Recipe, where: Path) -> None:
+    """A resumed run continues the recipe it was started with: only :data:`RESUME_KEYS` may change."""
+    changed = sorted(k for k in recipe_diff(saved, resolved.to_dict())
+                     if k not in ("name", "description") and not k.startswith(RESUME_KEYS))
+    if changed:
+        raise ValueError(f"--resume {where}: the overrides change what the run trains ({', '.join(changed)}); a "
+                         f"resumed run continues its own recipe (only {', '.join(RESUME_KEYS)} may change) — start "
+                         "a new run with another --out instead")
+
+
 def _default_out_dir(name: str) -> Path:
     return Path("runs") / f"{name or 'run'}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -744,7 +774,7 @@ def _default_out_dir(name: str) -> Path:
 def train(recipe: str | os.PathLike | Mapping[str, Any] | None = None,
           overrides: Mapping[str, Any] | list[str] | None = None, out_dir: str | os.PathLike | None = None,
           resume: str | os.PathLike | None = None, verbose: bool = True, progress: bool | None = None,
-          save: bool = True) -> dict[str, Any]:
+          save: bool = True, overwrite: bool = False) -> dict[str, Any]:
     """Train a recipe; returns the result dict (also written to ``out_dir/result.json``).
 
     Args:
@@ -755,6 +785,8 @@ def train(recipe: str | os.PathLike | Mapping[str, Any] | None = None,
         verbose: print one line per epoch (rank 0).
         progress: force the progress bar on/off (default: ``train.progress``, else when stderr is a TTY).
         save: write checkpoints and metrics (``False`` keeps everything in memory).
+        overwrite: a fresh run may replace the run already in ``out_dir`` (else that is refused). A run folder
+            is locked while a run writes it: a second process gets one clear error, never a mixed folder.
 
     Returns:
         ``{"final": {eval_loss, eval_acc1, ...}, "best": {...}, "params", "history", "checkpoint", ...}``.
@@ -767,6 +799,7 @@ def train(recipe: str | os.PathLike | Mapping[str, Any] | None = None,
     if resume is not None:
         ckpt = load_checkpoint(resume)
         resolved = validate_recipe(apply_overrides(ckpt["recipe"], overrides))
+        _check_resume(ckpt["recipe"], resolved, Path(resume))
         run_dir = Path(out_dir) if out_dir is not None else Path(ckpt["path"]).parent
         if ckpt.get("world_size", 1) != int(os.environ.get("WORLD_SIZE", "1")):
             _LOG.info(f"note: resuming a run saved with {ckpt.get('world_size')} process(es) on "
@@ -776,8 +809,12 @@ def train(recipe: str | os.PathLike | Mapping[str, Any] | None = None,
             raise ValueError("train: give a recipe (file, bundled name or dict) or resume=RUN_DIR")
         resolved = load_recipe(recipe, overrides)
         run_dir = Path(out_dir) if out_dir is not None else _default_out_dir(resolved.name)
-    trainer = Trainer(resolved, run_dir if save else None, resume_ckpt=ckpt, verbose=verbose, progress=progress)
-    return trainer.run()
+    writes = save and int(os.environ.get("RANK", "0")) == 0  # under DDP rank 0 writes the folder
+    with folder_lock(run_dir) if writes else contextlib.nullcontext():
+        if ckpt is None and writes:
+            _check_fresh(run_dir, overwrite)
+        trainer = Trainer(resolved, run_dir if save else None, resume_ckpt=ckpt, verbose=verbose, progress=progress)
+        return trainer.run()
 
 
 @torch.no_grad()

@@ -31,6 +31,7 @@ import torch
 
 from leannets._io import atomic_write_json
 from leannets.config import SECTION_TYPES, Recipe
+from leannets.engine.recipe import recipe_diff
 from leannets.models import create_model
 
 from .spec import stable_hash
@@ -214,7 +215,7 @@ class RecordStore:
             for path, rec in entries:
                 old = rec.get("recipe") or {}
                 if _same_model_and_seed(old, ident):
-                    diff = sorted(_diff_keys(old, ident))
+                    diff = sorted(recipe_diff(old, ident))
                     if diff and len(diff) <= 6:
                         return Staleness(path, "recipe differs in " + ", ".join(diff))
         return None
@@ -251,18 +252,8 @@ def _schema_default(dotted: str) -> Any:
 
 def _only_new_defaults(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     """Whether ``new`` differs from ``old`` only by keys ``old`` lacks and ``new`` holds at the schema default."""
-    diff = _diff_keys(old, new)
+    diff = recipe_diff(old, new)
     return bool(diff) and all(_get(old, k) is _MISSING and _get(new, k) == _schema_default(k) for k in diff)
 
 
 _commit()  # pin the commit of the code this process runs
-
-
-def _diff_keys(a: Any, b: Any, prefix: str = "") -> set[str]:
-    """Dotted keys whose values differ between two recipe trees."""
-    if isinstance(a, Mapping) and isinstance(b, Mapping):
-        out: set[str] = set()
-        for k in set(a) | set(b):
-            out |= _diff_keys(a.get(k, _MISSING), b.get(k, _MISSING), f"{prefix}{k}.")
-        return out
-    return set() if a == b else {prefix.rstrip(".")}

@@ -66,6 +66,11 @@ def test_compare_cli_writes_report_results_and_plot(tmp_path: Path, capsys):
         other["diff_to_baseline"]["high"] else "(the interval excludes 0)"
     assert verdict in report
     assert (out / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # run again into the same folder: the finished runs of the same recipe are reused, not mixed or refused
+    stamps = {p: p.stat().st_mtime_ns for p in out.glob("runs/*/last.pt")}
+    assert _run_small_compare(out, kwargs) == 0 and len(stamps) == 4
+    assert stamps == {p: p.stat().st_mtime_ns for p in out.glob("runs/*/last.pt")}
+    assert json.loads((out / "results.json").read_text())["models"][1]["per_seed"] == other["per_seed"]
 
 
 def test_compare_rejects_unknown_models_and_bad_epochs(tmp_path: Path, capsys):

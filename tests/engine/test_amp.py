@@ -7,6 +7,7 @@ from torch import nn
 
 from leannets.engine import amp as amp_mod
 from leannets.engine import train
+from leannets.engine.recipe import load_recipe
 from leannets.engine.amp import bf16_step_gain, fixed_amp, native_bf16_cpu
 
 CPU = torch.device("cpu")
@@ -46,9 +47,15 @@ def test_auto_follows_the_measured_gain_and_resume_keeps_it(tmp_path, monkeypatc
     result = train(dict(TINY), out_dir=tmp_path / "run")
     assert result["amp"] == expected and len(calls) == 1 and calls[0][0] == 16
     # a resumed run does not measure again: the choice comes back from the checkpoint
-    monkeypatch.setattr("leannets.engine.trainer.bf16_step_gain", lambda model, x: 1 / gain)
-    again = train(resume=tmp_path / "run", overrides={"train.epochs": 2}, out_dir=tmp_path / "run")
-    assert again["amp"] == expected
+    from leannets.engine.checkpoint import load_checkpoint
+    from leannets.engine.trainer import Trainer
+
+    ckpt = load_checkpoint(tmp_path / "run" / "last.pt")
+    assert ckpt["loop"]["amp"] == {"0": expected}
+    trainer = Trainer(load_recipe(ckpt["recipe"]), None, resume_ckpt=ckpt, verbose=False)
+    trainer.build_model()
+    trainer._restore(ckpt)
+    assert trainer.state.amp == {"0": expected}
 
 
 def test_auto_without_native_bf16_trains_fp32_without_measuring(tmp_path, monkeypatch):
