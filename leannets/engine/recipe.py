@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -253,8 +254,34 @@ def stage_configs(recipe: Mapping[str, Any], validate: bool = True) -> list[Stag
     return out
 
 
+class RecipeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 scalars: only ``true``/``false`` are booleans (``off`` stays a word),
+    ``010`` is ten (not octal 8) and ``1:30`` a string (not sexagesimal 90); ``0o``/``0x`` ints and ``1e-3`` floats
+    are read as 1.2 reads them."""
+
+
+_SCALAR_TAGS = ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+RecipeLoader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag not in _SCALAR_TAGS]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+RecipeLoader.add_implicit_resolver(_SCALAR_TAGS[0], re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+RecipeLoader.add_implicit_resolver(_SCALAR_TAGS[1], re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                                   list("-+0123456789"))
+RecipeLoader.add_implicit_resolver(
+    _SCALAR_TAGS[2], re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+                                r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+RecipeLoader.add_constructor(
+    _SCALAR_TAGS[1], lambda loader, node: int(loader.construct_scalar(node), 0)
+    if loader.construct_scalar(node).startswith(("0o", "0x")) else int(loader.construct_scalar(node), 10))
+
+
+def yaml_load(text: str) -> Any:
+    """A recipe's YAML (files and ``--set`` values alike), safe-loaded with YAML 1.2 scalars."""
+    return yaml.load(text, Loader=RecipeLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def parse_override(text: str) -> tuple[str, Any]:
-    """``"optim.lr=0.01"`` → ``("optim.lr", 0.01)`` (the value is parsed as YAML)."""
+    """``"optim.lr=0.01"`` → ``("optim.lr", 0.01)`` (the value is parsed as YAML 1.2: ``off`` is a word)."""
     if "=" not in text:
         raise ValueError(f"override {text!r} must look like key=value (e.g. optim.lr=0.01)")
     key, raw = text.split("=", 1)
@@ -262,7 +289,7 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not key:
         raise ValueError(f"override {text!r} has an empty key")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError as err:
         raise ValueError(f"override {text!r}: value is not valid YAML: {err}") from err
     return key, value
@@ -352,7 +379,7 @@ def _read_recipe_file(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
         chain = " -> ".join(str(p) for p in (*seen, path.resolve()))
         raise ValueError(f"recipe {path}: key base forms a cycle ({chain})")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as err:
         raise ValueError(f"recipe {path}: invalid YAML: {err}") from err
     if not isinstance(raw, dict):

@@ -253,3 +253,14 @@ def test_numeric_keys_out_of_range_are_one_clear_error(key, value):
     """grad_clip=-1 would train by gradient ascent, eval_every=0 divide by zero: refused, naming the key."""
     with pytest.raises(ValueError, match=rf"recipe key .*{key.split('.')[1]}.* must be"):
         load_recipe("multiception_cifar10_resnet20_standard", {key: value})
+
+
+def test_set_values_and_recipe_files_read_yaml_1_2_scalars(tmp_path):
+    """YAML 1.1 made seed=010 octal 8, 1:30 sexagesimal 90 and `off` the bool False (a listed amp choice)."""
+    r = load_recipe("multiception_cifar10_resnet20_standard", ["seed=010", "train.amp=off", "optim.lr=1e-3"])
+    assert (r.seed, r.train.amp, r.optim.lr) == (10, "off", 0.001)
+    with pytest.raises(ValueError, match=r"train\.epochs"):
+        load_recipe("multiception_cifar10_resnet20_standard", ["train.epochs=1:30"])
+    (tmp_path / "r.yaml").write_text("base: multiception_cifar10_resnet20_standard\nseed: 010\ntrain: {amp: off}\n")
+    r = load_recipe(tmp_path / "r.yaml")
+    assert (r.seed, r.train.amp) == (10, "off")
