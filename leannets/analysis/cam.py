@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from leannets._io import atomic_save_figure, pyplot
+from leannets.data.transforms import as_8bit
 from leannets.models._base import Classifier
 
 __all__ = ["CamOutput", "select_correct", "check_cam_model", "class_activation_maps", "normalize_cam", "overlay_cam",
@@ -142,7 +143,7 @@ def load_image(path: str | os.PathLike, in_chans: int, size: tuple[int, int]) ->
         raise ValueError(f"CAM images must have 1 or 3 channels; the model takes {in_chans}")
     try:
         with Image.open(p) as im:
-            im = im.convert("RGB" if in_chans == 3 else "L")
+            im = as_8bit(im).convert("RGB" if in_chans == 3 else "L")
             if im.size != (size[1], size[0]):
                 im = im.resize((size[1], size[0]), Image.BICUBIC)
             arr = np.asarray(im, dtype=np.float32) / 255.0

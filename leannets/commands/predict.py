@@ -57,6 +57,8 @@ def load_image(path: str | Path, input_size: Sequence[int], crop_pct: float = 0.
     # imported when the command runs, not at import: keeps `leannets --help` fast
     from PIL import Image, UnidentifiedImageError
 
+    from leannets.data.transforms import as_8bit
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image {path} does not exist")
@@ -65,7 +67,7 @@ def load_image(path: str | Path, input_size: Sequence[int], crop_pct: float = 0.
         raise ValueError(f"predict supports 1- or 3-channel models, this one takes {c} channels")
     try:
         with Image.open(path) as im:
-            im = im.convert("L" if c == 1 else "RGB")
+            im = as_8bit(im).convert("L" if c == 1 else "RGB")  # a 16-bit PNG scaled, not clipped
             if max(h, w) <= SMALL_INPUT or crop_pct >= 1.0:
                 im = im.resize((w, h), Image.BICUBIC)
             else:

@@ -33,6 +33,7 @@ from leannets._io import atomic_write
 from leannets.config import Field
 
 from ._registry import DataSplits, register_dataset, sample_rng
+from .transforms import as_8bit
 
 __all__ = ["IMAGE_EXTENSIONS", "list_images", "load_image", "save_image", "PatchDataset", "ImageDataset", "SKIMAGE_TRAIN",
            "SKIMAGE_TEST", "skimage_photo_paths", "build_restoration_folder", "build_skimage_photos"]
@@ -71,9 +72,7 @@ def load_image(path: str | os.PathLike, channels: int = 3) -> np.ndarray:
     try:
         with Image.open(p) as im:
             im.load()
-            if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-                arr16 = np.asarray(im, dtype=np.float64)
-                im = Image.fromarray(np.clip(np.round(arr16 / 257.0), 0, 255).astype(np.uint8), mode="L")
+            im = as_8bit(im)
             if im.mode not in ("L", "RGB"):
                 im = im.convert("RGB")
             im = im.convert("L" if channels == 1 else "RGB")

@@ -81,11 +81,26 @@ def eval_transform(img: Image.Image, size: int, crop_pct: float = 0.875) -> torc
     return pil_to_uint8(img.crop((left, top, left + size, top + size)))
 
 
+_WIDE_MODES = ("I;16", "I;16B", "I;16L", "I")
+
+
+def as_8bit(im: Image.Image) -> Image.Image:
+    """A 16-bit (or 32-bit integer) grayscale image scaled to 8 bits (``L``); other images unchanged. PIL's own
+    ``convert`` clips such an image at 255, so a 16-bit PNG would come out near-white."""
+    if im.mode not in _WIDE_MODES:
+        return im
+    arr = np.asarray(im, dtype=np.float64)
+    if im.mode != "I" or arr.max() > 255:  # 16-bit data (an "I" image may hold 8-bit values)
+        arr = arr / 257.0
+    return Image.fromarray(np.clip(np.round(arr), 0, 255).astype(np.uint8), mode="L")
+
+
 def load_image(path: str | Path, mode: str = "RGB") -> Image.Image:
-    """Open and decode an image; ``ValueError`` naming the file if it is unreadable."""
+    """Open and decode an image (16-bit images scaled to 8 bits); ``ValueError`` naming the file if it is
+    unreadable."""
     try:
         with Image.open(path) as im:
-            return im.convert(mode)
+            return as_8bit(im).convert(mode)
     except FileNotFoundError:
         raise FileNotFoundError(f"image file {path} does not exist") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
