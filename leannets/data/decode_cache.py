@@ -4,9 +4,9 @@ Decoding 60,000 small JPEGs costs more per epoch than training a small net on 2 
 :func:`cached_decode` decodes once and keeps the uint8 N×C×H×W tensor in the cache folder
 (``$LEANNETS_CACHE``, default ``$XDG_CACHE_HOME/leannets`` or ``~/.cache/leannets``). The cache file is
 named by *which* images are decoded and how (paths, size, crop, mode) and records a content key
-(every file's size and modification time, and its label); a file whose content key no longer
-matches is stale and rebuilt, a file that cannot be read is corrupt and rebuilt, each with a
-one-line message. Writes go through :mod:`leannets._io` (atomic), reads use ``weights_only=True``.
+(every file's size and modification time, and its label) and a SHA-256 of its tensors; a file whose
+content key no longer matches is stale and rebuilt, a file that cannot be read or whose tensors no longer
+match their checksum (damaged in place) is corrupt and rebuilt, each with a one-line message. Writes go through :mod:`leannets._io` (atomic), reads use ``weights_only=True``.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ _LOG = logging.getLogger(__name__)
 
 __all__ = ["cache_dir", "cached_decode", "build_cifar10_jpeg", "CACHE_FORMAT"]
 
-CACHE_FORMAT = "leannets-decoded-images-v1"
+CACHE_FORMAT = "leannets-decoded-images-v2"  # v2: a checksum of the tensors, verified on every read
 CIFAR10_JPEG_LAYOUT = "ROOT/{train,test}/<class>/<image>.jpg (e.g. ../shared/data/cifar10-jpeg)"
 
 
@@ -51,6 +51,15 @@ def _content_key(samples: Sequence[tuple[str, int]]) -> str:
     return _digest(rows)
 
 
+def _checksum(images: torch.Tensor, labels: torch.Tensor) -> str:
+    """SHA-256 of the tensors' bytes: a cache file damaged in place no longer matches it."""
+    h = hashlib.sha256()
+    for t in (images, labels):
+        h.update(str((tuple(t.shape), t.dtype)).encode())
+        h.update(t.contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
 def _load(path: Path, content: str) -> tuple[ImageTensors | None, str]:
     """(tensors, "") on a hit; (None, reason) when the file is missing, stale or corrupt."""
     if not path.is_file():
@@ -58,9 +67,11 @@ def _load(path: Path, content: str) -> tuple[ImageTensors | None, str]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
         if not isinstance(obj, dict) or obj.get("format") != CACHE_FORMAT:
-            raise ValueError("not a leannets decode cache")
+            raise ValueError(f"not a {CACHE_FORMAT} file")
         if obj["content"] != content:
             return None, f"decode cache {path} is stale (the image files changed); rebuilding it"
+        if _checksum(obj["images"], obj["labels"]) != obj["checksum"]:
+            raise ValueError("its tensors do not match their checksum")
         return ImageTensors(obj["images"], obj["labels"]), ""
     except Exception as err:  # noqa: BLE001 - any unreadable file is simply rebuilt
         return None, f"decode cache {path} is corrupt ({type(err).__name__}: {str(err)[:80]}); rebuilding it"
@@ -89,7 +100,7 @@ def cached_decode(samples: Sequence[tuple[str, int]], size: int, crop_pct: float
     decoded = decode_to_tensors(samples, size, crop_pct, mode)
     with atomic_write(path) as tmp:
         torch.save({"format": CACHE_FORMAT, "content": content, "images": decoded.images,
-                    "labels": decoded.labels}, tmp)
+                    "labels": decoded.labels, "checksum": _checksum(decoded.images, decoded.labels)}, tmp)
     return decoded
 
 

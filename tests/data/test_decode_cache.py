@@ -16,6 +16,15 @@ from leannets.data import build_dataset
 CLASSES = ("airplane", "cat", "truck")
 
 
+@pytest.fixture(autouse=True)
+def _console():
+    """The one-line messages go through the library's console handler (set up by the CLI; by hand here)."""
+    from leannets._log import configure
+
+    configure(0)
+
+
+
 def _fixture_tree(root: Path, shared: Path | None) -> Path:
     """3 classes × (3 train, 2 test) 32×32 JPEGs: real CIFAR-10 files when ../shared is there, else synthetic."""
     rng = np.random.default_rng(0)
@@ -117,3 +126,17 @@ def test_limits_take_evenly_spaced_samples_so_class_sorted_folders_keep_every_cl
     assert limited.train.labels.tolist() == [0, 1, 2]  # the first 3 would all be airplanes
     assert torch.equal(limited.train.images, full.train.images[[0, 3, 6]])
     assert limited.eval.labels.tolist() == [0, 1, 2]
+
+
+def test_a_cache_damaged_in_place_is_caught_by_its_checksum(tree, monkeypatch, capsys):
+    """Bytes of the image tensor zeroed inside a readable file: loading it silently would change every metric."""
+    first = build_dataset({"name": "cifar10_jpeg", "root": str(tree)})
+    for f in (tree.parent / "cache").glob("decoded-*.pt"):
+        obj = torch.load(f, weights_only=True)
+        obj["images"][0].zero_()  # the file stays a valid torch file with the right format and content key
+        torch.save(obj, f)
+    calls = _count_decodes(monkeypatch)
+    capsys.readouterr()
+    again = build_dataset({"name": "cifar10_jpeg", "root": str(tree)})
+    assert calls == [9, 6] and capsys.readouterr().err.count("do not match their checksum") == 2
+    assert torch.equal(again.train.images, first.train.images)
