@@ -111,8 +111,9 @@ _TAIL_BYTES = 1024  # JPEG end marker searched in the last KiB: some writers app
 
 
 def check_image_file(path: str | Path) -> None:
-    """A cheap integrity check without decoding: the file exists, is not empty, and a JPEG (PNG) ends with its
-    end marker (IEND chunk) — what a truncated download or copy lacks. ``ValueError`` naming the file."""
+    """An integrity check without decoding the pixels: the file exists, is not empty, PIL recognises it as an
+    image and its ``verify`` passes (a text file named ``.jpg`` fails here, not mid-epoch), and a JPEG (PNG) ends
+    with its end marker (IEND chunk) — what a truncated download or copy lacks. ``ValueError`` naming the file."""
     p = Path(path)
     try:
         size = p.stat().st_size
@@ -128,6 +129,11 @@ def check_image_file(path: str | Path) -> None:
         raise ValueError(f"image file {p} is a truncated JPEG (no end marker): remove or replace it")
     if head == b"\x89PNG\r\n\x1a\n" and b"IEND" not in tail[-12:]:
         raise ValueError(f"image file {p} is a truncated PNG (no IEND chunk): remove or replace it")
+    try:
+        with Image.open(p) as im:
+            im.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise ValueError(f"image file {p} is not a readable image ({str(err)[:80]}): remove or replace it") from None
 
 
 def check_image_files(paths: Sequence[str | Path]) -> None:

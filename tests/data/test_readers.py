@@ -297,3 +297,13 @@ def test_image_files_are_checked_for_truncation_in_list_order(tmp_path):
         check_image_files(paths[:210])
     with pytest.raises(ValueError, match=r"250.jpg is a truncated JPEG"):
         check_image_files(paths[240:])
+
+
+def test_a_text_file_named_jpg_fails_the_up_front_check(tmp_path):
+    """It used to pass (no JPEG magic, so no end-marker check) and fail mid-epoch, or not at all."""
+    from leannets.data.transforms import check_image_files
+
+    fake = tmp_path / "notes.jpg"
+    fake.write_text("these are my notes, not a picture\n")
+    with pytest.raises(ValueError, match=r"notes\.jpg is not a readable image"):
+        check_image_files([fake])
