@@ -163,10 +163,12 @@ class Classifier(LeanModule):
         return [got[info[i]["module"]] for i in picked]
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
-        """Recompute every block of the container in backward instead of keeping its activations (training)."""
+        """Recompute every block of the container in backward instead of keeping its activations (training).
+        An in-place block (a VGG ``ReLU(inplace=True)``) is left as it is: checkpointed, it would overwrite the
+        input it saved for the recomputation, and it keeps no activation worth dropping."""
         _, container = self._feature_container()
         for block in container:
-            if enable:
+            if enable and not getattr(block, "inplace", False):
                 block.forward = types.MethodType(_checkpoint_forward, block)  # type: ignore[method-assign]
             else:
                 block.__dict__.pop("forward", None)

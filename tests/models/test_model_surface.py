@@ -80,3 +80,20 @@ def test_a_model_without_a_block_container_has_its_final_map_only():
         torch.testing.assert_close(model.forward_intermediates(x)[0], model.forward_features(x))
     with pytest.raises(NotImplementedError, match="no block container"):
         model.set_grad_checkpointing()
+
+
+@pytest.mark.parametrize("name", ["vgg_cifar_small", "resnet20_standard"])
+def test_grad_checkpointing_trains_through_in_place_blocks(name):
+    """VGG's blocks include ReLU(inplace=True): checkpointed, backward failed ("modified by an inplace operation").
+    The checkpointed model must give the plain model's gradients in training mode."""
+    torch.manual_seed(0)
+    model = leannets.create_model(name, num_classes=10).train()
+    twin = copy.deepcopy(model)
+    twin.set_grad_checkpointing()
+    x = torch.randn(2, 3, 32, 32)
+    model(x).square().mean().backward()
+    twin(x).square().mean().backward()
+    for (n, a), b in zip(model.named_parameters(), twin.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=n)
+    wrapped = [m for m in twin._feature_container()[1] if "forward" in m.__dict__]
+    assert wrapped, "nothing was checkpointed"
