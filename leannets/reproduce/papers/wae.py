@@ -362,7 +362,9 @@ def _run_noise(model: torch.nn.Module, ckpt: dict[str, Any]) -> dict[str, Any]:
     splits = create_task(stage_configs(ckpt["recipe"])[-1]).build_data()
     images, labels = eval_tensors(splits.eval)
     data = ckpt["data_info"]
-    table = noise_robustness({"m": model}, images, labels, VARIANCES, mean=data.get("mean"), std=data.get("std"))
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # on the GPU the run trained on, where there is one
+    table = noise_robustness({"m": model}, images, labels, VARIANCES, mean=data.get("mean"), std=data.get("std"),
+                             device=device)
     return {"images": int(labels.shape[0]), "acc1": {f"{v:g}": 100.0 * table["m"][v] for v in VARIANCES}}
 
 
