@@ -44,16 +44,24 @@ def test_intermediate_maps_are_the_stage_outputs():
         FeatureListNet(torch.nn.Linear(2, 2))
 
 
-def test_grad_checkpointing_gives_the_same_gradients_and_state_dict():
+def _checkpointed_twin(name: str, **kwargs) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """A model and its grad-checkpointed copy after one backward in training mode; their gradients must agree
+    and something must have been checkpointed (a no-op set_grad_checkpointing fails here)."""
     torch.manual_seed(0)
-    model = leannets.create_model("resnet20_standard").train()
+    model = leannets.create_model(name, **kwargs).train()
     twin = copy.deepcopy(model)
     twin.set_grad_checkpointing()
-    x = torch.randn(4, 3, 32, 32)
+    x = torch.randn(2, 3, 32, 32)
     model(x).square().mean().backward()
     twin(x).square().mean().backward()
     for (n, a), b in zip(model.named_parameters(), twin.parameters()):
-        torch.testing.assert_close(b.grad, a.grad, rtol=1e-5, atol=1e-6, msg=n)
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=n)
+    assert any("forward" in m.__dict__ for m in twin._feature_container()[1]), "nothing was checkpointed"
+    return model, twin
+
+
+def test_grad_checkpointing_gives_the_same_gradients_and_state_dict():
+    model, twin = _checkpointed_twin("resnet20_standard")
     assert list(twin.state_dict()) == list(model.state_dict())
     copied = copy.deepcopy(twin)  # the copy checkpoints its own blocks, not the original's
     assert copied.stages[0].forward.__self__ is copied.stages[0]
@@ -82,18 +90,6 @@ def test_a_model_without_a_block_container_has_its_final_map_only():
         model.set_grad_checkpointing()
 
 
-@pytest.mark.parametrize("name", ["vgg_cifar_small", "resnet20_standard"])
-def test_grad_checkpointing_trains_through_in_place_blocks(name):
-    """VGG's blocks include ReLU(inplace=True): checkpointed, backward failed ("modified by an inplace operation").
-    The checkpointed model must give the plain model's gradients in training mode."""
-    torch.manual_seed(0)
-    model = leannets.create_model(name, num_classes=10).train()
-    twin = copy.deepcopy(model)
-    twin.set_grad_checkpointing()
-    x = torch.randn(2, 3, 32, 32)
-    model(x).square().mean().backward()
-    twin(x).square().mean().backward()
-    for (n, a), b in zip(model.named_parameters(), twin.parameters()):
-        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=n)
-    wrapped = [m for m in twin._feature_container()[1] if "forward" in m.__dict__]
-    assert wrapped, "nothing was checkpointed"
+def test_grad_checkpointing_trains_through_in_place_blocks():
+    """VGG's blocks include ReLU(inplace=True): checkpointed, backward failed ("modified by an inplace operation")."""
+    _checkpointed_twin("vgg_cifar_small", num_classes=10)
