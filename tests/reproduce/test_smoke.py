@@ -36,7 +36,9 @@ def test_parameter_and_mac_tables_of_all_papers(tmp_path):
         "dxnet": run_paper("dxnet", ["xunit"], out_dir=tmp_path / "dx", log=_quiet),
     }
     mc = _verdicts(docs["multiception"], "table5")
-    assert mc["params_c10_r20_standard"] == mc["params_c10_r50_multiception"] == "reproduced"
+    assert mc["params_c10_r50_standard"] == mc["params_c10_r50_multiception"] == "reproduced"
+    # judged at the printed precision: 272,474 parameters against the paper's 0.2724 M (±50) is a miss
+    assert mc["params_c10_r20_standard"] == "not reproduced"
     assert mc["diff_average"] == "reproduced"
     xs = _verdicts(docs["xsepconv"], "eq3")
     assert xs["k5_saving"] == xs["down_min_k"] == "reproduced"
