@@ -66,13 +66,17 @@ def count_params(model: nn.Module) -> tuple[int, int]:
     return total, trainable
 
 
-def count_macs(model: nn.Module, example_input: torch.Tensor | Sequence[torch.Tensor]) -> int:
-    """Multiply-accumulates of one forward pass (conv, linear, matmul, bmm)."""
+def count_macs(model: nn.Module, example_input: torch.Tensor | Sequence[torch.Tensor], only: str | None = None) -> int:
+    """Multiply-accumulates of one forward pass (conv, linear, matmul, bmm); ``only="convolution"`` counts the
+    ops whose name holds it (e.g. the convolutions alone, as papers that leave the fc layers out)."""
     inputs = (example_input,) if isinstance(example_input, torch.Tensor) else tuple(example_input)
     counter = FlopCounterMode(display=False)
     with torch.no_grad(), counter:
         model(*inputs)
-    return int(counter.get_total_flops()) // 2
+    if only is None:
+        return int(counter.get_total_flops()) // 2
+    counts = counter.get_flop_counts().get("Global", {})
+    return int(sum(v for k, v in counts.items() if only in str(k))) // 2
 
 
 class _ElementwiseCounter(TorchDispatchMode):

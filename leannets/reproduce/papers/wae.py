@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from leannets.analysis.latency import DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, describe_settings
+from leannets.analysis.profile import count_macs
 from leannets.analysis.robustness import noise_robustness
 from leannets.analysis.speedup import mac_breakdown, measure_speedups, paper_bound
 from leannets.analysis.statistics import beats_verdict, mean_ci
@@ -59,15 +59,6 @@ HARDWARE = "timing.cpu"  # the reference key naming the machine the paper's spee
 
 
 # -- Table 1: MACs and speed-ups ------------------------------------------------------------------
-def conv_macs(model: torch.nn.Module, x: torch.Tensor) -> int:
-    """Multiply-adds of the convolutions alone (the paper's count leaves out fully connected layers)."""
-    counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
-        model(x)
-    counts = counter.get_flop_counts().get("Global", {})
-    return int(sum(v for k, v in counts.items() if "convolution" in str(k))) // 2
-
-
 def _encoder_note(wae: dict[str, Any], reference: Any) -> str:
     """Our inference (a note, not a claim): whether the paper's WAE-VGG16 count is nearer ours with or without
     the encoder."""
@@ -85,7 +76,7 @@ def _table1_analysis(ctx: Any, res: ExperimentResult) -> None:
         size = tuple(rr.input_size)
         with torch.device("meta"):
             model = row.model.build().eval()
-            rr.metrics["conv_macs"] = conv_macs(model, torch.zeros(1, *size))
+            rr.metrics["conv_macs"] = count_macs(model, torch.zeros(1, *size), only="convolution")
         if row.model.name.startswith("wae_"):
             with torch.device("meta"):
                 parts = mac_breakdown(row.model.build().eval(), size)
