@@ -66,6 +66,9 @@ def _load(path: Path, content: str) -> tuple[ImageTensors | None, str]:
         return None, ""
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(obj, dict) and str(obj.get("format", "")).startswith("leannets-decoded-images-") \
+                and obj.get("format") != CACHE_FORMAT:
+            return None, f"decode cache {path} has an older format ({obj['format']}); rebuilding it"
         if not isinstance(obj, dict) or obj.get("format") != CACHE_FORMAT:
             raise ValueError(f"not a {CACHE_FORMAT} file")
         if obj["content"] != content:
