@@ -133,7 +133,7 @@ def check_image_file(path: str | Path) -> None:
         with Image.open(p) as im:
             im.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
-        raise ValueError(f"image file {p} is not a readable image ({str(err)[:80]}): remove or replace it") from None
+        raise ValueError(f"image file {p} is corrupt or not an image ({str(err)[:80]}): remove or replace it") from None
 
 
 def check_image_files(paths: Sequence[str | Path]) -> None:

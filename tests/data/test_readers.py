@@ -305,5 +305,5 @@ def test_a_text_file_named_jpg_fails_the_up_front_check(tmp_path):
 
     fake = tmp_path / "notes.jpg"
     fake.write_text("these are my notes, not a picture\n")
-    with pytest.raises(ValueError, match=r"notes\.jpg is not a readable image"):
+    with pytest.raises(ValueError, match=r"notes\.jpg is corrupt or not an image"):
         check_image_files([fake])

@@ -108,7 +108,7 @@ def test_gpu_scale_script_rehearsed_at_smoke_scale_returns_reports_index_and_log
 def test_gpu_scale_script_skips_what_does_not_fit_its_seconds(folder, tmp_path):
     pf = _pack_module()
     pf.pack(folder, tmp_path / "p.npz")
-    env = {**os.environ, "PACK": str(tmp_path / "p.npz"), "DATA": str(tmp_path / "data"),
+    env = {**os.environ, "REHEARSE": "1", "PACK": str(tmp_path / "p.npz"), "DATA": str(tmp_path / "data"),
            "REPORTS": str(tmp_path / "reports"), "OUT": str(tmp_path / "OUT"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(["bash", "tools/device/gpu_scale.sh", "30"], cwd=ROOT, env=env, capture_output=True,

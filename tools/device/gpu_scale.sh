@@ -22,8 +22,10 @@ fi
 export PYTHONPATH="/tmp/site:$PWD"
 python3 -c "import torch, leannets; print('torch', torch.__version__, '| cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-')" || exit 2
-if [ "${SCALE:-gpu}" = gpu ] && ! python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
-  echo "gpu_scale: CUDA is not available here: stopping rather than training the gpu scale on the CPU"; exit 2
+if [ "${SCALE:-gpu}" = gpu ] && [ -z "${REHEARSE:-}" ] \
+    && ! python3 -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+  echo "gpu_scale: CUDA is not available here: stopping rather than training the gpu scale on the CPU" \
+    "(REHEARSE=1 runs it anyway, as a rehearsal)"; exit 2
 fi
 data="${DATA:-/tmp/leannets-data}"
 [ -d "$data/cifar10-jpeg" ] || python3 tools/device/pack_folder.py unpack "${PACK:-.device/cifar10-jpeg.npz}" \
