@@ -446,9 +446,10 @@ class Trainer:
                 choice = "bf16" if gain >= CPU_BF16_MIN_GAIN else "off"
                 if self.dist.enabled:
                     choice = str(broadcast_object(choice))
-                self.log(f"[{cfg.stage.name}] train.amp=auto on a CPU with native bf16: a bf16 training step is "
-                         f"{gain:.2f}x the speed of fp32 here, so this stage trains in "
-                         f"{'bf16' if choice == 'bf16' else 'fp32'} (bf16 needs {CPU_BF16_MIN_GAIN:g}x)")
+                measured = f"a bf16 training step is {gain:.2f}x the speed of fp32 here" if gain else \
+                    "no fixed input size to measure a step on"
+                self.log(f"[{cfg.stage.name}] train.amp=auto on a CPU with native bf16: {measured}, so this stage "
+                         f"trains in {'bf16' if choice == 'bf16' else 'fp32'} (bf16 needs {CPU_BF16_MIN_GAIN:g}x)")
             self.state.amp[key] = choice
         return self.state.amp[key]
 
