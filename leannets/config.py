@@ -26,11 +26,14 @@ from typing import Any, ClassVar, Iterator, Mapping
 __all__ = ["Field", "REQUIRED", "Section", "key", "TaskSection", "ModelSection", "DataSection", "OptimSection",
            "ScheduleSection", "TrainSection", "CheckpointSection", "StageInfo", "StageOverrides", "Recipe",
            "StageConfig", "SECTION_TYPES", "SECTIONS", "STAGE_SECTIONS", "DEFAULT_COMPARE_MODELS",
-           "DEFAULT_COMPARE_RECIPE", "IMAGENET_MEAN", "IMAGENET_STD"]
+           "DEFAULT_COMPARE_RECIPE", "IMAGENET_MEAN", "IMAGENET_STD", "CIFAR10_MEAN", "CIFAR10_STD"]
 
 #: Per-channel statistics of ImageNet on [0, 1] (file-based data sets and the 224² models' ``pretrained_cfg``).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: CIFAR-10's training-set statistics (the small-image models' ``pretrained_cfg``; recipes recompute their own).
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
 
 #: ``leannets compare`` with no model arguments (the README's main job): the DenseNet-BC baseline, then the
 #: DxNet it is compared with (small CPU-sized members of both families; see docs/engine.md), under this recipe.

@@ -2,13 +2,13 @@
 import importlib
 import pkgutil
 
-from ._registry import (ModelInfo, create_model, is_model, list_models, load_pretrained, model_info, pretrained_cfg,
-                        register_model)
-from ._weights import LoadReport
+from ._registry import (ModelInfo, create_model, is_model, list_models, load_pretrained, model_cfg, model_info,
+                        pretrained_cfg, register_model)
+from ._weights import CheckpointAdapter, LoadReport
 
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if not _mod.startswith("_"):
         importlib.import_module(f"{__name__}.{_mod}")
 
 __all__ = ["ModelInfo", "create_model", "is_model", "list_models", "model_info", "register_model", "pretrained_cfg",
-           "load_pretrained", "LoadReport"]
+           "load_pretrained", "LoadReport", "model_cfg", "CheckpointAdapter"]

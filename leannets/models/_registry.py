@@ -13,7 +13,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch.nn as nn
 
-from leannets.config import IMAGENET_MEAN, IMAGENET_STD
+from leannets.config import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
 from leannets.layers.padding import EvenPad2d, assign_padding_schedule
 from leannets.registry import Registry
 
@@ -21,7 +21,7 @@ from ._base import FeatureListNet
 from ._weights import LoadReport, checkpoint_classes, load_weights, read_state_dict
 
 __all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "is_model", "pretrained_cfg",
-           "load_pretrained"]
+           "load_pretrained", "model_cfg", "IMAGENET_CFG", "CIFAR_CFG", "PIXEL_CFG"]
 
 TASKS = ("classification", "denoising", "super_resolution", "autoencoder")
 
@@ -39,6 +39,7 @@ class ModelInfo:
     family: str = ""
     notes: str = ""
     tags: tuple[str, ...] = field(default_factory=tuple)
+    cfg: Mapping[str, Any] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -50,10 +51,31 @@ MODELS: Registry[tuple[Callable[..., nn.Module], ModelInfo]] = Registry(
     list_hint="`leannets list` shows every registered model.")
 
 
+def model_cfg(mean: Sequence[float] | None = None, std: Sequence[float] | None = None, *,
+              first_conv: str | Sequence[str], classifier: str | Sequence[str] | None = None, crop_pct: float = 1.0,
+              interpolation: str = "bilinear") -> dict[str, Any]:
+    """A family's declared ``pretrained_cfg`` entries (timm's ``_cfg``): the input normalisation its data is given
+    (``None``: none, the model sees [0, 1] pixels), the evaluation crop, and the module(s) that read the input
+    (``first_conv``, adapted by ``in_chans``) and that give the logits (``classifier``, reset by ``num_classes``);
+    a tuple where there are several, as timm."""
+    def names(v: str | Sequence[str] | None) -> str | tuple[str, ...] | None:
+        return v if v is None or isinstance(v, str) else (tuple(v) if len(v) > 1 else v[0])
+    return {"mean": None if mean is None else tuple(mean), "std": None if std is None else tuple(std),
+            "crop_pct": crop_pct, "interpolation": interpolation, "first_conv": names(first_conv),
+            "classifier": names(classifier)}
+
+
+#: The usual declarations: 224² ImageNet models, 32² CIFAR models (a family passes its own layer names).
+IMAGENET_CFG = {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "crop_pct": 0.875}
+CIFAR_CFG = {"mean": CIFAR10_MEAN, "std": CIFAR10_STD}
+PIXEL_CFG: dict[str, Any] = {}  # restoration models: [0, 1] pixels, no normalisation
+
+
 def register_model(
     *,
     paper: str,
     source: str,
+    cfg: Mapping[str, Any],
     input_size: tuple[int, int, int] = (3, 32, 32),
     num_classes: int = 10,
     task: str = "classification",
@@ -66,6 +88,7 @@ def register_model(
     Args:
         paper: citation of the paper the architecture comes from.
         source: the table/figure/section of that paper (or "baseline").
+        cfg: the model's declared preprocessing and layer names (:func:`model_cfg`), as timm's ``default_cfgs``.
         input_size: default (C, H, W).
         num_classes: default number of classes (0 for models without a classifier).
         task: one of ``TASKS``.
@@ -75,6 +98,9 @@ def register_model(
     """
     if task not in TASKS:
         raise ValueError(f"task must be one of {TASKS}, got {task!r}")
+    missing = {"mean", "std", "crop_pct", "interpolation", "first_conv", "classifier"} - set(cfg)
+    if missing:
+        raise ValueError(f"register_model cfg lacks {sorted(missing)}: build it with model_cfg()")
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         model_name = name or fn.__name__
@@ -88,6 +114,7 @@ def register_model(
             family=fn.__module__.rsplit(".", 1)[-1],
             notes=notes,
             tags=tuple(tags),
+            cfg=dict(cfg),
         )))
         return fn
 
@@ -148,35 +175,19 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
     except TypeError as err:
         raise ValueError(f"create_model({name!r}): bad arguments {sorted(kwargs)}: {err}") from err
     model.model_name = name  # type: ignore[assignment]
-    model.pretrained_cfg = pretrained_cfg(info, model)  # type: ignore[assignment]
+    model.pretrained_cfg = pretrained_cfg(info)  # type: ignore[assignment]
     _number_even_padding(model)
     return FeatureListNet(model, out_indices) if features_only else model
 
 
-CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-
-
-def pretrained_cfg(info: ModelInfo, model: nn.Module | None = None) -> dict[str, Any]:
-    """timm-style preprocessing and layout facts of a registered model.
-
-    ``mean``/``std``: ImageNet's for 224² models, CIFAR-10's for the small-image ones (every recipe recomputes
-    them from its own training set), none (0/1) for restoration models, which see [0, 1] pixels.
-    ``first_conv`` / ``classifier``: module names (for adapting ``in_chans`` or the head).
-    """
-    c, h, _ = info.input_size
-    if info.task != "classification":
-        mean, std, crop_pct = (0.0,) * c, (1.0,) * c, 1.0
-    elif h >= 160:
-        mean, std, crop_pct = IMAGENET_MEAN, IMAGENET_STD, 0.875
-    else:
-        mean, std, crop_pct = CIFAR10_MEAN, CIFAR10_STD, 1.0
-    first_conv = classifier = None
-    if model is not None:
-        first_conv = next((n for n, m in model.named_modules() if isinstance(m, nn.Conv2d)), None)
-        classifier = "fc" if isinstance(getattr(model, "fc", None), (nn.Linear, nn.Identity)) else None
-    return {"input_size": tuple(info.input_size), "mean": tuple(mean), "std": tuple(std), "crop_pct": crop_pct,
-            "interpolation": "bilinear", "num_classes": info.num_classes, "first_conv": first_conv,
-            "classifier": classifier, "paper": info.paper}
+def pretrained_cfg(info: ModelInfo) -> dict[str, Any]:
+    """timm-style preprocessing and layout facts of a registered model, as its family declared them
+    (:func:`model_cfg`); a model without normalisation gets mean 0 / std 1 per input channel."""
+    c = info.input_size[0]
+    cfg = dict(info.cfg)
+    cfg["mean"] = cfg["mean"] if cfg["mean"] is not None else (0.0,) * c
+    cfg["std"] = cfg["std"] if cfg["std"] is not None else (1.0,) * c
+    return {"input_size": tuple(info.input_size), **cfg, "num_classes": info.num_classes, "paper": info.paper}
 
 
 def _number_even_padding(model: nn.Module) -> None:

@@ -3,10 +3,11 @@
 ``create_model(name, pretrained="PATH")`` (or :func:`load_pretrained`) reads a ``.pth`` / ``.pt`` (loaded with
 ``weights_only=True``) or a ``.safetensors`` file (read without pickle) and maps its keys onto ours.
 
-How the keys are mapped: the layout is recognised by its key names (torchvision's and timm's DenseNet,
-ResNet, VGG, MobileNetV2, MobileNetV3) and every key is renamed by that layout's rules (``features.conv0`` →
-``stem.0``, ``layer2.0.bn1`` → ``stages.1.0.conv1.1``, ``classifier`` → ``fc`` ...), independent of the
-order of the file (a .safetensors header is sorted). A checkpoint of no known layout but in registration order
+How the keys are mapped: each model family declares the published layouts it reads, as ``CHECKPOINT_ADAPTERS``
+in its module (torchvision's and timm's DenseNet, ResNet, VGG, MobileNetV2, MobileNetV3); a layout is recognised
+by a key only it has and every key is renamed by its rule (``features.conv0`` → ``stem.0``, ``layer2.0.bn1`` →
+``stages.1.0.conv1.1``, ``classifier`` → ``fc`` ...), independent of the order of the file (a .safetensors header
+is sorted). A checkpoint of no known layout but in registration order
 (a .pth of another implementation) is paired with the model in order instead. Either way every tensor must
 agree in kind (weight, bias, running mean/var) and shape — a 1×1 or k×k conv weight may stand for a linear
 layer of the same size (timm's VGG and MobileNetV3 heads) — and any disagreement is an error naming both
@@ -20,17 +21,18 @@ was loaded, what was skipped and why.
 from __future__ import annotations
 
 import os
-import re
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
 import torch.nn as nn
 
 from leannets._io import load_safetensors
 
-__all__ = ["LoadReport", "read_state_dict", "remap_state_dict", "load_weights", "checkpoint_classes"]
+__all__ = ["CheckpointAdapter", "checkpoint_adapters", "LoadReport", "read_state_dict", "remap_state_dict", "load_weights",
+           "checkpoint_classes"]
 
 _KINDS = ("weight", "bias", "running_mean", "running_var")
 
@@ -73,100 +75,27 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k[7:] if k.startswith("module.") else k: v for k, v in state.items()}
 
 
-# -- published layouts: marker key → renaming rules -----------------------------------------------------------
-def _densenet(key: str, state: Mapping[str, torch.Tensor]) -> str:
-    key = re.sub(r"^features\.conv0\.", "stem.0.", key)
-    key = re.sub(r"^features\.norm0\.", "stem.1.", key)
-    key = re.sub(r"^features\.norm5\.", "norm_final.", key)
-    key = re.sub(r"^features\.denseblock(\d+)\.", lambda m: f"blocks.{2 * int(m.group(1)) - 2}.", key)
-    key = re.sub(r"^features\.transition(\d+)\.(norm|conv)\.",
-                 lambda m: f"blocks.{2 * int(m.group(1)) - 1}.{0 if m.group(2) == 'norm' else 2}.", key)
-    return re.sub(r"^classifier\.", "fc.", key)
+# -- published layouts: each family module declares ``CHECKPOINT_ADAPTERS`` -------------------------------------
+@dataclass(frozen=True)
+class CheckpointAdapter:
+    """One published key layout of a family (as timm's ``checkpoint_filter_fn``): its ``name``, a ``marker`` key only
+    that layout has, and the ``rule`` that renames one of its keys (given the whole state, for context) to ours."""
+
+    name: str
+    marker: str
+    rule: Callable[[str, Mapping[str, torch.Tensor]], str]
 
 
-def _resnet(key: str, state: Mapping[str, torch.Tensor]) -> str:
-    key = re.sub(r"^conv1\.", "stem.0.0.", key)
-    key = re.sub(r"^bn1\.", "stem.0.1.", key)
-    key = re.sub(r"^layer(\d+)\.(\d+)\.conv(\d)\.", lambda m: f"stages.{int(m.group(1)) - 1}.{m.group(2)}.conv{m.group(3)}.0.", key)
-    key = re.sub(r"^layer(\d+)\.(\d+)\.bn(\d)\.", lambda m: f"stages.{int(m.group(1)) - 1}.{m.group(2)}.conv{m.group(3)}.1.", key)
-    return re.sub(r"^layer(\d+)\.", lambda m: f"stages.{int(m.group(1)) - 1}.", key)
+def checkpoint_adapters(model: nn.Module) -> tuple[CheckpointAdapter, ...]:
+    """The adapters declared by the family module of ``model``'s class (``CHECKPOINT_ADAPTERS``; none: ``()``)."""
+    return tuple(getattr(sys.modules.get(type(model).__module__), "CHECKPOINT_ADAPTERS", ()))
 
 
-def _vgg(key: str, state: Mapping[str, torch.Tensor]) -> str:
-    for theirs, ours in (("classifier.0.", "pre_logits.mlp.0."), ("classifier.3.", "pre_logits.mlp.3."),
-                         ("classifier.6.", "fc."), ("pre_logits.fc1.", "pre_logits.mlp.0."),
-                         ("pre_logits.fc2.", "pre_logits.mlp.3."), ("head.fc.", "fc.")):
-        if key.startswith(theirs):
-            return ours + key[len(theirs):]
-    return key
-
-
-def _mobilenet_v2(key: str, state: Mapping[str, torch.Tensor]) -> str:
-    """torchvision ends a block with a bare 1×1 conv ``conv.K`` and its BN ``conv.K+1``; ours nests both in ``conv.K``."""
-    m = re.match(r"^features\.(\d+)\.conv\.(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$", key)
-    if m:
-        block, k, leaf = m.groups()
-        is_bn = f"features.{block}.conv.{k}.running_mean" in state
-        return f"features.{block}.conv.{int(k) - 1 if is_bn else k}.{1 if is_bn else 0}.{leaf}"
-    return re.sub(r"^classifier\.1\.", "fc.", key)
-
-
-def _mobilenet_v3_torchvision(key: str, state: Mapping[str, torch.Tensor]) -> str:
-    key = re.sub(r"^features\.0\.", "stem.", key)
-    key = re.sub(r"^features\.12\.", "conv_head.", key)
-    key = re.sub(r"^classifier\.0\.", "head_hidden.", key)
-    key = re.sub(r"^classifier\.3\.", "fc.", key)
-    m = re.match(r"^features\.(\d+)\.block\.(\d+)\.(.*)$", key)
-    if not m:
-        return key
-    block, j, rest = int(m.group(1)), int(m.group(2)), m.group(3)
-    prefix = f"features.{block}.block"
-    parts = [] if state[f"{prefix}.0.0.weight"].shape[1] == 1 else ["conv_pw"]  # no expansion: starts depthwise
-    parts.append("conv_dw")
-    if f"{prefix}.{len(parts)}.fc1.weight" in state:
-        parts.append("se")
-    parts.append("conv_pwl")
-    return f"blocks.{block - 1}.{parts[j]}.{rest}"
-
-
-_TIMM_MBV3_STAGES = (1, 2, 3, 2, 3)  # blocks per timm stage of mobilenetv3_small (stage 5 is the 576 conv)
-
-
-def _mobilenet_v3_timm(key: str, state: Mapping[str, torch.Tensor]) -> str:
-    key = re.sub(r"^conv_stem\.", "stem.0.", key)
-    key = re.sub(r"^bn1\.", "stem.1.", key)
-    key = re.sub(r"^blocks\.5\.0\.conv\.", "conv_head.0.", key)
-    key = re.sub(r"^blocks\.5\.0\.bn1\.", "conv_head.1.", key)
-    key = re.sub(r"^conv_head\.(weight|bias)$", r"head_hidden.\1", key)
-    key = re.sub(r"^classifier\.", "fc.", key)
-    m = re.match(r"^blocks\.(\d+)\.(\d+)\.(.*)$", key)
-    if not m:
-        return key
-    stage, b, rest = int(m.group(1)), int(m.group(2)), m.group(3)
-    flat = sum(_TIMM_MBV3_STAGES[:stage]) + b
-    names = ({"conv_dw": "conv_dw.0", "bn1": "conv_dw.1", "conv_pw": "conv_pwl.0", "bn2": "conv_pwl.1"} if flat == 0
-             else {"conv_pw": "conv_pw.0", "bn1": "conv_pw.1", "conv_dw": "conv_dw.0", "bn2": "conv_dw.1",
-                   "conv_pwl": "conv_pwl.0", "bn3": "conv_pwl.1"})
-    names.update({"se.conv_reduce": "se.fc1", "se.conv_expand": "se.fc2"})
-    module, leaf = rest.rsplit(".", 1)
-    return f"blocks.{flat}.{names.get(module, module)}.{leaf}"
-
-
-#: (name, a key only that layout has, renaming rule)
-LAYOUTS = (("torchvision/timm DenseNet", "features.denseblock1.denselayer1.conv1.weight", _densenet),
-           ("torchvision/timm ResNet", "layer1.0.conv1.weight", _resnet),
-           ("torchvision VGG", "classifier.6.weight", _vgg),
-           ("timm VGG", "pre_logits.fc1.weight", _vgg),
-           ("torchvision MobileNetV2", "features.18.0.weight", _mobilenet_v2),
-           ("torchvision MobileNetV3", "features.1.block.0.0.weight", _mobilenet_v3_torchvision),
-           ("timm MobileNetV3", "conv_stem.weight", _mobilenet_v3_timm))
-
-
-def _rename(source: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
-    """The checkpoint under our names if its layout is a known published one, else ``None``."""
-    for _, marker, rule in LAYOUTS:
-        if marker in source:
-            return {rule(k, source): v for k, v in source.items()}
+def _rename(source: Mapping[str, torch.Tensor], model: nn.Module) -> dict[str, torch.Tensor] | None:
+    """The checkpoint under our names if its layout is one ``model``'s family declares, else ``None``."""
+    for adapter in checkpoint_adapters(model):
+        if adapter.marker in source:
+            return {adapter.rule(k, source): v for k, v in source.items()}
     return None
 
 
@@ -186,7 +115,7 @@ def remap_state_dict(source: Mapping[str, torch.Tensor], model: nn.Module) -> di
     """The checkpoint's tensors under ``model``'s state-dict names: renamed by its published layout's rules, or
     else paired in registration order. ``ValueError`` names the first tensor that does not fit."""
     target = model.state_dict()
-    renamed = _rename(source)
+    renamed = _rename(source, model)
     if renamed is not None:
         extra = sorted(set(renamed) - set(target))
         missing = sorted(k for k in set(target) - set(renamed) if not k.endswith("num_batches_tracked"))

@@ -8,7 +8,8 @@ how :class:`DxNet` (Dense xUnit Networks, Kligvasser & Michaeli) builds its x-de
 """
 from __future__ import annotations
 
-from typing import Sequence
+import re
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -17,7 +18,8 @@ import torch.utils.checkpoint as cp
 
 from ..layers import create_act
 from ._base import Classifier, init_weights
-from ._registry import register_model
+from ._registry import CIFAR_CFG, IMAGENET_CFG, model_cfg, register_model
+from ._weights import CheckpointAdapter
 
 __all__ = ["DenseNet", "DxNet", "DenseLayer", "DenseBlock", "Transition", "dense_body"]
 
@@ -206,36 +208,41 @@ def _cifar_densenet(block_config: Sequence[int], **kwargs) -> DenseNet:
     return DenseNet(block_config=block_config, stem="cifar", **kwargs)
 
 
+#: declared preprocessing and layer names (``pretrained_cfg``)
+_IMAGENET = model_cfg(**IMAGENET_CFG, first_conv="stem.0", classifier="fc")
+_CIFAR = model_cfg(**CIFAR_CFG, first_conv="stem.0", classifier="fc")
+
+
 @register_model(paper=HUANG, source="DenseNet-BC-100 (k=12); Dense xUnit paper Table 1 baseline (0.8M)",
-                tags=("densenet", "cifar"))
+                tags=("densenet", "cifar"), cfg=_CIFAR)
 def densenet_bc_cifar_16_16_16(**kwargs) -> DenseNet:
     """DenseNet-BC-100, k=12 for 32×32 inputs: 769,162 parameters with 10 classes."""
     return _cifar_densenet((16, 16, 16), **kwargs)
 
 
 @register_model(paper=HUANG, source="DenseNet-BC-160 (k=12); Dense xUnit paper Table 1 baseline (1.7M)",
-                tags=("densenet", "cifar"))
+                tags=("densenet", "cifar"), cfg=_CIFAR)
 def densenet_bc_cifar_26_26_26(**kwargs) -> DenseNet:
     """DenseNet-BC-160, k=12 for 32×32 inputs."""
     return _cifar_densenet((26, 26, 26), **kwargs)
 
 
 @register_model(paper=HUANG, source="DenseNet-BC-40 (k=12), a small CPU-friendly baseline",
-                tags=("densenet", "cifar", "small"))
+                tags=("densenet", "cifar", "small"), cfg=_CIFAR)
 def densenet_bc_cifar_6_6_6(**kwargs) -> DenseNet:
     """DenseNet-BC-40, k=12 for 32×32 inputs (fast CPU baseline)."""
     return _cifar_densenet((6, 6, 6), **kwargs)
 
 
 @register_model(paper=HUANG, source="Table 1 (DenseNet-121, k=32)", input_size=(3, 224, 224), num_classes=1000,
-                tags=("densenet", "imagenet"))
+                tags=("densenet", "imagenet"), cfg=_IMAGENET)
 def densenet121(**kwargs) -> DenseNet:
     """DenseNet-121 (k=32, 6-12-24-16): 7,978,856 parameters, ~2.87 GMACs at 224."""
     return DenseNet((6, 12, 24, 16), growth_rate=32, stem="imagenet", **{"num_classes": 1000, **kwargs})
 
 
 @register_model(paper=HUANG, source="Table 1 (DenseNet-169, k=32)", input_size=(3, 224, 224), num_classes=1000,
-                tags=("densenet", "imagenet"))
+                tags=("densenet", "imagenet"), cfg=_IMAGENET)
 def densenet169(**kwargs) -> DenseNet:
     """DenseNet-169 (k=32, 6-12-32-32)."""
     return DenseNet((6, 12, 32, 32), growth_rate=32, stem="imagenet", **{"num_classes": 1000, **kwargs})
@@ -281,7 +288,7 @@ def _cifar_dxnet(block_config: Sequence[int], **kwargs) -> DxNet:
 
 
 @register_model(paper=KLIGVASSER, source="Table 1 (DxNet 12-12-12, 0.5M params)", tags=("dxnet", "cifar"),
-                notes="SVHN variant: drop_rate=0.2")
+                notes="SVHN variant: drop_rate=0.2", cfg=_CIFAR)
 def dxnet_cifar_12_12_12(**kwargs) -> DxNet:
     """DxNet 12-12-12 (k=12, r=0.5, 24-channel stem + xUnit) for 32×32 inputs: 532,162 params.
 
@@ -293,7 +300,7 @@ def dxnet_cifar_12_12_12(**kwargs) -> DxNet:
 
 
 @register_model(paper=KLIGVASSER, source="Table 1 (DxNet 19-19-19, 1.0M params)", tags=("dxnet", "cifar"),
-                notes="SVHN variant: drop_rate=0.2")
+                notes="SVHN variant: drop_rate=0.2", cfg=_CIFAR)
 def dxnet_cifar_19_19_19(**kwargs) -> DxNet:
     """DxNet 19-19-19 (k=12, r=0.5, 24-channel stem + xUnit) for 32×32 inputs: 1,090,930 params.
 
@@ -306,7 +313,7 @@ def dxnet_cifar_19_19_19(**kwargs) -> DxNet:
 
 
 @register_model(paper=KLIGVASSER, source="x-dense 4-4-4 (the paper's DxNet_4,4,4 depth; small CPU model)",
-                tags=("dxnet", "cifar", "small"))
+                tags=("dxnet", "cifar", "small"), cfg=_CIFAR)
 def dxnet_cifar_4_4_4(**kwargs) -> DxNet:
     """DxNet 4-4-4 (k=12) for 32×32 inputs: 119,650 params, a fast CPU counterpart of DenseNet-BC 6-6-6."""
     return _cifar_dxnet((4, 4, 4), **kwargs)
@@ -314,7 +321,8 @@ def dxnet_cifar_4_4_4(**kwargs) -> DxNet:
 
 @register_model(paper=KLIGVASSER, source="Sec. 4.1 / Fig. 1 (DxNet-105: 6-12-20-12, k=32, r=0.5)",
                 input_size=(3, 224, 224), num_classes=1000, tags=("dxnet", "imagenet"),
-                notes="ImageNet stem as DenseNet-121 (7×7/2 conv-BN-ReLU) followed by an xUnit, then max-pool")
+                notes="ImageNet stem as DenseNet-121 (7×7/2 conv-BN-ReLU) followed by an xUnit, then max-pool",
+                cfg=_IMAGENET)
 def dxnet_imagenet_105(**kwargs) -> DxNet:
     """DxNet-105 (6-12-20-12, k=32, r=0.5): 6,484,840 params with 1000 classes.
 
@@ -322,3 +330,18 @@ def dxnet_imagenet_105(**kwargs) -> DxNet:
     xUnit after it (as on CIFAR, where the stem conv is followed by an xUnit).
     """
     return DxNet((6, 12, 20, 12), growth_rate=32, stem="imagenet", **{"num_classes": 1000, **kwargs})
+
+
+# -- published checkpoint layouts (create_model(..., pretrained=PATH)) -------------------------------------------
+def _torchvision_keys(key: str, state: Mapping[str, torch.Tensor]) -> str:
+    key = re.sub(r"^features\.conv0\.", "stem.0.", key)
+    key = re.sub(r"^features\.norm0\.", "stem.1.", key)
+    key = re.sub(r"^features\.norm5\.", "norm_final.", key)
+    key = re.sub(r"^features\.denseblock(\d+)\.", lambda m: f"blocks.{2 * int(m.group(1)) - 2}.", key)
+    key = re.sub(r"^features\.transition(\d+)\.(norm|conv)\.",
+                 lambda m: f"blocks.{2 * int(m.group(1)) - 1}.{0 if m.group(2) == 'norm' else 2}.", key)
+    return re.sub(r"^classifier\.", "fc.", key)
+
+
+CHECKPOINT_ADAPTERS = (CheckpointAdapter("torchvision/timm DenseNet", "features.denseblock1.denselayer1.conv1.weight",
+                                         _torchvision_keys),)

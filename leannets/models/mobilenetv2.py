@@ -17,7 +17,8 @@ In the replaced stages an inverted residual is 1×1 expand → BN → ReLU6 (if 
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+import re
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -25,7 +26,8 @@ import torch.nn as nn
 from ..layers import ConvBnAct, create_conv, make_divisible
 from ..layers.multiception import stage_kernel_sizes
 from ._base import Classifier, init_weights
-from ._registry import register_model
+from ._registry import CIFAR_CFG, IMAGENET_CFG, model_cfg, register_model
+from ._weights import CheckpointAdapter
 from .resnet_cifar import BAO
 
 __all__ = ["InvertedResidual", "MobileNetV2Cifar", "MBV2_SETTINGS", "BLOCKS"]
@@ -128,8 +130,13 @@ class MobileNetV2Cifar(Classifier):
         return self.features(x)
 
 
+#: declared preprocessing and layer names (``pretrained_cfg``)
+_IMAGENET = model_cfg(**IMAGENET_CFG, first_conv="features.0.0", classifier="fc")
+_CIFAR = model_cfg(**CIFAR_CFG, first_conv="features.0.0", classifier="fc")
+
+
 @register_model(paper=BAO, source=f"Table 2, MobileNet-V2 (dsconv); architecture: {SANDLER}",
-                tags=("multiception", "cifar", "stl10", "mobilenetv2", "dsconv"))
+                tags=("multiception", "cifar", "stl10", "mobilenetv2", "dsconv"), cfg=_CIFAR)
 def mobilenetv2_cifar_dsconv(**kwargs: Any) -> MobileNetV2Cifar:
     """MobileNetV2 (stride-1 stem) with dsconv in the 16/24-channel stages; 32×32 by default, STL-10 uses 96×96
     inputs (Table 2)."""
@@ -137,7 +144,7 @@ def mobilenetv2_cifar_dsconv(**kwargs: Any) -> MobileNetV2Cifar:
 
 
 @register_model(paper=BAO, source=f"Table 2, MobileNet-V2 (mixconv); architecture: {SANDLER}",
-                tags=("multiception", "cifar", "stl10", "mobilenetv2", "mixconv"))
+                tags=("multiception", "cifar", "stl10", "mobilenetv2", "mixconv"), cfg=_CIFAR)
 def mobilenetv2_cifar_mixconv(**kwargs: Any) -> MobileNetV2Cifar:
     """MobileNetV2 (stride-1 stem) with mixconv in the 16/24-channel stages; 32×32 by default, STL-10 uses 96×96
     inputs (Table 2)."""
@@ -145,7 +152,7 @@ def mobilenetv2_cifar_mixconv(**kwargs: Any) -> MobileNetV2Cifar:
 
 
 @register_model(paper=BAO, source=f"Table 2, MobileNet-V2 (multiception); architecture: {SANDLER}",
-                tags=("multiception", "cifar", "stl10", "mobilenetv2", "multiception"))
+                tags=("multiception", "cifar", "stl10", "mobilenetv2", "multiception"), cfg=_CIFAR)
 def mobilenetv2_cifar_multiception(**kwargs: Any) -> MobileNetV2Cifar:
     """MobileNetV2 (stride-1 stem) with multiception in the 16/24-channel stages; 32×32 by default, STL-10 uses 96×96
     inputs (Table 2)."""
@@ -154,8 +161,22 @@ def mobilenetv2_cifar_multiception(**kwargs: Any) -> MobileNetV2Cifar:
 
 @register_model(paper=SANDLER, source="Sandler et al. Table 2 (ImageNet layout: stride-2 stem, the original block); "
                 "torchvision's mobilenet_v2, 3,504,872 parameters", input_size=(3, 224, 224), num_classes=1000,
-                tags=("mobilenetv2", "imagenet"))
+                tags=("mobilenetv2", "imagenet"), cfg=_IMAGENET)
 def mobilenetv2_100(**kwargs: Any) -> MobileNetV2Cifar:
     """MobileNetV2 ×1.0 for ImageNet: the original block everywhere (the layout of torchvision's checkpoints)."""
     return MobileNetV2Cifar(**{"conv_type": "dsconv", "kernel_sizes": [], "block": "linear", "stem_stride": 2,
                                "num_classes": 1000, **kwargs})
+
+
+# -- published checkpoint layouts (create_model(..., pretrained=PATH)) -------------------------------------------
+def _torchvision_keys(key: str, state: Mapping[str, torch.Tensor]) -> str:
+    """torchvision ends a block with a bare 1×1 conv ``conv.K`` and its BN ``conv.K+1``; ours nests both in ``conv.K``."""
+    m = re.match(r"^features\.(\d+)\.conv\.(\d+)\.(weight|bias|running_mean|running_var|num_batches_tracked)$", key)
+    if m:
+        block, k, leaf = m.groups()
+        is_bn = f"features.{block}.conv.{k}.running_mean" in state
+        return f"features.{block}.conv.{int(k) - 1 if is_bn else k}.{1 if is_bn else 0}.{leaf}"
+    return re.sub(r"^classifier\.1\.", "fc.", key)
+
+
+CHECKPOINT_ADAPTERS = (CheckpointAdapter("torchvision MobileNetV2", "features.18.0.weight", _torchvision_keys),)

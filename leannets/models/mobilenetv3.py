@@ -35,8 +35,9 @@ entries (``"dw"``, ``"xsep"`` or ``"xsep<k>"``) chooses per block.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import torch
 import torch.nn as nn
@@ -45,7 +46,8 @@ from ..layers import ConvBn, ConvBnAct, SqueezeExcite, create_act, make_divisibl
 from ..layers.padding import assign_padding_schedule
 from ..layers.xsepconv import XSepConv
 from ._base import Classifier, init_weights
-from ._registry import register_model
+from ._registry import CIFAR_CFG, IMAGENET_CFG, model_cfg, register_model
+from ._weights import CheckpointAdapter
 
 __all__ = ["MobileNetV3Small", "InvertedResidual", "BlockSpec", "SMALL_BLOCKS", "LAYOUTS", "WIDTH_RULES",
            "paper_depthwise"]
@@ -239,6 +241,13 @@ _LAYOUT_INFO = {
 }
 
 
+#: declared preprocessing and layer names per layout (``pretrained_cfg``): Tiny-ImageNet is ImageNet's statistics
+#: at full crop, CIFAR its own.
+_CFG = {"imagenet": model_cfg(**IMAGENET_CFG, first_conv="stem.0", classifier="fc"),
+        "cifar": model_cfg(**CIFAR_CFG, first_conv="stem.0", classifier="fc"),
+        "tiny": model_cfg(**{**IMAGENET_CFG, "crop_pct": 1.0}, first_conv="stem.0", classifier="fc")}
+
+
 def _register(name: str, layout: str, tag: str, xsep: bool, suffix: str = "", **fixed: object) -> None:
     """Register ``name`` (written out at the call, so grep finds every model) for one layout/width/depthwise."""
     infix, input_size, classes, source = _LAYOUT_INFO[layout]
@@ -264,7 +273,7 @@ def _register(name: str, layout: str, tag: str, xsep: bool, suffix: str = "", **
 
     fn.__name__ = name
     fn.__doc__ = f"MobileNetV3-Small {layout} layout, width {width}{', XSepConv' if xsep else ''}{suffix}."
-    register_model(paper=paper, source=src, input_size=input_size, num_classes=classes,
+    register_model(paper=paper, source=src, input_size=input_size, num_classes=classes, cfg=_CFG[layout],
                    tags=("mobilenetv3", layout) + (("xsepconv",) if xsep else ()), name=name)(fn)
 
 
@@ -296,3 +305,49 @@ _register("mobilenetv3_small_tiny_100_k7down", "tiny", "100", xsep=False, suffix
 _register("mobilenetv3_small_tiny_100_k7mid", "tiny", "100", xsep=False, suffix="_k7mid", mid_kernel=7)
 _register("mobilenetv3_small_tiny_100_k7down_xsep", "tiny", "100", xsep=True, suffix="_k7down", down_kernel=7)
 _register("mobilenetv3_small_tiny_100_k7mid_xsep", "tiny", "100", xsep=True, suffix="_k7mid", mid_kernel=7)
+
+
+# -- published checkpoint layouts (create_model(..., pretrained=PATH)) -------------------------------------------
+def _torchvision_keys(key: str, state: Mapping[str, torch.Tensor]) -> str:
+    key = re.sub(r"^features\.0\.", "stem.", key)
+    key = re.sub(r"^features\.12\.", "conv_head.", key)
+    key = re.sub(r"^classifier\.0\.", "head_hidden.", key)
+    key = re.sub(r"^classifier\.3\.", "fc.", key)
+    m = re.match(r"^features\.(\d+)\.block\.(\d+)\.(.*)$", key)
+    if not m:
+        return key
+    block, j, rest = int(m.group(1)), int(m.group(2)), m.group(3)
+    prefix = f"features.{block}.block"
+    parts = [] if state[f"{prefix}.0.0.weight"].shape[1] == 1 else ["conv_pw"]  # no expansion: starts depthwise
+    parts.append("conv_dw")
+    if f"{prefix}.{len(parts)}.fc1.weight" in state:
+        parts.append("se")
+    parts.append("conv_pwl")
+    return f"blocks.{block - 1}.{parts[j]}.{rest}"
+
+
+_TIMM_MBV3_STAGES = (1, 2, 3, 2, 3)  # blocks per timm stage of mobilenetv3_small (stage 5 is the 576 conv)
+
+
+def _timm_keys(key: str, state: Mapping[str, torch.Tensor]) -> str:
+    key = re.sub(r"^conv_stem\.", "stem.0.", key)
+    key = re.sub(r"^bn1\.", "stem.1.", key)
+    key = re.sub(r"^blocks\.5\.0\.conv\.", "conv_head.0.", key)
+    key = re.sub(r"^blocks\.5\.0\.bn1\.", "conv_head.1.", key)
+    key = re.sub(r"^conv_head\.(weight|bias)$", r"head_hidden.\1", key)
+    key = re.sub(r"^classifier\.", "fc.", key)
+    m = re.match(r"^blocks\.(\d+)\.(\d+)\.(.*)$", key)
+    if not m:
+        return key
+    stage, b, rest = int(m.group(1)), int(m.group(2)), m.group(3)
+    flat = sum(_TIMM_MBV3_STAGES[:stage]) + b
+    names = ({"conv_dw": "conv_dw.0", "bn1": "conv_dw.1", "conv_pw": "conv_pwl.0", "bn2": "conv_pwl.1"} if flat == 0
+             else {"conv_pw": "conv_pw.0", "bn1": "conv_pw.1", "conv_dw": "conv_dw.0", "bn2": "conv_dw.1",
+                   "conv_pwl": "conv_pwl.0", "bn3": "conv_pwl.1"})
+    names.update({"se.conv_reduce": "se.fc1", "se.conv_expand": "se.fc2"})
+    module, leaf = rest.rsplit(".", 1)
+    return f"blocks.{flat}.{names.get(module, module)}.{leaf}"
+
+
+CHECKPOINT_ADAPTERS = (CheckpointAdapter("torchvision MobileNetV3", "features.1.block.0.0.weight", _torchvision_keys),
+                       CheckpointAdapter("timm MobileNetV3", "conv_stem.weight", _timm_keys))

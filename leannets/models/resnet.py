@@ -9,14 +9,16 @@ live in ``resnet_cifar.py``.
 """
 from __future__ import annotations
 
-from typing import Sequence
+import re
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn as nn
 
 from ..layers import create_conv
 from ._base import Classifier
-from ._registry import register_model
+from ._registry import IMAGENET_CFG, model_cfg, register_model
+from ._weights import CheckpointAdapter
 
 __all__ = ["ResNet", "Bottleneck", "VERSIONS"]
 
@@ -98,8 +100,12 @@ class ResNet(Classifier):
         return self.stages(self.stem(x))
 
 
+#: declared preprocessing and layer names (``pretrained_cfg``)
+_IMAGENET = model_cfg(**IMAGENET_CFG, first_conv="stem.0.0", classifier="fc")
+
+
 @register_model(paper=HE, source="Table 1 (50-layer); WAE paper Table 5 baseline", input_size=(3, 224, 224),
-                num_classes=1000, tags=("resnet", "imagenet"))
+                num_classes=1000, tags=("resnet", "imagenet"), cfg=_IMAGENET)
 def resnet50(**kwargs) -> ResNet:
     """ResNet-50: 25,557,032 parameters, 4.09 GMACs at 224×224 (1000 classes)."""
     return ResNet((3, 4, 6, 3), **{"num_classes": 1000, **kwargs})
@@ -107,7 +113,20 @@ def resnet50(**kwargs) -> ResNet:
 
 @register_model(paper=HE, source="Table 1 (50-layer), the original layout of the 2015 Caffe model; WAE paper Table 5",
                 input_size=(3, 224, 224), num_classes=1000, tags=("resnet", "imagenet"),
-                notes="ResNet v1: the stride of each downsampling bottleneck sits on its first 1×1 conv.")
+                notes="ResNet v1: the stride of each downsampling bottleneck sits on its first 1×1 conv.",
+                cfg=_IMAGENET)
 def resnet50_v1(**kwargs) -> ResNet:
     """ResNet-50 v1: 25,557,032 parameters, 3.86 GMACs at 224×224 (1000 classes)."""
     return ResNet((3, 4, 6, 3), **{"num_classes": 1000, "version": "1", **kwargs})
+
+
+# -- published checkpoint layouts (create_model(..., pretrained=PATH)) -------------------------------------------
+def _torchvision_keys(key: str, state: Mapping[str, torch.Tensor]) -> str:
+    key = re.sub(r"^conv1\.", "stem.0.0.", key)
+    key = re.sub(r"^bn1\.", "stem.0.1.", key)
+    key = re.sub(r"^layer(\d+)\.(\d+)\.conv(\d)\.", lambda m: f"stages.{int(m.group(1)) - 1}.{m.group(2)}.conv{m.group(3)}.0.", key)
+    key = re.sub(r"^layer(\d+)\.(\d+)\.bn(\d)\.", lambda m: f"stages.{int(m.group(1)) - 1}.{m.group(2)}.conv{m.group(3)}.1.", key)
+    return re.sub(r"^layer(\d+)\.", lambda m: f"stages.{int(m.group(1)) - 1}.", key)
+
+
+CHECKPOINT_ADAPTERS = (CheckpointAdapter("torchvision/timm ResNet", "layer1.0.conv1.weight", _torchvision_keys),)

@@ -18,7 +18,7 @@ import torch.nn as nn
 from ..layers import SqueezeExcite, create_conv
 from ..layers.multiception import stage_kernel_sizes
 from ._base import Classifier
-from ._registry import register_model
+from ._registry import CIFAR_CFG, model_cfg, register_model
 
 __all__ = ["CifarResNet", "BasicBlock", "BAO", "CONV_TYPES"]
 
@@ -122,42 +122,48 @@ R20_SOURCE = "Table 5 / Table 1, ResNet-20 (CIFAR-10: 272,474 std / 189,434 Mult
 R50_SOURCE = ("Table 5 / Tables 1-4, ResNet-50 (CIFAR-10: 758,554 std / 509,434 Multiception; "
               "num_classes=100 for CIFAR-100, 1000 for ImageNet32)")
 
-@register_model(paper=BAO, source=f"{R20_SOURCE} (standard)", tags=("multiception", "cifar", "standard"))
+#: declared preprocessing and layer names (``pretrained_cfg``)
+_CIFAR = model_cfg(**CIFAR_CFG, first_conv="stem.0.0", classifier="fc")
+
+
+@register_model(paper=BAO, source=f"{R20_SOURCE} (standard)", tags=("multiception", "cifar", "standard"), cfg=_CIFAR)
 def resnet20_standard(**kwargs: Any) -> CifarResNet:
     """CIFAR ResNet-20 (n=3) with standard first convs."""
     return CifarResNet(20, **{"conv_type": "standard", **kwargs})
 
-@register_model(paper=BAO, source=f"{R20_SOURCE} (dsconv)", tags=("multiception", "cifar", "dsconv"))
+@register_model(paper=BAO, source=f"{R20_SOURCE} (dsconv)", tags=("multiception", "cifar", "dsconv"), cfg=_CIFAR)
 def resnet20_dsconv(**kwargs: Any) -> CifarResNet:
     """CIFAR ResNet-20 (n=3) with dsconv first convs."""
     return CifarResNet(20, **{"conv_type": "dsconv", **kwargs})
 
-@register_model(paper=BAO, source=f"{R20_SOURCE} (mixconv)", tags=("multiception", "cifar", "mixconv"))
+@register_model(paper=BAO, source=f"{R20_SOURCE} (mixconv)", tags=("multiception", "cifar", "mixconv"), cfg=_CIFAR)
 def resnet20_mixconv(**kwargs: Any) -> CifarResNet:
     """CIFAR ResNet-20 (n=3) with mixconv first convs."""
     return CifarResNet(20, **{"conv_type": "mixconv", **kwargs})
 
-@register_model(paper=BAO, source=f"{R20_SOURCE} (multiception)", tags=("multiception", "cifar", "multiception"))
+@register_model(paper=BAO, source=f"{R20_SOURCE} (multiception)", tags=("multiception", "cifar", "multiception"),
+                cfg=_CIFAR)
 def resnet20_multiception(**kwargs: Any) -> CifarResNet:
     """CIFAR ResNet-20 (n=3) with multiception first convs."""
     return CifarResNet(20, **{"conv_type": "multiception", **kwargs})
 
-@register_model(paper=BAO, source=f"{R50_SOURCE} (standard)", tags=("multiception", "cifar", "standard"))
+@register_model(paper=BAO, source=f"{R50_SOURCE} (standard)", tags=("multiception", "cifar", "standard"), cfg=_CIFAR)
 def resnet50_cifar_standard(**kwargs: Any) -> CifarResNet:
     """CIFAR ResNet-50 (6n+2, n=8, basic blocks) with standard first convs."""
     return CifarResNet(50, **{"conv_type": "standard", **kwargs})
 
-@register_model(paper=BAO, source=f"{R50_SOURCE} (dsconv)", tags=("multiception", "cifar", "dsconv"))
+@register_model(paper=BAO, source=f"{R50_SOURCE} (dsconv)", tags=("multiception", "cifar", "dsconv"), cfg=_CIFAR)
 def resnet50_cifar_dsconv(**kwargs: Any) -> CifarResNet:
     """CIFAR ResNet-50 (6n+2, n=8, basic blocks) with dsconv first convs."""
     return CifarResNet(50, **{"conv_type": "dsconv", **kwargs})
 
-@register_model(paper=BAO, source=f"{R50_SOURCE} (mixconv)", tags=("multiception", "cifar", "mixconv"))
+@register_model(paper=BAO, source=f"{R50_SOURCE} (mixconv)", tags=("multiception", "cifar", "mixconv"), cfg=_CIFAR)
 def resnet50_cifar_mixconv(**kwargs: Any) -> CifarResNet:
     """CIFAR ResNet-50 (6n+2, n=8, basic blocks) with mixconv first convs."""
     return CifarResNet(50, **{"conv_type": "mixconv", **kwargs})
 
-@register_model(paper=BAO, source=f"{R50_SOURCE} (multiception)", tags=("multiception", "cifar", "multiception"))
+@register_model(paper=BAO, source=f"{R50_SOURCE} (multiception)", tags=("multiception", "cifar", "multiception"),
+                cfg=_CIFAR)
 def resnet50_cifar_multiception(**kwargs: Any) -> CifarResNet:
     """CIFAR ResNet-50 (6n+2, n=8, basic blocks) with multiception first convs."""
     return CifarResNet(50, **{"conv_type": "multiception", **kwargs})

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from ..layers import create_act
 from ._base import LeanModule, init_weights
 from .densenet import dense_body
-from ._registry import register_model
+from ._registry import PIXEL_CFG, model_cfg, register_model
 
 __all__ = ["RestorationNet", "DenseDenoiser", "DenseSR", "DnCNN", "ConvXUnitNet", "SubPixelUpsampler"]
 
@@ -270,30 +270,35 @@ class ConvXUnitNet(_FeedForwardDenoiser):
 # Registered models
 # ---------------------------------------------------------------------------------------------
 
+# Restoration models see [0, 1] pixels (no normalisation); ``first_conv`` names the conv that reads the image.
+_DENSE_CFG = model_cfg(**PIXEL_CFG, first_conv="stem.0")
+_BODY_CFG = model_cfg(**PIXEL_CFG, first_conv="body.0")
 _DN = dict(paper=DXNET, input_size=(1, 64, 64), num_classes=0, task="denoising")
-_SR = dict(paper=DXNET, input_size=(3, 32, 32), num_classes=0, task="super_resolution")
+_SR = dict(paper=DXNET, input_size=(3, 32, 32), num_classes=0, task="super_resolution", cfg=_DENSE_CFG)
 
 
-@register_model(source="§4.3, Fig. 8 (DxNet_{4,4,4}, k=16, r=0.5)", tags=("dxnet", "denoising"), **_DN)
+@register_model(source="§4.3, Fig. 8 (DxNet_{4,4,4}, k=16, r=0.5)", tags=("dxnet", "denoising"), **_DN, cfg=_DENSE_CFG)
 def dxnet_denoise_4_4_4(**kwargs) -> DenseDenoiser:
     """DxNet_{4,4,4} denoiser: 140,545 parameters (gray), ≈ ¼ of DnCNN."""
     return DenseDenoiser(**{"block_config": (4, 4, 4), **kwargs})
 
 
-@register_model(source="§4.3–4.4, Figs. 8–9 (DxNet_{4,6,8}, k=16, r=0.5)", tags=("dxnet", "denoising"), **_DN)
+@register_model(source="§4.3–4.4, Figs. 8–9 (DxNet_{4,6,8}, k=16, r=0.5)", tags=("dxnet", "denoising"), **_DN,
+                cfg=_DENSE_CFG)
 def dxnet_denoise_4_6_8(**kwargs) -> DenseDenoiser:
     """DxNet_{4,6,8} denoiser (the Fig. 9 sharpness model)."""
     return DenseDenoiser(**{"block_config": (4, 6, 8), **kwargs})
 
 
 @register_model(source="§4.3, Fig. 8 (DenseNet_{4,4,4} baseline, k=16, r=0.5)", tags=("densenet", "denoising"),
-                **_DN)
+                **_DN, cfg=_DENSE_CFG)
 def densenet_denoise_4_4_4(**kwargs) -> DenseDenoiser:
     """DenseNet_{4,4,4} denoiser: the DxNet layout with ReLU-only layers (no xUnits)."""
     return DenseDenoiser(**{"block_config": (4, 4, 4), "gate": None, "stem_gate": None, **kwargs})
 
 
-@register_model(source="§4.3–4.4, Figs. 8–9 (DenseNet_{4,6,8} baseline)", tags=("densenet", "denoising"), **_DN)
+@register_model(source="§4.3–4.4, Figs. 8–9 (DenseNet_{4,6,8} baseline)", tags=("densenet", "denoising"), **_DN,
+                cfg=_DENSE_CFG)
 def densenet_denoise_4_6_8(**kwargs) -> DenseDenoiser:
     """DenseNet_{4,6,8} denoiser (the Fig. 9 sharpness baseline)."""
     return DenseDenoiser(**{"block_config": (4, 6, 8), "gate": None, "stem_gate": None, **kwargs})
@@ -325,28 +330,28 @@ def densenet32_sr(**kwargs) -> DenseSR:
 
 
 @register_model(paper=DNCNN, source="DnCNN-S (17 layers, 64 ch); Dense xUnit paper Fig. 8 baseline",
-                input_size=(1, 64, 64), num_classes=0, task="denoising", tags=("dncnn", "denoising"))
+                input_size=(1, 64, 64), num_classes=0, task="denoising", tags=("dncnn", "denoising"), cfg=_BODY_CFG)
 def dncnn(**kwargs) -> DnCNN:
     """DnCNN, 17 layers × 64 channels: 556,097 parameters (gray)."""
     return DnCNN(**kwargs)
 
 
 @register_model(paper=XUNIT, source="xDnCNN (9 layers, 64 ch, original xUnit); Dense xUnit paper Fig. 8",
-                input_size=(1, 64, 64), num_classes=0, task="denoising", tags=("xunit", "denoising"))
+                input_size=(1, 64, 64), num_classes=0, task="denoising", tags=("xunit", "denoising"), cfg=_BODY_CFG)
 def xdncnn(**kwargs) -> ConvXUnitNet:
     """xDnCNN: DnCNN with CVPR'18 xUnits and 9 layers: 304,769 parameters (gray)."""
     return ConvXUnitNet(**{"depth": 9, "act": "xunit_original", **kwargs})
 
 
 @register_model(source="Fig. 4 (Conv+xUnit stack, original xUnit of [20]); depth configurable",
-                tags=("xunit", "denoising", "fig4"), **_DN)
+                tags=("xunit", "denoising", "fig4"), **_DN, cfg=_BODY_CFG)
 def convxunit_original(**kwargs) -> ConvXUnitNet:
     """Fig. 4 ablation: Conv + original xUnit (no 1×1 conv, Gaussian gate), default depth 5."""
     return ConvXUnitNet(**{"depth": 5, "act": "xunit_original", **kwargs})
 
 
 @register_model(source="Fig. 4 (Conv+xUnit stack, xUnit with 1×1 conv); depth configurable",
-                tags=("xunit", "denoising", "fig4"), **_DN)
+                tags=("xunit", "denoising", "fig4"), **_DN, cfg=_BODY_CFG)
 def convxunit_1x1(**kwargs) -> ConvXUnitNet:
     """Fig. 4 ablation: Conv + the Dense xUnit paper's xUnit (1×1 conv, sigmoid), default depth 5."""
     return ConvXUnitNet(**{"depth": 5, "act": "xunit", **kwargs})

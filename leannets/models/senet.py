@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._registry import register_model
+from ._registry import CIFAR_CFG, model_cfg, register_model
 from .resnet_cifar import BAO, CifarResNet
 
 __all__ = ["seresnet56"]
@@ -19,29 +19,33 @@ def seresnet56(conv_type: str = "standard", **kwargs: Any) -> CifarResNet:
     return CifarResNet(56, conv_type=conv_type, **{"se_reduction": 8, **kwargs})
 
 
+#: declared preprocessing and layer names (``pretrained_cfg``)
+_CIFAR = model_cfg(**CIFAR_CFG, first_conv="stem.0.0", classifier="fc")
+
+
 @register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (standard)",
-                tags=("multiception", "cifar", "standard"))
+                tags=("multiception", "cifar", "standard"), cfg=_CIFAR)
 def seresnet56_standard(**kwargs: Any) -> CifarResNet:
     """SE-ResNet-56 (CIFAR) with standard first convs."""
     return seresnet56("standard", **kwargs)
 
 
 @register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (dsconv)",
-                tags=("multiception", "cifar", "dsconv"))
+                tags=("multiception", "cifar", "dsconv"), cfg=_CIFAR)
 def seresnet56_dsconv(**kwargs: Any) -> CifarResNet:
     """SE-ResNet-56 (CIFAR) with dsconv first convs."""
     return seresnet56("dsconv", **kwargs)
 
 
 @register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (mixconv)",
-                tags=("multiception", "cifar", "mixconv"))
+                tags=("multiception", "cifar", "mixconv"), cfg=_CIFAR)
 def seresnet56_mixconv(**kwargs: Any) -> CifarResNet:
     """SE-ResNet-56 (CIFAR) with mixconv first convs."""
     return seresnet56("mixconv", **kwargs)
 
 
 @register_model(paper=BAO, source="Table 5 / Table 1, SeNet-56 (multiception)",
-                tags=("multiception", "cifar", "multiception"))
+                tags=("multiception", "cifar", "multiception"), cfg=_CIFAR)
 def seresnet56_multiception(**kwargs: Any) -> CifarResNet:
     """SE-ResNet-56 (CIFAR) with multiception first convs."""
     return seresnet56("multiception", **kwargs)

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from ..layers import create_conv
 from ..layers.multiception import stage_kernel_sizes
 from ._base import Classifier
-from ._registry import register_model
+from ._registry import CIFAR_CFG, model_cfg, register_model
 from .resnet_cifar import BAO
 
 __all__ = ["ShakeShake", "shake_shake", "ShakeBlock", "ShakeShortcut", "ShakeResNet"]
@@ -163,29 +163,33 @@ class ShakeResNet(Classifier):
         return F.relu(self.stages(self.stem(x)))
 
 
+#: declared preprocessing and layer names (``pretrained_cfg``)
+_CIFAR = model_cfg(**CIFAR_CFG, first_conv="stem", classifier="fc")
+
+
 @register_model(paper=BAO, source=f"Table 5 / Table 1, ShakeNet-26-2x96d (standard); architecture: {GASTALDI}",
-                tags=("multiception", "cifar", "shake-shake", "standard"))
+                tags=("multiception", "cifar", "shake-shake", "standard"), cfg=_CIFAR)
 def shakenet26_2x96d_standard(**kwargs: Any) -> ShakeResNet:
     """Shake-Shake-26 2×96d (CIFAR) with standard first convs; num_classes=100 for the CIFAR-100 rows of Table 5."""
     return ShakeResNet(26, 96, **{"conv_type": "standard", **kwargs})
 
 
 @register_model(paper=BAO, source=f"Table 5 / Table 1, ShakeNet-26-2x96d (dsconv); architecture: {GASTALDI}",
-                tags=("multiception", "cifar", "shake-shake", "dsconv"))
+                tags=("multiception", "cifar", "shake-shake", "dsconv"), cfg=_CIFAR)
 def shakenet26_2x96d_dsconv(**kwargs: Any) -> ShakeResNet:
     """Shake-Shake-26 2×96d (CIFAR) with dsconv first convs; num_classes=100 for the CIFAR-100 rows of Table 5."""
     return ShakeResNet(26, 96, **{"conv_type": "dsconv", **kwargs})
 
 
 @register_model(paper=BAO, source=f"Table 5 / Table 1, ShakeNet-26-2x96d (mixconv); architecture: {GASTALDI}",
-                tags=("multiception", "cifar", "shake-shake", "mixconv"))
+                tags=("multiception", "cifar", "shake-shake", "mixconv"), cfg=_CIFAR)
 def shakenet26_2x96d_mixconv(**kwargs: Any) -> ShakeResNet:
     """Shake-Shake-26 2×96d (CIFAR) with mixconv first convs; num_classes=100 for the CIFAR-100 rows of Table 5."""
     return ShakeResNet(26, 96, **{"conv_type": "mixconv", **kwargs})
 
 
 @register_model(paper=BAO, source=f"Table 5 / Table 1, ShakeNet-26-2x96d (multiception); architecture: {GASTALDI}",
-                tags=("multiception", "cifar", "shake-shake", "multiception"))
+                tags=("multiception", "cifar", "shake-shake", "multiception"), cfg=_CIFAR)
 def shakenet26_2x96d_multiception(**kwargs: Any) -> ShakeResNet:
     """Shake-Shake-26 2×96d (CIFAR) with multiception first convs; num_classes=100 for the CIFAR-100 rows of Table 5."""
     return ShakeResNet(26, 96, **{"conv_type": "multiception", **kwargs})

@@ -17,14 +17,16 @@ Head: adaptive average pool to ``pool_size × pool_size`` (identity at the nativ
 """
 from __future__ import annotations
 
-from typing import Sequence
+import re
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn as nn
 
 from ..layers import create_conv
 from ._base import Classifier, init_weights
-from ._registry import register_model
+from ._registry import CIFAR_CFG, IMAGENET_CFG, model_cfg, register_model
+from ._weights import CheckpointAdapter
 
 __all__ = ["VGG", "VGG_CFGS", "MlpHead"]
 
@@ -128,9 +130,15 @@ class VGG(Classifier):
         return x if pre_logits else self.fc(x)
 
 
+#: declared preprocessing and layer names (``pretrained_cfg``); the small VGG's convs carry a BN (``features.0.0``)
+_IMAGENET = model_cfg(**IMAGENET_CFG, first_conv="features.0", classifier="fc")
+_CIFAR = model_cfg(**CIFAR_CFG, first_conv="features.0.0", classifier="fc")
+
+
 @register_model(paper=SIMONYAN, source="Table 1 config D (VGG16); WAE paper Table 1 baseline (15.36 GMACs at 224)",
                 input_size=(3, 224, 224), num_classes=1000, tags=("vgg", "imagenet"),
-                notes="The original VGG16 (torchvision's vgg16): biased convs, no BatchNorm; fc 4096-4096.")
+                notes="The original VGG16 (torchvision's vgg16): biased convs, no BatchNorm; fc 4096-4096.",
+                cfg=_IMAGENET)
 def vgg16(**kwargs) -> VGG:
     """VGG16 (13 biased convs, no BN, fc 4096-4096): 138,357,544 parameters, 15.35 GMACs of convs at 224×224."""
     return VGG("vgg16", **{"num_classes": 1000, **kwargs})
@@ -138,7 +146,7 @@ def vgg16(**kwargs) -> VGG:
 
 @register_model(paper=SIMONYAN, source="VGG16 with BatchNorm after each conv (torchvision's vgg16_bn)",
                 input_size=(3, 224, 224), num_classes=1000, tags=("vgg", "imagenet"),
-                notes="conv (bias) → BN → ReLU; the BNs fold away at inference; fc 4096-4096.")
+                notes="conv (bias) → BN → ReLU; the BNs fold away at inference; fc 4096-4096.", cfg=_IMAGENET)
 def vgg16_bn(**kwargs) -> VGG:
     """VGG16 with BatchNorm: 138,365,992 parameters; the same MACs as ``vgg16`` once BN is folded."""
     return VGG("vgg16", **{"num_classes": 1000, "batch_norm": True, **kwargs})
@@ -146,9 +154,23 @@ def vgg16_bn(**kwargs) -> VGG:
 
 @register_model(paper=CHEN_WAE, source="CPU-scale backbone for the WAE experiments (not in the paper)",
                 input_size=(3, 32, 32), num_classes=10, tags=("vgg", "cifar", "small"),
-                notes="6 convs (32-32-M-64-64-M-128-128-M) + BN, global-average-pool head.")
+                notes="6 convs (32-32-M-64-64-M-128-128-M) + BN, global-average-pool head.", cfg=_CIFAR)
 def vgg_cifar_small(**kwargs) -> VGG:
     """Small VGG for 32×32 images: the full-resolution baseline of the CPU WAE experiments."""
     kwargs = {"num_classes": 10, "fc_widths": (), "pool_size": 1, "drop_rate": 0.0, "batch_norm": True,
               "conv_bias": False, **kwargs}
     return VGG("cifar_small", **kwargs)
+
+
+# -- published checkpoint layouts (create_model(..., pretrained=PATH)) -------------------------------------------
+def _torchvision_keys(key: str, state: Mapping[str, torch.Tensor]) -> str:
+    for theirs, ours in (("classifier.0.", "pre_logits.mlp.0."), ("classifier.3.", "pre_logits.mlp.3."),
+                         ("classifier.6.", "fc."), ("pre_logits.fc1.", "pre_logits.mlp.0."),
+                         ("pre_logits.fc2.", "pre_logits.mlp.3."), ("head.fc.", "fc.")):
+        if key.startswith(theirs):
+            return ours + key[len(theirs):]
+    return key
+
+
+CHECKPOINT_ADAPTERS = (CheckpointAdapter("torchvision VGG", "classifier.6.weight", _torchvision_keys),
+                       CheckpointAdapter("timm VGG", "pre_logits.fc1.weight", _torchvision_keys))

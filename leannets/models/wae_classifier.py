@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from ..layers.wae import TransformLoss, WAEDecoder, WAEEncoder, half_size, transform_loss
 from ..layers.wavelet import DWT2d
 from ._base import Classifier, LeanModule
-from ._registry import register_model
+from ._registry import CIFAR_CFG, IMAGENET_CFG, model_cfg, register_model
 from .resnet import ResNet
 from .vgg import CHEN_WAE, VGG, MlpHead
 
@@ -343,6 +343,20 @@ VARIANTS: dict[str, tuple[str, bool, bool, str]] = {
 }
 
 
+#: the input conv of each backbone (as a module name inside it), for ``pretrained_cfg["first_conv"]``
+_BACKBONE_FIRST_CONV = {"vgg16": "features.0", "resnet50": "stem.0.0", "vgg_cifar_small": "features.0.0"}
+
+
+def _cfg(front_end: str, fusion: bool, family: str) -> dict[str, Any]:
+    """The declared ``pretrained_cfg``: what reads the image (the WAE encoder, or the backbone and, for the wavelet
+    front end, the fusion net on the detail bands) and the two classifiers a fused model has."""
+    conv = _BACKBONE_FIRST_CONV[family]
+    first = ["wae.encoder.convs.0"] if front_end == "wae" else \
+        [f"backbone.{conv}"] + ([f"fusion_net.{conv}"] if fusion else [])
+    stats = IMAGENET_CFG if _FAMILIES[family].input_size[-1] >= 160 else CIFAR_CFG
+    return model_cfg(**stats, first_conv=first, classifier=["fc", "fusion_fc"] if fusion else "fc")
+
+
 def _register(name: str, prefix: str, family: str) -> None:
     """Register ``name`` = ``<prefix>_<family>`` (written out at the call, so grep finds every model)."""
     if name != f"{prefix}_{family}":
@@ -360,7 +374,8 @@ def _register(name: str, prefix: str, family: str) -> None:
     build.__name__ = f"{prefix}_{family}"
     build.__module__ = __name__
     register_model(paper=CHEN_WAE, source=fam.source, input_size=fam.input_size, num_classes=fam.num_classes,
-                   tags=("wae", prefix, family), notes=f"{what}; backbone: {BACKBONE_TEXT[family]}",
+                   cfg=_cfg(front_end, fusion, family), tags=("wae", prefix, family),
+                   notes=f"{what}; backbone: {BACKBONE_TEXT[family]}",
                    name=f"{prefix}_{family}")(build)
 
 
@@ -385,7 +400,7 @@ _register("caonly_vgg_cifar_small", "caonly", "vgg_cifar_small")
 
 
 @register_model(paper=CHEN_WAE, source="Fig. 2 (encoder + decoder)", input_size=(3, 224, 224), num_classes=0,
-                task="autoencoder", tags=("wae",))
+                task="autoencoder", tags=("wae",), cfg=model_cfg(**IMAGENET_CFG, first_conv="encoder.convs.0"))
 def wae(**kwargs: Any) -> WAE:
     """The WAE alone (stage 1): forward returns the reconstruction; ``encode`` gives (I_L, I_H)."""
     kwargs.pop("num_classes", None)

@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import leannets
-from leannets.models import ModelInfo, register_model
+from leannets.models import ModelInfo, model_cfg, register_model
 
 
 def test_list_models_pattern_and_sorted():
@@ -57,12 +57,17 @@ def test_register_twice_is_an_error():
 
     dup.__name__ = "densenet121"
     with pytest.raises(ValueError, match="already registered"):
-        register_model(paper="x", source="y")(dup)
+        register_model(paper="x", source="y", cfg=model_cfg(first_conv="conv"))(dup)
 
 
 def test_register_rejects_unknown_task():
     with pytest.raises(ValueError, match="task must be one of"):
-        register_model(paper="x", source="y", task="segmentation")
+        register_model(paper="x", source="y", cfg=model_cfg(first_conv="conv"), task="segmentation")
+
+
+def test_register_needs_a_complete_cfg():
+    with pytest.raises(ValueError, match=r"cfg lacks \['classifier', 'crop_pct'"):
+        register_model(paper="x", source="y", cfg={"mean": None, "std": None, "first_conv": "c", "interpolation": "x"})
 
 
 @pytest.mark.parametrize("name", ["densenet_bc_cifar_6_6_6"])

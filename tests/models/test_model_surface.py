@@ -1,5 +1,5 @@
-"""timm-style model surface: feature_info / forward_intermediates / features_only, grad checkpointing,
-pretrained_cfg."""
+"""timm-style model surface: feature_info / forward_intermediates / features_only, grad checkpointing
+(pretrained_cfg: test_pretrained_cfg.py)."""
 import copy
 
 import pytest
@@ -67,16 +67,6 @@ def test_grad_checkpointing_gives_the_same_gradients_and_state_dict():
     assert copied.stages[0].forward.__self__ is copied.stages[0]
     twin.set_grad_checkpointing(False)
     assert "forward" not in twin.stages[0].__dict__ and not twin.grad_checkpointing
-
-
-def test_pretrained_cfg():
-    cfg = leannets.create_model("densenet121").pretrained_cfg
-    assert cfg["input_size"] == (3, 224, 224) and cfg["mean"] == (0.485, 0.456, 0.406) and cfg["crop_pct"] == 0.875
-    assert cfg["first_conv"] == "stem.0" and cfg["classifier"] == "fc" and cfg["num_classes"] == 1000
-    small = leannets.create_model("resnet20_standard").pretrained_cfg
-    assert small["input_size"] == (3, 32, 32) and small["mean"][0] == pytest.approx(0.4914) and small["crop_pct"] == 1
-    sr = leannets.create_model("dxnet16_sr").pretrained_cfg
-    assert sr["mean"] == (0.0, 0.0, 0.0) and sr["std"] == (1.0, 1.0, 1.0)
 
 
 def test_a_model_without_a_block_container_has_its_final_map_only():
