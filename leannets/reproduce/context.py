@@ -53,6 +53,7 @@ class Context:
     eval_counts: dict[str, int] = field(default_factory=dict)
     records: RecordStore | None = None
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
+    retime: bool = False
 
     @property
     def runs_dir(self) -> Path:
@@ -69,6 +70,21 @@ class Context:
             return str(Path(path).resolve().relative_to(self.out_dir.resolve()))
         except ValueError:
             return str(path)
+
+    def measured(self, what: str, spec: Mapping[str, Any], measure: Callable[[], Mapping[str, Any]],
+                 threads: int | None = None) -> dict[str, Any]:
+        """The values of a slow measurement (timings): from its measurement record when one holds for ``spec`` (and
+        ``--retime`` was not given), else measured now and recorded. Returns ``{"values", "machine", "reused"}``."""
+        rec = None if self.records is None or self.retime else self.records.measurement(what, spec)
+        if rec is not None:
+            self.log(f"  {what}: reusing the measurement record of {rec['machine'].get('cpu')} "
+                     f"(commit {rec['machine'].get('leannets_commit')})")
+            return {"values": rec["values"], "machine": rec["machine"], "reused": True}
+        values = dict(measure())
+        if self.records is None:
+            return {"values": values, "machine": None, "reused": False}
+        rec = self.records.write_measurement(what, spec, values, threads)
+        return {"values": rec["values"], "machine": rec["machine"], "reused": False}
 
     # -- training ----------------------------------------------------------------------------
     def recipe_for(self, exp: Experiment, row: Row, seed_index: int = 0,

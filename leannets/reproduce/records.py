@@ -15,6 +15,11 @@ only when both its *identity* and its *model fingerprint* still hold:
 
 A record that no longer holds is kept on disk but not used; the report lists the run as retrained, with
 the reason.
+
+Measurements that take minutes but train nothing (the WAE speed-up timings) are kept the same way, as
+*measurement records* (``measure-<what>-<key>.json``): keyed by what was measured, its settings, the torch
+version and the fingerprints of the models timed, and reused until one of those changes (``--retime`` measures
+again). Their report names the machine and commit that took them.
 """
 from __future__ import annotations
 
@@ -36,10 +41,12 @@ from leannets.models import create_model
 
 from .spec import stable_hash
 
-__all__ = ["RECORD_VERSION", "RecordStore", "Staleness", "identity", "model_fingerprint", "make_record",
+__all__ = ["RECORD_VERSION", "MEASUREMENT", "RecordStore", "Staleness", "identity", "model_fingerprint", "make_record",
            "machine", "cpu_model", "record_amp"]
 
 RECORD_VERSION = 1
+#: the ``kind`` of a measurement record (a run record has none)
+MEASUREMENT = "measurement"
 #: Recipe keys that say where or how visibly a run trains, not what it trains.
 LOCAL_KEYS = ("name", "description", "data.root", "train.progress", "train.threads")
 #: What a report needs from the engine's result (paths and the checkpoint are left out: they are local).
@@ -164,6 +171,7 @@ class RecordStore:
     def __init__(self, folder: str | os.PathLike) -> None:
         self.folder = Path(folder)
         self._by_key: dict[str, list[tuple[Path, dict[str, Any]]]] | None = None
+        self._measurements: dict[str, dict[str, Any]] = {}
         self._fingerprints: dict[str, str] = {}
 
     def _index(self) -> dict[str, list[tuple[Path, dict[str, Any]]]]:
@@ -176,7 +184,10 @@ class RecordStore:
                     raise ValueError(f"run record {path}: not readable JSON ({e})") from None
                 if not isinstance(rec, dict) or rec.get("version") != RECORD_VERSION or "key" not in rec:
                     raise ValueError(f"run record {path}: not a version-{RECORD_VERSION} run record")
-                self._by_key.setdefault(rec["key"], []).append((path, rec))
+                if rec.get("kind") == MEASUREMENT:
+                    self._measurements[rec["key"]] = rec
+                else:
+                    self._by_key.setdefault(rec["key"], []).append((path, rec))
         return self._by_key
 
     def _fingerprint(self, resolved: Recipe, data: Mapping[str, Any]) -> str:
@@ -220,12 +231,32 @@ class RecordStore:
                         return Staleness(path, "recipe differs in " + ", ".join(diff))
         return None
 
+    def measurement(self, what: str, spec: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The measurement record of ``what`` under ``spec`` (settings and model fingerprints), if one is kept."""
+        self._index()
+        return self._measurements.get(measurement_key(what, spec))
+
+    def write_measurement(self, what: str, spec: Mapping[str, Any], values: Mapping[str, Any],
+                          threads: int | None) -> dict[str, Any]:
+        key = measurement_key(what, spec)
+        record = {"version": RECORD_VERSION, "kind": MEASUREMENT, "what": what, "key": key, "spec": dict(spec),
+                  "machine": machine(threads, "cpu"), "values": dict(values)}
+        atomic_write_json(self.folder / f"measure-{what}-{key}.json", record)
+        self._index()
+        self._measurements[key] = record
+        return record
+
     def write(self, record: Mapping[str, Any]) -> Path:
         path = self.folder / f"{record['run_id']}.json"
         atomic_write_json(path, record)
         if self._by_key is not None:
             self._by_key.setdefault(record["key"], []).append((path, dict(record)))
         return path
+
+
+def measurement_key(what: str, spec: Mapping[str, Any]) -> str:
+    """A measurement's identity: what, its settings and models, and the torch that ran it."""
+    return stable_hash({"what": what, "spec": dict(spec), "torch": torch.__version__}, n=16)
 
 
 def _same_model_and_seed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

@@ -177,3 +177,33 @@ def test_analyses_that_need_weights_come_back_from_the_records(tmp_path, monkeyp
     assert next(e for e in b["experiments"] if e["name"] == "table2")["extras"].get("ft_pairs")
     records = [json.loads(p.read_text()) for p in (tmp_path / "rec").glob("*.json")]
     assert sum("energy" in r["analyses"] for r in records) == 1 and sum("noise" in r["analyses"] for r in records) == 2
+
+
+def _ctx(records: Path, retime: bool = False) -> runner.Context:
+    from leannets.reproduce import get_paper
+    from leannets.reproduce.reference import load_reference
+
+    return runner.Context(paper=get_paper("wae"), scale="cpu", seed=0, out_dir=records.parent, data_root=None,
+                          reference=load_reference("wae"), log=lambda m: None, records=RecordStore(records),
+                          retime=retime)
+
+
+def test_a_measurement_record_is_reused_until_its_models_or_settings_change(tmp_path):
+    records = tmp_path / "records"
+    timed: list[int] = []
+
+    def measure() -> dict:
+        timed.append(1)
+        return {"speedup": 1.5 + len(timed)}
+
+    spec = {"threads": 1, "models": {"vgg16": "abc"}}
+    first = _ctx(records).measured("speedups", spec, measure, threads=1)
+    again = _ctx(records).measured("speedups", spec, measure, threads=1)  # a new process, the same folder
+    assert len(timed) == 1 and again["reused"] and again["values"] == first["values"] == {"speedup": 2.5}
+    assert again["machine"]["threads"] == 1 and again["machine"]["cpu"]
+    other = _ctx(records).measured("speedups", {**spec, "models": {"vgg16": "changed"}}, measure)
+    assert len(timed) == 2 and not other["reused"] and other["values"] == {"speedup": 3.5}
+    retimed = _ctx(records, retime=True).measured("speedups", spec, measure)
+    assert len(timed) == 3 and not retimed["reused"]
+    # measurement records sit beside run records without being taken for runs
+    assert RecordStore(records)._index() == {}

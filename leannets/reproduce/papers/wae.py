@@ -22,7 +22,7 @@ import torch
 from leannets.analysis.latency import DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, describe_settings
 from leannets.analysis.profile import count_macs
 from leannets.analysis.robustness import noise_robustness
-from leannets.analysis.speedup import mac_breakdown, measure_speedups, paper_bound
+from leannets.analysis.speedup import family_models, mac_breakdown, measure_speedups, paper_bound
 from leannets.analysis.statistics import beats_verdict, mean_ci
 from leannets.analysis.wae_vis import energy_share_ih, save_decomposition_png
 from leannets.engine.checkpoint import load_model
@@ -31,6 +31,7 @@ from leannets.engine.task import create_task
 
 from ..claims import AtLeast, Better, Claim, Matches, MatchesValue, NotWorse, PairedBetter
 from ..plots import new_figure, save_figure
+from ..records import model_fingerprint
 from ..reference import load_reference
 from ..results import ExperimentResult, Verdict
 from ..spec import PAPERS, Experiment, Paper, PlotSpec, Row, TrainSpec
@@ -105,29 +106,52 @@ def _table1_analysis(ctx: Any, res: ExperimentResult) -> None:
 JUDGED_THREADS = 1
 
 
+def _time_family(ctx: Any, family: str, threads: int) -> dict[str, Any]:
+    """The batch-1 speed-ups of one family at ``threads``: from its measurement record when one holds (the same
+    models, settings and torch), else timed now (minutes) and recorded."""
+    variants = ("halfres", "wavelet", "decomp", "wae") if family != "resnet50" else ("wae",)
+    rounds = 6 if ctx.scale == "smoke" else DEFAULT_ROUNDS
+    names = family_models(family, variants)
+    spec = {"family": family, "threads": threads, "rounds": rounds, "variants": list(variants), "batch": 1,
+            "backend": DEFAULT_BACKEND, "seed": ctx.seed, "models": {n: model_fingerprint(n, {}) for n in names}}
+
+    def measure() -> dict[str, Any]:
+        rep = measure_speedups(family, batch_sizes=(1,), threads=threads, rounds=rounds, variants=variants,
+                               backend=DEFAULT_BACKEND, seed=ctx.seed)
+        return {"backend": rep.backend, "threads": rep.threads, "rounds": rep.rounds, "device": rep.device,
+                "input_size": list(rep.input_size),
+                "rows": [{"name": r.name, "variant": r.variant, "macs": r.macs, "mac_speedup": r.mac_speedup,
+                          "latency_ms": r.latency_ms[1], "latency_ci_ms": list(r.latency_ci_ms[1]),
+                          "speedup": r.speedup[1], "speedup_ci": list(r.speedup_ci[1])} for r in rep.rows]}
+
+    return ctx.measured(f"wae-speedups-{family}-t{threads}", spec, measure, threads)
+
+
 def _measure_family(res: ExperimentResult, ctx: Any, family: str, threads: int) -> dict[str, Any]:
     """Time one family at ``threads``; the 1-thread speed-ups (and CIs) become the judged extras."""
-    variants = ("halfres", "wavelet", "decomp", "wae") if family != "resnet50" else ("wae",)
-    rep = measure_speedups(family, batch_sizes=(1,), threads=threads,
-                           rounds=6 if ctx.scale == "smoke" else DEFAULT_ROUNDS, variants=variants,
-                           backend=DEFAULT_BACKEND, seed=ctx.seed)
-    for r in rep.rows:
+    measured = _time_family(ctx, family, threads)
+    rep, where = measured["values"], measured["machine"]
+    for r in rep["rows"]:
         for prefix in ((f"threads{threads}.",) + (("",) if threads == JUDGED_THREADS else ())):
-            res.extras[f"{prefix}speedup.{family}.{r.variant}"] = r.speedup[1]
-            res.extras[f"{prefix}speedup_ci.{family}.{r.variant}"] = [*r.speedup_ci[1], rep.rounds]
-            res.extras[f"{prefix}latency_ms.{family}.{r.variant}"] = r.latency_ms[1]
-        res.extras[f"mac_speedup.{family}.{r.variant}"] = r.mac_speedup
-    settings = describe_settings(rep.backend, rep.threads, 1, rep.rounds, rep.device)
+            res.extras[f"{prefix}speedup.{family}.{r['variant']}"] = r["speedup"]
+            res.extras[f"{prefix}speedup_ci.{family}.{r['variant']}"] = [*r["speedup_ci"], rep["rounds"]]
+            res.extras[f"{prefix}latency_ms.{family}.{r['variant']}"] = r["latency_ms"]
+        res.extras[f"mac_speedup.{family}.{r['variant']}"] = r["mac_speedup"]
+    settings = describe_settings(rep["backend"], rep["threads"], 1, rep["rounds"], rep["device"])
     judged = " (the claims below are judged on this table)" if threads == JUDGED_THREADS else ""
-    return {"title": f"Measured CPU speed-up, {family} family at {'×'.join(map(str, rep.input_size))}; "
+    origin = "" if where is None else (f" Timed on {where.get('cpu')} ({where.get('cpu_count')} cores), torch "
+                                       f"{where.get('torch')}, commit {str(where.get('leannets_commit'))[:12]}"
+                                       + (", kept as a measurement record (`--retime` times again)."
+                                          if measured["reused"] else ", recorded as a measurement record."))
+    return {"title": f"Measured CPU speed-up, {family} family at {'×'.join(map(str, rep['input_size']))}; "
                      f"{settings}{judged}",
             "columns": ["model", "MACs (G)", "MAC ratio", "latency (ms, median)", "latency 95% CI (ms)",
                         "speed-up (×, median)", "speed-up 95% CI"],
-            "rows": [[r.name, round(r.macs / 1e9, 3), round(r.mac_speedup, 2), round(r.latency_ms[1], 2),
-                      f"{r.latency_ci_ms[1][0]:.2f}–{r.latency_ci_ms[1][1]:.2f}", round(r.speedup[1], 2),
-                      f"{r.speedup_ci[1][0]:.2f}–{r.speedup_ci[1][1]:.2f}"] for r in rep.rows],
-            "note": "Latencies are timings of this machine: they differ between runs (the only numbers in this "
-                    "report that are not deterministic)."}
+            "rows": [[r["name"], round(r["macs"] / 1e9, 3), round(r["mac_speedup"], 2), round(r["latency_ms"], 2),
+                      f"{r['latency_ci_ms'][0]:.2f}–{r['latency_ci_ms'][1]:.2f}", round(r["speedup"], 2),
+                      f"{r['speedup_ci'][0]:.2f}–{r['speedup_ci'][1]:.2f}"] for r in rep["rows"]],
+            "note": "Latencies are timings of one machine: they differ between runs and machines (the only numbers "
+                    "in this report that are not deterministic)." + origin}
 
 
 def _speedup(family: str, variant: str) -> Any:
