@@ -129,7 +129,10 @@ class Context:
         """Train (or reuse / resume) the run of ``row`` with one seed; returns the engine's result dict."""
         recipe, overrides, resolved, run_id = self.resolve(exp, row, seed_index, extra)
         if run_id in self.run_cache:
-            return self.run_cache[run_id]
+            if set(row.run_analyses) <= set(self.run_cache[run_id].get("analyses") or {}):
+                return self.run_cache[run_id]
+            # the same run served a row without these per-run analyses: add them from its folder (or retrain)
+            del self.run_cache[run_id]
         record, stale = self.records.find(resolved) if self.records is not None else (None, None)
         missing = sorted(set(row.run_analyses) - set((record or {}).get("analyses") or {}))
         if record is not None and missing:
