@@ -58,10 +58,11 @@ PAPER_DENOISE_DATA = {"data.name": "restoration_folder", "data.root": "{data_roo
                       "data.eval_root": "{data_root}/restoration/BSD68"}
 # cpu scale, Fig. 8: the 4-4-4 denoiser pair on the paper's data (Train400, σ = 50, all 68 BSD68 images), the paper's
 # Adam / MSE / multistep recipe shortened to CPU_DENOISE_EPOCHS epochs of 8 random 48² crops per training image (100
-# steps of 32 each; the paper: 5000 epochs of 1 crop, 62,500 steps), evaluated once at the end. Both rows train in fp32:
+# steps of 32 each; the paper: 5000 epochs of 1 crop, 62,500 steps), evaluated once at the end.
+# Both rows train in fp32:
 # a paired comparison at one precision, and DxNet's xUnits gain nothing from bf16 (benchmarks/bf16_training.py).
-# The epochs fit the pair's 3 seeds into about 1.2 of this paper's 3 CPU-hours (the records give each run's minutes).
-CPU_DENOISE_EPOCHS = 12
+# The epochs fit the pair's 3 seeds into about 1 of this paper's 3 CPU-hours (the records give each run's minutes).
+CPU_DENOISE_EPOCHS = 6
 CPU_DENOISE_ROWS = ("densenet_444", "dxnet_444")
 CPU_DENOISE = {**PAPER_DENOISE_DATA, "data.patches_per_image": 8, "train.epochs": CPU_DENOISE_EPOCHS,
                "train.eval_every": CPU_DENOISE_EPOCHS, "train.amp": "off"}
