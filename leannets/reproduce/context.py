@@ -14,7 +14,7 @@ from leannets.engine.checkpoint import load_model
 from leannets.engine.recipe import load_recipe, stage_configs
 from leannets.engine.task import create_task
 
-from .records import RecordStore, Staleness, make_record, record_amp
+from .records import RecordStore, Staleness, make_record, pin_commit, record_amp
 from .reference import Reference
 from .results import ExperimentResult
 from .spec import SCALES, Experiment, Paper, Row, stable_hash
@@ -54,6 +54,10 @@ class Context:
     records: RecordStore | None = None
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
     retime: bool = False
+
+    def __post_init__(self) -> None:
+        if self.records is not None:
+            pin_commit()  # the code this process loaded, before any run trains
 
     @property
     def runs_dir(self) -> Path:

@@ -52,15 +52,16 @@ def bf16_check(data_root: str | Path, records: str | Path, seeds: int = 3, threa
     ctx = Context(paper=paper, scale="cpu", seed=0, out_dir=Path(runs or "runs/bf16-check"), data_root=Path(data_root),
                   reference=load_reference(PAPER), log=log, threads=threads, records=RecordStore(records),
                   runs_root=Path(runs) if runs else None)
+    bf16_run = {"train.amp": "bf16"}
+    if not native_bf16_cpu() and any(ctx.records.find(ctx.resolve(exp, row, k, bf16_run)[2])[0] is None
+                                     for k in range(seeds)):
+        raise ValueError("the bf16 check needs a CPU with native bf16 (avx512_bf16 or amx_bf16) or its records")
     pairs = []
     for k in range(seeds):
         fp32 = ctx.train(exp, row, k)  # the paper's own run: fp32 wherever auto chose it
         if ctx.provenance[fp32["run_id"]]["amp"] != "off":
             fp32 = ctx.train(exp, row, k, extra={"train.amp": "off"})
-        if not native_bf16_cpu() and ctx.records.find(ctx.resolve(exp, row, k, {"train.amp": "bf16"})[2])[0] is None:
-            raise ValueError("the bf16 check needs a CPU with native bf16 (avx512_bf16 or amx_bf16) or its records")
-        bf16 = ctx.train(exp, row, k, extra={"train.amp": "bf16"})
-        pairs.append((fp32, bf16))
+        pairs.append((fp32, ctx.train(exp, row, k, extra=bf16_run)))
     diff = paired_difference([_acc(b) for _, b in pairs], [_acc(f) for f, _ in pairs], higher_is_better=True)
     inside = diff.defined and -MARGIN < diff.low and diff.high < MARGIN
     runs_out = [{**ctx.provenance[r["run_id"]], "seed": r["overrides"]["seed"], "acc1": _acc(r), "img_per_s": _img_s(r)}

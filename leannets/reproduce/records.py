@@ -42,7 +42,7 @@ from leannets.models import create_model
 from .spec import stable_hash
 
 __all__ = ["RECORD_VERSION", "MEASUREMENT", "RecordStore", "Staleness", "identity", "model_fingerprint", "make_record",
-           "machine", "cpu_model", "record_amp"]
+           "machine", "cpu_model", "record_amp", "pin_commit"]
 
 RECORD_VERSION = 1
 #: the ``kind`` of a measurement record (a run record has none)
@@ -108,12 +108,17 @@ def _git(*args: str) -> str | None:
 @functools.lru_cache(maxsize=1)
 def _commit() -> str | None:
     """The leannets git commit this process's code was loaded from, ``+dirty`` when the library's files differed
-    from it (``None`` outside a checkout). Read once, when the module loads: a commit made while a run trains
-    must not be credited with that run."""
+    from it (``None`` outside a checkout). Read once, when the first reproduction context is made
+    (:func:`pin_commit`): a commit made while a run trains must not be credited with that run."""
     head = _git("rev-parse", "HEAD")
     if not head:
         return None
     return head + ("+dirty" if _git("status", "--porcelain", "--", "leannets") else "")
+
+
+def pin_commit() -> str | None:
+    """Read (once per process) the commit the records of this process will name."""
+    return _commit()
 
 
 def machine(threads: int | None, device: str | None = None, amp: str | None = None) -> dict[str, Any]:
@@ -287,4 +292,3 @@ def _only_new_defaults(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
     return bool(diff) and all(_get(old, k) is _MISSING and _get(new, k) == _schema_default(k) for k in diff)
 
 
-_commit()  # pin the commit of the code this process runs

@@ -207,3 +207,12 @@ def test_a_measurement_record_is_reused_until_its_models_or_settings_change(tmp_
     assert len(timed) == 3 and not retimed["reused"]
     # measurement records sit beside run records without being taken for runs
     assert RecordStore(records)._index() == {}
+
+
+def test_importing_the_records_module_runs_no_git():
+    import subprocess
+    import sys
+
+    code = "import leannets.reproduce.records as r; print(r._commit.cache_info().currsize)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"  # read when a reproduction context is made, not on import
