@@ -43,7 +43,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from leannets._io import atomic_copy, cache_dir
 
-__all__ = ["available", "library_path", "graph_capture", "act_code", "bn_is_affine", "bn_scale_shift",
+__all__ = ["available", "library_path", "graph_capture", "fx_tracing", "check_input", "act_code", "bn_is_affine", "bn_scale_shift",
            "cached_on_state", "cached_tensors", "xsep_forward", "depthwise_conv2d", "fast_backward_applies",
            "multi_depthwise_forward", "KERNELS_ENV"]
 
@@ -145,12 +145,28 @@ def graph_capture() -> bool:
 
     Layers then take their plain PyTorch path, so exports and MAC counts see ordinary conv → BN modules.
     """
+    if fx_tracing():
+        return True
     compiling = getattr(getattr(torch, "compiler", None), "is_compiling", lambda: False)()
     try:
         mode = _get_current_dispatch_mode() is not None
     except (ImportError, RuntimeError):  # pragma: no cover - private API moved
         mode = False
     return torch.jit.is_tracing() or torch.jit.is_scripting() or compiling or mode
+
+
+def fx_tracing() -> bool:
+    """``torch.fx.symbolic_trace`` is running: inputs are proxies, so no branch may read their shape or flags."""
+    return torch.fx._symbolic_trace.is_fx_symbolic_tracing()
+
+
+def check_input(x: torch.Tensor, channels: int, who: str) -> None:
+    """``ValueError`` naming ``who`` unless ``x`` is (N, ``channels``, H, W); skipped while a graph is captured
+    (tracing sees proxies or fixed example shapes, and the check would become part of the graph)."""
+    if torch.jit.is_scripting() or torch.jit.is_tracing() or fx_tracing():
+        return
+    if x.dim() != 4 or x.shape[1] != channels:
+        raise ValueError(f"{who}: expected input (N, {channels}, H, W), got {tuple(x.shape)}")
 
 
 def act_code(act: nn.Module | None) -> int | None:
@@ -371,7 +387,7 @@ def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 def fast_backward_applies(x: torch.Tensor, conv: nn.Conv2d) -> bool:
     """The C backward is used for ``conv(x)``: autograd needs it, the op is a plain float32 CPU depthwise
     conv, and it is measured faster here: any NCHW input, or channels_last with ≥ 25 taps or a 1×k row."""
-    if not torch.is_grad_enabled() or not (x.requires_grad or conv.weight.requires_grad) or graph_capture():
+    if graph_capture() or not torch.is_grad_enabled() or not (x.requires_grad or conv.weight.requires_grad):
         return False
     if not (x.device.type == "cpu" and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
             and x.dim() == 4 and conv.groups == conv.in_channels == conv.out_channels == x.shape[1]

@@ -50,7 +50,7 @@ from . import kernels
 from .create_act import create_act
 from .create_conv import register_conv_type
 from .depthwise import conv2d
-from .kernels import bn_is_affine, bn_scale_shift, cached_on_state, graph_capture
+from .kernels import bn_is_affine, bn_scale_shift, cached_on_state, check_input, graph_capture
 
 __all__ = ["IMPLS", "STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "MulticeptionConv", "MixConv",
            "DSConv", "SeparableMultiKernel", "stage_kernel_sizes", "validate_kernel_sizes", "split_channels",
@@ -240,7 +240,7 @@ class SeparableMultiKernel(nn.Module):
         s_dw, s_pw = self._strides()
         ys = []
         for (start, c, _), conv, bn in zip(self.branches, self.dw, self.bn1):
-            xb = x if c == x.shape[1] else x[:, start:start + c]
+            xb = x if c == self.in_ch else x[:, start:start + c]
             ys.append(bn(conv(xb, stride=s_dw, fast=False)))  # plain PyTorch: the oracle
         y = self.act(ys[0] if len(ys) == 1 else torch.cat(ys, 1))
         return self.bn2(self.pw(y, stride=s_pw))
@@ -384,8 +384,7 @@ class SeparableMultiKernel(nn.Module):
         return y if bn2_folded else self.bn2(y)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_ch:
-            raise ValueError(f"{self.conv_type}: expected input (N, {self.in_ch}, H, W), got {tuple(x.shape)}")
+        check_input(x, self.in_ch, self.conv_type)
         impl = choose_impl(self, x)
         if impl == "kernels":
             return self.forward_kernels(x)
@@ -444,13 +443,13 @@ def choose_impl(module: SeparableMultiKernel, x: torch.Tensor) -> str:
       input signature (batch size excluded) and keep the faster.
     """
     impl = module.impl
+    if impl in ("reference", "fused"):
+        return impl
+    if graph_capture():  # before reading the input: under fx it is a proxy
+        return "reference"
     on_cpu_kernels = x.device.type == "cpu" and x.dtype == torch.float32 and kernels.available()
-    if impl == "reference":
-        return "reference"
-    if impl in ("fused", "kernels"):
-        return "reference" if impl == "kernels" and (graph_capture() or not on_cpu_kernels) else impl
-    if graph_capture():
-        return "reference"
+    if impl == "kernels":
+        return impl if on_cpu_kernels else "reference"
     if impl == "auto" and x.device.type == "cpu":
         inference = not module.training and not torch.is_grad_enabled()
         if on_cpu_kernels and (not inference or module._kernel_inference_ok(x)):

@@ -23,6 +23,8 @@ from typing import Sequence
 import torch
 import torch.nn as nn
 
+from .kernels import check_input, fx_tracing
+
 __all__ = ["WAEEncoder", "WAEDecoder", "TransformLoss", "transform_loss", "joint_loss",
            "half_size", "LOSS_REDUCTIONS"]
 
@@ -72,9 +74,9 @@ class WAEEncoder(nn.Module):
         _xavier(self)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f"WAEEncoder: expected (N, {self.in_chans}, H, W), got {tuple(x.shape)}")
-        half_size(x.shape)
+        check_input(x, self.in_chans, "WAEEncoder")
+        if not fx_tracing():
+            half_size(x.shape)
         y = self.branches(self.convs(x))
         return y[:, :self.out_chans], y[:, self.out_chans:]
 

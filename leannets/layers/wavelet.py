@@ -17,6 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .kernels import check_input
+
 __all__ = ["DWT2d", "IDWT2d", "wavelet_filters"]
 
 
@@ -36,6 +38,17 @@ def _bank(lo: np.ndarray, hi: np.ndarray) -> torch.Tensor:
     """(4, 1, F, F) outer products in the order LL, HL(cH), LH(cV), HH(cD) (rows × cols)."""
     rows_cols = [(lo, lo), (hi, lo), (lo, hi), (hi, hi)]
     return torch.tensor(np.stack([np.outer(r, c) for r, c in rows_cols])[:, None], dtype=torch.float32)
+
+
+def _pad_to_even(x: torch.Tensor) -> torch.Tensor:
+    """Odd sides padded by repeating their last sample (PyWavelets' periodization); ``ValueError`` below 2."""
+    h, w = x.shape[-2:]
+    if min(h, w) < 2:
+        raise ValueError(f"DWT2d: spatial size {(h, w)} cannot be halved (needs >= 2)")
+    return F.pad(x, (0, w % 2, 0, h % 2), mode="replicate") if h % 2 or w % 2 else x
+
+
+torch.fx.wrap("_pad_to_even")  # a leaf of fx graphs: its branches read the input's size
 
 
 class DWT2d(nn.Module):
@@ -61,19 +74,13 @@ class DWT2d(nn.Module):
         self.register_buffer("weight", bank.repeat(in_chans, 1, 1, 1), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_chans:
-            raise ValueError(f"DWT2d: expected (N, {self.in_chans}, H, W), got {tuple(x.shape)}")
-        if min(x.shape[-2:]) < 2:
-            raise ValueError(f"DWT2d: spatial size {tuple(x.shape[-2:])} cannot be halved (needs >= 2)")
-        h, w = x.shape[-2:]
-        if h % 2 or w % 2:  # PyWavelets' periodization repeats the last sample of odd signals
-            x = F.pad(x, (0, w % 2, 0, h % 2), mode="replicate")
+        check_input(x, self.in_chans, "DWT2d")
+        x = _pad_to_even(x)
         p = self.filter_len // 2 - 1
         x = F.pad(x, (p, p, p, p), mode="circular")
         y = F.conv2d(x, self.weight.to(x.dtype), stride=2, groups=self.in_chans)
         # (N, C·4, h, w) grouped per channel → reorder to sub-band major [cA, cH, cV, cD].
-        n, _, oh, ow = y.shape
-        return y.view(n, self.in_chans, 4, oh, ow).transpose(1, 2).reshape(n, 4 * self.in_chans, oh, ow)
+        return y.unflatten(1, (self.in_chans, 4)).transpose(1, 2).flatten(1, 2)
 
     def split(self, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(cA, cH, cV, cD)`` from the output of :meth:`forward`."""

@@ -20,6 +20,7 @@ import torch.nn as nn
 
 from .create_act import register_act
 from .depthwise import conv2d
+from .kernels import check_input
 
 __all__ = ["XUnit", "GaussianGate", "xunit_num_params", "XUNIT_GATES"]
 
@@ -87,8 +88,7 @@ class XUnit(nn.Module):
 
     def weight_map(self, x: torch.Tensor) -> torch.Tensor:
         """The gate ``g(x)``, same shape as ``x``, values in ``[0, 1]``."""
-        if x.dim() != 4 or x.shape[1] != self.channels:
-            raise ValueError(f"XUnit: expected input (N, {self.channels}, H, W), got {tuple(x.shape)}")
+        check_input(x, self.channels, "XUnit")
         return self.branch(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

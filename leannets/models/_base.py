@@ -19,6 +19,8 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
+from leannets.layers.kernels import fx_tracing
+
 __all__ = ["LeanModule", "Classifier", "FeatureListNet", "init_weights"]
 
 #: Attribute names of the block container a family's ``forward_features`` runs through, in order of preference.
@@ -36,13 +38,19 @@ class LeanModule(nn.Module):
     min_input_size: int = 1
     size_divisor: int = 1
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """``torch.jit.script`` calls this first: the models use Python features TorchScript lacks (and TorchScript is
+        deprecated), so say which paths are supported instead of failing deep inside the compiler."""
+        raise TypeError(f"{self.display_name}: torch.jit.script is not supported; use torch.jit.trace, torch.export "
+                        "or torch.fx.symbolic_trace (all tested for every registered model)")
+
     @property
     def display_name(self) -> str:
         return getattr(self, "model_name", type(self).__name__)
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` naming the model, the expected and the received shape."""
-        if torch.jit.is_scripting() or torch.jit.is_tracing():
+        if torch.jit.is_scripting() or torch.jit.is_tracing() or fx_tracing():
             return
         expected = (f"(N, {self.in_chans}, H, W) with H, W >= {self.min_input_size}"
                     + (f" and divisible by {self.size_divisor}" if self.size_divisor > 1 else ""))

@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..layers.kernels import fx_tracing
 from ..layers.wae import TransformLoss, WAEDecoder, WAEEncoder, half_size, transform_loss
 from ..layers.wavelet import DWT2d
 from ._base import Classifier, LeanModule
@@ -42,6 +43,14 @@ __all__ = ["WAE", "WAEClassifier", "WAEOutput", "FRONT_ENDS", "BACKBONES", "VARI
 
 FRONT_ENDS = ("wae", "wavelet", "resize")
 
+
+
+def resize_half(x: torch.Tensor) -> torch.Tensor:
+    """The image resized to ``ceil(H/2) × ceil(W/2)`` (bilinear, antialiased): the ½-resolution baseline's input."""
+    return F.interpolate(x, size=half_size(x.shape), mode="bilinear", align_corners=False, antialias=True)
+
+
+torch.fx.wrap("resize_half")  # a leaf of fx graphs: the output size is computed from the input's
 
 class WAE(LeanModule):
     """Wavelet-like auto-encoder: encoder + decoder. ``forward`` returns the reconstruction.
@@ -217,7 +226,7 @@ class WAEClassifier(Classifier):
             c = self.in_chans
             y = self.dwt(x)
             return y[:, :c], y[:, c:]
-        return F.interpolate(x, size=half_size(x.shape), mode="bilinear", align_corners=False, antialias=True), None
+        return resize_half(x), None
 
     def _features(self, i_l: torch.Tensor, i_h: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
         if self.bn_l is not None:
@@ -278,6 +287,8 @@ class WAEClassifier(Classifier):
         Training code calls ``model(x, parts=True, ...)`` (not :meth:`forward_scores`) so that wrappers
         such as DistributedDataParallel see the call.
         """
+        if fx_tracing():  # the traced graph is the plain classifier (the flags would be proxies there)
+            return self.forward_scores(x).logits
         out = self.forward_scores(x, classify=classify or not parts, reconstruct=reconstruct and parts)
         return out if parts else out.logits
 
