@@ -1,10 +1,11 @@
 """leannets: build, train and fairly measure efficient convolutional networks."""
 __version__ = "0.1.0"
 
-from .models import ModelInfo, create_model, is_model, list_models, model_info, register_model
+from .models import (ModelInfo, create_model, get_pretrained_cfg, is_model, list_models, list_modules, model_entrypoint,
+                     model_info, register_model)
 
 __all__ = ["ModelInfo", "create_model", "is_model", "list_models", "model_info", "prepare_for_inference",
-           "register_model", "__version__"]
+           "register_model", "list_modules", "model_entrypoint", "get_pretrained_cfg", "__version__"]
 
 
 def __getattr__(name: str):  # noqa: ANN202 - lazy: importing leannets stays light

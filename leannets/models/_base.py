@@ -38,6 +38,11 @@ class LeanModule(nn.Module):
     min_input_size: int = 1
     size_divisor: int = 1
 
+    @property
+    def default_cfg(self) -> dict[str, Any]:
+        """timm's older name of ``pretrained_cfg``."""
+        return self.pretrained_cfg
+
     def __prepare_scriptable__(self) -> nn.Module:
         """``torch.jit.script`` calls this first: the models use Python features TorchScript lacks (and TorchScript is
         deprecated), so say which paths are supported instead of failing deep inside the compiler."""
@@ -66,18 +71,32 @@ class Classifier(LeanModule):
 
     Subclasses implement :meth:`forward_features` and create ``self.fc`` via
     :meth:`reset_classifier` (``num_features`` must be set first).
+
+    As timm: ``num_features`` is the channel width :meth:`forward_features` returns, ``head_hidden_size`` the width
+    of ``forward_head(x, pre_logits=True)`` (the same unless the head has hidden layers). ``global_pool`` is
+    ``"avg"``, ``"max"`` or ``""`` (no pooling: ``forward_head`` returns the feature map; only without a classifier).
     """
 
     num_features: int
     num_classes: int
     drop_rate: float = 0.0
+    global_pool: str = "avg"
+
+    @property
+    def head_hidden_size(self) -> int:
+        return self.num_features
+
+    def _pool(self, x: torch.Tensor) -> torch.Tensor:
+        if self.global_pool == "max":
+            return x.amax((2, 3))
+        return x if self.global_pool == "" else x.mean((2, 3))
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global-average-pool the feature map; return pooled features or logits."""
-        x = x.mean((2, 3))
+        """Pool the feature map (``global_pool``); return pooled features or logits."""
+        x = self._pool(x)
         if self.drop_rate > 0:
             x = nn.functional.dropout(x, self.drop_rate, self.training)
         return x if pre_logits else self.fc(x)
@@ -85,10 +104,25 @@ class Classifier(LeanModule):
     def get_classifier(self) -> nn.Module:
         return self.fc
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """Replace the final linear layer (``num_classes=0`` gives an identity head)."""
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """Replace the final linear layer (``num_classes=0`` gives an identity head); ``global_pool``: ``"avg"``,
+        ``"max"`` or ``""`` (unpooled features, with ``num_classes=0``); ``None`` keeps it."""
+        self._set_pool(num_classes, global_pool)
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes) if num_classes > 0 else nn.Identity()
+        self.fc = nn.Linear(self.head_hidden_size, num_classes) if num_classes > 0 else nn.Identity()
+
+    def _set_pool(self, num_classes: int, global_pool: str | None) -> None:
+        pool = self.global_pool if global_pool is None else global_pool
+        if pool not in self.POOLS:
+            raise ValueError(f"{self.display_name}: global_pool must be one of {self.POOLS}, got {pool!r}")
+        if pool != "avg" and type(self).forward_head is not Classifier.forward_head:
+            raise ValueError(f"{self.display_name}: its own head pools (and may have hidden layers); only "
+                             "global_pool='avg'")
+        if pool == "" and num_classes > 0:
+            raise ValueError(f"{self.display_name}: global_pool='' (unpooled features) needs num_classes=0")
+        self.global_pool = pool
+
+    POOLS = ("avg", "max", "")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)

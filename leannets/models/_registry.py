@@ -21,6 +21,7 @@ from ._base import FeatureListNet
 from ._weights import LoadReport, checkpoint_classes, load_weights, read_state_dict
 
 __all__ = ["ModelInfo", "register_model", "create_model", "list_models", "model_info", "is_model", "pretrained_cfg",
+           "list_modules", "model_entrypoint", "get_pretrained_cfg",
            "load_pretrained", "model_cfg", "IMAGENET_CFG", "CIFAR_CFG", "PIXEL_CFG"]
 
 TASKS = ("classification", "denoising", "super_resolution", "autoencoder")
@@ -125,9 +126,29 @@ def is_model(name: str) -> bool:
     return name in MODELS
 
 
-def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
-    """Sorted registered names matching a shell-style ``pattern`` (and ``task`` if given)."""
-    return [n for n in MODELS.names(pattern) if task is None or MODELS.get(n)[1].task == task]
+def list_models(pattern: str = "*", task: str | None = None, exclude_filters: str | Sequence[str] = (),
+                module: str | None = None) -> list[str]:
+    """Sorted registered names matching a shell-style ``pattern`` (and ``task``, and family ``module`` if given),
+    without those matching any of ``exclude_filters`` (as timm)."""
+    excludes = [exclude_filters] if isinstance(exclude_filters, str) else list(exclude_filters)
+    dropped = {n for f in excludes for n in MODELS.names(f)}
+    return [n for n in MODELS.names(pattern) if n not in dropped and (task is None or MODELS.get(n)[1].task == task)
+            and (module is None or MODELS.get(n)[1].family == module)]
+
+
+def list_modules() -> list[str]:
+    """The model family modules (``densenet``, ``mobilenetv3``, ...), as timm."""
+    return sorted({MODELS.get(n)[1].family for n in MODELS.names("*")})
+
+
+def model_entrypoint(name: str) -> Callable[..., nn.Module]:
+    """The registered function that builds ``name`` (``ValueError`` with close names if unknown)."""
+    return MODELS.get(name)[0]
+
+
+def get_pretrained_cfg(name: str) -> dict[str, Any]:
+    """The ``pretrained_cfg`` ``create_model(name)`` attaches, without building the model."""
+    return pretrained_cfg(model_info(name))
 
 
 def model_info(name: str) -> ModelInfo:
@@ -151,9 +172,21 @@ def create_model(name: str, num_classes: int | None = None, in_chans: int | None
         features_only: return a :class:`~leannets.models._base.FeatureListNet` whose forward gives the
             multi-scale feature maps (``feature_info``: channels and reductions), as timm.
         out_indices: with ``features_only``, which maps (default all).
-        **overrides: forwarded to the model's constructor (e.g. ``conv_type``, ``drop_rate``).
+        **overrides: forwarded to the model's constructor (e.g. ``conv_type``, ``drop_rate``); as timm,
+            ``global_pool`` (``"avg"``, ``"max"``, ``""`` = unpooled with ``num_classes=0``) sets the classifier's
+            pooling, and ``drop_path_rate`` is accepted at 0 (no family here has stochastic depth).
     """
     fn, info = MODELS.get(name)
+    global_pool = overrides.pop("global_pool", None)
+    if overrides.pop("drop_path_rate", None):
+        raise ValueError(f"create_model({name!r}): drop_path_rate > 0 is not supported: no leannets family has "
+                         "stochastic depth (drop_rate sets the classifier's dropout)")
+    if global_pool is not None:
+        model = create_model(name, num_classes, in_chans, pretrained=pretrained, **overrides)
+        if not hasattr(model, "reset_classifier"):
+            raise ValueError(f"create_model({name!r}): global_pool applies to classifiers only")
+        model.reset_classifier(model.num_classes, global_pool)
+        return FeatureListNet(model, out_indices) if features_only else model
     kwargs = dict(overrides)
     if pretrained is True:
         raise ValueError(f"create_model({name!r}, pretrained=True): leannets bundles no weights and downloads nothing; "

@@ -191,8 +191,9 @@ class MobileNetV3Small(Classifier):
             in_ch = ch(spec.out)
         self.blocks = nn.Sequential(*blocks)
         self.conv_head = ConvBnAct(in_ch, 6 * in_ch, 1, act="hswish")
-        self.num_features = 1024 if howard else ch(1024)
-        self.head_hidden = nn.Linear(6 * in_ch, self.num_features)
+        self.num_features = 6 * in_ch  # what forward_features returns (timm's meaning)
+        self._hidden = 1024 if howard else ch(1024)
+        self.head_hidden = nn.Linear(6 * in_ch, self._hidden)
         self.head_act = create_act("hswish")
         self.reset_classifier(num_classes)
         init_weights(self)
@@ -219,6 +220,11 @@ class MobileNetV3Small(Classifier):
                              f"{len(SMALL_BLOCKS)} entries, got {depthwise!r}")
         return [str(c) for c in depthwise]
 
+
+    @property
+    def head_hidden_size(self) -> int:
+        """The pre-logits width (the 1024-wide hidden layer), as timm."""
+        return self._hidden
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv_head(self.blocks(self.stem(x)))

@@ -118,9 +118,14 @@ class VGG(Classifier):
         self.feature_chs = ch
         self.min_input_size = 2 ** pools
         self.pre_logits = MlpHead(ch, pool_size, fc_widths, drop_rate)
-        self.num_features = self.pre_logits.num_features
+        self.num_features = ch  # what forward_features returns (timm's meaning)
         self.reset_classifier(num_classes)
         init_weights(self)
+
+    @property
+    def head_hidden_size(self) -> int:
+        """The pre-logits width (the MLP head's output), as timm."""
+        return self.pre_logits.num_features
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.features(x)

@@ -199,7 +199,9 @@ class WAEClassifier(Classifier):
         self.head_l = MlpHead(l_feat, head_pool, head_hidden, drop_rate)
         self.head_lh = (MlpHead(l_feat + self.fusion_net.feature_chs, head_pool, fusion_hidden, drop_rate)
                         if fusion else None)
-        self.num_features = self.head_l.num_features
+        # timm's meanings: forward_features' width (I_L ‖ I_H features), forward_head(pre_logits=True)'s width
+        self.num_features = l_feat + (self.fusion_net.feature_chs if fusion else 0)
+        self._hidden = self.head_l.num_features + (self.head_lh.num_features if self.head_lh is not None else 0)
         self.reset_classifier(num_classes)
 
     @property
@@ -207,9 +209,15 @@ class WAEClassifier(Classifier):
         """Whether this model has a WAE decoder (so stage 1/3 transform-loss training applies)."""
         return self.wae is not None and self.wae.decoder is not None
 
-    def reset_classifier(self, num_classes: int) -> None:
-        """New final linear layers for both scores (``num_classes=0``: identity)."""
-        super().reset_classifier(num_classes)
+    @property
+    def head_hidden_size(self) -> int:
+        return self._hidden
+
+    def reset_classifier(self, num_classes: int, global_pool: str | None = None) -> None:
+        """New final linear layers for both scores (``num_classes=0``: identity); only ``global_pool="avg"``."""
+        self._set_pool(num_classes, global_pool)
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.head_l.num_features, num_classes) if num_classes > 0 else nn.Identity()
         if self.head_lh is not None:
             n = self.head_lh.num_features
             self.fusion_fc = nn.Linear(n, num_classes) if num_classes > 0 else nn.Identity()
