@@ -4,7 +4,9 @@ Every :class:`Classifier` also has timm's feature and memory API:
 
 - :attr:`Classifier.feature_info`: one entry per multi-scale feature map (``module``, ``num_chs``,
   ``reduction``): the last output of the model's block container at each resolution, the final one being
-  :meth:`~Classifier.forward_features` itself. It is found once by a small probe forward (64², eval mode).
+  :meth:`~Classifier.forward_features` itself (named ``"forward_features"``, which is a method, not a submodule
+  to hook: take it from ``forward_intermediates``). It is found once by a small probe forward (64², eval mode);
+  as timm's, it answers ``channels()``, ``reduction()`` and ``module_name()``.
 - :meth:`Classifier.forward_intermediates`: those maps for an input (``indices`` picks some of them);
   ``create_model(name, features_only=True)`` wraps a model as :class:`FeatureListNet`.
 - :meth:`Classifier.set_grad_checkpointing`: recompute each block of the container in the backward pass
@@ -64,6 +66,23 @@ class LeanModule(nn.Module):
         h, w = int(x.shape[-2]), int(x.shape[-1])
         if min(h, w) < self.min_input_size or h % self.size_divisor or w % self.size_divisor:
             raise ValueError(f"{self.display_name}: expected input {expected}, got {tuple(x.shape)}")
+
+
+class FeatureInfo(list):
+    """``feature_info`` as timm offers it: a list of ``{"module", "num_chs", "reduction"}`` dicts that also answers
+    ``channels()``, ``reduction()`` and ``module_name()`` (all maps, or the one at ``idx``)."""
+
+    def _get(self, key: str, idx: int | None) -> Any:
+        return [d[key] for d in self] if idx is None else self[idx][key]
+
+    def channels(self, idx: int | None = None) -> Any:
+        return self._get("num_chs", idx)
+
+    def reduction(self, idx: int | None = None) -> Any:
+        return self._get("reduction", idx)
+
+    def module_name(self, idx: int | None = None) -> Any:
+        return self._get("module", idx)
 
 
 class Classifier(LeanModule):
@@ -163,7 +182,7 @@ class Classifier(LeanModule):
         return [t for t in taps if t[2] != final_tap[2]] + [final_tap]
 
     @property
-    def feature_info(self) -> list[dict[str, Any]]:
+    def feature_info(self) -> FeatureInfo:
         """``[{"module", "num_chs", "reduction"}, ...]`` of the maps :meth:`forward_intermediates` returns."""
         cached = self.__dict__.get("_feature_info")
         if cached is None:
@@ -181,7 +200,7 @@ class Classifier(LeanModule):
                     self.train(training)
             cached = [{"module": m, "num_chs": c, "reduction": r} for m, c, r in taps]
             self.__dict__["_feature_info"] = cached
-        return [dict(d) for d in cached]
+        return FeatureInfo(dict(d) for d in cached)
 
     def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int] | None = None) -> list[torch.Tensor]:
         """The multi-scale feature maps of :attr:`feature_info` for ``x`` (``indices``: which ones, default all)."""
@@ -240,7 +259,7 @@ class FeatureListNet(nn.Module):
         self.model = model
         n = len(model.feature_info)
         self.out_indices = list(range(n)) if out_indices is None else [int(i) % n for i in out_indices]
-        self.feature_info = [model.feature_info[i] for i in self.out_indices]
+        self.feature_info = FeatureInfo(model.feature_info[i] for i in self.out_indices)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.model.forward_intermediates(x, self.out_indices)

@@ -50,3 +50,11 @@ def test_registry_helpers():
     assert leannets.model_entrypoint("resnet20_standard")().num_classes == 10
     model = leannets.create_model("densenet121")
     assert model.default_cfg == model.pretrained_cfg == leannets.get_pretrained_cfg("densenet121")
+
+
+def test_feature_info_answers_timm_methods():
+    info = leannets.create_model("resnet20_standard").feature_info
+    assert info.channels() == [d["num_chs"] for d in info] and info.reduction(-1) == info[-1]["reduction"]
+    assert info.module_name(0) == info[0]["module"]
+    feats = leannets.create_model("resnet20_standard", features_only=True, out_indices=(1, 2))
+    assert feats.feature_info.channels() == info.channels()[1:]
