@@ -52,6 +52,13 @@ __all__ = ["train", "evaluate_checkpoint", "NonFiniteLossError", "resolve_device
            "StageRun"]
 
 
+#: On CUDA, reading a step's finite flag back stalls the device queue every step. With ``train.on_nonfinite: stop``
+#: (no GradScaler, no DDP) the flags of this many steps are combined on the device and read once; a non-finite step
+#: stops the run at the next read (or at the epoch's end), and no checkpoint is written from a non-finite state
+#: (:meth:`Trainer._checkpoint` checks every tensor), so the last checkpoint stays the last finite one.
+FINITE_CHECK_EVERY = 50
+
+
 class NonFiniteLossError(ValueError):
     """The training loss or gradient became NaN/inf; the message names stage, epoch and step."""
 
@@ -247,6 +254,7 @@ class Trainer:
         self.progress_override = progress
         self.resume_ckpt = resume_ckpt
         self.state = LoopState()
+        self._pending_finite: torch.Tensor | None = None  # combined finite flags not read back yet (CUDA)
         self._data_cache: dict[str, DataSplits] = {}
         self.eval_samples: int | None = None  # size of the last stage's evaluation split
         self.tb = _TBWriter(out_dir if self.dist.is_main else None)
@@ -574,6 +582,21 @@ class Trainer:
             ok = flag[0] > 0
         return bool(ok)
 
+    def _defers_finite_check(self, run: StageRun) -> bool:
+        """Whether steps are checked for non-finite values in batches (:data:`FINITE_CHECK_EVERY`), not one by one."""
+        return (self.device.type == "cuda" and run.cfg.train.on_nonfinite == "stop" and run.scaler is None
+                and not is_distributed())
+
+    def _read_finite(self, run: StageRun, step: int) -> None:
+        """Read the combined finite flag of the steps since the last read; stop the run if one was not finite."""
+        pending, self._pending_finite = self._pending_finite, None
+        if pending is not None and not bool(pending):
+            raise NonFiniteLossError(
+                f"non-finite training loss or gradient at stage {run.name!r} epoch {self.state.epoch + 1} within the "
+                f"{FINITE_CHECK_EVERY} steps up to step {step + 1} (checked every {FINITE_CHECK_EVERY} steps on "
+                f"{self.device.type}); training stopped, the last good (finite) checkpoint is kept. Lower optim.lr "
+                f"(now {run.cfg.optim.lr:g}), set train.grad_clip, or skip such steps with train.on_nonfinite=skip")
+
     def _non_finite(self, run: StageRun, step: int) -> NonFiniteLossError:
         where = self.out_dir / "last.pt" if self.out_dir is not None else None
         keep = (f"the last good (finite) checkpoint is kept at {where}" if where is not None and where.exists()
@@ -625,7 +648,13 @@ class Trainer:
         else:
             loss.backward()
             grad_norm = nn.utils.clip_grad_norm_(params, clip) if clip else _grad_norm(params)
-        if not self._finite_everywhere(loss, grad_norm):
+        if self._defers_finite_check(run):
+            ok = torch.isfinite(loss.detach().float())
+            ok = ok & torch.isfinite(grad_norm) if grad_norm is not None else ok
+            self._pending_finite = ok if self._pending_finite is None else self._pending_finite & ok
+            if (step + 1) % FINITE_CHECK_EVERY == 0:
+                self._read_finite(run, step)
+        elif not self._finite_everywhere(loss, grad_norm):
             if run.cfg.train.on_nonfinite == "stop":
                 raise self._non_finite(run, step)
             run.optimizer.zero_grad(set_to_none=True)
@@ -685,12 +714,14 @@ class Trainer:
             if bar is not None:
                 self._show_progress(bar, acc, run)
             if every_steps and s.step % every_steps == 0 and s.step < spe:
+                self._read_finite(run, step)
                 s.sums = {k: float(v) for k, v in acc.sums.items()}
                 s.sums.update({"_n": acc.n_seen, "_time": acc.elapsed_before + time.perf_counter() - acc.t0,
                                "_skipped": acc.skipped})
                 self._checkpoint(run)
         if bar is not None:
             bar.close()
+        self._read_finite(run, s.step - 1)
         s.sums = self._epoch_means(acc)
 
     def _epoch_means(self, acc: _EpochSums) -> dict[str, float]:

@@ -219,3 +219,24 @@ def test_top_k_is_reported_only_below_the_number_of_classes():
     logits[3, 1] = 1.0  # row 3 (label 1) ranks its label second: a top-5 hit, a top-1 miss
     ten = cross_entropy_sums(logits, target)
     assert set(ten) == {"loss", "acc1", "acc5"} and float(ten["acc1"][0]) == 3 and float(ten["acc5"][0]) == 4
+
+
+def test_deferred_finite_checks_stop_at_the_next_read_and_keep_the_last_finite_checkpoint(tmp_path: Path,
+                                                                                             monkeypatch):
+    """The CUDA path (flags combined on the device, read every FINITE_CHECK_EVERY steps), forced on the CPU."""
+    import leannets.engine.trainer as trainer_mod
+
+    monkeypatch.setattr(trainer_mod, "FINITE_CHECK_EVERY", 3)
+    monkeypatch.setattr(trainer_mod.Trainer, "_defers_finite_check", lambda self, run: True)
+    reads: list[int] = []
+    real_read = trainer_mod.Trainer._read_finite
+    monkeypatch.setattr(trainer_mod.Trainer, "_read_finite",
+                        lambda self, run, step: (reads.append(step), real_read(self, run, step))[1])
+    recipe = tiny(train={"epochs": 1}, stages=[{"name": "ok"}, {"name": "boom", "optim": {"lr": 1e30}}])
+    with pytest.raises(NonFiniteLossError, match=r"stage 'boom' epoch 1 within the 3 steps up to step \d+ "
+                                                 r"\(checked every 3 steps on cpu\).*last good \(finite\) checkpoint"):
+        train(recipe, out_dir=tmp_path, verbose=False)
+    assert reads[0] == 2  # the first read after 3 steps (then every 3 steps and at each epoch's end), not every step
+    ck = load_checkpoint(tmp_path / "last.pt")
+    assert ck["loop"]["stage"] == 1 and ck["loop"]["epoch"] == 0
+    assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
