@@ -13,13 +13,18 @@ from leannets.engine import train
 from leannets.engine.checkpoint import load_model
 from leannets.engine.recipe import load_recipe, stage_configs
 from leannets.engine.task import create_task
+from leannets.engine.trainer import NonFiniteLossError
 
 from .records import RecordStore, Staleness, make_record, pin_commit, record_amp
 from .reference import Reference
 from .results import ExperimentResult
 from .spec import SCALES, Experiment, Paper, Row, stable_hash
 
-__all__ = ["Context", "format_overrides"]
+__all__ = ["Context", "RunFailed", "format_overrides"]
+
+
+class RunFailed(RuntimeError):
+    """A training run of the reproduction diverged; its rows read "not measured" and the other runs go on."""
 
 
 def format_overrides(values: Mapping[str, Any], data_root: Path | None) -> dict[str, Any]:
@@ -54,6 +59,7 @@ class Context:
     records: RecordStore | None = None
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
     retime: bool = False
+    failed: dict[str, str] = field(default_factory=dict)  # run id → why it failed (a diverged run)
 
     def __post_init__(self) -> None:
         if self.records is not None:
@@ -132,6 +138,8 @@ class Context:
               extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Train (or reuse / resume) the run of ``row`` with one seed; returns the engine's result dict."""
         recipe, overrides, resolved, run_id = self.resolve(exp, row, seed_index, extra)
+        if run_id in self.failed:
+            raise RunFailed(self.failed[run_id])
         if run_id in self.run_cache:
             if set(row.run_analyses) <= set(self.run_cache[run_id].get("analyses") or {}):
                 return self.run_cache[run_id]
@@ -148,7 +156,12 @@ class Context:
                       "analyses": record.get("analyses") or {}}
             source = "record"
         else:
-            result, source = self._train_or_reuse(row, recipe, resolved, run_dir)
+            try:
+                result, source = self._train_or_reuse(row, recipe, resolved, run_dir)
+            except NonFiniteLossError as err:
+                self.failed[run_id] = f"run {run_id} diverged: {str(err).splitlines()[0]}"
+                self.log(f"  {self.failed[run_id]}")
+                raise RunFailed(self.failed[run_id]) from None
             result = {**result, "analyses": _run_analyses(row, result)}
             record = make_record(resolved, result, run_id, self.threads, analyses=result["analyses"])
             if self.records is not None:

@@ -23,10 +23,11 @@ from leannets.analysis.statistics import mean_ci
 from leannets.config import Recipe
 from leannets.engine import train
 from leannets.engine.recipe import load_recipe
+from leannets.engine.trainer import NonFiniteLossError
 from leannets.models import model_info
 
 from .claims import fmt_num
-from .context import Context, format_overrides
+from .context import Context, RunFailed, format_overrides
 from .plots import draw_plot
 from .records import RecordStore
 from .reference import load_reference
@@ -101,8 +102,13 @@ def train_parallel(ctx: Context, experiments: Sequence[Experiment], jobs: int) -
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
         futures = [pool.submit(_train_in_worker, recipe, overrides, run_dir, ctx.threads)
                    for run_dir, (recipe, overrides) in todo.items()]
-        for future in futures:
-            ctx.log(f"  finished {ctx.rel(future.result())}")
+        for run_dir, future in zip(todo, futures):
+            try:
+                ctx.log(f"  finished {ctx.rel(future.result())}")
+            except NonFiniteLossError as err:  # one diverged run does not end the others (nor the paper)
+                run_id = Path(run_dir).name
+                ctx.failed[run_id] = f"run {run_id} diverged: {str(err).splitlines()[0]}"
+                ctx.log(f"  {ctx.failed[run_id]}")
     return len(todo)
 
 
@@ -171,14 +177,20 @@ def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
             rr.input_size = tuple(prof["input_size"])
             rr.metrics.update({k: v for k, v in prof.items() if k != "input_size"})
     for _, row, k in iter_runs([exp], ctx.scale, ctx.seeds):
-        ctx.train(exp, row, k)
+        try:
+            ctx.train(exp, row, k)
+        except RunFailed as err:
+            res.notes.append(f"Not used: {err} (its row's claims read not measured).")
     if exp.train is not None and exp.train.trains_at(ctx.scale):
         res.trained = True
         for row, rr in zip(exp.rows, res.rows):
             spec = row.model_for(ctx.scale)
             if spec is None:
                 continue
-            results = [ctx.train(exp, row, k) for k in range(ctx.seeds)]
+            try:
+                results = [ctx.train(exp, row, k) for k in range(ctx.seeds)]
+            except RunFailed:
+                continue  # a seed diverged: the row has no trained metrics (noted above)
             result = results[0]  # its checkpoint serves the analyses (CAMs, sharpness, ...)
             rr.trained_model = spec.as_dict()
             data = result.get("data") or {}
@@ -196,7 +208,10 @@ def run_experiment(ctx: Context, exp: Experiment) -> ExperimentResult:
                 if rr.run.get(k):
                     rr.run[k] = ctx.rel(rr.run[k])
     if exp.analysis is not None:
-        exp.analysis(ctx, res)
+        try:
+            exp.analysis(ctx, res)
+        except RunFailed as err:
+            res.notes.append(f"Analysis skipped: {err}.")
     for claim in exp.claims:
         res.verdicts.append(claim.judge(res, ctx.reference, ctx.scale))
     for plot in exp.plots:

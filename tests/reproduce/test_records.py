@@ -216,3 +216,20 @@ def test_importing_the_records_module_runs_no_git():
     code = "import leannets.reproduce.records as r; print(r._commit.cache_info().currsize)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"  # read when a reproduction context is made, not on import
+
+
+def test_a_diverged_run_is_noted_and_the_reproduction_goes_on(tmp_path, monkeypatch):
+    from leannets.engine.trainer import NonFiniteLossError
+
+    def diverge_dsconv(*args, out_dir=None, **kwargs):
+        if "dsconv" in Path(out_dir).name:
+            raise NonFiniteLossError("non-finite training loss or gradient at stage 'train' epoch 1 step 2")
+        return REAL_TRAIN(*args, out_dir=out_dir, **kwargs)
+
+    monkeypatch.setattr(runner, "train", diverge_dsconv)
+    doc = run_paper(**TABLE, out_dir=tmp_path / "out", records_dir=tmp_path / "records")
+    table1 = doc["experiments"][0]
+    assert any("diverged" in n and "dsconv" in n for n in table1["notes"])
+    rows = {r["key"]: r for r in table1["rows"]}
+    assert "acc1" not in rows["dsconv"]["metrics"] and "acc1" in rows["standard"]["metrics"]
+    assert not any("dsconv" in p.name for p in (tmp_path / "records").glob("*.json"))  # no record of a failed run
