@@ -81,13 +81,15 @@ def _run_one(args: argparse.Namespace) -> dict | None:
     if args.plan:
         from leannets.reproduce.runner import plan_paper
 
-        runs = plan_paper(paper, args.table, args.scale, args.data_root, args.seed, args.seeds, args.device)
+        records = _records_dir(args, paper.name)
+        runs = plan_paper(paper, args.table, args.scale, args.data_root, args.seed, args.seeds, args.device,
+                          records_dir=records if records is not None and records.is_dir() else None)
         for r in runs:
             ov = " ".join(f"{k}={v}" for k, v in sorted(r["overrides"].items()) if not k.startswith("model."))
             kw = r["model"].get("kwargs") or {}
             model = r["model"]["name"] + (f"({', '.join(f'{k}={v}' for k, v in sorted(kw.items()))})" if kw else "")
-            print(f"{r['experiment']:<12} {r['row']:<16} {model:<32} {r['recipe']} {ov}")
-        print(f"{len(runs)} runs ({len({r['run_id'] for r in runs})} distinct) at {args.scale} scale")
+            print(f"{r['experiment']:<12} {r['row']:<16} {model:<32} {_cost(r):<10} {r['recipe']} {ov}")
+        print(_plan_total(runs, args.scale))
         return None
     command = _command(args)
     log = (lambda msg: None) if args.quiet else (lambda msg: print(msg, flush=True))
@@ -150,6 +152,25 @@ def write_index(root: os.PathLike | str, docs: list[dict], command: str) -> Path
     path = Path(root) / "README.md"
     atomic_write_text(path, "\n".join(lines))
     return path
+
+
+def _cost(run: dict) -> str:
+    """``recorded`` (a record holds it), ``≈N min`` (recorded minutes of its recipe with other seeds) or ``?``."""
+    if run.get("recorded"):
+        return "recorded"
+    return "?" if run.get("estimate_min") is None else f"≈{run['estimate_min']:.0f} min"
+
+
+def _plan_total(runs: list[dict], scale: str) -> str:
+    distinct = {r["run_id"]: r for r in runs}.values()
+    todo = [r for r in distinct if not r.get("recorded")]
+    known = [r["estimate_min"] for r in todo if r.get("estimate_min") is not None]
+    text = f"{len(runs)} runs ({len(distinct)} distinct) at {scale} scale"
+    if any("recorded" in r for r in distinct):
+        text += (f"; {len(distinct) - len(todo)} recorded, {len(todo)} to train: ≈{sum(known) / 60:.1f} h from the "
+                 f"minutes recorded for their recipes" + (f", {len(todo) - len(known)} without an estimate"
+                                                          if len(known) < len(todo) else ""))
+    return text
 
 
 def _records_dir(args: argparse.Namespace, paper: str) -> Path | None:

@@ -236,6 +236,13 @@ class RecordStore:
                         return Staleness(path, "recipe differs in " + ", ".join(diff))
         return None
 
+    def minutes_like(self, resolved: Recipe) -> float | None:
+        """The mean recorded minutes of runs of ``resolved``'s recipe with any seed (an estimate of its cost)."""
+        ident = {k: v for k, v in identity(resolved).items() if k != "seed"}
+        walls = [rec["wall_s"] for entries in self._index().values() for _, rec in entries
+                 if {k: v for k, v in (rec.get("recipe") or {}).items() if k != "seed"} == ident]
+        return sum(walls) / len(walls) / 60.0 if walls else None
+
     def measurement(self, what: str, spec: Mapping[str, Any]) -> dict[str, Any] | None:
         """The measurement record of ``what`` under ``spec`` (settings and model fingerprints), if one is kept."""
         self._index()

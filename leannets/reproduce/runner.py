@@ -305,21 +305,26 @@ def _accelerator(scale: str, device: str | None) -> str | None:
 
 def plan_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: str = "smoke",
                data_root: str | os.PathLike | None = None, seed: int = 0, seeds: int | None = None,
-               device: str | None = None) -> list[dict[str, Any]]:
+               device: str | None = None, records_dir: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """Every training run ``run_paper`` would start, with its recipe resolved and validated by the
-    engine (nothing is trained and no data is read): a dry run of the declarations."""
+    engine (nothing is trained and no data is read): a dry run of the declarations. With ``records_dir``, each
+    run says whether a record holds it (``recorded``) and, if not, ``estimate_min``: the mean minutes recorded
+    for the same recipe with other seeds (``None`` when there is none)."""
     paper_obj = get_paper(paper) if isinstance(paper, str) else paper
     ctx = Context(paper=paper_obj, scale=scale, seed=seed, out_dir=Path("."),
                   data_root=Path(data_root) if data_root else None, reference=load_reference(paper_obj.name),
                   device=device)
+    store = RecordStore(records_dir) if records_dir else None
     runs: list[dict[str, Any]] = []
     experiments = [e for e in paper_obj.select(tables) if scale in e.scales]
     n_seeds = paper_obj.seeds_at(scale) if seeds is None else seeds
     for exp, row, k in iter_runs(experiments, scale, n_seeds):
         recipe, overrides, resolved, run_id = ctx.resolve(exp, row, k)
+        recorded = store is not None and store.find(resolved)[0] is not None
         runs.append({"experiment": exp.name, "row": row.key, "model": resolved.model.to_dict(),
                      "recipe": recipe, "overrides": overrides, "run_id": run_id, "seed": resolved.seed,
-                     "stages": len(resolved.stages) or 1})
+                     "stages": len(resolved.stages) or 1, "recorded": recorded,
+                     "estimate_min": None if store is None or recorded else store.minutes_like(resolved)})
     return runs
 
 

@@ -233,3 +233,14 @@ def test_a_diverged_run_is_noted_and_the_reproduction_goes_on(tmp_path, monkeypa
     rows = {r["key"]: r for r in table1["rows"]}
     assert "acc1" not in rows["dsconv"]["metrics"] and "acc1" in rows["standard"]["metrics"]
     assert not any("dsconv" in p.name for p in (tmp_path / "records").glob("*.json"))  # no record of a failed run
+
+
+def test_the_plan_says_which_runs_are_recorded_and_estimates_the_rest_from_records():
+    from leannets.reproduce.runner import plan_paper
+
+    root = Path(__file__).resolve().parents[2]
+    runs = plan_paper("multiception", ["table1"], "cpu", data_root="/data", seeds=6,
+                      records_dir=root / "docs" / "reproductions" / "records")
+    assert all(r["recorded"] for r in runs if r["seed"] < 5)  # the committed records of seeds 0-4
+    new = [r for r in runs if r["seed"] == 5]
+    assert new and all(not r["recorded"] and r["estimate_min"] > 0 for r in new)
