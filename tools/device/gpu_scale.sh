@@ -16,10 +16,16 @@ log="$out/gpu_scale.log"
 exec > >(tee "$log") 2>&1
 export PYTHONUNBUFFERED=1 MPLBACKEND=Agg LEANNETS_CACHE=/tmp/leannets-cache
 if ! python3 -c "import pywt" 2>/dev/null; then
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site \
-    .device/pywavelets-*.whl || { echo "gpu_scale: cannot install the carried PyWavelets wheel"; exit 2; }
+  # the wheel of this Python (prepare.sh carries 3.10-3.13); no index here, and its one dependency (numpy) is in the
+  # image, so --no-deps: the import below checks that the pair works
+  cp=$(python3 -c 'import sys; print(f"cp{sys.version_info[0]}{sys.version_info[1]}")')
+  wheel=$(ls .device/pywavelets-*-"$cp"-*.whl 2>/dev/null | head -1)
+  [ -n "$wheel" ] || { echo "gpu_scale: no PyWavelets wheel for $cp in .device (run tools/device/prepare.sh)"; exit 2; }
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$wheel" \
+    || { echo "gpu_scale: cannot install $wheel"; exit 2; }
 fi
 export PYTHONPATH="/tmp/site:$PWD"
+python3 -c "import pywt" || { echo "gpu_scale: PyWavelets does not import with this image's numpy"; exit 2; }
 python3 -c "import torch, leannets; print('torch', torch.__version__, '| cuda', torch.cuda.is_available(),
 torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-')" || exit 2
 if [ "${SCALE:-gpu}" = gpu ] && [ -z "${REHEARSE:-}" ] \
