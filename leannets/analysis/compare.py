@@ -28,7 +28,8 @@ from leannets.engine.task import create_task
 from leannets.engine.trainer import train
 from leannets.models import model_info
 
-from .latency import DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, format_with_ci, measure_latency, torch_threads
+from .latency import (DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, format_with_ci, load_average, measure_latency,
+                      ratio_caveat, torch_threads)
 from .profile import profile_model
 from .statistics import Interval, describe_difference, mean_ci, paired_difference
 
@@ -57,15 +58,19 @@ def _profile(name: str, recipe: Recipe, data_info: dict[str, Any]) -> tuple[dict
 
 def _add_latency(rows: list[dict[str, Any]], models: dict[str, nn.Module], threads: int | None) -> dict[str, Any]:
     """Every model timed in the deployment path, interleaved; ratios to the baseline with 95% CIs."""
+    load = load_average()
     report = measure_latency(models, {r["name"]: r["input_size"] for r in rows}, 1, DEFAULT_BACKEND,
                              threads or DEFAULT_THREADS, DEFAULT_ROUNDS)
+    base = report.results[0].latency_ms
     for r in rows:
         lat = report.result(r["name"])
         r["latency_ms"], r["latency_ci_ms"] = lat.latency_ms, list(lat.latency_ci_ms)
         r["latency_ratio"] = lat.ratio_to_first
         r["latency_ratio_ci"] = None if lat.ratio_ci is None else list(lat.ratio_ci)
+        r["latency_caveat"] = ratio_caveat(lat.ratio_to_first, r["latency_ratio_ci"], lat.latency_ms, base, load,
+                                           report.threads) if r is not rows[0] else None
     return {"backend": report.backend, "threads": report.threads, "batch": report.batch, "rounds": report.rounds,
-            "settings": report.settings}
+            "settings": report.settings, "load_average": load}
 
 
 def compare_models(models: Sequence[str] | None = None, recipe: str | os.PathLike | Mapping[str, Any] | None = None,
@@ -230,6 +235,8 @@ def _latency_ratio_text(r: Mapping[str, Any]) -> str | None:
     if ratio is None:
         return None
     text = f"latency ×{format_with_ci(ratio, ci).replace(' (', ' (95% CI ')}"
+    if r.get("latency_caveat"):
+        return f"{text}: {r['latency_caveat']}"
     if not ci or any(v != v for v in ci) or ci[0] <= 1.0 <= ci[1]:
         return f"{text}: not distinguishable from the baseline"
     return f"{text}: {'faster' if ci[1] < 1.0 else 'slower'} than the baseline"
@@ -238,7 +245,9 @@ def _latency_ratio_text(r: Mapping[str, Any]) -> str | None:
 def _table(results: Mapping[str, Any]) -> str:
     label, scale = _metric_label(results)
     n_seeds, n_eval = len(results["seeds"]), results.get("eval_samples")
-    head = ["model", "params", "MACs (M)", "latency (ms, median, 95% CI)",
+    sizes = {"×".join(map(str, r["input_size"][-2:])) for r in results["models"] if r.get("input_size")}
+    at = f" at {', '.join(sorted(sizes))}" if sizes else ""
+    head = ["model", "params", f"MACs (M{at})", "latency (ms, median, 95% CI)",
             f"eval {label}, mean ± 95% CI ({n_seeds} seeds, {n_eval} images)", "eval loss", "train time (s)", "epochs"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in results["models"]:
@@ -294,7 +303,10 @@ def _report_notes(results: Mapping[str, Any]) -> list[str]:
     ]
     lines += [f"- `{r['name']}` — {r['source']} ({r['paper']})" for r in results["models"]]
     if results.get("latency"):
-        lines += ["", f"Latency: {results['latency']['settings']}, in the deployment path "
+        load = results["latency"].get("load_average")
+        lines += ["", f"Latency: {results['latency']['settings']}"
+                  + (f", load average {load:.1f} when timing started" if load is not None else "")
+                  + ", in the deployment path "
                   "(`leannets.prepare_for_inference`: eval, BN folded, fast kernels); the models' trained "
                   "weights do not change the timing."]
     if results.get("plot"):

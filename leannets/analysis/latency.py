@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 import tempfile
 import time
 from contextlib import contextmanager
@@ -40,7 +41,7 @@ from .statistics import median_ci
 
 __all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_THREADS", "DEFAULT_ROUNDS", "prepare_for_inference",
            "build_call", "time_interleaved", "summarize_rounds", "Latency", "LatencyReport", "measure_latency",
-           "torch_threads", "describe_settings", "format_with_ci"]
+           "torch_threads", "describe_settings", "format_with_ci", "load_average", "ratio_caveat"]
 
 BACKENDS = ("eager", "channels_last", "compiled", "onnxruntime")
 DEFAULT_BACKEND = "channels_last"
@@ -279,3 +280,26 @@ def measure_latency(models: Mapping[str, nn.Module], input_size: Sequence[int] |
         used = torch.get_num_threads()
     return LatencyReport(backend, used, batch, rounds, device, summarize_rounds(samples, inner))
 
+
+def load_average() -> float | None:
+    """The machine's 1-minute load average (``None`` where the OS has none)."""
+    try:
+        return float(os.getloadavg()[0])
+    except (AttributeError, OSError):
+        return None
+
+
+def ratio_caveat(ratio: float | None, ratio_ci: Sequence[float] | None, latency_ms: float, base_ms: float,
+                 load: float | None, threads: int) -> str | None:
+    """Why a latency ratio must not be judged, or ``None`` when it may be: the machine was busier than the
+    threads timed (``load`` > ``threads``: other work shared the cores), or the ratio of the medians falls outside
+    the ratio's 95% interval (the rounds were too spread for the paired ratio to describe the latencies)."""
+    if load is not None and load > threads:
+        return f"not judged: the machine was busy (load average {load:.1f} with {threads} thread(s) timed)"
+    if ratio is None or not ratio_ci or base_ms <= 0:
+        return None
+    medians = latency_ms / base_ms
+    if not ratio_ci[0] <= medians <= ratio_ci[1]:
+        return (f"not judged: the rounds were too spread (the medians' ratio {medians:.3f} lies outside the "
+                f"ratio's interval)")
+    return None

@@ -18,7 +18,7 @@ from leannets.models import create_model, model_info
 
 from .latency import torch_threads  # noqa: F401 - re-exported for callers of the profiler
 from .latency import (DEFAULT_BACKEND, DEFAULT_ROUNDS, DEFAULT_THREADS, describe_settings, format_with_ci,
-                      measure_latency)
+                      load_average, measure_latency, ratio_caveat)
 
 __all__ = ["ProfileResult", "count_params", "count_macs", "count_elementwise", "peak_activation_bytes",
            "profile_model", "profile_models", "format_table", "LiveMemoryTracker", "training_step_peak_bytes",
@@ -232,6 +232,7 @@ def profile_models(
     names = [r.name if [q.name for q in results].count(r.name) == 1 else f"{r.name}#{i}"
              for i, r in enumerate(results)]
     if latency:
+        load = load_average()
         report = measure_latency({n: m for n, (_, m) in zip(names, pairs)},
                                  {n: r.input_size for n, r in zip(names, results)}, batch, backend, threads, rounds,
                                  fold=fold_bn, device=device)
@@ -240,6 +241,9 @@ def profile_models(
             r.latency_ms, r.latency_ci_ms = lat.latency_ms, list(lat.latency_ci_ms)
             r.ratio_to_first = lat.ratio_to_first
             r.ratio_to_first_ci = None if lat.ratio_ci is None else list(lat.ratio_ci)
+            caveat = None if r is results[0] else ratio_caveat(r.ratio_to_first, r.ratio_to_first_ci, r.latency_ms,
+                                                                report.results[0].latency_ms, load, report.threads)
+            r.extra.update({"load_average": load, **({"latency_caveat": caveat} if caveat else {})})
             r.backend, r.threads, r.rounds, r.bn_folded, r.device = (report.backend, report.threads, report.rounds,
                                                                     fold_bn, device)
     return results
@@ -271,7 +275,9 @@ def format_table(results: Sequence[ProfileResult]) -> str:
             row.append(_fmt(None if r.peak_activation_bytes is None else r.peak_activation_bytes / 2**20, ".2f"))
         if show_lat:
             row.append(format_with_ci(r.latency_ms, r.latency_ci_ms, 3))
-            row.append("1 (reference)" if r is results[0] else format_with_ci(r.ratio_to_first, r.ratio_to_first_ci, 3))
+            ratio = format_with_ci(r.ratio_to_first, r.ratio_to_first_ci, 3)
+            caveat = r.extra.get("latency_caveat")
+            row.append("1 (reference)" if r is results[0] else ratio + (f" ({caveat})" if caveat else ""))
         lines.append("| " + " | ".join(row) + " |")
     first = results[0] if results else None
     if first is not None and first.latency_ms is not None:
