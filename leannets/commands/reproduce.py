@@ -39,6 +39,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="folder of run records, a few KB per finished run (default: <out>/records, all: OUT/records; none "
                         "at smoke scale): "
                         "a run whose record still holds is not trained again, each run trained adds one")
+    p.add_argument("--no-train", action="store_true",
+                   help="build the reports from the records (and finished run folders) only: a run without one is "
+                        "listed as missing and its claims read not measured")
     p.add_argument("--retime", action="store_true",
                    help="time again what a measurement record in --records holds (the WAE speed-ups), and record it")
     p.add_argument("--seed", type=int, default=0, help="first seed of every trained row (default: 0)")
@@ -96,7 +99,7 @@ def _run_one(args: argparse.Namespace) -> dict | None:
     doc = run_paper(paper, tables=args.table, scale=args.scale, out_dir=args.out, data_root=args.data_root,
                     seed=args.seed, threads=args.threads, command=command, log=log, runs_dir=args.runs,
                     seeds=args.seeds, device=args.device, jobs=args.jobs,
-                    records_dir=_records_dir(args, paper.name), retime=args.retime)
+                    records_dir=_records_dir(args, paper.name), retime=args.retime, no_train=args.no_train)
     out = args.out or f"reproductions/{paper.name}-{args.scale}"
     print(f"{paper.name} ({args.scale}): {verdict_counts(doc)} — {out}/report.md")
     return doc

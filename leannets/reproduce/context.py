@@ -60,6 +60,7 @@ class Context:
     provenance: dict[str, dict[str, Any]] = field(default_factory=dict)
     retime: bool = False
     failed: dict[str, str] = field(default_factory=dict)  # run id → why it failed (a diverged run)
+    no_train: bool = False  # build from records and finished run folders only; a missing run is "not measured"
 
     def __post_init__(self) -> None:
         if self.records is not None:
@@ -185,6 +186,9 @@ class Context:
         if done.is_file():
             self.log(f"  reusing finished run {self.rel(run_dir)}")
             return json.loads(done.read_text(encoding="utf-8")), "run folder"
+        if self.no_train:
+            self.failed[run_dir.name] = f"run {run_dir.name} has no record yet (built with --no-train)"
+            raise RunFailed(self.failed[run_dir.name])
         if (run_dir / "last.pt").is_file():
             self.log(f"  resuming interrupted run {self.rel(run_dir)}")
             return train(resume=run_dir, out_dir=run_dir, verbose=self.scale == "paper", progress=False), "resumed"

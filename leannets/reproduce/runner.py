@@ -237,7 +237,8 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
               out_dir: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None, seed: int = 0,
               threads: int | None = None, command: str | None = None, log: Callable[[str], None] = print,
               runs_dir: str | os.PathLike | None = None, seeds: int | None = None, device: str | None = None,
-              jobs: int = 1, records_dir: str | os.PathLike | None = None, retime: bool = False) -> dict[str, Any]:
+              jobs: int = 1, records_dir: str | os.PathLike | None = None, retime: bool = False,
+              no_train: bool = False) -> dict[str, Any]:
     """Run ``paper``'s experiments (all, or ``tables``) at ``scale``; returns the results dict
     (also written to ``<out_dir>/results.json`` with ``report.md`` and ``figures/``). Training
     runs live in ``runs_dir`` (default ``<out_dir>/runs``; share one across papers to reuse runs).
@@ -246,7 +247,9 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
     ``device`` sets ``train.device`` at gpu and paper scale (smoke and cpu always train on the CPU); ``jobs`` > 1
     trains the runs that many at a time first (:func:`train_parallel`). ``records_dir`` holds the run records
     (:mod:`.records`): a run whose record still holds is not trained again, and every run trained here adds its
-    record; slow measurements (the WAE timings) are kept there as measurement records, reused unless ``retime``."""
+    record; slow measurements (the WAE timings) are kept there as measurement records, reused unless ``retime``.
+    ``no_train``: build the report from records and finished run folders only (a run without either is noted and
+    its row's claims read not measured)."""
     if scale not in SCALES:
         raise ValueError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     paper_obj = get_paper(paper) if isinstance(paper, str) else paper
@@ -264,12 +267,12 @@ def run_paper(paper: str | Paper, tables: Sequence[str] | None = None, scale: st
     ctx = Context(paper=paper_obj, scale=scale, seed=seed, out_dir=out, data_root=root,
                   reference=load_reference(paper_obj.name), log=log, threads=threads,
                   runs_root=Path(runs_dir) if runs_dir else None, seeds=n_seeds, device=device,
-                  records=RecordStore(records_dir) if records_dir else None, retime=retime)
+                  records=RecordStore(records_dir) if records_dir else None, retime=retime, no_train=no_train)
     if jobs < 1:
         raise ValueError(f"--jobs must be >= 1, got {jobs}")
     t0 = time.perf_counter()
     results: list[ExperimentResult] = []
-    if jobs > 1:
+    if jobs > 1 and not no_train:
         train_parallel(ctx, experiments, jobs)
     with torch_threads(threads):
         for exp in experiments:

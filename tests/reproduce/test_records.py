@@ -244,3 +244,12 @@ def test_the_plan_says_which_runs_are_recorded_and_estimates_the_rest_from_recor
     assert all(r["recorded"] for r in runs if r["seed"] < 5)  # the committed records of seeds 0-4
     new = [r for r in runs if r["seed"] == 5]
     assert new and all(not r["recorded"] and r["estimate_min"] > 0 for r in new)
+
+
+def test_no_train_builds_from_records_only_and_names_the_missing_runs(tmp_path, monkeypatch):
+    calls = _counting_train(monkeypatch)
+    doc = run_paper(**TABLE, out_dir=tmp_path / "out", records_dir=tmp_path / "records", no_train=True)
+    assert calls == []
+    table1 = doc["experiments"][0]
+    assert any("has no record yet (built with --no-train)" in n for n in table1["notes"])
+    assert all("acc1" not in r["metrics"] for r in table1["rows"])
