@@ -27,11 +27,12 @@ def test_imagenet_forward_and_classifier_api():
     with torch.no_grad():
         assert model.forward_features(x).shape == (1, 288, 7, 7)
         assert model(x).shape == (1, 1000)
-        assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (1, model.num_features)
-    assert model.num_features == 1024  # Howard et al. / timm keep the hidden head at 1024 at every width
+        assert model.forward_head(model.forward_features(x), pre_logits=True).shape == (1, model.head_hidden_size)
+    assert model.num_features == 288  # forward_features' width (timm's meaning)
+    assert model.head_hidden_size == 1024  # Howard et al. / timm keep the hidden head at 1024 at every width
     assert model.stem[0].out_channels == 16  # and the stem at 16 below width 0.75
     scaled = leannets.create_model("mobilenetv3_small_050_xsep", width_rule="scaled")
-    assert scaled.num_features == 512 and scaled.stem[0].out_channels == 8
+    assert scaled.head_hidden_size == 512 and scaled.stem[0].out_channels == 8
     model.reset_classifier(7)
     assert model(torch.randn(1, 3, 64, 64)).shape == (1, 7)
 
