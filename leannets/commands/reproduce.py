@@ -26,8 +26,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--table", action="append", default=None, metavar="NAME",
                    help="only this table/figure (repeatable; see --list)")
     p.add_argument("--scale", choices=SCALES, default="smoke",
-                   help="smoke: embedded data, tiny runs (CI); cpu: real data from --data-root, 3 seeds, ≤ 40 min per "
-                        "paper on 2 cores; gpu: the CIFAR-size experiments on one GPU (≈ 12 min, 3 seeds); paper: "
+                   help="smoke: embedded data, tiny runs (CI); cpu: real data from --data-root, 3 seeds (5 where "
+                        "declared), ≤ 3 CPU-hours per paper on 2 cores, accumulated as run records; gpu: the CIFAR-size experiments on one GPU (≈ 12 min, 3 seeds); paper: "
                         "the published recipes (GPU, resumable)")
     p.add_argument("--out", default=None,
                    help="output folder (default: reproductions/<paper>-<scale>; all: reproductions/all-<scale>)")

@@ -9,8 +9,9 @@ Scales:
   only show that the pipeline works.
 - ``cpu``: real data from ``--data-root`` (e.g. ``../shared/data``: the whole CIFAR-10, Train400 →
   BSD68, (C)Sun_Hays80 → Set5/Set14), models and schedules chosen from pilot runs so that a trained
-  comparison can decide; ≤ 40 min per paper and ≤ 160 min in all on 2 cores. What cannot reach a
-  meaningful baseline in that budget is not trained ("not checked (budget)").
+  comparison can decide; ≤ 3 CPU-hours of training per paper and ≤ 12 in all on 2 cores, each run
+  ≤ ≈ 40 min, accumulated as run records over sessions. What cannot reach a meaningful baseline in that
+  budget is not trained ("not checked (budget)").
 - ``gpu``: the CIFAR-size experiments of the four papers on one GPU in about 12 minutes: the whole
   CIFAR-10 resident on the device, bf16 autocast, channels_last, several runs at once (``--jobs``).
   Only experiments that list ``gpu`` in :attr:`Experiment.scales` run at this scale.
