@@ -43,7 +43,7 @@ from torch.utils._python_dispatch import _get_current_dispatch_mode
 
 from leannets._io import atomic_copy, cache_dir
 
-__all__ = ["available", "library_path", "graph_capture", "fx_tracing", "check_input", "act_code", "bn_is_affine", "bn_scale_shift",
+__all__ = ["available", "library_path", "graph_capture", "fx_tracing", "tracing", "check_input", "act_code", "bn_is_affine", "bn_scale_shift",
            "cached_on_state", "cached_tensors", "xsep_forward", "depthwise_conv2d", "fast_backward_applies",
            "multi_depthwise_forward", "KERNELS_ENV"]
 
@@ -160,10 +160,15 @@ def fx_tracing() -> bool:
     return torch.fx._symbolic_trace.is_fx_symbolic_tracing()
 
 
+def tracing() -> bool:
+    """A graph is being traced or scripted (jit or fx): input checks are skipped (they would see proxies or fixed
+    example shapes, and become part of the graph)."""
+    return torch.jit.is_scripting() or torch.jit.is_tracing() or fx_tracing()
+
+
 def check_input(x: torch.Tensor, channels: int, who: str) -> None:
-    """``ValueError`` naming ``who`` unless ``x`` is (N, ``channels``, H, W); skipped while a graph is captured
-    (tracing sees proxies or fixed example shapes, and the check would become part of the graph)."""
-    if torch.jit.is_scripting() or torch.jit.is_tracing() or fx_tracing():
+    """``ValueError`` naming ``who`` unless ``x`` is (N, ``channels``, H, W); skipped while :func:`tracing`."""
+    if tracing():
         return
     if x.dim() != 4 or x.shape[1] != channels:
         raise ValueError(f"{who}: expected input (N, {channels}, H, W), got {tuple(x.shape)}")

@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-from leannets.layers.kernels import fx_tracing
+from leannets.layers.kernels import tracing
 
 __all__ = ["LeanModule", "Classifier", "FeatureListNet", "init_weights"]
 
@@ -57,7 +57,7 @@ class LeanModule(nn.Module):
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise ``ValueError`` naming the model, the expected and the received shape."""
-        if torch.jit.is_scripting() or torch.jit.is_tracing() or fx_tracing():
+        if tracing():
             return
         expected = (f"(N, {self.in_chans}, H, W) with H, W >= {self.min_input_size}"
                     + (f" and divisible by {self.size_divisor}" if self.size_divisor > 1 else ""))

@@ -82,6 +82,12 @@ class Context:
         except ValueError:
             return str(path)
 
+    def fail(self, run_id: str, why: str) -> RunFailed:
+        """Remember that ``run_id`` cannot serve this reproduction (logged once); the error its rows raise."""
+        self.failed[run_id] = f"run {run_id} {why}"
+        self.log(f"  {self.failed[run_id]}")
+        return RunFailed(self.failed[run_id])
+
     def measured(self, what: str, spec: Mapping[str, Any], measure: Callable[[], Mapping[str, Any]],
                  threads: int | None = None) -> dict[str, Any]:
         """The values of a slow measurement (timings): from its measurement record when one holds for ``spec`` (and
@@ -160,9 +166,7 @@ class Context:
             try:
                 result, source = self._train_or_reuse(row, recipe, resolved, run_dir)
             except NonFiniteLossError as err:
-                self.failed[run_id] = f"run {run_id} diverged: {str(err).splitlines()[0]}"
-                self.log(f"  {self.failed[run_id]}")
-                raise RunFailed(self.failed[run_id]) from None
+                raise self.fail(run_id, f"diverged: {str(err).splitlines()[0]}") from None
             result = {**result, "analyses": _run_analyses(row, result)}
             record = make_record(resolved, result, run_id, self.threads, analyses=result["analyses"])
             if self.records is not None:
@@ -187,8 +191,7 @@ class Context:
             self.log(f"  reusing finished run {self.rel(run_dir)}")
             return json.loads(done.read_text(encoding="utf-8")), "run folder"
         if self.no_train:
-            self.failed[run_dir.name] = f"run {run_dir.name} has no record yet (built with --no-train)"
-            raise RunFailed(self.failed[run_dir.name])
+            raise self.fail(run_dir.name, "has no record yet (built with --no-train)")
         if (run_dir / "last.pt").is_file():
             self.log(f"  resuming interrupted run {self.rel(run_dir)}")
             return train(resume=run_dir, out_dir=run_dir, verbose=self.scale == "paper", progress=False), "resumed"

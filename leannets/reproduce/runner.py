@@ -106,9 +106,7 @@ def train_parallel(ctx: Context, experiments: Sequence[Experiment], jobs: int) -
             try:
                 ctx.log(f"  finished {ctx.rel(future.result())}")
             except NonFiniteLossError as err:  # one diverged run does not end the others (nor the paper)
-                run_id = Path(run_dir).name
-                ctx.failed[run_id] = f"run {run_id} diverged: {str(err).splitlines()[0]}"
-                ctx.log(f"  {ctx.failed[run_id]}")
+                ctx.fail(Path(run_dir).name, f"diverged: {str(err).splitlines()[0]}")
     return len(todo)
 
 
