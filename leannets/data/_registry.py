@@ -75,7 +75,7 @@ class DataSplits:
 
     @property
     def in_memory(self) -> bool:
-        return isinstance(self.train, ImageTensors)
+        return isinstance(self.train, ImageTensors) or bool(getattr(self.train, "in_memory", False))
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,8 @@
 
 Training split folder ``data.train_dir`` (``train``), evaluation ``data.eval_dir`` (``val``; ``test``
 or ``validation`` are tried when it is missing). Classes are the sorted sub-folder names of the
-training split. File-based by default (DataLoader workers, RandomResizedCrop); with
-``data.in_memory: true`` every image is decoded once to ``data.input_size`` and held as uint8.
+training split. File-based by default (DataLoader workers); with ``data.in_memory: true`` every image is
+decoded once and held at its own size. Both run the same transforms (:func:`build_file_splits`).
 """
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 from leannets.config import IMAGENET_MEAN, IMAGENET_STD, Field
 
 from ._registry import DataSplits, register_dataset
-from ._util import channel_stats, stats_or_override
-from .transforms import FileImageDataset, decode_to_tensors
+from ._util import stats_or_override
+from .transforms import FileImageDataset
 
 __all__ = ["IMG_EXTENSIONS", "scan_class_folders", "build_file_splits", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -52,23 +52,27 @@ def scan_class_folders(folder: Path, classes: list[str] | None = None, layout: s
 
 def build_file_splits(cfg: DataSection, train_samples: list[tuple[str, int]], eval_samples: list[tuple[str, int]],
                       classes: list[str], name: str, default_size: int, in_memory_default: bool) -> DataSplits:
-    """Splits for (path, label) lists: in memory (decoded once) or file-based with PIL transforms."""
+    """Splits for (path, label) lists. One preprocessing whatever the storage: RandomResizedCrop + flip for
+    training, resize + centre crop (``crop_pct``) for evaluation, ImageNet statistics unless ``data.mean/std``
+    are set. ``data.in_memory`` only chooses whether the files are decoded once and held, or on every access."""
     size = cfg.input_size or default_size
     in_memory = in_memory_default if cfg.in_memory is None else cfg.in_memory
-    if in_memory:
-        train = decode_to_tensors(train_samples, size, 1.0)
-        test = decode_to_tensors(eval_samples, size, 1.0)
-        mean, std = stats_or_override(cfg, channel_stats(train.images), 3)
-    else:
-        common = dict(crop_area=cfg.crop_area, ratio=cfg.ratio, crop_pct=cfg.crop_pct, flip=cfg.flip,
-                      augment=cfg.augment)
-        train = FileImageDataset(train_samples, size, True, **common)
-        test = FileImageDataset(eval_samples, size, False, **common)
-        mean, std = stats_or_override(cfg, (IMAGENET_MEAN, IMAGENET_STD), 3)
+    common = dict(crop_area=cfg.crop_area, ratio=cfg.ratio, crop_pct=cfg.crop_pct, flip=cfg.flip,
+                  augment=cfg.augment, in_memory=in_memory)
+    train = FileImageDataset(train_samples, size, True, **common)
+    test = FileImageDataset(eval_samples, size, False, **common)
+    mean, std = stats_or_override(cfg, (IMAGENET_MEAN, IMAGENET_STD), 3)
+    preprocessing = {"train": train.describe(), "eval": test.describe(),
+                     "normalise": f"mean {_fmt(mean)}, std {_fmt(std)}" if cfg.normalize else "none (pixels / 255)",
+                     "storage": "decoded once, held in memory" if in_memory else "decoded from the files at each access"}
     return DataSplits(train=train, eval=test, num_classes=len(classes), in_chans=3, input_size=(3, size, size),
                       mean=mean, std=std, class_names=classes, name=name,
                       meta={"in_memory": in_memory, "train_images": len(train_samples),
-                            "eval_images": len(eval_samples)})
+                            "eval_images": len(eval_samples), "preprocessing": preprocessing})
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.4g}" for v in values) + ")"
 
 
 def build_imagefolder(cfg: DataSection) -> DataSplits:

@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from ._registry import ImageTensors, data_section
 
-__all__ = ["DeviceLoader", "FileLoader", "EpochSampler", "make_loader", "augment_batch", "derive_seed"]
+__all__ = ["DeviceLoader", "FileLoader", "EpochSampler", "make_loader", "augment_batch", "derive_seed",
+           "describe_preprocessing"]
 
 
 def derive_seed(*parts: int | str) -> int:
@@ -279,6 +280,27 @@ class FileLoader:
                     x = x.contiguous(memory_format=torch.channels_last)
                 batch = (x, *batch[1:])
             yield batch
+
+
+def describe_preprocessing(splits: Any, data_cfg: Mapping[str, Any]) -> dict[str, str] | None:
+    """What the model sees, in words (train / eval transforms, normalisation, storage): the builder's own
+    description when it gives one, the on-device batch augmentation for in-memory splits; ``None`` otherwise."""
+    given = (getattr(splits, "meta", None) or {}).get("preprocessing")
+    if given:
+        return dict(given)
+    if not isinstance(getattr(splits, "train", None), ImageTensors):
+        return None
+    cfg = data_section(data_cfg)
+    _, h, w = splits.train.images.shape[1:]
+    steps = [f"zero-pad {cfg.crop_padding} + random {h}×{w} crop"] if cfg.crop_padding else []
+    steps += ["horizontal flip"] if cfg.flip else []
+    steps += [f"cutout {cfg.cutout}"] if cfg.cutout else []
+    train = " + ".join(steps) if cfg.augment and steps else "none"
+    mean, std = getattr(splits, "mean", None), getattr(splits, "std", None)
+    norm = (f"mean ({', '.join(f'{v:.4g}' for v in mean)}), std ({', '.join(f'{v:.4g}' for v in std)})"
+            if cfg.normalize and mean and std else "none (pixels / 255)")
+    return {"train": train + " (on the device, per batch)", "eval": f"as stored ({h}×{w})", "normalise": norm,
+            "storage": "decoded once, held in memory as uint8"}
 
 
 def make_loader(split: Any, data_cfg: Mapping[str, Any], *, train: bool, device: torch.device | str = "cpu",

@@ -152,19 +152,25 @@ def check_image_files(paths: Sequence[str | Path]) -> None:
 class FileImageDataset(Dataset):
     """(path, label) samples decoded with PIL; train or eval transforms; yields (uint8 (C,H,W), label).
 
-    Every file gets :func:`check_image_file` up front (a few bytes each), so a truncated file is one clear
-    error before training starts instead of a DataLoader worker traceback mid-epoch.
+    Streamed (default): every file gets :func:`check_image_file` up front (a few bytes each), so a truncated
+    file is one clear error before training starts instead of a DataLoader worker traceback mid-epoch, and is
+    decoded on each access. ``in_memory``: every file is decoded once, at its own size, and held; the same
+    transforms then run on the held pixels, so the storage never changes what the model sees.
     """
 
     def __init__(self, samples: Sequence[tuple[str, int]], size: int, train: bool, *, crop_area: Sequence[float] =
                  (0.08, 1.0), ratio: Sequence[float] = (3 / 4, 4 / 3), crop_pct: float = 0.875, flip: bool = True,
-                 augment: bool = True, mode: str = "RGB") -> None:
+                 augment: bool = True, mode: str = "RGB", in_memory: bool = False) -> None:
         self.samples = list(samples)
-        check_image_files([path for path, _ in self.samples])
         self.size, self.train = size, train
         self.crop_area, self.ratio, self.crop_pct = tuple(crop_area), tuple(ratio), crop_pct
         self.flip, self.augment, self.mode = flip, augment, mode
         self.seed, self.epoch = 0, 0
+        self.in_memory = in_memory
+        if in_memory:
+            self._held = [np.asarray(load_image(path, mode)) for path, _ in self.samples]
+        else:
+            check_image_files([path for path, _ in self.samples])
 
     def set_seed(self, seed: int) -> None:
         self.seed = seed
@@ -175,15 +181,29 @@ class FileImageDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
+    def image(self, index: int) -> Image.Image:
+        """The decoded image ``index`` (before any transform), from memory or from its file."""
+        if self.in_memory:
+            return Image.fromarray(self._held[index])
+        return load_image(self.samples[index][0], self.mode)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        path, label = self.samples[index]
-        img = load_image(path, self.mode)
+        img = self.image(index)
         if self.train and self.augment:
             x = train_transform(img, self.size, sample_rng(self.seed, self.epoch, index), self.crop_area, self.ratio,
                                 self.flip)
         else:
             x = eval_transform(img, self.size, self.crop_pct)
-        return x, label
+        return x, self.samples[index][1]
+
+    def describe(self) -> str:
+        """The transform this split applies, in words (printed by the trainer, kept in ``results.json``)."""
+        if self.train and self.augment:
+            flip = " + horizontal flip" if self.flip else ""
+            return (f"RandomResizedCrop({self.size}, area {self.crop_area[0]:g}–{self.crop_area[1]:g}, aspect "
+                    f"{self.ratio[0]:.3g}–{self.ratio[1]:.3g}, bilinear){flip}")
+        short = int(math.floor(self.size / self.crop_pct))
+        return f"shorter side resized to {short} (bilinear), centre {self.size}×{self.size} crop (crop_pct {self.crop_pct:g})"
 
 
 def decode_to_tensors(samples: Sequence[tuple[str, int]], size: int, crop_pct: float = 1.0, mode: str = "RGB"

@@ -34,7 +34,7 @@ from leannets._io import atomic_write_json, atomic_write_text, folder_lock, remo
 from leannets._log import STDERR, ensure_console
 from leannets.config import Recipe, StageConfig
 from leannets.data import DataSplits, make_loader
-from leannets.data.loader import derive_seed
+from leannets.data.loader import derive_seed, describe_preprocessing
 
 from .amp import AMP_DTYPES, CPU_BF16_MIN_GAIN, bf16_step_gain, fixed_amp
 from .checkpoint import (FORMAT, VERSION, capture_rng, copy_checkpoint, load_checkpoint, load_model, restore_rng,
@@ -295,6 +295,11 @@ class Trainer:
         task0 = create_task(cfg0)
         splits0 = self._splits(task0, cfg0)
         self.data_info = data_info_of(splits0)
+        prep = describe_preprocessing(splits0, cfg0.data)
+        if prep:
+            self.data_info["preprocessing"] = prep
+            if self.verbose:
+                _LOG.info("preprocessing: " + "; ".join(f"{k}: {v}" for k, v in prep.items()))
         shape = tuple(getattr(splits0, "input_size", ()) or ())
         if len(shape) == 3:  # refuse a run that cannot fit before it is killed (restoration: eval images differ)
             check_training_memory(lambda: task0.build_model(splits0), shape,

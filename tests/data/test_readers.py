@@ -198,12 +198,45 @@ def tiny_root(tmp_path: Path) -> Path:
 def test_tiny_imagenet_folders_in_memory_and_streamed(tiny_root: Path):
     s = build_dataset(_data_cfg("tiny_imagenet", tiny_root))
     assert s.in_memory and len(s.train) == 6 and len(s.eval) == 3 and s.num_classes == 3
-    assert s.train.labels.tolist() == [0, 0, 1, 1, 2, 2]
-    assert s.eval.labels.tolist() == [2, 1, 0]
+    assert [s.train[i][1] for i in range(6)] == [0, 0, 1, 1, 2, 2]
+    assert [s.eval[i][1] for i in range(3)] == [2, 1, 0]
     assert s.class_names == ["n01", "n02", "n03"]
     streamed = build_dataset(_data_cfg("tiny_imagenet", tiny_root, in_memory=False))
     x, y = streamed.eval[0]
     assert x.shape == (3, 64, 64) and x.dtype == torch.uint8 and y == 2
+
+
+@pytest.mark.parametrize("name", ["tiny_imagenet", "imagefolder"])
+def test_in_memory_and_streamed_resolve_to_the_same_preprocessing(tmp_path: Path, tiny_root: Path, name: str):
+    """data.in_memory chooses storage only: the same recipe gives the same transforms, statistics and
+    description, and the same pixels for one image in training (same seed, epoch) and in evaluation."""
+    if name == "imagefolder":
+        rng = np.random.default_rng(0)
+        for split in ("train", "val"):
+            for c in ("cat", "dog"):
+                path = tmp_path / "folder" / split / c / "0.png"
+                path.parent.mkdir(parents=True)
+                Image.fromarray(rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)).save(path)
+        root, kw = tmp_path / "folder", {"input_size": 24}
+    else:
+        noisy = np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+        Image.fromarray(noisy).save(tiny_root / "tiny-imagenet-200" / "train" / "n01" / "images" / "n01_1.JPEG")
+        root, kw = tiny_root, {"input_size": 56}
+    held = build_dataset(_data_cfg(name, root, in_memory=True, **kw))
+    streamed = build_dataset(_data_cfg(name, root, in_memory=False, **kw))
+    assert held.in_memory and not streamed.in_memory
+    assert (held.mean, held.std, held.input_size) == (streamed.mean, streamed.std, streamed.input_size)
+    prep_h, prep_s = held.meta["preprocessing"], streamed.meta["preprocessing"]
+    assert prep_h.pop("storage") != prep_s.pop("storage") and prep_h == prep_s
+    assert prep_h["train"].startswith("RandomResizedCrop(") and "crop_pct 0.875" in prep_h["eval"]
+    for split in ("train", "eval"):
+        a, b = getattr(held, split), getattr(streamed, split)
+        a.set_seed(3), b.set_seed(3), a.set_epoch(2), b.set_epoch(2)
+        xa, ya = a[1]
+        xb, yb = b[1]
+        assert ya == yb and xa.shape == (3, kw["input_size"], kw["input_size"]) and torch.equal(xa, xb)
+    held.train.set_epoch(4)  # another epoch draws another crop: the comparison above is not vacuous
+    assert not torch.equal(held.train[1][0], streamed.train[1][0])
 
 
 def test_tiny_imagenet_errors_name_the_problem(tiny_root: Path):

@@ -50,6 +50,9 @@ def test_train_learns_digits_and_writes_the_run_folder(tmp_path: Path):
     assert out["metrics"]["acc1"] == pytest.approx(res["final"]["eval_acc1"])
     model, ckpt = load_model(run)
     assert not model.training and ckpt["data_info"]["num_classes"] == 10
+    prep = json.loads((run / "result.json").read_text())["data"]["preprocessing"]  # what the model saw, recorded
+    assert prep["train"] == "zero-pad 2 + random 16×16 crop (on the device, per batch)"  # digits: no flip
+    assert prep["eval"] == "as stored (16×16)" and prep["normalise"].startswith("mean (")
 
 
 def test_multistage_freeze_keeps_frozen_weights_and_bn_stats(tmp_path: Path):
