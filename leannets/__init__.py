@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 from .models import (ModelInfo, create_model, get_pretrained_cfg, is_model, list_models, list_modules, model_entrypoint,
                      model_info, register_model)
 
-__all__ = ["ModelInfo", "create_model", "is_model", "list_models", "model_info", "prepare_for_inference",
+__all__ = ["ModelInfo", "convert", "create_model", "is_model", "list_models", "model_info", "prepare_for_inference",
            "register_model", "list_modules", "model_entrypoint", "get_pretrained_cfg", "__version__"]
 
 
@@ -13,4 +13,8 @@ def __getattr__(name: str):  # noqa: ANN202 - lazy: importing leannets stays lig
         from .analysis.latency import prepare_for_inference
 
         return prepare_for_inference
+    if name == "convert":
+        from .analysis.convert import convert
+
+        return convert
     raise AttributeError(f"module 'leannets' has no attribute {name!r}")

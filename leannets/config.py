@@ -181,6 +181,8 @@ class ModelSection(Section):
     kwargs: dict[str, Any] = key({}, "keyword overrides passed to create_model")
     sync_bn: bool = key(False, "convert BatchNorm to SyncBatchNorm under DDP")
     init_checkpoint: str | None = key(None, "weights to start from (a leannets checkpoint)")
+    convert: dict[str, Any] | None = key(None, "leannets.convert options applied after create_model, e.g. "
+                                               "{conv: xsepconv, min_kernel: 5} or {act: xunit}")
 
 
 class DataSection(Section):

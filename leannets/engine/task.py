@@ -42,6 +42,7 @@ from leannets._log import STDERR
 from leannets.config import DataSection, Field, StageConfig
 from leannets.data import DataSplits, build_dataset, data_section, dataset_info
 from leannets.models import create_model, model_info
+from leannets.models.convert import CONVERT_OPTIONS, convert_model
 from leannets.registry import Registry
 
 _LOG = logging.getLogger(__name__)
@@ -129,7 +130,18 @@ class Task:
             kwargs.setdefault("num_classes", splits.num_classes)
         if getattr(splits, "in_chans", None):
             kwargs.setdefault("in_chans", splits.in_chans)
-        return create_model(m.name, **kwargs)
+        model = create_model(m.name, **kwargs)
+        if m.convert:
+            try:
+                report = convert_model(model, input_size=tuple(getattr(splits, "input_size", ()) or ()) or None,
+                                       **m.convert)
+            except TypeError as err:
+                raise ValueError(f"model.convert: {err} (allowed: {', '.join(CONVERT_OPTIONS)})") from err
+            if report.note:
+                raise ValueError(f"model.convert on {m.name}: {report.note}")
+            _LOG.info(f"model.convert: {len(report.replaced)} layer(s) replaced {report.counts()}, params "
+                      f"{report.params[0]:,} -> {report.params[1]:,}")
+        return model
 
     # -- steps ------------------------------------------------------------------------------------
     def batch_size(self, batch: Any) -> int:

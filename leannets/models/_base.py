@@ -4,11 +4,14 @@ Every :class:`Classifier` also has timm's feature and memory API:
 
 - :attr:`Classifier.feature_info`: one entry per multi-scale feature map (``module``, ``num_chs``,
   ``reduction``): the last output of the model's block container at each resolution, the final one being
-  :meth:`~Classifier.forward_features` itself (named ``"forward_features"``, which is a method, not a submodule
-  to hook: take it from ``forward_intermediates``). It is found once by a small probe forward (64², eval mode);
-  as timm's, it answers ``channels()``, ``reduction()`` and ``module_name()``.
-- :meth:`Classifier.forward_intermediates`: those maps for an input (``indices`` picks some of them);
-  ``create_model(name, features_only=True)`` wraps a model as :class:`FeatureListNet`.
+  :meth:`~Classifier.forward_features`' output, named by the submodule that returns it (hook it by that name).
+  A model whose ``forward_features`` ends in a functional op or a concatenation (the WAE fusion models) has no
+  such submodule: that entry is named ``"forward_features"``; take it from ``forward_intermediates``. It is found
+  once by a small probe forward (64², eval mode); as timm's, it answers ``channels()``, ``reduction()`` and
+  ``module_name()``.
+- :meth:`Classifier.forward_intermediates`: timm's signature, ``(final, maps)`` (``indices``, ``stop_early``,
+  ``output_fmt``, ``intermediates_only``); ``create_model(name, features_only=True)`` wraps a model as
+  :class:`FeatureListNet`.
 - :meth:`Classifier.set_grad_checkpointing`: recompute each block of the container in the backward pass
   instead of storing its activations (``torch.utils.checkpoint``, non-reentrant); the state dict is unchanged.
 """
@@ -25,6 +28,8 @@ from leannets.layers.kernels import tracing
 
 __all__ = ["LeanModule", "Classifier", "FeatureListNet", "init_weights"]
 
+#: ``feature_info``'s name of the final map where no submodule returns it (it is ``forward_features``' output).
+FINAL_FEATURES = "forward_features"
 #: Attribute names of the block container a family's ``forward_features`` runs through, in order of preference.
 FEATURE_CONTAINERS = ("stages", "blocks", "features")
 
@@ -157,16 +162,16 @@ class Classifier(LeanModule):
                                   "take multi-scale features or checkpoint from")
 
     def _tap_names(self, x: torch.Tensor) -> list[tuple[str, int, int]]:
-        """(module name, channels, reduction) of the last container output at each resolution (only the final
-        map for a model without a block container, e.g. the two-input WAE classifiers)."""
+        """(module name, channels, reduction) of the last container output at each resolution, then the final map
+        (the only one for a model without a block container, e.g. the two-input WAE classifiers)."""
         try:
             name, container = self._feature_container()
+            blocks = {f"{name}.{k}" for k, _ in container.named_children()}
         except NotImplementedError:
-            final = self.forward_features(x)
-            return [("forward_features", int(final.shape[1]), round(int(x.shape[-1]) / int(final.shape[-1])))]
-        seen: list[tuple[str, torch.Size]] = []
-        hooks = [m.register_forward_hook(lambda mod, i, o, key=f"{name}.{k}": seen.append((key, o.shape)))
-                 for k, m in container.named_children()]
+            blocks = set()
+        seen: list[tuple[str, torch.Tensor]] = []
+        hooks = [m.register_forward_hook(lambda mod, i, o, key=k: seen.append((key, o)))
+                 for k, m in self.named_modules() if k]
         try:
             final = self.forward_features(x)
         finally:
@@ -174,11 +179,14 @@ class Classifier(LeanModule):
                 h.remove()
         size = int(x.shape[-1])
         last: dict[int, tuple[str, int, int]] = {}
-        for key, shape in seen:
-            if len(shape) == 4:
-                last[int(shape[-1])] = (key, int(shape[1]), round(size / int(shape[-1])))
+        for key, out in seen:
+            if key in blocks and isinstance(out, torch.Tensor) and out.dim() == 4:
+                last[int(out.shape[-1])] = (key, int(out.shape[1]), round(size / int(out.shape[-1])))
         taps = [last[w] for w in sorted(last, reverse=True)]
-        final_tap = ("forward_features", int(final.shape[1]), round(size / int(final.shape[-1])))
+        # the final map is named by the last submodule that returned it, so that hooking by name works; a model
+        # whose forward_features ends in a functional op or a concatenation has none: FINAL_FEATURES then
+        final_name = next((k for k, out in reversed(seen) if out is final), FINAL_FEATURES)
+        final_tap = (final_name, int(final.shape[1]), round(size / int(final.shape[-1])))
         return [t for t in taps if t[2] != final_tap[2]] + [final_tap]
 
     @property
@@ -202,26 +210,47 @@ class Classifier(LeanModule):
             self.__dict__["_feature_info"] = cached
         return FeatureInfo(dict(d) for d in cached)
 
-    def forward_intermediates(self, x: torch.Tensor, indices: Sequence[int] | None = None) -> list[torch.Tensor]:
-        """The multi-scale feature maps of :attr:`feature_info` for ``x`` (``indices``: which ones, default all)."""
+    def forward_intermediates(self, x: torch.Tensor, indices: int | Sequence[int] | None = None, norm: bool = False,
+                              stop_early: bool = False, output_fmt: str = "NCHW", intermediates_only: bool = False
+                              ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        """timm's ``forward_intermediates``: ``(final features, [maps of feature_info])`` for ``x``.
+
+        Args:
+            indices: which entries of :attr:`feature_info` (an int ``n``: the last ``n``; default all).
+            norm: accepted for timm's signature; the maps are taken where :attr:`feature_info` names them, and
+                the last one is :meth:`forward_features`' output, normalised wherever the model normalises.
+            stop_early: stop the forward after the deepest map asked for (``final`` is then that map).
+            output_fmt: ``"NCHW"`` or ``"NHWC"`` (the maps only).
+            intermediates_only: return the list of maps alone.
+        """
+        if output_fmt not in ("NCHW", "NHWC"):
+            raise ValueError(f"{self.display_name}: output_fmt must be 'NCHW' or 'NHWC', got {output_fmt!r}")
         self.check_input(x)
         info = self.feature_info
-        picked = list(range(len(info))) if indices is None else [int(i) % len(info) for i in indices]
-        wanted = {info[i]["module"] for i in picked} - {"forward_features"}
+        picked = _feature_indices(indices, len(info))
+        keys = [info[i]["module"] for i in picked]
+        last = max(picked) if stop_early and picked else len(info) - 1
         got: dict[str, torch.Tensor] = {}
-        if not wanted:
-            got["forward_features"] = self.forward_features(x)
-            return [got[info[i]["module"]] for i in picked]
-        name, container = self._feature_container()
-        # a clone: the next block may modify its input in place (an in-place ReLU)
-        hooks = [m.register_forward_hook(lambda mod, i, o, key=f"{name}.{k}": got.__setitem__(key, o.clone()))
-                 for k, m in container.named_children() if f"{name}.{k}" in wanted]
+
+        def keep(key: str, out: torch.Tensor) -> None:
+            got[key] = out.clone()  # a clone: the next block may modify its input in place (an in-place ReLU)
+            if key == info[last]["module"] and last != len(info) - 1:
+                raise _StopForward
+
+        hooks = [self.get_submodule(k).register_forward_hook(lambda mod, i, o, key=k: keep(key, o))
+                 for k in set(keys) - {FINAL_FEATURES}]
         try:
-            got["forward_features"] = self.forward_features(x)
+            final = self.forward_features(x)
+            got[FINAL_FEATURES] = final
+        except _StopForward:
+            final = got[info[last]["module"]]
         finally:
             for h in hooks:
                 h.remove()
-        return [got[info[i]["module"]] for i in picked]
+        maps = [got[k] for k in keys]
+        if output_fmt == "NHWC":
+            maps = [m.permute(0, 2, 3, 1) for m in maps]
+        return maps if intermediates_only else (final, maps)
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         """Recompute every block of the container in backward instead of keeping its activations (training).
@@ -244,6 +273,24 @@ def _checkpoint_forward(self: nn.Module, *args: Any, **kwargs: Any) -> Any:
     return plain(self, *args, **kwargs)
 
 
+class _StopForward(Exception):
+    """Raised by a hook to end a forward once the deepest map asked for is taken (``stop_early``)."""
+
+
+def _feature_indices(indices: int | Sequence[int] | None, n: int) -> list[int]:
+    """timm's ``indices``: ``None`` all, an int ``k`` the last ``k``, a sequence those (negative from the end)."""
+    if indices is None:
+        return list(range(n))
+    if isinstance(indices, int):
+        if not 0 < indices <= n:
+            raise ValueError(f"indices={indices}: this model has {n} feature maps")
+        return list(range(n - indices, n))
+    out = [int(i) + n if int(i) < 0 else int(i) for i in indices]
+    if any(not 0 <= i < n for i in out):
+        raise ValueError(f"indices {list(indices)}: this model has {n} feature maps (0..{n - 1}, or negative)")
+    return out
+
+
 class FeatureListNet(nn.Module):
     """A classifier's multi-scale feature maps as the output (``create_model(..., features_only=True)``).
 
@@ -258,11 +305,11 @@ class FeatureListNet(nn.Module):
             raise ValueError(f"features_only needs a classification model, got {type(model).__name__}")
         self.model = model
         n = len(model.feature_info)
-        self.out_indices = list(range(n)) if out_indices is None else [int(i) % n for i in out_indices]
+        self.out_indices = _feature_indices(None if out_indices is None else list(out_indices), n)
         self.feature_info = FeatureInfo(model.feature_info[i] for i in self.out_indices)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        return self.model.forward_intermediates(x, self.out_indices)
+        return self.model.forward_intermediates(x, self.out_indices, intermediates_only=True)
 
 
 def init_weights(model: nn.Module, conv_mode: str = "fan_out", linear_std: float | None = 0.01) -> None:

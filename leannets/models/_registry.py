@@ -6,11 +6,13 @@ figure), the default input size and the task, so users and reports can cite it.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import os
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
+import torch
 import torch.nn as nn
 
 from leannets.config import CIFAR10_MEAN, CIFAR10_STD, IMAGENET_MEAN, IMAGENET_STD
@@ -220,7 +222,19 @@ def pretrained_cfg(info: ModelInfo) -> dict[str, Any]:
     cfg = dict(info.cfg)
     cfg["mean"] = cfg["mean"] if cfg["mean"] is not None else (0.0,) * c
     cfg["std"] = cfg["std"] if cfg["std"] is not None else (1.0,) * c
-    return {"input_size": tuple(info.input_size), **cfg, "num_classes": info.num_classes, "paper": info.paper}
+    pool = _pool_size(info.name) if info.task == "classification" else None
+    return {"input_size": tuple(info.input_size), **cfg, "pool_size": pool, "num_classes": info.num_classes,
+            "paper": info.paper}
+
+
+@functools.lru_cache(maxsize=None)
+def _pool_size(name: str) -> tuple[int, int]:
+    """(H, W) of ``forward_features``' output at the model's input size (timm's ``pool_size``), from one forward
+    on the meta device (no memory, no compute)."""
+    fn, info = MODELS.get(name)
+    with torch.device("meta"):
+        feats = fn().eval().forward_features(torch.zeros(1, *info.input_size))
+    return int(feats.shape[-2]), int(feats.shape[-1])
 
 
 def _number_even_padding(model: nn.Module) -> None:

@@ -251,6 +251,13 @@ class WAEClassifier(Classifier):
         f_l, f_h = self._features(*self.decompose(x))
         return f_l if f_h is None else torch.cat([f_l, f_h], 1)
 
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        """Checkpoint the blocks of the backbone and of the fusion net (the front end is small)."""
+        for net in (self.backbone, self.fusion_net):
+            if net is not None:
+                net.set_grad_checkpointing(enable)
+        self.grad_checkpointing = enable
+
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Averaged scores from :meth:`forward_features`' output; ``pre_logits``: both fc inputs, concatenated."""
         f_l = x[:, :self.backbone.feature_chs]

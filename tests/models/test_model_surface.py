@@ -23,9 +23,10 @@ def test_feature_maps_have_the_stated_channels_and_reductions(name, size, expect
     assert [(d["num_chs"], d["reduction"]) for d in info] == expected
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
-        maps = model.forward_intermediates(x)
+        final, maps = model.forward_intermediates(x)
         assert [tuple(m.shape) for m in maps] == [(2, c, size // r, size // r) for c, r in expected]
         torch.testing.assert_close(maps[-1], model.forward_features(x))  # the last map is forward_features
+        torch.testing.assert_close(final, maps[-1])
         features = leannets.create_model(name, features_only=True, out_indices=(0, -1)).eval()
         assert isinstance(features, FeatureListNet) and len(features(x)) == 2
         assert [d["num_chs"] for d in features.feature_info] == [expected[0][0], expected[-1][0]]
@@ -37,9 +38,18 @@ def test_intermediate_maps_are_the_stage_outputs():
     with torch.no_grad():
         s0 = model.stages[0](model.stem(x))
         s1 = model.stages[1](s0)
-        maps = model.forward_intermediates(x, indices=[0, 1])
+        maps = model.forward_intermediates(x, indices=[0, 1], intermediates_only=True)
+        final, last_two = model.forward_intermediates(x, indices=2, stop_early=True, output_fmt="NHWC")
+        early, first = model.forward_intermediates(x, indices=[0], stop_early=True)
     torch.testing.assert_close(maps[0], s0)
     torch.testing.assert_close(maps[1], s1)
+    torch.testing.assert_close(last_two[0], s1.permute(0, 2, 3, 1))  # an int n: the last n maps
+    torch.testing.assert_close(final, model.forward_features(x))
+    torch.testing.assert_close(early, s0)  # stop_early: the forward ends at the deepest map asked for
+    with pytest.raises(ValueError, match="this model has 3 feature maps"):
+        model.forward_intermediates(x, indices=[3])
+    with pytest.raises(ValueError, match="output_fmt must be"):
+        model.forward_intermediates(x, output_fmt="NLC")
     with pytest.raises(ValueError, match="features_only needs a classification model"):
         FeatureListNet(torch.nn.Linear(2, 2))
 
@@ -72,12 +82,13 @@ def test_grad_checkpointing_gives_the_same_gradients_and_state_dict():
 def test_a_model_without_a_block_container_has_its_final_map_only():
     model = leannets.create_model("wae_vgg_cifar_small").eval()
     info = model.feature_info
-    assert [(d["module"], d["reduction"]) for d in info] == [("forward_features", 16)]
+    assert [(d["module"], d["reduction"]) for d in info] == [("forward_features", 16)]  # a concatenation
     x = torch.randn(1, 3, 32, 32)
     with torch.no_grad():
-        torch.testing.assert_close(model.forward_intermediates(x)[0], model.forward_features(x))
-    with pytest.raises(NotImplementedError, match="no block container"):
-        model.set_grad_checkpointing()
+        torch.testing.assert_close(model.forward_intermediates(x, intermediates_only=True)[0],
+                                   model.forward_features(x))
+    model.set_grad_checkpointing()  # the backbone's and the fusion net's blocks
+    assert model.grad_checkpointing and "forward" in model.fusion_net.features[0].__dict__
 
 
 def test_grad_checkpointing_trains_through_in_place_blocks():
