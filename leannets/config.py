@@ -183,6 +183,8 @@ class ModelSection(Section):
     init_checkpoint: str | None = key(None, "weights to start from (a leannets checkpoint)")
     convert: dict[str, Any] | None = key(None, "leannets.convert options applied after create_model, e.g. "
                                                "{conv: xsepconv, min_kernel: 5} or {act: xunit}")
+    wrap_wae: dict[str, Any] | None = key(None, "put a WAE front end before the model (leannets.wrap_wae options, "
+                                                "{} for the defaults); train it with task.name: wae")
 
 
 class DataSection(Section):

@@ -43,6 +43,7 @@ from leannets.config import DataSection, Field, StageConfig
 from leannets.data import DataSplits, build_dataset, data_section, dataset_info
 from leannets.models import create_model, model_info
 from leannets.models.convert import CONVERT_OPTIONS, convert_model
+from leannets.models.wae_classifier import wrap_wae
 from leannets.registry import Registry
 
 _LOG = logging.getLogger(__name__)
@@ -141,6 +142,11 @@ class Task:
                 raise ValueError(f"model.convert on {m.name}: {report.note}")
             _LOG.info(f"model.convert: {len(report.replaced)} layer(s) replaced {report.counts()}, params "
                       f"{report.params[0]:,} -> {report.params[1]:,}")
+        if m.wrap_wae is not None:
+            try:
+                model = wrap_wae(model, **m.wrap_wae)
+            except TypeError as err:
+                raise ValueError(f"model.wrap_wae: {err}") from err
         return model
 
     # -- steps ------------------------------------------------------------------------------------

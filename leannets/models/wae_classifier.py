@@ -39,7 +39,7 @@ from ._registry import CIFAR_CFG, IMAGENET_CFG, model_cfg, register_model
 from .resnet import ResNet
 from .vgg import CHEN_WAE, VGG, MlpHead
 
-__all__ = ["WAE", "WAEClassifier", "WAEOutput", "FRONT_ENDS", "BACKBONES", "VARIANTS", "FULL_RESOLUTION"]
+__all__ = ["WAE", "WAEClassifier", "WAEOutput", "wrap_wae", "FRONT_ENDS", "BACKBONES", "VARIANTS", "FULL_RESOLUTION"]
 
 FRONT_ENDS = ("wae", "wavelet", "resize")
 
@@ -140,11 +140,54 @@ BACKBONES: dict[str, Callable[..., nn.Module]] = {
 }
 
 
+def _headless(net: nn.Module, chans: int, what: str) -> nn.Module:
+    """A user's classifier as a WAE feature net: checked for ``forward_features`` and its input channels, its own
+    classifier removed (``reset_classifier(0)``) so that no parameter is left without a gradient."""
+    if not callable(getattr(net, "forward_features", None)):
+        raise ValueError(f"wrap_wae: the {what} ({type(net).__name__}) has no forward_features(x); wrap a timm-style "
+                         "classifier (leannets.create_model, timm.create_model, ...)")
+    want = getattr(net, "in_chans", chans)
+    if want != chans:
+        raise ValueError(f"wrap_wae: the {what} takes {want} input channels, the front end gives it {chans}")
+    if callable(getattr(net, "reset_classifier", None)):
+        net.reset_classifier(0)
+    return net
+
+
+def _feature_chs(net: nn.Module) -> int:
+    chs = getattr(net, "feature_chs", None) or getattr(net, "num_features", None)
+    if not isinstance(chs, int):
+        raise ValueError(f"wrap_wae: {type(net).__name__} states no num_features (the width of forward_features)")
+    return chs
+
+
+def wrap_wae(backbone: nn.Module, num_classes: int | None = None, fusion_net: nn.Module | None = None,
+             front_end: str = "wae", **kwargs: Any) -> "WAEClassifier":
+    """Put a WAE front end (paper: "Learning a Wavelet-like Auto-Encoder to Accelerate Deep Neural Networks") before
+    any 3-channel classifier: the backbone then sees I_L at half resolution (¼ of its MACs), ``fusion_net`` (a
+    small net of your choice, e.g. a narrower copy of the backbone) sees I_H; ``None`` classifies from I_L alone.
+    The result trains with the multi-stage WAE task (``task.name: wae``; a recipe's ``model.wrap_wae``).
+
+    Args:
+        num_classes: default the backbone's ``num_classes``.
+        front_end: ``wae`` (learned, with the decoder of the transform loss), ``wavelet`` or ``resize``.
+        **kwargs: other :class:`WAEClassifier` options (``head_hidden``, ``input_norm``, ``wae_chs``, ...).
+    """
+    classes = num_classes if num_classes is not None else getattr(backbone, "num_classes", None)
+    if not isinstance(classes, int) or classes < 0:
+        raise ValueError(f"wrap_wae: give num_classes ({type(backbone).__name__} states none)")
+    model = WAEClassifier(backbone, num_classes=classes, in_chans=3, front_end=front_end, fusion_net=fusion_net,
+                          **kwargs)
+    model.model_name = f"wae({getattr(backbone, 'model_name', type(backbone).__name__)})"
+    return model
+
+
 class WAEClassifier(Classifier):
     """Front end → backbone on I_L (+ ¼-width fusion net on I_H) → two classifiers, averaged.
 
     Args:
-        backbone: a key of ``BACKBONES`` (``vgg16``, ``resnet50``, ``vgg_cifar_small``).
+        backbone: a key of ``BACKBONES`` (``vgg16``, ``resnet50``, ``vgg_cifar_small``), or any classifier module
+            with ``forward_features`` and ``num_features`` (:func:`wrap_wae`); its own head is dropped.
         num_classes: classes.
         in_chans: image channels.
         front_end: ``"wae"``, ``"wavelet"`` or ``"resize"``.
@@ -161,15 +204,23 @@ class WAEClassifier(Classifier):
         backbone_kwargs: extra arguments of the backbone builder (e.g. ``conv_type``).
         input_norm: BatchNorm without affine parameters on I_L and on I_H before the networks (the
             authors' ``bn_CA`` / ``bn_CH``); only for front ends with an I_H (``wae``, ``wavelet``).
+        fusion_net: with a module ``backbone``: the net for I_H (``forward_features`` giving maps of the
+            backbone's spatial size); ``None``: I_L only.
     """
 
     def __init__(self, backbone: str = "vgg16", num_classes: int = 1000, in_chans: int = 3, front_end: str = "wae",
                  fusion: bool = True, fusion_div: int = 4, head_pool: int = 1, head_hidden: Sequence[int] = (),
                  fusion_hidden: Sequence[int] = (), drop_rate: float = 0.0, wae_chs: int = 16,
                  wae_out_chans: int = 3, decoder: bool = True, wavelet: str = "bior4.4",
-                 backbone_kwargs: dict[str, Any] | None = None, input_norm: bool = False) -> None:
+                 backbone_kwargs: dict[str, Any] | None = None, input_norm: bool = False,
+                 fusion_net: nn.Module | None = None) -> None:
         super().__init__()
-        if backbone not in BACKBONES:
+        custom = isinstance(backbone, nn.Module)
+        if custom:
+            fusion = fusion_net is not None
+        elif fusion_net is not None:
+            raise ValueError("WAEClassifier: fusion_net goes with a backbone module (wrap_wae), not a backbone name")
+        if not custom and backbone not in BACKBONES:
             raise ValueError(f"WAEClassifier: unknown backbone {backbone!r}; allowed: {', '.join(BACKBONES)}")
         if front_end not in FRONT_ENDS:
             raise ValueError(f"WAEClassifier: unknown front_end {front_end!r}; allowed: {', '.join(FRONT_ENDS)}")
@@ -178,7 +229,7 @@ class WAEClassifier(Classifier):
                              "input_norm=False")
         self.in_chans = in_chans
         self.front_end = front_end
-        self.backbone_name = backbone
+        self.backbone_name = type(backbone).__name__ if custom else backbone
         self.wae: WAE | None = None
         self.dwt: DWT2d | None = None
         if front_end == "wae":
@@ -192,15 +243,19 @@ class WAEClassifier(Classifier):
         kw = dict(backbone_kwargs or {})
         self.bn_l = nn.BatchNorm2d(l_chans, affine=False) if input_norm else None
         self.bn_h = nn.BatchNorm2d(h_chans, affine=False) if input_norm and fusion else None
-        self.backbone = BACKBONES[backbone](l_chans, 1, **kw)
-        self.fusion_net = BACKBONES[backbone](h_chans, fusion_div, **kw) if fusion else None
-        self.min_input_size = 2 * self.backbone.min_input_size
-        l_feat = self.backbone.feature_chs
+        if custom:
+            self.backbone = _headless(backbone, l_chans, "backbone")
+            self.fusion_net = _headless(fusion_net, h_chans, "fusion_net") if fusion else None
+        else:
+            self.backbone = BACKBONES[backbone](l_chans, 1, **kw)
+            self.fusion_net = BACKBONES[backbone](h_chans, fusion_div, **kw) if fusion else None
+        self.min_input_size = 2 * getattr(self.backbone, "min_input_size", 1)
+        l_feat = _feature_chs(self.backbone)
+        h_feat = _feature_chs(self.fusion_net) if self.fusion_net is not None else 0
         self.head_l = MlpHead(l_feat, head_pool, head_hidden, drop_rate)
-        self.head_lh = (MlpHead(l_feat + self.fusion_net.feature_chs, head_pool, fusion_hidden, drop_rate)
-                        if fusion else None)
+        self.head_lh = MlpHead(l_feat + h_feat, head_pool, fusion_hidden, drop_rate) if fusion else None
         # timm's meanings: forward_features' width (I_L ‖ I_H features), forward_head(pre_logits=True)'s width
-        self.num_features = l_feat + (self.fusion_net.feature_chs if fusion else 0)
+        self.num_features, self.l_features = l_feat + h_feat, l_feat
         self._hidden = self.head_l.num_features + (self.head_lh.num_features if self.head_lh is not None else 0)
         self.reset_classifier(num_classes)
 
@@ -260,7 +315,7 @@ class WAEClassifier(Classifier):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """Averaged scores from :meth:`forward_features`' output; ``pre_logits``: both fc inputs, concatenated."""
-        f_l = x[:, :self.backbone.feature_chs]
+        f_l = x[:, :self.l_features]
         h_l = self.head_l(f_l)
         if self.head_lh is None:
             return h_l if pre_logits else self.fc(h_l)

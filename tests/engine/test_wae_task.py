@@ -137,3 +137,29 @@ def test_bundled_recipes_validate(name):
     if "imagenet" in name:
         assert stages[1]["optim"]["lr"] == (0.1 if "resnet50" in name else 0.01)
         assert stages[1]["data"]["batch_size"] == 256 and stages[0]["data"]["batch_size"] == 4
+
+
+def test_wrap_wae_puts_a_front_end_before_any_classifier_and_trains_in_three_stages(tmp_path):
+    """leannets.wrap_wae on a registered ResNet-50 (smoke size): I_L only, then with a user's fusion net; and a
+    recipe's model.wrap_wae through the multi-stage WAE task."""
+    import leannets
+
+    backbone = leannets.create_model("resnet50", num_classes=10)
+    wrapped = leannets.wrap_wae(backbone)
+    assert wrapped.backbone is backbone and wrapped.num_classes == 10 and wrapped.fusion_net is None
+    assert isinstance(backbone.fc, torch.nn.Identity) and wrapped.uses_transform_loss  # its own head dropped
+    x = torch.rand(2, 3, 64, 64)
+    out = wrapped(x, parts=True, reconstruct=True)
+    assert out.logits.shape == (2, 10) and out.i_l.shape == (2, 3, 32, 32) and out.recon.shape == x.shape
+    fused = leannets.wrap_wae(leannets.create_model("resnet20_standard"),
+                              fusion_net=leannets.create_model("resnet20_standard"))
+    assert fused(torch.rand(2, 3, 32, 32)).shape == (2, 10) and fused.head_lh is not None
+    with pytest.raises(ValueError, match="takes 1 input channels"):
+        leannets.wrap_wae(leannets.create_model("resnet20_standard", in_chans=1))
+    r = _recipe()
+    r["model"] = {"name": "resnet50", "wrap_wae": {}}
+    r["data"] = {**r["data"], "batch_size": 4, "limit_train": 8, "limit_eval": 4, "image_size": 64}
+    r["stages"][0]["freeze"] = ["backbone", "head_l", "fc"]
+    r["stages"][1]["freeze"] = ["wae"]
+    res = train(r, out_dir=tmp_path, verbose=False)
+    assert [h["stage_name"] for h in res["history"]] == ["wae", "classifier", "joint"]
