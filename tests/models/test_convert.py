@@ -136,3 +136,19 @@ def test_a_recipe_trains_a_converted_model(tmp_path):
     with pytest.raises(ValueError, match="model.convert: .*allowed: conv"):
         train({**recipe, "model": {**recipe["model"], "convert": {"conv": "xsepconv", "minkernel": 3}}},
               out_dir=tmp_path / "bad", verbose=False)
+
+
+def test_the_docs_command_lines_run_as_written(tmp_path, monkeypatch, capsys):
+    import shlex
+    from pathlib import Path
+
+    from leannets.cli import main
+    doc = Path(__file__).resolve().parents[2] / "docs" / "convert.md"
+    lines = [ln.strip() for ln in doc.read_text(encoding="utf-8").splitlines() if ln.strip().startswith("leannets ")]
+    assert [shlex.split(ln)[1] for ln in lines] == ["convert", "convert", "convert", "train"]
+    monkeypatch.chdir(tmp_path)
+    for line in lines:
+        assert main(shlex.split(line)[1:]) == 0, line
+    out = capsys.readouterr().out
+    assert out.count("replaced") == 3 and "convert: {conv: xsepconv, min_kernel: 3}" in out
+    assert (tmp_path / "mbv3_xsep.safetensors").is_file()
