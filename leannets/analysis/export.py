@@ -402,6 +402,39 @@ def run_exported(runner: Any, x: torch.Tensor) -> list[torch.Tensor]:
     return [torch.from_numpy(o) for o in runner.run(None, feeds)]
 
 
+def evaluate_onnx(path: str | os.PathLike, data: Mapping[str, Any]) -> dict[str, Any]:
+    """Top-1 (and top-5 above 5 classes) of an exported classifier on a dataset's evaluation split (a resolved
+    ``data`` recipe section), with the mean/std and input size its metadata states (a quantized file the same)."""
+    from leannets.data import build_dataset, make_loader
+
+    runner = load_exported(path, "onnx")
+    meta = runner.get_modelmeta().custom_metadata_map
+    if "leannets.input_size" not in meta:
+        raise ValueError(f"{path}: no leannets metadata (input size, mean/std); export it with `leannets export`")
+    size = tuple(int(v) for v in json.loads(meta["leannets.input_size"]))
+    mean, std = json.loads(meta.get("leannets.mean", "[]")) or None, json.loads(meta.get("leannets.std", "[]")) or None
+    splits = build_dataset(data)
+    loader = make_loader(splits.eval, data, train=False, mean=mean, std=std)
+    correct1 = correct5 = n = 0
+    for batch in loader:
+        x, y = batch[0], batch[1]
+        if tuple(x.shape[1:]) != size:
+            x = nn.functional.interpolate(x, size=size[1:], mode="bilinear", antialias=True, align_corners=False)
+        logits = run_exported(runner, x.float())[0]
+        if logits.dim() != 2:
+            raise ValueError(f"{path}: eval of an exported file supports classifiers; it returns {tuple(logits.shape)}")
+        top = logits.topk(min(5, logits.shape[1]), 1).indices
+        correct1 += int((top[:, 0] == y).sum())
+        correct5 += int((top == y[:, None]).any(1).sum())
+        n += len(y)
+    metrics = {"acc1": correct1 / max(n, 1)}
+    if logits.shape[1] > 5:
+        metrics["acc5"] = correct5 / max(n, 1)
+    return {"metrics": metrics, "num_samples": n, "split": "eval", "checkpoint": str(path), "data": data["name"],
+            "model": meta.get("leannets.model", Path(path).stem), "quantized": meta.get("leannets.quantized"),
+            "report": None}
+
+
 def verify_export(path: str | os.PathLike, fmt: str, model: nn.Module, x: torch.Tensor) -> tuple[float, float]:
     """(max absolute error, max error relative to ``max(1, max |reference|)``) of the exported
     file against ``model`` on input ``x`` (over all outputs)."""

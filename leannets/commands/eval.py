@@ -8,7 +8,8 @@ from pathlib import Path
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint (loss and the task's metrics)")
-    p.add_argument("checkpoint", help="checkpoint file or run folder (a folder means its last.pt)")
+    p.add_argument("checkpoint", help="checkpoint file or run folder (a folder means its last.pt), or an exported "
+                                      "classifier .onnx (fp32 or int8; with --data)")
     p.add_argument("--data", default=None,
                    help="dataset name, or a folder (used by the task directly when it supports folders, e.g. "
                         "restoration test sets; otherwise it becomes data.root)")
@@ -22,6 +23,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=run)
+
+
+def _eval_onnx(args: argparse.Namespace, overrides: dict) -> dict:
+    """An exported classifier (fp32 or int8 ONNX) on ``--data`` (a dataset name) with ``data.*`` overrides."""
+    from leannets.analysis.export import evaluate_onnx
+    from leannets.engine.recipe import load_recipe
+
+    if not args.data or Path(args.data).is_dir():
+        raise ValueError(f"eval of {args.checkpoint}: give --data DATASET (and --data-root DIR); an ONNX file "
+                         "does not store its data")
+    data = {"name": args.data, **{k[5:]: v for k, v in overrides.items() if k.startswith("data.")}}
+    return evaluate_onnx(args.checkpoint, load_recipe({"model": {"name": "resnet20_standard"}, "data": data})["data"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -44,7 +57,9 @@ def run(args: argparse.Namespace) -> int:
     if args.data_root:
         overrides["data.root"] = args.data_root
     out = None
-    if args.data and Path(args.data).is_dir():
+    if Path(args.checkpoint).suffix == ".onnx":
+        out = _eval_onnx(args, overrides)
+    elif args.data and Path(args.data).is_dir():
         ckpt = load_checkpoint(args.checkpoint)
         cls = get_task_class(ckpt["recipe"]["task"]["name"])
         if cls.evaluate_folder.__func__ is not Task.evaluate_folder.__func__:
@@ -64,6 +79,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(out, indent=2, default=str))
         return 0
+    if out.get("quantized"):
+        print(f"quantized: {out['quantized']}")
     n = out.get("num_samples")
     print(f"{out['model']} on {out['data']} ({out['split']} split{f', {n} samples' if n else ''}) — "
           f"{out['checkpoint']}")

@@ -46,6 +46,12 @@ def test_int8_export_calibrates_on_a_registered_dataset(tmp_path, capsys):
                  "--calibration-images", "16"]) == 0
     text = capsys.readouterr().out
     assert "int8: calibrated on 16 images from digits" in text and "top-1 equal to fp32" in text
+    assert main(["eval", str(out), "--data", "digits", "--set", "data.limit_eval=40", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["num_samples"] == 40 and 0 <= res["metrics"]["acc1"] <= res["metrics"]["acc5"] <= 1
+    assert res["quantized"].startswith("int8") and res["model"] == "resnet20_standard"
+    assert main(["eval", str(out)]) == 2  # an ONNX file does not store its data: one line
+    assert "give --data DATASET" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, message", [
