@@ -43,7 +43,7 @@ __all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_THREADS", "DEFAULT_ROUNDS", "
            "build_call", "time_interleaved", "summarize_rounds", "Latency", "LatencyReport", "measure_latency",
            "torch_threads", "describe_settings", "format_with_ci", "load_average", "ratio_caveat"]
 
-BACKENDS = ("eager", "channels_last", "compiled", "onnxruntime")
+BACKENDS = ("eager", "channels_last", "compiled", "onnxruntime", "onnxruntime-int8")
 DEFAULT_BACKEND = "channels_last"
 DEFAULT_THREADS = 2
 DEFAULT_ROUNDS = 30
@@ -91,7 +91,9 @@ def _compiled(model: nn.Module, x: torch.Tensor) -> Callable[[], Any]:
     return lambda: fn(x)
 
 
-def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int | None) -> Callable[[], Any]:
+def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int | None, int8: bool = False) -> Callable[[], Any]:
+    """onnxruntime on the exported model; ``int8``: the file ``leannets export --quantize int8`` writes, calibrated
+    here on 16 random inputs (the timing does not depend on the calibration's quality)."""
     try:
         import onnxruntime as ort
     except ImportError as err:  # pragma: no cover - the export extra is missing
@@ -101,6 +103,11 @@ def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int | None) -> Call
     with tempfile.TemporaryDirectory(prefix="leannets-latency-") as tmp:
         path = Path(tmp) / "model.onnx"
         export_model(model, path, "onnx", input_size=tuple(x.shape[1:]), verify=False, dynamic_batch=x.shape[0] != 1)
+        if int8:
+            from .quantize import quantize_int8
+            calib = torch.randn(16, *x.shape[1:], generator=torch.Generator().manual_seed(0))
+            quantize_int8(path, Path(tmp) / "int8.onnx", calib, "random inputs (latency only)")
+            path = Path(tmp) / "int8.onnx"
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
         opts.inter_op_num_threads = 1
@@ -114,11 +121,11 @@ def build_call(model: nn.Module, x: torch.Tensor, backend: str = DEFAULT_BACKEND
     """A zero-argument callable running one inference of the prepared ``model`` on ``x``."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {', '.join(BACKENDS)}; got {backend!r}")
-    if backend == "onnxruntime":
+    if backend.startswith("onnxruntime"):
         if device != "cpu":
-            raise ValueError("backend 'onnxruntime' runs on the CPU only; use --device cpu")
+            raise ValueError(f"backend {backend!r} runs on the CPU only; use --device cpu")
         folded = fold_bn(model, x[:1]) if fold else copy.deepcopy(model).eval()
-        return _onnxruntime(folded, x, threads)
+        return _onnxruntime(folded, x, threads, int8=backend == "onnxruntime-int8")
     prepared = prepare_for_inference(model, x, fold=fold, channels_last=backend != "eager").to(device)
     x = x.to(device)
     if backend != "eager":

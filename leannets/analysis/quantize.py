@@ -73,11 +73,13 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: torc
         raise ValueError(f"calibration images must be (N, C, H, W) with N >= 1, got {tuple(calibration.shape)}")
     session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
+    dim0 = session.get_inputs()[0].shape[0]
+    batch = dim0 if isinstance(dim0, int) and dim0 > 0 else 8  # a file exported with a static batch takes only that
     with atomic_write(out_path) as tmp, _quiet_root_logger():
         prepared = Path(str(tmp) + ".prep.onnx")
         try:  # ONNX Runtime's recommended pre-processing (shape inference, constant folding of bias Identities)
             q.quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-            q.quantize_static(str(prepared), str(tmp), _Reader(calibration, name), quant_format=q.QuantFormat.QDQ,
+            q.quantize_static(str(prepared), str(tmp), _Reader(calibration, name, batch), quant_format=q.QuantFormat.QDQ,
                               per_channel=True, weight_type=q.QuantType.QInt8, activation_type=q.QuantType.QUInt8,
                               op_types_to_quantize=list(QUANTIZED_OPS), calibrate_method=q.CalibrationMethod.MinMax)
         finally:
@@ -90,9 +92,11 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: torc
                                                         + ", ".join(QUANTIZED_OPS) + "; all others fp32"),
                                  "leannets.calibration": f"{len(calibration)} images from {source}"})
     result = QuantizeResult(str(out_path), len(calibration), int8, fp32)
-    ref = session.run(None, {name: calibration.numpy().astype(np.float32)})[0]
-    got = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"]).run(
-        None, {name: calibration.numpy().astype(np.float32)})[0]
+    int8_session = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
+    chunks = [calibration[i:i + batch].numpy().astype(np.float32) for i in range(0, len(calibration), batch)]
+    chunks = [c for c in chunks if len(c) == batch] or chunks  # a static batch cannot take a short last chunk
+    ref = np.concatenate([session.run(None, {name: c})[0] for c in chunks])
+    got = np.concatenate([int8_session.run(None, {name: c})[0] for c in chunks])
     result.max_abs_diff = float(np.abs(ref - got).max())
     if ref.ndim == 2 and ref.shape[1] > 1:
         result.top1_agreement = float((ref.argmax(1) == got.argmax(1)).mean())

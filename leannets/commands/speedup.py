@@ -15,7 +15,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="CPU threads while timing (default: 2)")
     p.add_argument("--rounds", type=int, default=30, help="interleaved timed rounds (default: 30)")
     p.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
-    p.add_argument("--backend", default="channels_last", choices=["eager", "channels_last", "compiled", "onnxruntime"],
+    p.add_argument("--backend", default="channels_last", choices=["eager", "channels_last", "compiled", "onnxruntime", "onnxruntime-int8"],
                    help="how every prepared model runs (BN is always folded)")
     p.add_argument("--variants", nargs="+", default=["halfres", "wavelet", "ilonly", "wae"],
                    help="variants to compare (wae, decomp, wavelet, halfres, ilonly, caonly)")

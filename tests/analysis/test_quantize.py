@@ -71,3 +71,10 @@ def test_missing_onnxruntime_is_one_line(tmp_path, capsys, monkeypatch):
     import torch
     with pytest.raises(ValueError, match=r"pip install 'leannets\[export\]'"):
         quantize_int8(tmp_path / "a.onnx", tmp_path / "b.onnx", torch.zeros(1, 3, 8, 8), "x")
+
+
+def test_profile_times_the_int8_file(capsys):
+    assert main(["profile", "resnet20_standard", "--backend", "onnxruntime-int8", "--rounds", "2", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out)
+    row = row[0] if isinstance(row, list) else row
+    assert row["latency_ms"] > 0
