@@ -149,8 +149,8 @@ def _selector(include: Select, exclude: Select) -> Callable[[str, nn.Module], bo
 def _depthwise_reason(m: nn.Conv2d, min_kernel: int) -> str | None:
     """Why ``m`` cannot become XSepConv / Multiception (``None``: it can)."""
     k = m.kernel_size
-    if k[0] != k[1] or k[0] % 2 == 0 or k[0] < min(3, min_kernel):
-        return f"kernel {k[0]}x{k[1]}: needs an odd square kernel"
+    if k[0] != k[1] or k[0] % 2 == 0 or k[0] < 3:
+        return f"kernel {k[0]}x{k[1]}: needs an odd square kernel of at least 3"
     if m.dilation != (1, 1) or m.padding_mode != "zeros":
         return "dilated or non-zero padding"
     if m.padding not in ((k[0] // 2, k[1] // 2), "same") or m.stride[0] != m.stride[1] or m.stride[0] > 2:
@@ -161,7 +161,9 @@ def _depthwise_reason(m: nn.Conv2d, min_kernel: int) -> str | None:
 def _convert_convs(model: nn.Module, kind: str, min_kernel: int, kernel_sizes: tuple[int, ...], stride2: str,
                    xsep_act: str, pick: Callable[[str, nn.Module], bool], report: ConvertReport) -> None:
     done: dict[int, nn.Module] = {}
-    for parent_name, parent in list(model.named_modules(remove_duplicate=False)):
+    sites = list(model.named_modules(remove_duplicate=False))
+    uses = Counter(id(m) for _, parent in sites for m in parent._modules.values())
+    for parent_name, parent in sites:
         for child_name, m in list(parent._modules.items()):  # named_children() drops shared repeats
             name = f"{parent_name}.{child_name}" if parent_name else child_name
             if not (isinstance(m, nn.Conv2d) and m.groups == m.in_channels == m.out_channels and m.groups > 1):
@@ -181,7 +183,9 @@ def _convert_convs(model: nn.Module, kind: str, min_kernel: int, kernel_sizes: t
             if why is not None:
                 report.kept.append((name, why))
                 continue
-            new, label = (_to_xsepconv(parent, child_name, m, xsep_act) if kind == "xsepconv"
+            shared = uses[id(m)] > 1  # its neighbours differ per site: never absorb them
+            new, label = (_to_xsepconv(parent, child_name, m, xsep_act, absorb=not shared) if kind == "xsepconv"
+                          else (None, "used in several places (Multiception absorbs the layers after it)") if shared
                           else _to_multiception(parent, child_name, m, kernel_sizes))
             if new is None:
                 report.kept.append((name, label))
@@ -213,9 +217,10 @@ def _adopt(new: nn.Module, old: nn.Module) -> nn.Module:
     return new.train(old.training)
 
 
-def _to_xsepconv(parent: nn.Module, child_name: str, m: nn.Conv2d, xsep_act: str) -> tuple[nn.Module, str]:
+def _to_xsepconv(parent: nn.Module, child_name: str, m: nn.Conv2d, xsep_act: str, absorb: bool = True
+                 ) -> tuple[nn.Module, str]:
     k, s, c = m.kernel_size[0], m.stride[0], m.in_channels
-    after = _follow(parent, child_name, 2)
+    after = _follow(parent, child_name, 2) if absorb else []
     if (len(after) == 2 and isinstance(after[0][1], nn.BatchNorm2d) and after[0][1].num_features == c
             and type(after[1][1]) in _ACT_NAMES):
         act = _ACT_NAMES[type(after[1][1])]
