@@ -138,6 +138,20 @@ def test_a_recipe_trains_a_converted_model(tmp_path):
               out_dir=tmp_path / "bad", verbose=False)
 
 
+def _smoke_compare(argv: list[str]) -> list[str]:
+    out, skip = [], 0
+    for i, a in enumerate(argv):
+        if skip:
+            skip -= 1
+            continue
+        if a in ("--data-root", "--data", "--epochs", "--seeds"):
+            skip = 1
+            continue
+        out.append(a)
+    return out + ["--data", "digits", "--epochs", "1", "--seeds", "2", "--no-latency", "--quiet", "--set",
+                  "data.limit_train=64", "--set", "data.limit_eval=64"]
+
+
 def test_the_docs_command_lines_run_as_written(tmp_path, monkeypatch, capsys):
     import shlex
     from pathlib import Path
@@ -146,10 +160,14 @@ def test_the_docs_command_lines_run_as_written(tmp_path, monkeypatch, capsys):
     doc = Path(__file__).resolve().parents[2] / "docs" / "convert.md"
     lines = [ln.strip() for ln in doc.read_text(encoding="utf-8").splitlines() if ln.strip().startswith("leannets ")]
     lines = [ln for ln in lines if " --quantize " not in ln]  # int8 export: tests/analysis/test_quantize.py
-    assert [shlex.split(ln)[1] for ln in lines] == ["convert", "convert", "convert", "train"]
+    assert [shlex.split(ln)[1] for ln in lines] == ["convert", "convert", "convert", "compare", "train"]
     monkeypatch.chdir(tmp_path)
     for line in lines:
-        assert main(shlex.split(line)[1:]) == 0, line
+        argv = shlex.split(line)[1:]
+        if argv[0] == "compare":  # smoke size: the embedded digits, one epoch on 64 images, 2 seeds
+            argv = _smoke_compare(argv)
+        assert main(argv) == 0, line
     out = capsys.readouterr().out
     assert out.count("replaced") == 3 and "convert: {conv: xsepconv, min_kernel: 3}" in out
+    assert "convnext_cifar_atto_xsep" in out and (tmp_path / "runs" / "convnext-xsep" / "results.json").is_file()
     assert (tmp_path / "mbv3_xsep.safetensors").is_file()
