@@ -239,8 +239,12 @@ class RecordStore:
     def minutes_like(self, resolved: Recipe) -> float | None:
         """The mean recorded minutes of runs of ``resolved``'s recipe with any seed (an estimate of its cost)."""
         ident = {k: v for k, v in identity(resolved).items() if k != "seed"}
-        walls = [rec["wall_s"] for entries in self._index().values() for _, rec in entries
-                 if {k: v for k, v in (rec.get("recipe") or {}).items() if k != "seed"} == ident]
+        walls = []
+        for entries in self._index().values():
+            for _, rec in entries:
+                old = {k: v for k, v in (rec.get("recipe") or {}).items() if k != "seed"}
+                if old == ident or _only_new_defaults(old, ident):  # older records lack keys added since
+                    walls.append(rec["wall_s"])
         return sum(walls) / len(walls) / 60.0 if walls else None
 
     def measurement(self, what: str, spec: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -272,7 +276,10 @@ def measurement_key(what: str, spec: Mapping[str, Any]) -> str:
 
 
 def _same_model_and_seed(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
-    return old.get("model") == new.get("model") and old.get("seed") == new.get("seed")
+    """The same seed and model section, over the model keys ``old`` has (a key the schema gained since is judged
+    by :func:`_only_new_defaults`)."""
+    old_model, new_model = old.get("model") or {}, new.get("model") or {}
+    return old.get("seed") == new.get("seed") and all(new_model.get(k) == v for k, v in old_model.items())
 
 
 _MISSING = object()

@@ -130,6 +130,8 @@ def test_an_unreadable_record_is_one_clear_error(tmp_path):
     ("train.grad_clip", None, True),    # a key the schema gained since, at its default: the same run
     ("train.grad_clip", 1.0, False),    # ... set to something else: another run
     ("optim.lr", 0.37, False),          # ... in any section
+    ("model.convert", None, True),      # ... the model section too (it also tells which model a record is of)
+    ("model.convert", {"conv": "xsepconv"}, False),
 ])
 def test_a_record_older_than_a_new_schema_key_is_reused_at_its_default(tmp_path, missing, value, reused):
     from leannets.engine.recipe import load_recipe
