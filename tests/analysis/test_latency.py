@@ -94,4 +94,4 @@ def test_measure_latency_reports_settings_and_rejects_unknown_backends() -> None
     assert "samples_ms" not in report.as_dict()["results"][0]
     with pytest.raises(ValueError, match="backend must be one of"):
         measure_latency(models, (3, 8, 8), backend="fastest")
-    assert BACKENDS == ("eager", "channels_last", "compiled", "onnxruntime")
+    assert BACKENDS == ("eager", "channels_last", "compiled", "onnxruntime", "onnxruntime-int8")
