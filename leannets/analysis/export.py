@@ -402,17 +402,30 @@ def run_exported(runner: Any, x: torch.Tensor) -> list[torch.Tensor]:
     return [torch.from_numpy(o) for o in runner.run(None, feeds)]
 
 
+def onnx_deployment_metadata(session: Any, path: str | os.PathLike) -> dict[str, Any]:
+    """What :meth:`LoadedModel.deployment_metadata` stored in an ONNX file, parsed: model, input_size, mean, std,
+    class_names, crop_pct, quantized (``None`` for fp32)."""
+    meta = session.get_modelmeta().custom_metadata_map
+    if "leannets.input_size" not in meta:
+        raise ValueError(f"{path} has no leannets metadata (input size, mean/std, classes): export it with "
+                         "`leannets export CHECKPOINT --format onnx`")
+    return {"model": meta.get("leannets.model", Path(path).stem),
+            "input_size": tuple(int(v) for v in json.loads(meta["leannets.input_size"])),
+            "mean": list(json.loads(meta.get("leannets.mean", "[]"))),
+            "std": list(json.loads(meta.get("leannets.std", "[]"))),
+            "class_names": list(json.loads(meta.get("leannets.class_names", "[]"))),
+            "crop_pct": float(meta.get("leannets.crop_pct", 0.875)), "quantized": meta.get("leannets.quantized")}
+
+
 def evaluate_onnx(path: str | os.PathLike, data: Mapping[str, Any]) -> dict[str, Any]:
     """Top-1 (and top-5 above 5 classes) of an exported classifier on a dataset's evaluation split (a resolved
     ``data`` recipe section), with the mean/std and input size its metadata states (a quantized file the same)."""
     from leannets.data import build_dataset, make_loader
 
     runner = load_exported(path, "onnx")
-    meta = runner.get_modelmeta().custom_metadata_map
-    if "leannets.input_size" not in meta:
-        raise ValueError(f"{path}: no leannets metadata (input size, mean/std); export it with `leannets export`")
-    size = tuple(int(v) for v in json.loads(meta["leannets.input_size"]))
-    mean, std = json.loads(meta.get("leannets.mean", "[]")) or None, json.loads(meta.get("leannets.std", "[]")) or None
+    meta = onnx_deployment_metadata(runner, path)
+    size = meta["input_size"]
+    mean, std = meta["mean"] or None, meta["std"] or None
     splits = build_dataset(data)
     loader = make_loader(splits.eval, data, train=False, mean=mean, std=std)
     correct1 = correct5 = n = 0
@@ -431,7 +444,7 @@ def evaluate_onnx(path: str | os.PathLike, data: Mapping[str, Any]) -> dict[str,
     if logits.shape[1] > 5:
         metrics["acc5"] = correct5 / max(n, 1)
     return {"metrics": metrics, "num_samples": n, "split": "eval", "checkpoint": str(path), "data": data["name"],
-            "model": meta.get("leannets.model", Path(path).stem), "quantized": meta.get("leannets.quantized"),
+            "model": meta["model"], "quantized": meta["quantized"],
             "report": None}
 
 

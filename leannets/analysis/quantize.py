@@ -18,6 +18,8 @@ import torch
 
 from leannets._io import atomic_write
 
+from .export import _add_onnx_metadata, load_exported
+
 __all__ = ["QUANTIZED_OPS", "QuantizeResult", "quantize_int8"]
 
 QUANTIZED_OPS = ("Conv", "Gemm", "MatMul")
@@ -48,12 +50,20 @@ def _ort() -> Any:
     return onnxruntime, quantization
 
 
-class _Reader:
-    """ONNX Runtime's calibration data reader over a (N, C, H, W) float tensor, 8 images per call."""
+def _chunks(images: torch.Tensor, dim0: Any) -> list[np.ndarray]:
+    """``images`` as float32 arrays for an input whose batch dimension is ``dim0``: 8 images each for a dynamic
+    batch; for a static one that many, a short last chunk dropped unless nothing else is left."""
+    static = isinstance(dim0, int) and dim0 > 0
+    batch = dim0 if static else 8
+    chunks = [images[i:i + batch].numpy().astype(np.float32) for i in range(0, len(images), batch)]
+    return ([c for c in chunks if len(c) == batch] or chunks) if static else chunks
 
-    def __init__(self, images: torch.Tensor, name: str, batch: int = 8) -> None:
-        self._batches: Iterator[np.ndarray] = iter([images[i:i + batch].numpy().astype(np.float32)
-                                                    for i in range(0, len(images), batch)])
+
+class _Reader:
+    """ONNX Runtime's calibration data reader over prepared input arrays."""
+
+    def __init__(self, chunks: list[np.ndarray], name: str) -> None:
+        self._batches: Iterator[np.ndarray] = iter(chunks)
         self.name = name
 
     def get_next(self) -> dict[str, np.ndarray] | None:
@@ -71,30 +81,26 @@ def quantize_int8(fp32_path: str | Path, out_path: str | Path, calibration: torc
     ort, q = _ort()
     if calibration.dim() != 4 or len(calibration) == 0:
         raise ValueError(f"calibration images must be (N, C, H, W) with N >= 1, got {tuple(calibration.shape)}")
-    session = ort.InferenceSession(str(fp32_path), providers=["CPUExecutionProvider"])
+    session = load_exported(fp32_path, "onnx")
     name = session.get_inputs()[0].name
-    dim0 = session.get_inputs()[0].shape[0]
-    batch = dim0 if isinstance(dim0, int) and dim0 > 0 else 8  # a file exported with a static batch takes only that
+    chunks = _chunks(calibration, session.get_inputs()[0].shape[0])
     with atomic_write(out_path) as tmp, _quiet_root_logger():
         prepared = Path(str(tmp) + ".prep.onnx")
         try:  # ONNX Runtime's recommended pre-processing (shape inference, constant folding of bias Identities)
             q.quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=True)
-            q.quantize_static(str(prepared), str(tmp), _Reader(calibration, name, batch), quant_format=q.QuantFormat.QDQ,
+            q.quantize_static(str(prepared), str(tmp), _Reader(chunks, name), quant_format=q.QuantFormat.QDQ,
                               per_channel=True, weight_type=q.QuantType.QInt8, activation_type=q.QuantType.QUInt8,
                               op_types_to_quantize=list(QUANTIZED_OPS), calibrate_method=q.CalibrationMethod.MinMax)
         finally:
             prepared.unlink(missing_ok=True)
         int8, fp32 = _op_counts(tmp)
-        from .export import _add_onnx_metadata
         _add_onnx_metadata(tmp, {**dict(metadata or {}),
                                  "leannets.quantized": (f"int8, ONNX Runtime {ort.__version__} static QDQ: per-channel "
                                                         "int8 weights, uint8 activations (MinMax); int8 ops: "
                                                         + ", ".join(QUANTIZED_OPS) + "; all others fp32"),
                                  "leannets.calibration": f"{len(calibration)} images from {source}"})
     result = QuantizeResult(str(out_path), len(calibration), int8, fp32)
-    int8_session = ort.InferenceSession(str(out_path), providers=["CPUExecutionProvider"])
-    chunks = [calibration[i:i + batch].numpy().astype(np.float32) for i in range(0, len(calibration), batch)]
-    chunks = [c for c in chunks if len(c) == batch] or chunks  # a static batch cannot take a short last chunk
+    int8_session = load_exported(out_path, "onnx")
     ref = np.concatenate([session.run(None, {name: c})[0] for c in chunks])
     got = np.concatenate([int8_session.run(None, {name: c})[0] for c in chunks])
     result.max_abs_diff = float(np.abs(ref - got).max())

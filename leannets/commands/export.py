@@ -106,14 +106,16 @@ def calibration_images(source: str, n: int, input_size: tuple[int, ...], loaded,
         if not files:
             raise ValueError(f"--calibration {source}: no images ({', '.join(IMG_EXTENSIONS)}) in the folder")
         crop = float((loaded.recipe.get("data") or {}).get("crop_pct") or 0.875)
-        x = torch.stack([load_image(files[i], input_size, crop) for i in _spaced(len(files), n)])
-    else:
-        data = load_recipe({"model": {"name": "resnet20_standard"}, "data": {"name": source, "root": data_root}})["data"]
+        picked = [files[i * len(files) // min(n, len(files))] for i in range(min(n, len(files)))]
+        x = torch.stack([load_image(p, input_size, crop) for p in picked])
+    else:  # data.limit_train takes n evenly spaced training images, as in any recipe
+        data = load_recipe({"model": {"name": "resnet20_standard"},
+                            "data": {"name": source, "root": data_root, "limit_train": n}})["data"]
         split = build_dataset(data).train
         if isinstance(split, ImageTensors):
-            x = split.images[_spaced(len(split.images), n)].float().div(255.0)
+            x = split.images.float().div(255.0)
         else:
-            x = torch.stack([split[i][0] for i in _spaced(len(split), n)]).float().div(255.0)
+            x = torch.stack([split[i][0] for i in range(len(split))]).float().div(255.0)
         if tuple(x.shape[1:]) != tuple(input_size):
             x = torch.nn.functional.interpolate(x, size=tuple(input_size[1:]), mode="bilinear", antialias=True,
                                                 align_corners=False)
@@ -121,6 +123,3 @@ def calibration_images(source: str, n: int, input_size: tuple[int, ...], loaded,
         x = (x - torch.tensor(loaded.mean).view(1, -1, 1, 1)) / torch.tensor(loaded.std).view(1, -1, 1, 1)
     return x
 
-
-def _spaced(total: int, n: int) -> list[int]:
-    return sorted({int(i * total / min(n, total)) for i in range(min(n, total))})

@@ -130,22 +130,18 @@ def _checkpoint_source(path: str) -> _Source:
 def _onnx_source(path: str) -> _Source:
     """An ONNX file from `leannets export`, prepared by the rule stored in its metadata (run by onnxruntime)."""
     # imported when the command runs, not at import: keeps `leannets --help` fast
-    from leannets.analysis.export import load_exported
+    from leannets.analysis.export import load_exported, onnx_deployment_metadata
 
     session = load_exported(path, "onnx")
-    meta = session.get_modelmeta().custom_metadata_map
-    if "leannets.input_size" not in meta:
-        raise ValueError(f"{path} has no leannets metadata (input size, mean/std, classes): export it with "
-                         "`leannets export CHECKPOINT --format onnx`")
-    input_size = tuple(int(v) for v in json.loads(meta["leannets.input_size"]))
+    meta = onnx_deployment_metadata(session, path)
+    input_size = meta["input_size"]
     probe = session.run(None, {"input": np.zeros((1, *input_size), dtype=np.float32)})[0]
 
     def forward(x: torch.Tensor) -> torch.Tensor:
         return torch.from_numpy(session.run(None, {"input": x.numpy().astype(np.float32)})[0])
 
-    return _Source(meta.get("leannets.model", Path(path).stem), forward, input_size, int(probe.shape[1]),
-                   list(json.loads(meta.get("leannets.class_names", "[]"))), list(json.loads(meta["leannets.mean"])),
-                   list(json.loads(meta["leannets.std"])), float(meta.get("leannets.crop_pct", 0.875)))
+    return _Source(meta["model"], forward, input_size, int(probe.shape[1]), meta["class_names"], meta["mean"],
+                   meta["std"], meta["crop_pct"])
 
 
 def run(args: argparse.Namespace) -> int:
