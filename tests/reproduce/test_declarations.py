@@ -117,3 +117,16 @@ def test_papers_are_registered_under_their_module_names():
 
     assert paper_modules() == list_papers() == sorted(PAPERS) and len(list_papers()) == 4
     assert all(get_paper(name).name == name for name in list_papers())
+
+
+@pytest.mark.parametrize("paper", PAPERS)
+def test_declared_texts_have_no_unformatted_placeholders(paper):
+    """A note written as a plain string beside an f-string prints ``{NAME}`` literally in the report."""
+    import re
+    pattern = re.compile(r"\{[A-Za-z_][A-Za-z0-9_.]*\}")
+    p = get_paper(paper)
+    for exp in p.experiments:
+        texts = [*exp.notes.values(), *(v for v in exp.not_trained.values() if v), exp.title]
+        texts += [c.text for c in exp.claims]
+        for text in texts:
+            assert not pattern.search(text), f"{paper}/{exp.name}: unformatted placeholder in {text!r}"

@@ -177,7 +177,7 @@ def _table1() -> Experiment:
         scales=("smoke", "cpu", "gpu", "paper"),
         not_trained={"cpu": "budget: the cpu scale trains the standard, DSConv and Multiception rows"},
         notes={"cpu": f"cpu scale: standard, DSConv (authors') and Multiception ResNet-20, {CPU_EPOCHS} epochs each on "
-                      "the whole CIFAR-10 (paper: 300 epochs), {CPU_SEEDS} seeds, the paper's optimiser and cosine schedule, "
+                      f"the whole CIFAR-10 (paper: 300 epochs), {CPU_SEEDS} seeds, the paper's optimiser and cosine schedule, "
                       "evaluated once at the end on the 10,000 test images; MixConv is not trained at this scale.",
                "gpu": f"gpu scale: each model {GPU_EPOCHS} epochs on the whole CIFAR-10 (paper: 300 epochs, mean of 3 "
                       "runs), 3 seeds, same recipe for all four, evaluated on the 10,000 test images.",
