@@ -14,29 +14,33 @@ from typing import Any
 
 import torch
 import torch.nn as nn
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.overrides import TorchFunctionMode
 
+from leannets.layers.dispatch import reference_path
 from leannets.models._base import LeanModule
 
 __all__ = ["fold_bn", "find_conv_bn_pairs", "fuse_conv_bn_weights"]
 
 
-class _UseCounter(TorchDispatchMode):
-    """Counts how many aten ops read each tensor (keyed by ``id``; tensors are kept alive)."""
+class _UseCounter(TorchFunctionMode):
+    """Counts how many torch functions that compute a tensor read each tensor (keyed by ``id``; tensors
+    are kept alive). Metadata reads (``dim()``, ``shape``) return no tensor and are not uses."""
 
     def __init__(self) -> None:
         super().__init__()
         self.uses: Counter[int] = Counter()
         self._keep: list[torch.Tensor] = []
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
-        for arg in list(args) + list(kwargs.values()):
-            for t in arg if isinstance(arg, (list, tuple)) else (arg,):
-                if isinstance(t, torch.Tensor):
-                    self.uses[id(t)] += 1
-                    self._keep.append(t)
         out = func(*args, **kwargs)
+        if isinstance(out, torch.Tensor) or (isinstance(out, (list, tuple)) and
+                                             any(isinstance(t, torch.Tensor) for t in out)):
+            for arg in list(args) + list(kwargs.values()):
+                for t in arg if isinstance(arg, (list, tuple)) else (arg,):
+                    if isinstance(t, torch.Tensor):
+                        self.uses[id(t)] += 1
+                        self._keep.append(t)
         return out
 
 
@@ -83,7 +87,7 @@ def find_conv_bn_pairs(model: nn.Module, example_input: torch.Tensor | None = No
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), counter:
+        with torch.no_grad(), reference_path(), counter:  # every conv and BN runs as its own module
             model(example_input)
     finally:
         for h in handles:

@@ -11,9 +11,10 @@ from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn as nn
-from torch.utils._python_dispatch import TorchDispatchMode
+from torch.overrides import TorchFunctionMode
 from torch.utils.flop_counter import FlopCounterMode
 
+from leannets.layers.dispatch import reference_path
 from leannets.models import create_model, model_info
 
 from .latency import torch_threads  # noqa: F401 - re-exported for callers of the profiler
@@ -71,7 +72,7 @@ def count_macs(model: nn.Module, example_input: torch.Tensor | Sequence[torch.Te
     ops whose name holds it (e.g. the convolutions alone, as papers that leave the fc layers out)."""
     inputs = (example_input,) if isinstance(example_input, torch.Tensor) else tuple(example_input)
     counter = FlopCounterMode(display=False)
-    with torch.no_grad(), counter:
+    with torch.no_grad(), reference_path(), counter:  # the layers' own convs, not their fused ops
         model(*inputs)
     if only is None:
         return int(counter.get_total_flops()) // 2
@@ -79,15 +80,22 @@ def count_macs(model: nn.Module, example_input: torch.Tensor | Sequence[torch.Te
     return int(sum(v for k, v in counts.items() if only in str(k))) // 2
 
 
-class _ElementwiseCounter(TorchDispatchMode):
+def _op_name(func: Any) -> str:
+    """``relu`` for ``F.relu``/``torch.relu``/``Tensor.relu_``; ``mul`` for ``Tensor.__mul__``/``__rmul__``/``__imul__``."""
+    name = getattr(func, "__name__", "").strip("_")
+    if name not in _ELEMENTWISE and name[:1] in ("i", "r") and name[1:] in _ELEMENTWISE:
+        name = name[1:]
+    return name
+
+
+class _ElementwiseCounter(TorchFunctionMode):
     def __init__(self) -> None:
         super().__init__()
         self.ops = 0
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         out = func(*args, **(kwargs or {}))
-        base = func._overloadpacket.__name__.rstrip("_")
-        if base in _ELEMENTWISE and isinstance(out, torch.Tensor):
+        if _op_name(func) in _ELEMENTWISE and isinstance(out, torch.Tensor):
             self.ops += out.numel()
         return out
 
@@ -95,16 +103,17 @@ class _ElementwiseCounter(TorchDispatchMode):
 def count_elementwise(model: nn.Module, example_input: torch.Tensor) -> int:
     """Elementwise operations (one per output element of mul/add/sigmoid/exp/...) of one forward."""
     counter = _ElementwiseCounter()
-    with torch.no_grad(), counter:
+    with torch.no_grad(), reference_path(), counter:
         model(example_input)
     return counter.ops
 
 
-class LiveMemoryTracker(TorchDispatchMode):
+class LiveMemoryTracker(TorchFunctionMode):
     """Context manager tracking bytes of tensor storages created inside it that are still referenced.
 
-    ``peak`` is the maximum over the context (works through backward too: CPU autograd
-    runs on the calling thread). Storages that existed before entering are not counted.
+    Forward: every tensor a torch function returns inside the context. Backward: :meth:`track_backward`
+    hooks every node of a graph, so the gradients each node produces are tracked as they are made.
+    ``peak`` is the maximum over the context. Storages that existed before entering are not counted.
     """
 
     def __init__(self) -> None:
@@ -133,13 +142,27 @@ class LiveMemoryTracker(TorchDispatchMode):
         self._refs[key] += 1
         weakref.finalize(t, self._release, key)
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-        out = func(*args, **(kwargs or {}))
-        outs = out if isinstance(out, (list, tuple)) else (out,)
-        for t in outs:
+    def _track_all(self, out: Any) -> None:
+        for t in out if isinstance(out, (list, tuple)) else (out,):
             if isinstance(t, torch.Tensor):
                 self._track(t)
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        out = func(*args, **(kwargs or {}))
+        self._track_all(out)
         return out
+
+    def track_backward(self, root: torch.Tensor) -> None:
+        """Track the gradients every autograd node under ``root`` produces during the next backward."""
+        seen: set[int] = set()
+        stack = [root.grad_fn]
+        while stack:
+            node = stack.pop()
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            node.register_hook(lambda grad_inputs, grad_outputs: self._track_all(grad_inputs))
+            stack.extend(next_node for next_node, _ in node.next_functions)
 
 
 def peak_activation_bytes(model: nn.Module, example_input: torch.Tensor, training: bool = False) -> int:
@@ -150,7 +173,7 @@ def peak_activation_bytes(model: nn.Module, example_input: torch.Tensor, trainin
     """
     ctx = torch.enable_grad() if training else torch.no_grad()
     tracker = LiveMemoryTracker()
-    with ctx, tracker:
+    with ctx, reference_path(), tracker:
         out = model(example_input)
         peak = tracker.peak
     del out
@@ -162,8 +185,10 @@ def training_step_peak_bytes(model: nn.Module, example_input: torch.Tensor,
     """Peak bytes alive during one forward + backward (gradients included, parameters excluded)."""
     loss_fn = loss_fn or (lambda out: out.float().square().mean())
     tracker = LiveMemoryTracker()
-    with tracker:
-        loss_fn(model(example_input)).backward()
+    with reference_path(), tracker:
+        loss = loss_fn(model(example_input))
+        tracker.track_backward(loss)
+        loss.backward()
     model.zero_grad(set_to_none=True)
     return tracker.peak
 

@@ -4,7 +4,8 @@ Every depthwise convolution of the library (XSepConv and MobileNet depthwise lay
 9×9 gate, the Multiception / MixConv / DSConv branches) is built by :func:`conv2d`, which returns
 this class for ``groups == in_channels == out_channels``. It is a plain ``nn.Conv2d`` (same
 parameters, state-dict keys, BN folding and export); only a training call that
-:func:`~leannets.layers.kernels.fast_backward_applies` to takes the C backward. Forward results
+:func:`~leannets.layers.dispatch.fast_backward_applies` to takes the C backward (the
+``leannets::depthwise_conv2d`` op). Forward results
 are PyTorch's own; gradients equal PyTorch's to float32 rounding (tests/layers/test_kernels.py).
 """
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.nn.modules.utils import _pair
 
-from . import kernels
+from . import dispatch, ops
 
 __all__ = ["DepthwiseConv2d", "conv2d"]
 
@@ -30,8 +31,8 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor, stride: int | Sequence[int] | None = None, fast: bool = True) -> torch.Tensor:
         s = self.stride if stride is None else _pair(stride)
-        if fast and kernels.fast_backward_applies(x, self):
-            return kernels.depthwise_conv2d(x, self.weight, self.bias, s, self.padding)
+        if fast and dispatch.fast_backward_applies(x, self):
+            return ops.depthwise_conv2d(x, self.weight, self.bias, s, self.padding)
         if s == self.stride:
             return super().forward(x)
         return F.conv2d(x, self.weight, self.bias, s, self.padding, self.dilation, self.groups)

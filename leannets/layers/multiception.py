@@ -37,20 +37,19 @@ Implementation notes (see ``docs/multiception.md``):
 """
 from __future__ import annotations
 
-import copy
 import operator
-import time
 from typing import Any, Sequence
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import kernels
+from . import kernels, ops
 from .create_act import create_act
 from .create_conv import register_conv_type
 from .depthwise import conv2d
-from .kernels import bn_is_affine, bn_scale_shift, cached_on_state, check_input, graph_capture
+from .dispatch import choose_impl, clear_autotune_cache, folded
+from .kernels import bn_is_affine, bn_scale_shift, check_input
 
 __all__ = ["IMPLS", "STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "MulticeptionConv", "MixConv",
            "DSConv", "SeparableMultiKernel", "stage_kernel_sizes", "validate_kernel_sizes", "split_channels",
@@ -63,7 +62,6 @@ STRIDE_IN = ("pointwise", "depthwise")
 # per-channel ones (PReLU) only with subsampling.
 _ELEMENTWISE_ACTS = {None, "relu", "relu6", "hswish", "hsigmoid", "sigmoid", "silu", "gelu", "identity"}
 _POINTWISE_ACTS = _ELEMENTWISE_ACTS | {"prelu"}
-_AUTOTUNE_CACHE: dict[tuple, str] = {}
 
 
 def validate_kernel_sizes(conv_type: str, kernel_size: Any) -> tuple[int, ...]:
@@ -140,11 +138,6 @@ def stage_kernel_sizes(conv_type: str, kernel_sizes: Sequence[Any] | None, num_s
         raise ValueError(f"{model}: kernel_sizes must list one kernel size (or list of sizes) per stage, "
                          f"{num_stages} in all, e.g. [[3, 5, 7], [3, 5], [3, 3]][:{num_stages}]; got {kernel_sizes!r}")
     return [validate_kernel_sizes(conv_type, k) for k in kernel_sizes]
-
-
-def clear_autotune_cache() -> None:
-    """Forget the paths chosen by ``impl="autotune"`` (e.g. after changing threads)."""
-    _AUTOTUNE_CACHE.clear()
 
 
 class _Conv2d(nn.Conv2d):
@@ -245,14 +238,14 @@ class SeparableMultiKernel(nn.Module):
         y = self.act(ys[0] if len(ys) == 1 else torch.cat(ys, 1))
         return self.bn2(self.pw(y, stride=s_pw))
 
-    def _kernel_inference_ok(self, x: torch.Tensor) -> bool:
+    def kernel_inference_ok(self, x: torch.Tensor) -> bool:
         """The C multi-branch kernel computes this call: inference, every branch over all channels."""
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
             return False
         return (len(self.branches) > 1 and all(s == 0 and c == self.in_ch for s, c, _ in self.branches)
                 and all(bn_is_affine(bn) for bn in self.bn1) and bn_is_affine(self.bn2)
                 and self.mid_act in _POINTWISE_ACTS and kernels.act_code(self.act) is not None
-                and x.dtype == torch.float32 and kernels.available())
+                and x.dtype == torch.float32)
 
     def _kernel_weights(self) -> dict[str, torch.Tensor]:
         """BN-folded branch weights (tap-major, concatenated), biases and the folded pointwise conv."""
@@ -268,22 +261,21 @@ class SeparableMultiKernel(nn.Module):
         pw_w, pw_b = self._pointwise_weights()
         pw_w, pw_b = pw_w.detach(), None if pw_b is None else pw_b.detach()
         return {"w": torch.cat(ws).contiguous(), "b": torch.cat(bs).contiguous(),
-                "ks": torch.tensor(self.kernel_sizes, dtype=torch.int64),
                 "pw_w": pw_w.contiguous(memory_format=torch.channels_last), "pw_b": pw_b}
 
     def forward_kernels(self, x: torch.Tensor) -> torch.Tensor:
-        """CPU path on the C kernels. Inference: every branch (BN folded) in one kernel call, then the
+        """CPU path on the C kernels. Inference: every branch (BN folded) in one ``leannets::multi_depthwise`` call, then the
         folded pointwise conv. Training: the branch convs with the C backward (:class:`DepthwiseConv2d`),
         one concatenation and one BN call over it (exactly the per-branch BNs), act, pointwise, BN."""
         s_dw, s_pw = self._strides()
-        if self._kernel_inference_ok(x):
-            w = cached_on_state(self, "_kernel_cache", self._kernel_weights)
-            y = kernels.multi_depthwise_forward(x, w["w"], w["b"], w["ks"], s_dw, kernels.act_code(self.act))
+        if self.kernel_inference_ok(x):
+            w = folded(self, "_kernel_cache", self._kernel_weights)
+            y = ops.multi_depthwise(x, w["w"], w["b"], self.kernel_sizes, s_dw, kernels.act_code(self.act))
             return F.conv2d(y, w["pw_w"], w["pw_b"], s_pw)
         ys = [conv(x if c == self.in_ch else x[:, start:start + c], stride=s_dw)
               for (start, c, _), conv in zip(self.branches, self.dw)]
         y = ys[0] if len(ys) == 1 else torch.cat(ys, 1)
-        if all(bn_is_affine(bn) for bn in self.bn1) or not self._fused_supported():
+        if all(bn_is_affine(bn) for bn in self.bn1) or not self.fused_supported():
             y = torch.cat([bn(t) for bn, t in zip(self.bn1, ys)], 1) if len(ys) > 1 else self.bn1[0](y)
         else:
             y = self._fused_bn1_train(y, permuted=False)
@@ -330,7 +322,7 @@ class SeparableMultiKernel(nn.Module):
                     bn.running_var.copy_(v_)
         return out
 
-    def _fused_supported(self) -> bool:
+    def fused_supported(self) -> bool:
         if not self._fusable or (self.multiplier > 1 and self.mid_act not in _ELEMENTWISE_ACTS):
             return False
         kinds = {type(bn) for bn in self.bn1}
@@ -368,13 +360,13 @@ class SeparableMultiKernel(nn.Module):
 
     def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
         """All branches in one depthwise ``conv2d`` call (weights zero-embedded, kept separate)."""
-        if not self._fused_supported():
+        if not self.fused_supported():
             return self.forward_reference(x)
         s_dw, s_pw = self._strides()
         bn1_folded = all(bn_is_affine(bn) for bn in self.bn1)
         bn2_folded = bn_is_affine(self.bn2)
         if bn1_folded and bn2_folded and not torch.is_grad_enabled():
-            w, b, pw_w, pw_b = cached_on_state(self, "_fused_cache", self._fused_weights)
+            w, b, pw_w, pw_b = folded(self, "_fused_cache", self._fused_weights)
         else:
             w, b, pw_w, pw_b = self._fused_weights()
         y = F.conv2d(x, w, b, s_dw, self.kmax // 2, 1, self.in_ch)
@@ -391,73 +383,6 @@ class SeparableMultiKernel(nn.Module):
         if impl == "fused":
             return self.forward_fused(x)
         return self.forward_reference(x)
-
-
-def _time_path(module: SeparableMultiKernel, x: torch.Tensor, path: str, backward: bool, repeats: int = 3) -> float:
-    fn = module.forward_fused if path == "fused" else module.forward_reference
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-    params = [p for p in module.parameters() if p.requires_grad]
-    best = float("inf")
-    for i in range(repeats + 1):
-        sync()
-        t0 = time.perf_counter()
-        if backward:
-            xi = x.detach().requires_grad_(True)
-            out = fn(xi)
-            torch.autograd.grad(out, [xi] + params, torch.ones_like(out))
-        else:
-            with torch.no_grad():
-                fn(x)
-        sync()
-        if i:  # the first run is a warm-up
-            best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def _autotune(module: SeparableMultiKernel, x: torch.Tensor) -> str:
-    backward = module.training and torch.is_grad_enabled()
-    key = (type(module).__name__, module.in_ch, module.out_ch, module.branches, module.stride, module.stride_in,
-           module.mid_act, x.device.type, x.dtype, tuple(x.shape[1:]), module.training, backward)
-    if key not in _AUTOTUNE_CACHE:
-        probe = copy.deepcopy(module)  # timing must not touch the real BN statistics
-        times = {p: _time_path(probe, x, p, backward) for p in ("reference", "fused")}
-        _AUTOTUNE_CACHE[key] = min(times, key=times.get)
-    return _AUTOTUNE_CACHE[key]
-
-
-def choose_impl(module: SeparableMultiKernel, x: torch.Tensor) -> str:
-    """``"kernels"``, ``"fused"`` or ``"reference"`` for this call.
-
-    - ``impl="reference"``/``"fused"``/``"kernels"``: as asked (``kernels`` needs the C kernels on
-      the CPU, else it is the reference path).
-    - Under tracing/compiling/a dispatch mode (MAC counting, BN-fold tracing, export): the
-      reference path, so MACs are the layer's own (no zero-embedded work) and exports/folds
-      see plain conv → BN modules.
-    - ``"auto"`` on CPU with the C kernels: ``kernels`` for training (C depthwise backward, one BN
-      call) and for Multiception inference (all branches in one call); MixConv/DSConv inference
-      takes ``fused`` (one oneDNN call with zero-embedded kernels: 1.5–2.1× faster for MixConv,
-      and oneDNN's single-kernel depthwise forward beats ours). Without the kernels: ``fused``
-      for multiplier-1 inference, else the reference (the fused multiplier-m conv is up to 4×
-      slower than m depthwise calls on CPU: oneDNN has no fast kernel for it).
-    - ``"auto"`` on other devices, and ``"autotune"``: time ``fused`` and ``reference`` once per
-      input signature (batch size excluded) and keep the faster.
-    """
-    impl = module.impl
-    if impl in ("reference", "fused"):
-        return impl
-    if graph_capture():  # before reading the input: under fx it is a proxy
-        return "reference"
-    on_cpu_kernels = x.device.type == "cpu" and x.dtype == torch.float32 and kernels.available()
-    if impl == "kernels":
-        return impl if on_cpu_kernels else "reference"
-    if impl == "auto" and x.device.type == "cpu":
-        inference = not module.training and not torch.is_grad_enabled()
-        if on_cpu_kernels and (not inference or module._kernel_inference_ok(x)):
-            return "kernels"
-        return "fused" if inference and module.multiplier == 1 and module._fused_supported() else "reference"
-    if not module._fused_supported():
-        return "reference"
-    return _autotune(module, x)
 
 
 class MulticeptionConv(SeparableMultiKernel):

@@ -14,10 +14,10 @@ text extraction; we sum the two BN outputs and apply one activation (same params
 The conv factory type ``xsepconv`` is XSepConv (depthwise) → 1×1 pointwise → BN.
 
 Inference on CPU (eval mode, no autograd, float32, variants ``standard``/``no2x2``, ReLU /
-hard-swish / no activation) runs the whole block in one call of the C kernels of
-:mod:`leannets.layers.kernels`, with BN folded on the fly (or by :func:`~leannets.analysis.fold_bn`).
-Everything else, and tracing/compiling/export, takes the PyTorch modules below, which the tests
-use as the oracle.
+hard-swish / no activation) runs the whole block as one ``leannets::xsep_block`` op
+(:mod:`leannets.layers.ops`), with BN folded once per module state (or by
+:func:`~leannets.analysis.fold_bn`); ``torch.compile``/``torch.export`` trace the same op. Everything
+else takes the PyTorch modules below, which the tests use as the oracle (:mod:`leannets.layers.dispatch`).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from typing import Any, Sequence
 import torch
 import torch.nn as nn
 
-from . import kernels
+from . import dispatch, kernels, ops
 from .create_act import create_act
 from .create_conv import register_conv_type, single_kernel
 from .depthwise import conv2d
@@ -36,7 +36,6 @@ from .padding import GROUP_DIRECTIONS, PADDING_STRATEGIES, EvenPad2d, _pad_tuple
 __all__ = ["XSEP_VARIANTS", "XSepConv", "DWConvBnAct", "xsepconv_cost_ratio", "xsepconv_downsample_cost_ratio"]
 
 XSEP_VARIANTS = ("standard", "no2x2", "behind", "parallel")
-_KERNEL_VARIANTS = ("standard", "no2x2")  # the C kernel runs 2×2 → 1×k → k×1 (or the pair alone)
 
 
 def xsepconv_cost_ratio(k: int) -> float:
@@ -107,10 +106,9 @@ class XSepConv(nn.Module):
         self.act = create_act(act, channels) if variant == "parallel" else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training and self.variant in _KERNEL_VARIANTS:
-            weights = self.kernel_weights_for(x)
-            if weights is not None:
-                return kernels.xsep_forward(x, weights, self.kernel_size, self.stride, weights["act"])
+        weights = dispatch.xsep_weights(self, x)
+        if weights is not None:
+            return ops.xsep_block(x, weights, self.kernel_size, self.stride)
         return self.forward_reference(x)
 
     def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
@@ -123,31 +121,10 @@ class XSepConv(nn.Module):
             return self.conv_2x2(self.conv_kx1(self.conv_1xk(x)))
         return self.act(self.conv_2x2(x) + self.conv_kx1(self.conv_1xk(x)))
 
-    def kernel_weights_for(self, x: torch.Tensor) -> dict[str, Any] | None:
-        """The folded C-kernel weights if the kernel applies to this call (CPU float32 inference of a
-        supported variant and activation, no autograd, no graph capture), else ``None``."""
-        if self.training or self.variant not in _KERNEL_VARIANTS or self.kernel_size > 63 or kernels.graph_capture():
-            return None
-        if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4 or x.shape[1] != self.channels:
-            return None
-        if x.numel() == 0 or not kernels.available():
-            return None
-        pad = self._modules.get("conv_2x2")
-        extra = (pad.pad.direction,) if pad is not None else ()
-        weights = kernels.cached_on_state(self, "_kernel_cache", self.kernel_weights, extra, self._kernel_tensors)
-        if torch.is_grad_enabled() and (x.requires_grad or any(
-                t.requires_grad for t in kernels.cached_tensors(self, "_kernel_cache"))):
-            return None
-        return weights
-
-    def _kernel_tensors(self) -> list[torch.Tensor]:
-        """The tensors the folded kernel weights are computed from."""
-        tensors: list[torch.Tensor] = []
-        for stage in (self._modules.get("conv_2x2"), self.conv_1xk, self.conv_kx1):
-            if stage is not None:
-                for m in (stage.conv, stage.bn):
-                    tensors += [t for t in (*m._parameters.values(), *m._buffers.values()) if t is not None]
-        return tensors
+    def kernel_modules(self) -> list[nn.Module]:
+        """The modules whose state the folded kernel weights are computed from."""
+        stages = [self._modules.get("conv_2x2"), self.conv_1xk, self.conv_kx1]
+        return [self, *(m for st in stages if st is not None for m in (st, st.conv, st.bn))]
 
     def _pad_2x2(self) -> torch.Tensor:
         """(C, 2) int32 (top, left) zeros the 2×2 layer's padding puts before each channel."""

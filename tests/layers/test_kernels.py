@@ -10,7 +10,7 @@ import torch
 import torch.nn as nn
 
 from leannets.analysis.fold_bn import fold_bn
-from leannets.layers import kernels
+from leannets.layers import dispatch, kernels, ops
 from leannets.layers.depthwise import DepthwiseConv2d
 from leannets.layers.padding import assign_padding_schedule
 from leannets.layers.xsepconv import XSepConv
@@ -52,7 +52,7 @@ def test_xsep_kernel_equals_reference(seed: int) -> None:
     block, x = _case(seed)
     with torch.no_grad():
         ref = block.forward_reference(x)
-        assert block.kernel_weights_for(x) is not None
+        assert dispatch.xsep_weights(block, x) is not None
         out = block(x)
     assert out.shape == ref.shape
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
@@ -88,19 +88,19 @@ def test_padding_schedule_reaches_the_kernel() -> None:
 
 def test_kernel_not_used_for_training_autograd_or_capture() -> None:
     block = XSepConv(8, 5).eval()
-    assert XSepConv(8, 5, act="prelu").eval().requires_grad_(False).kernel_weights_for(torch.randn(1, 8, 7, 7)) is None
+    assert dispatch.xsep_weights(XSepConv(8, 5, act="prelu").eval().requires_grad_(False), torch.randn(1, 8, 7, 7)) is None
     x = torch.randn(1, 8, 7, 7)
-    assert block.kernel_weights_for(x) is None  # parameters require grad and autograd is on
+    assert dispatch.xsep_weights(block, x) is None  # parameters require grad and autograd is on
     with torch.no_grad():
-        assert block.kernel_weights_for(x) is not None
-        assert block.kernel_weights_for(x.double()) is None
-        assert block.train().kernel_weights_for(x) is None
+        assert dispatch.xsep_weights(block, x) is not None
+        assert dispatch.xsep_weights(block, x.double()) is None
+        assert dispatch.xsep_weights(block.train(), x) is None
     block.eval()
     traced = torch.jit.trace(block, x, check_trace=False)  # tracing sees the PyTorch layers, not the kernel
     assert any(n.kind() == "aten::_convolution" for n in traced.inlined_graph.nodes())
     for variant in ("behind", "parallel"):
         with torch.no_grad():
-            assert XSepConv(8, 5, variant=variant).eval().kernel_weights_for(x) is None
+            assert dispatch.xsep_weights(XSepConv(8, 5, variant=variant).eval(), x) is None
 
 
 def test_cached_weights_follow_parameter_updates() -> None:
@@ -167,7 +167,7 @@ def _grad_case(seed: int) -> tuple[DepthwiseConv2d, torch.Tensor]:
 def test_depthwise_fast_backward_equals_pytorch(seed: int) -> None:
     conv, x = _grad_case(seed)
     xk = x.clone().requires_grad_(True)
-    out = kernels.depthwise_conv2d(xk, conv.weight, conv.bias, conv.stride, conv.padding)
+    out = ops.depthwise_conv2d(xk, conv.weight, conv.bias, conv.stride, conv.padding)
     x64 = x.double().requires_grad_(True)
     params64 = [p.detach().double().requires_grad_(True) for p in conv.parameters()]
     ref = torch.nn.functional.conv2d(x64, params64[0], params64[1] if conv.bias is not None else None, conv.stride,
@@ -186,14 +186,14 @@ def test_depthwise_module_takes_the_fast_backward_where_measured_faster() -> Non
     small = DepthwiseConv2d(16, 16, 3, 1, 1, groups=16, bias=False)
     nchw = torch.randn(2, 16, 8, 8)
     nhwc = nchw.contiguous(memory_format=torch.channels_last)
-    assert kernels.fast_backward_applies(nhwc, big)
-    assert kernels.fast_backward_applies(nchw, small)  # any kernel size in NCHW
-    assert not kernels.fast_backward_applies(nhwc, small)  # oneDNN's 3×3 backward is faster
+    assert dispatch.fast_backward_applies(nhwc, big)
+    assert dispatch.fast_backward_applies(nchw, small)  # any kernel size in NCHW
+    assert not dispatch.fast_backward_applies(nhwc, small)  # oneDNN's 3×3 backward is faster
     with torch.no_grad():
-        assert not kernels.fast_backward_applies(nhwc, big)  # inference: PyTorch's forward
-    assert not kernels.fast_backward_applies(nhwc.double(), copy.deepcopy(big).double())
+        assert not dispatch.fast_backward_applies(nhwc, big)  # inference: PyTorch's forward
+    assert not dispatch.fast_backward_applies(nhwc.double(), copy.deepcopy(big).double())
     out = big(nhwc.requires_grad_(True))
-    assert type(out.grad_fn).__name__ == "_DepthwiseConv2dBackward"
+    assert "leannets_depthwise_conv2d" in type(out.grad_fn).__name__  # the op with its registered C backward
     torch.testing.assert_close(out, torch.nn.functional.conv2d(nhwc, big.weight, None, 1, 2, 1, 16))
 
 

@@ -1,0 +1,130 @@
+/* Shared by the depthwise kernel families (xsep.c, multi_dw.c, dw_backward.c): vector types, the
+   activations (0 none, 1 ReLU, 2 hard-swish), thread scratch memory and the 16-lane NHWC passes.
+   Every pass computes
+       out = act(bias + sum_{a,t} w[a][t] * in_padded[i*sh + a][j*sw + t])
+   where in_padded is the input shifted by (pad_top, pad_left) per channel with zeros around it;
+   the bottom/right zeros are implied by the output size. Layouts: NCHW (one channel plane at a time,
+   vectorised along rows) and NHWC (vectorised across 16-channel blocks). float32 in and out. */
+#ifndef LEANNETS_KERNELS_COMMON_H
+#define LEANNETS_KERNELS_COMMON_H
+#define UNUSED __attribute__((unused))
+#include <stdlib.h>
+#include <string.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#define R __restrict__
+typedef float v8 __attribute__((vector_size(32), aligned(4)));
+typedef int v8i __attribute__((vector_size(32), aligned(4)));
+#define LD(p) (*(const v8*)(p))
+#define ST(p, v) (*(v8*)(p) = (v))
+#define SLACK 64 /* floats after the padded planes: vector over-reads of the last row stay inside */
+
+typedef float v16 __attribute__((vector_size(64), aligned(4)));
+typedef int v16i __attribute__((vector_size(64), aligned(4)));
+#define LD16(p) (*(const v16*)(p))
+#define ST16(p, v) (*(v16*)(p) = (v))
+
+/* ReLU and hard-swish (act 1, 2; 0: none) for a vector type V with integer twin VI. */
+#define DEFINE_VECTOR_ACT(V, VI, RELU, ACT)                                \
+  static inline V RELU(V v) { const V z = {0}; return (V)((VI)v & (v > z)); } \
+  static inline V ACT(V v, int act) {                                       \
+    if (act == 1) return RELU(v);                                           \
+    if (act == 2) {                                                         \
+      const V z = {0}, three = z + 3.f, six = z + 6.f;                      \
+      V r = RELU(v + three);                                                \
+      VI lt = r < six;                                                      \
+      r = (V)(((VI)r & lt) | ((VI)six & ~lt));                              \
+      return v * r * (1.f / 6.f);                                           \
+    }                                                                       \
+    return v;                                                               \
+  }
+DEFINE_VECTOR_ACT(v8, v8i, vrelu, vact)
+DEFINE_VECTOR_ACT(v16, v16i, vrelu16, vact16)
+
+UNUSED static int nthreads_ok(int nt) { return nt > 0 ? nt : 1; }
+
+/* A thread's scratch buffer (64-byte aligned, `floats` rounded up to whole vectors); on failure it sets
+   *failed, and the thread skips its work items. */
+UNUSED static float* thread_scratch(long floats, int* failed) {
+  float* buf = aligned_alloc(64, sizeof(float) * ((floats + 15) / 16 * 16));
+  if (!buf) {
+#pragma omp atomic write
+    *failed = 1;
+  }
+  return buf;
+}
+
+/* ------------------------------------------------------------------------------------------
+   NHWC: work on 16-channel blocks copied into zero-bordered scratch images (16 floats per pixel). */
+
+/* One pass over a 16-lane scratch image whose borders are already zero: every tap is inside.
+   in: rows of `in_w` pixels of 16 floats; out pixel (i, j) goes to out[(i + r0) * out_w + j + q0]. */
+UNUSED static void pass16(const float* R in, long in_w, float* R out, long out_w, long r0, long q0, long Ho, long Wo,
+                   const float* R w, const float* R b, long kh, long kw, long sh, long sw, int act) {
+  const long d = sw * 16;
+  for (long io = 0; io < Ho; ++io) {
+    float* o = out + ((io + r0) * out_w + q0) * 16;
+    long jo = 0;
+    for (; jo + 4 <= Wo; jo += 4) {
+      v16 a_0 = LD16(b), a_1 = a_0, a_2 = a_0, a_3 = a_0;
+      for (long a = 0; a < kh; ++a) {
+        const float* src = in + ((io * sh + a) * in_w + jo * sw) * 16;
+        for (long t = 0; t < kw; ++t) {
+          const v16 wv = LD16(w + (a * kw + t) * 16);
+          const float* q = src + t * 16;
+          a_0 += wv * LD16(q); a_1 += wv * LD16(q + d); a_2 += wv * LD16(q + 2 * d); a_3 += wv * LD16(q + 3 * d);
+        }
+      }
+      ST16(o + jo * 16, vact16(a_0, act)); ST16(o + (jo + 1) * 16, vact16(a_1, act));
+      ST16(o + (jo + 2) * 16, vact16(a_2, act)); ST16(o + (jo + 3) * 16, vact16(a_3, act));
+    }
+    for (; jo < Wo; ++jo) {
+      v16 acc = LD16(b);
+      for (long a = 0; a < kh; ++a) {
+        const float* src = in + ((io * sh + a) * in_w + jo * sw) * 16;
+        for (long t = 0; t < kw; ++t) acc += LD16(w + (a * kw + t) * 16) * LD16(src + t * 16);
+      }
+      ST16(o + jo * 16, vact16(acc, act));
+    }
+  }
+}
+
+/* Copy lanes [c0, c0+cb) of image `src` (H x W x C) into a zero-bordered 16-lane scratch of
+   Hs x Ws pixels at offset (r0, q0), with rows/columns spaced by (dr, dq) (dilation for the
+   transposed conv of strided layers). */
+static inline void copy_lanes(float* R dst, const float* R src, long cb) {
+  if (cb == 16) ST16(dst, LD16(src));
+  else memcpy(dst, src, sizeof(float) * cb);
+}
+
+UNUSED static void gather16(float* R dst, long Hs, long Ws, const float* R src, long H, long W, long C, long c0, long cb,
+                     long r0, long q0, long dr, long dq) {
+  if (dr != 1 || dq != 1 || cb != 16) {
+    memset(dst, 0, sizeof(float) * 16 * Hs * Ws);
+  } else { /* zero only what the copy below does not write */
+    const long top = r0 < 0 ? 0 : (r0 < Hs ? r0 : Hs), bottom = r0 + H < 0 ? 0 : (r0 + H < Hs ? r0 + H : Hs);
+    const long left = q0 < 0 ? 0 : (q0 < Ws ? q0 : Ws), right = q0 + W < 0 ? 0 : (q0 + W < Ws ? q0 + W : Ws);
+    memset(dst, 0, sizeof(float) * 16 * top * Ws);
+    memset(dst + bottom * Ws * 16, 0, sizeof(float) * 16 * (Hs - bottom) * Ws);
+    for (long r = top; r < bottom; ++r) {
+      memset(dst + r * Ws * 16, 0, sizeof(float) * 16 * left);
+      memset(dst + (r * Ws + right) * 16, 0, sizeof(float) * 16 * (Ws - right));
+    }
+  }
+  for (long i = 0; i < H; ++i) {
+    const long r = r0 + i * dr;
+    if (r < 0 || r >= Hs) continue;
+    for (long j = 0; j < W; ++j) {
+      const long q = q0 + j * dq;
+      if (q < 0 || q >= Ws) continue;
+      copy_lanes(dst + (r * Ws + q) * 16, src + (i * W + j) * C + c0, cb);
+    }
+  }
+}
+
+UNUSED static void scatter16(float* R dst, long C, long c0, long cb, const float* R src, long n_pix) {
+  for (long q = 0; q < n_pix; ++q) copy_lanes(dst + q * C + c0, src + q * 16, cb);
+}
+#endif

@@ -1,0 +1,101 @@
+/* Depthwise conv backward for training, NHWC: gradient w.r.t. the input and w.r.t. the weight (and
+   bias). Padding: pt/pl zeros top/left (bottom/right implied by the output size).
+   Op: leannets::depthwise_conv2d_backward (ops.py). */
+#include "common.h"
+
+/* gx = conv_transpose(gy, w): correlation of the (stride-dilated, padded) gradient with the flipped kernel. */
+int dw_backward_input_nhwc(const float* gy, const float* w, float* gx, long N, long C, long H, long W, long Ho,
+                           long Wo, long kh, long kw, long sh, long sw, long pt, long pl, int nt) {
+  const long blocks = (C + 15) / 16, Hs = H + kh - 1, Ws = W + kw - 1;
+  const long need = 16 * (Hs * Ws + H * W + kh * kw + 1) + 16;
+  int failed = 0;
+#pragma omp parallel num_threads(nthreads_ok(nt))
+  {
+    float* buf = thread_scratch(need, &failed);
+#pragma omp for schedule(static)
+    for (long item = 0; item < N * blocks; ++item) {
+      if (!buf) continue;
+      const long n = item / blocks, c0 = (item % blocks) * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+      float *gs = buf, *xs = gs + 16 * Hs * Ws, *wv = xs + 16 * H * W, *bv = wv + 16 * kh * kw;
+      memset(wv, 0, sizeof(float) * 16 * kh * kw);
+      memset(bv, 0, sizeof(float) * 16);
+      for (long a = 0; a < kh; ++a) /* flipped kernel */
+        for (long t = 0; t < kw; ++t)
+          memcpy(wv + ((kh - 1 - a) * kw + (kw - 1 - t)) * 16, w + (a * kw + t) * C + c0, sizeof(float) * cb);
+      gather16(gs, Hs, Ws, gy + n * Ho * Wo * C, Ho, Wo, C, c0, cb, kh - 1 - pt, kw - 1 - pl, sh, sw);
+      pass16(gs, Ws, xs, W, 0, 0, H, W, wv, bv, kh, kw, 1, 1, 0);
+      scatter16(gx + n * H * W * C, C, c0, cb, xs, H * W);
+    }
+    free(buf);
+  }
+  return failed;
+}
+
+/* gw[tap][c] = sum_{n, i, j} gy[n, i, j, c] * x_padded[n, i*sh + a, j*sw + t, c]; gb[c] = sum gy (if gb).
+   Threads take images; per-thread sums are added at the end (fixed order: deterministic). */
+int dw_backward_weight_nhwc(const float* gy, const float* x, float* gw, float* gb, long N, long C, long H, long W,
+                            long Ho, long Wo, long kh, long kw, long sh, long sw, long pt, long pl, int nt) {
+  const long blocks = (C + 15) / 16, Hp = (Ho - 1) * sh + kh, Wp = (Wo - 1) * sw + kw, taps = kh * kw;
+  const int threads = nthreads_ok(nt);
+  const long part = blocks * 16 * (taps + 1); /* per thread: (taps + bias) x padded channels */
+  float* parts = aligned_alloc(64, sizeof(float) * ((part * threads + 15) / 16 * 16));
+  if (!parts) return 1;
+  memset(parts, 0, sizeof(float) * part * threads);
+  int failed = 0;
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num();
+#else
+    const int tid = 0;
+#endif
+    float* acc_all = parts + tid * part;
+    float* buf = thread_scratch(16 * (Hp * Wp + Ho * Wo), &failed);
+#pragma omp for schedule(static)
+    for (long item = 0; item < N * blocks; ++item) {
+      if (!buf) continue;
+      const long n = item / blocks, blk = item % blocks, c0 = blk * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+      float *xs = buf, *gs = xs + 16 * Hp * Wp;
+      float* acc = acc_all + blk * 16 * (taps + 1);
+      gather16(xs, Hp, Wp, x + n * H * W * C, H, W, C, c0, cb, pt, pl, 1, 1);
+      gather16(gs, Ho, Wo, gy + n * Ho * Wo * C, Ho, Wo, C, c0, cb, 0, 0, 1, 1);
+      for (long a = 0; a < kh; ++a)
+        for (long t = 0; t < kw; ++t) {
+          v16 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+          for (long i = 0; i < Ho; ++i) {
+            const float* xr = xs + ((i * sh + a) * Wp + t) * 16;
+            const float* gr = gs + i * Wo * 16;
+            long j = 0;
+            for (; j + 4 <= Wo; j += 4) {
+              s0 += LD16(gr + j * 16) * LD16(xr + j * sw * 16);
+              s1 += LD16(gr + (j + 1) * 16) * LD16(xr + (j + 1) * sw * 16);
+              s2 += LD16(gr + (j + 2) * 16) * LD16(xr + (j + 2) * sw * 16);
+              s3 += LD16(gr + (j + 3) * 16) * LD16(xr + (j + 3) * sw * 16);
+            }
+            for (; j < Wo; ++j) s0 += LD16(gr + j * 16) * LD16(xr + j * sw * 16);
+          }
+          ST16(acc + (a * kw + t) * 16, LD16(acc + (a * kw + t) * 16) + ((s0 + s1) + (s2 + s3)));
+        }
+      if (gb) {
+        v16 s0 = {0};
+        for (long q = 0; q < Ho * Wo; ++q) s0 += LD16(gs + q * 16);
+        ST16(acc + taps * 16, LD16(acc + taps * 16) + s0);
+      }
+    }
+    free(buf);
+  }
+  for (long blk = 0; blk < blocks; ++blk) {
+    const long c0 = blk * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+    for (long tap = 0; tap <= taps; ++tap) {
+      if (tap == taps && !gb) break;
+      for (long l = 0; l < cb; ++l) {
+        float s = 0.f;
+        for (int th = 0; th < threads; ++th) s += parts[th * part + blk * 16 * (taps + 1) + tap * 16 + l];
+        if (tap < taps) gw[tap * C + c0 + l] = s;
+        else gb[c0 + l] = s;
+      }
+    }
+  }
+  free(parts);
+  return failed;
+}

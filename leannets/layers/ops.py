@@ -1,0 +1,304 @@
+"""The C kernels as ``torch.library`` ops in the ``leannets`` namespace.
+
+- ``leannets::xsep_block``: a whole BN-folded XSepConv block (2×2 → act → 1×k → act → k×1 → act), inference.
+- ``leannets::multi_depthwise``: every BN-folded depthwise branch of a Multiception layer, inference.
+- ``leannets::depthwise_conv2d``: a depthwise conv (PyTorch's forward) whose backward,
+  ``leannets::depthwise_conv2d_backward``, runs on the NHWC C kernels.
+
+Each op has a fake (meta) kernel, so ``torch.compile`` and ``torch.export`` trace through it, and a
+decomposition into ordinary PyTorch ops (:data:`DECOMPOSITIONS`, for
+``ExportedProgram.run_decompositions`` and ONNX); the CPU kernel runs that decomposition when the C
+library is unavailable. Under CPU autocast the ops run in float32 (declared with ``register_autocast``):
+the C kernels are float32 only. Gradients of ``depthwise_conv2d`` are registered with
+``register_autograd``; its backward cannot be differentiated again (a clear error).
+"""
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import register_flop_formula
+
+from . import kernels
+
+__all__ = ["xsep_block", "multi_depthwise", "depthwise_conv2d", "xsep_block_reference",
+           "multi_depthwise_reference", "DECOMPOSITIONS"]
+
+_LIB = torch.library.Library("leannets", "DEF")
+_LIB.define("xsep_block(Tensor x, Tensor? w2, Tensor? b2, Tensor? pad2, Tensor w1, Tensor b1, Tensor wk, Tensor bk, "
+            "int k, int stride, int act, bool tap_major=False) -> Tensor")
+_LIB.define("multi_depthwise(Tensor x, Tensor weights, Tensor bias, int[] kernel_sizes, int stride, int act) -> Tensor")
+_LIB.define("depthwise_conv2d(Tensor x, Tensor weight, Tensor? bias, int[] stride, int[] padding) -> Tensor")
+_LIB.define("depthwise_conv2d_backward(Tensor grad, Tensor x, Tensor weight, int[] stride, int[] padding, "
+            "bool[] output_mask) -> (Tensor, Tensor, Tensor)")
+
+
+def _act(y: torch.Tensor, act: int) -> torch.Tensor:
+    return y if act == 0 else F.relu(y) if act == 1 else F.hardswish(y)
+
+
+def _nhwc(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _xsep_out_shape(x: torch.Tensor, stride: int) -> tuple[int, int, int, int]:
+    n, c, h, w = x.shape
+    return n, c, (h - 1) // stride + 1, (w - 1) // stride + 1
+
+
+# -- xsep_block ------------------------------------------------------------------------------------
+def xsep_block_reference(x: torch.Tensor, w2: Optional[torch.Tensor], b2: Optional[torch.Tensor],
+                         pad2: Optional[torch.Tensor], w1: torch.Tensor, b1: torch.Tensor, wk: torch.Tensor,
+                         bk: torch.Tensor, k: int, stride: int, act: int, tap_major: bool = False) -> torch.Tensor:
+    """``xsep_block`` in PyTorch ops (the decomposition). The 2×2 layer pads each channel on its own sides
+    (``pad2``: top, left); its kernel sits in a 3×3 one at the offset those sides give, so that one
+    padding-1 depthwise conv computes every channel (no shape depends on the data: exportable)."""
+    if tap_major:
+        w2, w1, wk = (None if w2 is None else w2.t()), w1.t(), wk.t()
+    c = x.shape[1]
+    y = x
+    if w2 is not None:
+        assert pad2 is not None
+        w = w2.reshape(c, 2, 2)
+        kernel = x.new_zeros(c, 3, 3)
+        for top in (0, 1):
+            for left in (0, 1):
+                mask = ((pad2[:, 0] == top) & (pad2[:, 1] == left)).to(x.dtype)
+                kernel = kernel + mask[:, None, None] * F.pad(w, (1 - left, left, 1 - top, top))
+        y = _act(F.conv2d(x, kernel.unsqueeze(1), b2, 1, 1, groups=c), act)
+    p = k // 2
+    y = _act(F.conv2d(y, w1.reshape(c, 1, 1, k), b1, (1, stride), (0, p), groups=c), act)
+    return _act(F.conv2d(y, wk.reshape(c, 1, k, 1), bk, (stride, 1), (p, 0), groups=c), act)
+
+
+def _xsep_block_cpu(x: torch.Tensor, w2: Optional[torch.Tensor], b2: Optional[torch.Tensor],
+                    pad2: Optional[torch.Tensor], w1: torch.Tensor, b1: torch.Tensor, wk: torch.Tensor,
+                    bk: torch.Tensor, k: int, stride: int, act: int, tap_major: bool = False) -> torch.Tensor:
+    args = (w2, b2, pad2, w1, b1, wk, bk)
+    if not kernels.available() or x.dtype != torch.float32 or k > 63 or x.numel() == 0:
+        return xsep_block_reference(x, *args, k, stride, act, tap_major)
+    nhwc = _nhwc(x)
+    if nhwc != tap_major:  # the NHWC kernel reads tap-major (taps, C) weights, the NCHW one (C, taps)
+        w2, w1, wk = (None if w2 is None else w2.t().contiguous()), w1.t().contiguous(), wk.t().contiguous()
+    if not nhwc:
+        x = x.contiguous()
+    out = torch.empty(_xsep_out_shape(x, stride), memory_format=torch.channels_last if nhwc else
+                      torch.contiguous_format)
+    fn = kernels.library().xsep_forward_nhwc if nhwc else kernels.library().xsep_forward_nchw
+    ptr = [None if t is None else t.contiguous().data_ptr() for t in (w2, b2, pad2, w1, b1, wk, bk)]
+    rc = fn(x.data_ptr(), out.data_ptr(), *x.shape, *ptr, k, stride, act, torch.get_num_threads())
+    if rc:
+        raise MemoryError("leannets::xsep_block: the kernel could not allocate its scratch memory")
+    return out
+
+
+_LIB.impl("xsep_block", _xsep_block_cpu, "CPU")
+
+
+@torch.library.register_fake("leannets::xsep_block")
+def _xsep_block_fake(x, w2, b2, pad2, w1, b1, wk, bk, k, stride, act, tap_major=False):  # noqa: ANN001, ANN202
+    fmt = torch.channels_last if _nhwc(x) else torch.contiguous_format
+    return torch.empty(_xsep_out_shape(x, stride), dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+# -- multi_depthwise -------------------------------------------------------------------------------
+def _multi_out_shape(x: torch.Tensor, kernel_sizes: Sequence[int], stride: int) -> tuple[int, int, int, int]:
+    n, c, h, w = x.shape
+    kmax = max(kernel_sizes)
+    p = kmax // 2
+    return n, len(kernel_sizes) * c, (h + 2 * p - kmax) // stride + 1, (w + 2 * p - kmax) // stride + 1
+
+
+def multi_depthwise_reference(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor,
+                              kernel_sizes: Sequence[int], stride: int, act: int) -> torch.Tensor:
+    """``multi_depthwise`` in PyTorch ops: one depthwise conv per branch, concatenated."""
+    c, outs, at = x.shape[1], [], 0
+    for b, k in enumerate(kernel_sizes):
+        w = weights[at:at + k * k * c].reshape(k * k, c).t().reshape(c, 1, k, k)
+        at += k * k * c
+        outs.append(_act(F.conv2d(x, w, bias[b * c:(b + 1) * c], stride, k // 2, groups=c), act))
+    return torch.cat(outs, 1).contiguous(memory_format=torch.channels_last)
+
+
+def _multi_depthwise_cpu(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, kernel_sizes: list[int],
+                         stride: int, act: int) -> torch.Tensor:
+    if not kernels.available() or x.dtype != torch.float32:
+        return multi_depthwise_reference(x, weights, bias, kernel_sizes, stride, act)
+    x = x.contiguous(memory_format=torch.channels_last)
+    ks = torch.tensor(kernel_sizes, dtype=torch.int64)
+    out = torch.empty(_multi_out_shape(x, kernel_sizes, stride), memory_format=torch.channels_last)
+    if kernels.library().multi_dw_forward_nhwc(x.data_ptr(), out.data_ptr(), *x.shape, len(kernel_sizes),
+                                               ks.data_ptr(), weights.contiguous().data_ptr(),
+                                               bias.contiguous().data_ptr(), stride, act, torch.get_num_threads()):
+        raise MemoryError("leannets::multi_depthwise: the kernel could not allocate its scratch memory")
+    return out
+
+
+_LIB.impl("multi_depthwise", _multi_depthwise_cpu, "CPU")
+
+
+@torch.library.register_fake("leannets::multi_depthwise")
+def _multi_depthwise_fake(x, weights, bias, kernel_sizes, stride, act):  # noqa: ANN001, ANN202
+    return torch.empty(_multi_out_shape(x, kernel_sizes, stride), dtype=x.dtype, device=x.device,
+                       memory_format=torch.channels_last)
+
+
+# -- depthwise_conv2d and its C backward -----------------------------------------------------------
+def _depthwise_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
+                         padding: list[int]) -> torch.Tensor:
+    return F.conv2d(x, weight, bias, stride, padding, 1, x.shape[1])
+
+
+def _depthwise_cpu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
+                   padding: list[int]) -> torch.Tensor:
+    return _depthwise_reference(x, weight, bias, stride, padding).contiguous(memory_format=torch.channels_last)
+
+
+_LIB.impl("depthwise_conv2d", _depthwise_cpu, "CPU")
+
+
+@torch.library.register_fake("leannets::depthwise_conv2d")
+def _depthwise_fake(x, weight, bias, stride, padding):  # noqa: ANN001, ANN202
+    n, c, h, w = x.shape
+    kh, kw = weight.shape[2], weight.shape[3]
+    shape = (n, c, (h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1)
+    return torch.empty(shape, dtype=x.dtype, device=x.device, memory_format=torch.channels_last)
+
+
+def _geometry(x: torch.Tensor, weight: torch.Tensor, stride: list[int], padding: list[int]) -> list[int]:
+    n, c, h, w = x.shape
+    kh, kw = weight.shape[2], weight.shape[3]
+    ho, wo = (h + 2 * padding[0] - kh) // stride[0] + 1, (w + 2 * padding[1] - kw) // stride[1] + 1
+    return [n, c, h, w, ho, wo, kh, kw, stride[0], stride[1], padding[0], padding[1]]
+
+
+def _depthwise_backward_cpu(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: list[int],
+                            padding: list[int], output_mask: list[bool]) -> tuple[torch.Tensor, ...]:
+    """(grad input, grad weight, grad bias); an output not asked for in ``output_mask`` is an empty tensor."""
+    lib, threads = kernels.library(), torch.get_num_threads()
+    geo = _geometry(x, weight, stride, padding)
+    x = x.contiguous(memory_format=torch.channels_last)
+    grad = grad.contiguous(memory_format=torch.channels_last)
+    w_t = weight.reshape(geo[1], -1).t().contiguous()
+    gx, gw, gb = x.new_empty(0), weight.new_empty(0), weight.new_empty(0)
+    if output_mask[0]:
+        gx = torch.empty(x.shape, memory_format=torch.channels_last)
+        if lib.dw_backward_input_nhwc(grad.data_ptr(), w_t.data_ptr(), gx.data_ptr(), *geo, threads):
+            raise MemoryError("leannets::depthwise_conv2d_backward: the kernel could not allocate its scratch memory")
+    if output_mask[1] or output_mask[2]:
+        gw_t = torch.empty_like(w_t)
+        gb = torch.empty(geo[1]) if output_mask[2] else gb
+        if lib.dw_backward_weight_nhwc(grad.data_ptr(), x.data_ptr(), gw_t.data_ptr(),
+                                       gb.data_ptr() if output_mask[2] else None, *geo, threads):
+            raise MemoryError("leannets::depthwise_conv2d_backward: the kernel could not allocate its scratch memory")
+        gw = gw_t.t().contiguous().reshape(weight.shape) if output_mask[1] else gw
+    return gx, gw, gb
+
+
+_LIB.impl("depthwise_conv2d_backward", _depthwise_backward_cpu, "CPU")
+
+
+@torch.library.register_fake("leannets::depthwise_conv2d_backward")
+def _depthwise_backward_fake(grad, x, weight, stride, padding, output_mask):  # noqa: ANN001, ANN202
+    return (torch.empty_like(x, memory_format=torch.channels_last) if output_mask[0] else x.new_empty(0),
+            weight.new_empty(weight.shape) if output_mask[1] else weight.new_empty(0),
+            weight.new_empty(weight.shape[0]) if output_mask[2] else weight.new_empty(0))
+
+
+def _setup_depthwise(ctx, inputs, output) -> None:  # noqa: ANN001
+    x, weight, bias, stride, padding = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.stride, ctx.padding, ctx.has_bias = stride, padding, bias is not None
+
+
+def _depthwise_backward(ctx, grad):  # noqa: ANN001, ANN202
+    x, weight = ctx.saved_tensors
+    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.has_bias and ctx.needs_input_grad[2]]
+    gx, gw, gb = torch.ops.leannets.depthwise_conv2d_backward(grad, x, weight, ctx.stride, ctx.padding, mask)
+    return (gx if mask[0] else None, gw if mask[1] else None, gb if mask[2] else None, None, None)
+
+
+def _no_double_backward(ctx, *grads):  # noqa: ANN001, ANN202
+    raise RuntimeError("leannets::depthwise_conv2d: its C backward cannot differentiate twice "
+                       f"(create_graph=True); set {kernels.KERNELS_ENV}=0 for second derivatives")
+
+
+torch.library.register_autograd("leannets::depthwise_conv2d", _depthwise_backward, setup_context=_setup_depthwise)
+torch.library.register_autograd("leannets::depthwise_conv2d_backward", _no_double_backward,
+                                setup_context=lambda ctx, inputs, output: None)
+for _name in ("xsep_block", "multi_depthwise", "depthwise_conv2d"):
+    torch.library.register_autocast(f"leannets::{_name}", "cpu", torch.float32)
+
+
+# -- FLOPs for torch.utils.flop_counter: the same as the convolutions the op stands for ---------------
+@register_flop_formula(torch.ops.leannets.xsep_block)
+def _xsep_flops(x_shape, w2_shape, b2_shape, pad2_shape, w1_shape, b1_shape, wk_shape, bk_shape, k, stride, act,  # noqa: ANN001
+                tap_major=False, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001, ANN002, ANN003
+    n, c, h, w = x_shape
+    ho, wo = out_shape[2], out_shape[3]
+    return 2 * n * c * ((4 * h * w if w2_shape is not None else 0) + k * h * wo + k * ho * wo)
+
+
+@register_flop_formula(torch.ops.leannets.multi_depthwise)
+def _multi_depthwise_flops(x_shape, w_shape, b_shape, kernel_sizes, stride, act, *args, out_shape=None,  # noqa: ANN001
+                           **kwargs) -> int:  # noqa: ANN002, ANN003
+    n, c = x_shape[0], x_shape[1]
+    return 2 * n * c * out_shape[2] * out_shape[3] * sum(k * k for k in kernel_sizes)
+
+
+@register_flop_formula(torch.ops.leannets.depthwise_conv2d)
+def _depthwise_flops(x_shape, w_shape, b_shape, stride, padding, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001, ANN002, ANN003
+    return 2 * out_shape[0] * out_shape[1] * out_shape[2] * out_shape[3] * w_shape[2] * w_shape[3]
+
+
+# -- entry points ----------------------------------------------------------------------------------
+def xsep_block(x: torch.Tensor, weights: dict, k: int, stride: int) -> torch.Tensor:
+    """The ``leannets::xsep_block`` op on the folded weights of
+    :meth:`leannets.layers.xsepconv.XSepConv.kernel_weights`: the (C, taps) ones for an NCHW input, the
+    tap-major ``*_t`` ones for a channels_last input (the layouts the C kernels read)."""
+    tap_major = _nhwc(x)
+    sfx = "_t" if tap_major else ""
+    return torch.ops.leannets.xsep_block(x, weights[f"w2{sfx}"], weights["b2"], weights["pad2"], weights[f"w1{sfx}"],
+                                         weights["b1"], weights[f"wk{sfx}"], weights["bk"], k, stride,
+                                         weights["act"], tap_major)
+
+
+def multi_depthwise(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, kernel_sizes: Sequence[int],
+                    stride: int, act: int) -> torch.Tensor:
+    """Every BN-folded branch of a Multiception layer in one ``leannets::multi_depthwise`` call.
+
+    Args:
+        x: (N, C, H, W); the result is channels_last.
+        weights: every branch's tap-major (k·k, C) weights, flattened one after another.
+        bias: (branches · C,) folded biases in concatenation order.
+        kernel_sizes: odd kernel sizes, one per branch.
+        stride: the depthwise stride.
+        act: activation code (:func:`leannets.layers.kernels.act_code`).
+    """
+    return torch.ops.leannets.multi_depthwise(x, weights, bias, list(kernel_sizes), stride, act)
+
+
+def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Sequence[int],
+                     padding: Sequence[int]) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias, stride, padding, groups=C)`` whose backward runs on the C kernels.
+
+    The kernels work on channels_last data: the output is channels_last, and it returns in the input's
+    layout.
+    """
+    nchw = not _nhwc(x)
+    y = torch.ops.leannets.depthwise_conv2d(x.contiguous(memory_format=torch.channels_last), weight, bias,
+                                            list(stride), list(padding))
+    return y.contiguous() if nchw else y
+
+
+def _xsep_decomposition(x, w2, b2, pad2, w1, b1, wk, bk, k, stride, act, tap_major=False):  # noqa: ANN001, ANN202
+    return xsep_block_reference(x, w2, b2, pad2, w1, b1, wk, bk, k, stride, act, tap_major)
+
+
+#: Each op → its PyTorch decomposition (``ExportedProgram.run_decompositions(DECOMPOSITIONS)``).
+DECOMPOSITIONS = {
+    torch.ops.leannets.xsep_block.default: _xsep_decomposition,
+    torch.ops.leannets.multi_depthwise.default: multi_depthwise_reference,
+    torch.ops.leannets.depthwise_conv2d.default: _depthwise_reference,
+}

@@ -1,0 +1,127 @@
+"""The C kernels as torch.library ops: torch.compile and torch.export trace them through their fake kernels,
+their decompositions match the modules, and no global hook or private dispatch API is used."""
+from __future__ import annotations
+
+import random
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn as nn
+
+import leannets
+from leannets.layers import dispatch, ops
+from leannets.layers.multiception import MulticeptionConv
+from leannets.layers.xsepconv import XSepConv
+from leannets.layers.xunit import XUnit
+
+
+def _randomize_bn(module: nn.Module, seed: int = 0) -> nn.Module:
+    gen = torch.Generator().manual_seed(seed)
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.3)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.randn(m.num_features, generator=gen))
+    return module
+
+
+def _models() -> dict[str, tuple[nn.Module, str | None]]:
+    """name → (eval model, the leannets op its inference runs or None)."""
+    xsep = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), XSepConv(16, 5, 2, act="hswish"), nn.Conv2d(16, 8, 1))
+    multi = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), MulticeptionConv(8, 12, (3, 5, 7), stride=2))
+    xunit = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), XUnit(8, 9), nn.Conv2d(8, 4, 1))
+    return {"xsepconv": (_randomize_bn(xsep).eval(), "xsep_block"),
+            "multiception": (_randomize_bn(multi).eval(), "multi_depthwise"),
+            "xunit": (_randomize_bn(xunit).eval(), None)}
+
+
+@pytest.mark.parametrize("name", ["xsepconv", "multiception", "xunit"])
+def test_compile_and_export_match_eager(name: str) -> None:
+    model, op = _models()[name]
+    x = torch.randn(2, 3, 14, 14)
+    with torch.no_grad():
+        eager = model(x)
+        with dispatch.reference_path():
+            reference = model(x)
+        torch.testing.assert_close(eager, reference, atol=1e-5, rtol=1e-5)
+        compiled = torch.compile(model, backend="inductor", fullgraph=True)(x)
+        torch.testing.assert_close(compiled, eager, atol=1e-5, rtol=1e-5)
+        program = torch.export.export(model, (x,))
+        targets = {str(n.target) for n in program.graph.nodes if n.op == "call_function"}
+        if op is not None:  # the op itself is in the exported graph, through its fake kernel
+            assert f"leannets.{op}.default" in targets, targets
+        torch.testing.assert_close(program.module()(x), eager, atol=1e-5, rtol=1e-5)
+        decomposed = program.run_decompositions(ops.DECOMPOSITIONS)
+        left = {str(n.target) for n in decomposed.graph.nodes if n.op == "call_function"}
+        assert not any(t.startswith("leannets.") for t in left), left
+        torch.testing.assert_close(decomposed.module()(x), eager, atol=1e-5, rtol=1e-5)
+
+
+def test_compiled_training_step_takes_the_c_backward() -> None:
+    conv = leannets.layers.depthwise.conv2d(8, 8, 5, 1, 2, groups=8, bias=True)
+    x = torch.randn(2, 8, 9, 9)  # NCHW: the C backward applies to any kernel size
+    grads = []
+    for fn in (conv, torch.compile(conv, backend="inductor")):
+        conv.zero_grad()
+        xi = x.clone().requires_grad_(True)
+        fn(xi).square().sum().backward()
+        grads.append([xi.grad.clone(), conv.weight.grad.clone(), conv.bias.grad.clone()])
+    for got, want in zip(*grads):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
+def _op_samples() -> list[tuple[object, tuple]]:
+    block = _randomize_bn(XSepConv(8, 5)).eval()
+    w = block.kernel_weights()
+    x = torch.randn(2, 8, 7, 7)
+    xsep = (x, w["w2"], w["b2"], w["pad2"], w["w1"], w["b1"], w["wk"], w["bk"], 5, 2, w["act"], False)
+    multi = (x, torch.randn(8 * (9 + 25)), torch.randn(16), [3, 5], 1, 1)
+    dw = (x.contiguous(memory_format=torch.channels_last).requires_grad_(True), torch.randn(8, 1, 5, 5,
+          requires_grad=True), torch.randn(8, requires_grad=True), [1, 1], [2, 2])
+    return [(torch.ops.leannets.xsep_block.default, xsep), (torch.ops.leannets.multi_depthwise.default, multi),
+            (torch.ops.leannets.depthwise_conv2d.default, dw)]
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_opcheck(index: int) -> None:
+    """torch.library's own checks: schema, fake kernel against the real one, autograd registration."""
+    op, args = _op_samples()[index]
+    torch.library.opcheck(op, args, test_utils=("test_schema", "test_autograd_registration", "test_faketensor"))
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_xsep_decomposition_equals_the_modules(seed: int) -> None:
+    rng = random.Random(seed)
+    c = rng.choice([1, 5, 16, 24])
+    block = _randomize_bn(XSepConv(c, rng.choice([3, 5, 7]), rng.choice([1, 2]), variant=rng.choice(["standard", "no2x2"]),
+                                   padding=rng.choice(["asymmetric", "symmetric", "improved"]),
+                                   act=rng.choice(["relu", "hswish", None])), seed).eval()
+    x = torch.randn(2, c, rng.choice([1, 4, 7]), rng.choice([2, 5, 8]))
+    with torch.no_grad():
+        w = block.kernel_weights()
+        for tap_major in (False, True):
+            sfx = "_t" if tap_major else ""
+            got = ops.xsep_block_reference(x, w[f"w2{sfx}"], w["b2"], w["pad2"], w[f"w1{sfx}"], w["b1"], w[f"wk{sfx}"],
+                                           w["bk"], block.kernel_size, block.stride, w["act"], tap_major)
+            torch.testing.assert_close(got, block.forward_reference(x), atol=1e-5, rtol=1e-5)
+
+
+def test_autocast_runs_the_ops_in_float32() -> None:
+    block = _randomize_bn(XSepConv(8, 5)).eval()
+    x = torch.randn(1, 8, 7, 7)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        w = block.kernel_weights()
+        y = ops.xsep_block(x.bfloat16(), w, 5, 1)
+    assert y.dtype == torch.float32
+    with torch.no_grad():
+        torch.testing.assert_close(y, block.forward_reference(x.bfloat16().float()), atol=1e-5, rtol=1e-5)
+
+
+def test_no_private_dispatch_api_and_no_global_hooks() -> None:
+    root = Path(leannets.__file__).parent
+    pattern = re.compile(r"_python_dispatch|register_module_\w*_hook")
+    found = [f"{p.relative_to(root)}:{i}" for p in root.rglob("*.py")
+             for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1) if pattern.search(line)]
+    assert not found, found
