@@ -17,7 +17,10 @@ def test_pyproject_declares_license_classifiers_typing_and_extras():
     assert "py.typed" in project["tool"]["setuptools"]["package-data"]["leannets"]
     # the C kernels are compiled from their source on first use: a wheel must carry it
     assert "layers/_kernels/*.c" in project["tool"]["setuptools"]["package-data"]["leannets"]
-    assert (ROOT / "leannets" / "layers" / "_kernels" / "depthwise.c").is_file()
+    assert "layers/_kernels/*.h" in project["tool"]["setuptools"]["package-data"]["leannets"]
+    from leannets.layers.kernels import _SOURCES
+    for name in (*_SOURCES, "common.h"):  # every source the build compiles ships with the package
+        assert (ROOT / "leannets" / "layers" / "_kernels" / name).is_file(), name
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for extra in meta["optional-dependencies"]:
         assert f"`{extra}`" in readme, f"the README does not declare the optional extra {extra!r}"
