@@ -1,7 +1,8 @@
 """fp32 against int8 deployment (ONNX Runtime static QDQ) of trained CIFAR-10 checkpoints: top-1 and latency.
 
 Usage: python benchmarks/int8_deploy.py --runs DIR --records DIR --data-root ../shared/data
-           [--threads 2] [--rounds 30] [--calibration-images 256] [--no-latency] [--json PATH] [--markdown PATH]
+           [--threads 2] [--rounds 30] [--calibration-images 256] [--no-latency] [--reuse-accuracy JSON]
+           [--json PATH] [--markdown PATH]
 
 Pairs: MobileNetV3-Small DWConv vs XSepConv (the cpu-scale ×0.5 pair), ResNet-20 standard vs Multiception,
 DenseNet-BC-40 vs DxNet-4-4-4. Checkpoints are the run folders (``--runs``) named by the run records
@@ -100,6 +101,16 @@ def _latency(a: Path, b: Path, threads: int, rounds: int) -> dict[str, Any]:
     return out
 
 
+def _reused(path: str | None, title: str, seeds: list[int]) -> dict[str, Any] | None:
+    """The row of an earlier ``--json`` output for the same pair and seeds (its accuracies are reused)."""
+    if not path:
+        return None
+    for row in json.loads(Path(path).read_text(encoding="utf-8"))["rows"]:
+        if row["pair"] == title and row["seeds"] == seeds and "missing" not in row:
+            return {k: v for k, v in row.items() if k != "latency"}
+    return None
+
+
 def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="leannets-int8-") as tmp:
@@ -110,13 +121,15 @@ def measure(args: argparse.Namespace) -> list[dict[str, Any]]:
                 row["missing"] = "no trained checkpoints of both models in the records"
                 rows.append(row)
                 continue
-            for key, idx in (("a", 1), ("b", 2)):
+            reused = _reused(args.reuse_accuracy, title, row["seeds"])
+            for key, idx in (("a", 1), ("b", 2)) if reused is None else ():
                 accs = [_accuracy(p[idx], args.data_root, args.calibration_images, Path(tmp)) for p in pairs]
                 fp32, int8 = [v[0] for v in accs], [v[1] for v in accs]
                 row[key + "_fp32"], row[key + "_int8"] = fp32, int8
                 row[key + "_quant"] = accs[0][2]
                 if len(accs) > 1:
                     row[key + "_drop"] = paired_difference(int8, fp32).as_dict()
+            row.update(reused or {})
             if not args.no_latency:
                 row["latency"] = _latency(pairs[0][1], pairs[0][2], args.threads, args.rounds)
             rows.append(row)
@@ -184,12 +197,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--rounds", type=int, default=30)
     p.add_argument("--calibration-images", type=int, default=256)
     p.add_argument("--no-latency", action="store_true", help="accuracy only (e.g. while a training run is active)")
+    p.add_argument("--reuse-accuracy", default=None, metavar="JSON",
+                   help="take the accuracies of pairs with the same seeds from an earlier --json output")
     p.add_argument("--json", default=None)
     p.add_argument("--markdown", default=None, help="write the table as a generated markdown file")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     rows = measure(args)
-    settings = (f"ONNX Runtime, CPU, {args.threads} threads, batch 1 latency over {args.rounds} interleaved rounds; "
+    latency = "latency not measured" if args.no_latency else \
+        f"batch 1 latency over {args.rounds} interleaved rounds"
+    settings = (f"ONNX Runtime, CPU, {args.threads} threads, {latency}; "
                 f"int8 calibrated on {args.calibration_images} evenly spaced CIFAR-10 training images; top-1 on the "
                 "10,000 test images, mean over seeds (95% CI)")
     if args.json:

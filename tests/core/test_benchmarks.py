@@ -49,3 +49,40 @@ def test_multiception_benchmark_smoke_run_writes_targets(tmp_path: Path, capsys:
     for t in doc["targets"]:
         lo, hi = t["ci"]
         assert lo <= t["ratio"] <= hi and t["goal"] and t["verdict"] in ("met", "missed", "not distinguishable")
+
+
+def _record(folder: Path, runs: Path, model: str, seed: int, epochs: int, amp: str = "fp32") -> None:
+    run_id = f"{model}-{seed}{epochs}{amp}"
+    (runs / run_id).mkdir(parents=True)
+    (runs / run_id / "last.pt").write_bytes(b"")
+    rec = {"run_id": run_id, "seed": seed, "machine": {"amp": amp}, "result": {"model": model},
+           "recipe": {"data": {"name": "cifar10_jpeg", "limit_train": None}, "train": {"epochs": epochs}}}
+    (folder / f"{run_id}.json").write_text(json.dumps(rec), encoding="utf-8")
+
+
+def test_int8_benchmark_pairs_checkpoints_by_seed_within_one_training_length(tmp_path: Path) -> None:
+    int8 = _load("int8_deploy")
+    records, runs = tmp_path / "records", tmp_path / "runs"
+    records.mkdir()
+    for seed in (0, 1, 2):
+        _record(records, runs, "resnet20_standard", seed, 5)
+    for seed in (1, 2, 3):
+        _record(records, runs, "resnet20_multiception", seed, 5)
+    _record(records, runs, "resnet20_multiception", 0, 8)  # another length: not a partner of seed 0
+    _record(records, runs, "resnet20_standard", 0, 5, amp="bf16")  # another precision
+    pairs = int8.find_pairs(records, runs, "resnet20_standard", "resnet20_multiception")
+    assert [(s, a.parent.name, b.parent.name) for s, a, b in pairs] == [
+        (1, "resnet20_standard-15fp32", "resnet20_multiception-15fp32"),
+        (2, "resnet20_standard-25fp32", "resnet20_multiception-25fp32")]
+    assert int8.find_pairs(records, runs, "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4") == []
+
+
+def test_int8_benchmark_table_states_missing_pairs_and_intervals() -> None:
+    int8 = _load("int8_deploy")
+    rows = [{"pair": "P", "a": "m_a", "b": "m_b", "seeds": [0, 1], "a_fp32": [70.0, 72.0], "a_int8": [69.0, 71.5],
+             "a_quant": "", "b_fp32": [71.0, 73.0], "b_int8": [70.0, 72.0], "b_quant": "",
+             "a_drop": {"mean": -0.75, "low": -4.0, "high": 2.5}, "b_drop": {"mean": -1.0, "low": -1.0, "high": -1.0}},
+            {"pair": "Q", "a": "q_a", "b": "q_b", "seeds": [], "missing": "no trained checkpoints"}]
+    text = int8.markdown(rows, "settings")
+    assert "| `m_a` | 2 | 71.00 (" in text and "-0.75 (-4.00 to +2.50)" in text
+    assert "not measured" in text and "q_a / q_b | — | no trained checkpoints" in text
