@@ -111,6 +111,9 @@ def _onnxruntime(model: nn.Module, x: torch.Tensor, threads: int | None, int8: b
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads or torch.get_num_threads()
         opts.inter_op_num_threads = 1
+        # Sessions timed side by side must not spin-wait for work between calls: an idle session's
+        # spinning threads would take the cores of the one being timed.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
     feed = {sess.get_inputs()[0].name: x.contiguous().numpy()}
     return lambda: sess.run(None, feed)
