@@ -5,8 +5,9 @@
 - on CUDA, bf16 (fp16 where the GPU has no bf16);
 - on a CPU with native bf16 (the ``avx512_bf16`` or ``amx_bf16`` flag), bf16 only for a model whose measured
   training step is at least :data:`CPU_BF16_MIN_GAIN` times faster in bf16 than in fp32. Dense convolutions
-  gain (ResNet-20 ~1.4-1.65x), depthwise ones and the fp32-only C kernels lose (MobileNetV3, Multiception
-  ResNet-20 ~0.4-0.7x), so the choice is per model, measured on a copy of the model before training starts;
+  gain most; depthwise ones run on the C kernels with bf16 activations and float32 sums
+  (:mod:`leannets.layers.dispatch`), and the gain differs per model, so the choice is measured on a copy of
+  the model before training starts (``benchmarks/bf16_training.py`` prints the ratios);
 - on any other CPU, fp32 (emulated bf16 runs an order of magnitude slower).
 
 ``LEANNETS_CPU_BF16=0`` (or ``1``) overrides the CPU's flags; the test suite sets 0, so that it trains the same

@@ -4,9 +4,9 @@ Every depthwise convolution of the library (XSepConv and MobileNet depthwise lay
 9×9 gate, the Multiception / MixConv / DSConv branches) is built by :func:`conv2d`, which returns
 this class for ``groups == in_channels == out_channels``. It is a plain ``nn.Conv2d`` (same
 parameters, state-dict keys, BN folding and export); only a training call that
-:func:`~leannets.layers.dispatch.fast_backward_applies` to takes the C backward (the
-``leannets::depthwise_conv2d`` op). Forward results
-are PyTorch's own; gradients equal PyTorch's to float32 rounding (tests/layers/test_kernels.py).
+:func:`~leannets.layers.dispatch.depthwise_op_applies` to takes the ``leannets::depthwise_conv2d`` op
+(C backward; bf16 data on the C forward too). float32 forward results are PyTorch's own; gradients equal
+PyTorch's to float32 rounding, bf16 ones to bf16 rounding (tests/layers/test_kernels.py).
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class DepthwiseConv2d(nn.Conv2d):
 
     def forward(self, x: torch.Tensor, stride: int | Sequence[int] | None = None, fast: bool = True) -> torch.Tensor:
         s = self.stride if stride is None else _pair(stride)
-        if fast and dispatch.fast_backward_applies(x, self):
+        if fast and dispatch.depthwise_op_applies(x, self):
             return ops.depthwise_conv2d(x, self.weight, self.bias, s, self.padding)
         if s == self.stride:
             return super().forward(x)

@@ -1,7 +1,9 @@
 """Which path a layer takes, decided in one place: the ops of :mod:`leannets.layers.ops` or the plain modules.
 
-- Training (autograd) runs the modules; depthwise convs take the C backward where
-  :func:`fast_backward_applies` (measured faster).
+- Training (autograd) runs the modules; depthwise convs take the ``leannets::depthwise_conv2d`` op (its C
+  backward) where :func:`depthwise_op_applies` (measured faster in float32; always in bf16).
+- bf16: under CPU bf16 autocast, or with bf16 data and weights, every path runs its ops on the bf16
+  activations with float32 weights and sums (oneDNN's bf16 depthwise convolution is slower than float32).
 - CPU inference runs the fused ops (:func:`xsep_weights`, :func:`choose_impl`) on weights folded once per
   module and kept until the module's state changes (:func:`folded`).
 - ``torch.compile`` and ``torch.export`` trace the same ops through their fake kernels, the folding
@@ -24,8 +26,8 @@ import torch.nn as nn
 
 from . import kernels
 
-__all__ = ["reference_path", "capturing", "compiling", "folded", "xsep_weights", "fast_backward_applies",
-           "choose_impl", "clear_autotune_cache"]
+__all__ = ["reference_path", "capturing", "compiling", "folded", "xsep_weights", "depthwise_op_applies",
+           "autocast_bf16", "dtype_ok", "choose_impl", "clear_autotune_cache"]
 
 _REFERENCE = [0]  # depth of reference_path() contexts (process-wide)
 _AUTOTUNE_CACHE: dict[tuple, str] = {}
@@ -61,16 +63,31 @@ def folded(module: nn.Module, slot: str, compute: Callable[[], Any],
     return kernels.cached_on_state(module, slot, compute, extra, modules)
 
 
+def autocast_bf16() -> bool:
+    """CPU autocast to bfloat16 is on."""
+    return torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+
+
+def dtype_ok(x: torch.Tensor, weight: torch.Tensor) -> bool:
+    """The ops compute this call: float32 or bf16 data with weights of its dtype, or float32 weights under CPU
+    bf16 autocast (the dtypes PyTorch's own layer would accept)."""
+    if x.dtype not in (torch.float32, torch.bfloat16):
+        return False
+    return x.dtype == weight.dtype or (weight.dtype == torch.float32 and autocast_bf16())
+
+
 def _no_autograd(x: torch.Tensor, tensors: Iterable[torch.Tensor]) -> bool:
     return not torch.is_grad_enabled() or not (x.requires_grad or any(t.requires_grad for t in tensors))
 
 
 def xsep_weights(block: Any, x: torch.Tensor) -> dict[str, Any] | None:
     """The folded weights of an XSepConv block if ``leannets::xsep_block`` computes this call (CPU float32
-    inference of a supported variant and activation, no autograd, no capture), else ``None``."""
+    or bf16 inference of a supported variant and activation, no autograd, no capture), else ``None``."""
     if block.training or block.variant not in ("standard", "no2x2") or block.kernel_size > 63 or capturing():
         return None
-    if x.device.type != "cpu" or x.dtype != torch.float32 or x.dim() != 4 or x.shape[1] != block.channels:
+    if x.device.type != "cpu" or x.dim() != 4 or x.shape[1] != block.channels:
+        return None
+    if not dtype_ok(x, block.conv_1xk.conv.weight):
         return None
     if not compiling() and (x.numel() == 0 or not kernels.available()):
         return None
@@ -82,15 +99,25 @@ def xsep_weights(block: Any, x: torch.Tensor) -> dict[str, Any] | None:
     return weights if weights is not None and weights["act"] is not None else None
 
 
-def fast_backward_applies(x: torch.Tensor, conv: nn.Conv2d) -> bool:
-    """The C backward is used for ``conv(x)``: autograd needs it, the op is a plain float32 CPU depthwise
-    conv, and it is measured faster here: any NCHW input, or channels_last with ≥ 25 taps or a 1×k row."""
-    if capturing() or _no_autograd(x, (conv.weight,)):
+def depthwise_op_applies(x: torch.Tensor, conv: nn.Conv2d) -> bool:
+    """``conv(x)`` runs the ``leannets::depthwise_conv2d`` op (a plain CPU depthwise conv):
+
+    - bf16 (bf16 data, or CPU bf16 autocast): always, training or not — the op keeps float32 data in
+      float32 (oneDNN's float32 depthwise) and runs bf16 data on the C kernels with float32 sums, where
+      autocast would call oneDNN's slower bf16 depthwise conv;
+    - float32: when autograd needs the C backward and it is measured faster here: any NCHW input, or
+      channels_last with ≥ 25 taps or a 1×k row.
+    """
+    if capturing():
         return False
-    if not (x.device.type == "cpu" and x.dtype == torch.float32 and conv.weight.dtype == torch.float32
-            and x.dim() == 4 and conv.groups == conv.in_channels == conv.out_channels == x.shape[1]
+    if not (x.device.type == "cpu" and dtype_ok(x, conv.weight) and x.dim() == 4
+            and conv.groups == conv.in_channels == conv.out_channels == x.shape[1]
             and conv.dilation == (1, 1) and conv.padding_mode == "zeros" and not isinstance(conv.padding, str)
             and x.numel() > 0):
+        return False
+    if x.dtype == torch.bfloat16 or autocast_bf16():
+        return True
+    if _no_autograd(x, (conv.weight,)):
         return False
     kh, kw = conv.kernel_size
     channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
@@ -159,7 +186,7 @@ def choose_impl(module: Any, x: torch.Tensor) -> str:
         return impl
     if capturing():  # before reading the input: under fx it is a proxy
         return "reference"
-    on_cpu = x.device.type == "cpu" and x.dtype == torch.float32
+    on_cpu = x.device.type == "cpu" and any(dtype_ok(x, p) for p in module.pw.parameters())
     on_cpu_kernels = on_cpu and (compiling() or kernels.available())
     if impl == "kernels":
         return impl if on_cpu else "reference"

@@ -48,7 +48,7 @@ from . import kernels, ops
 from .create_act import create_act
 from .create_conv import register_conv_type
 from .depthwise import conv2d
-from .dispatch import choose_impl, clear_autotune_cache, folded
+from .dispatch import choose_impl, clear_autotune_cache, dtype_ok, folded
 from .kernels import bn_is_affine, bn_scale_shift, check_input
 
 __all__ = ["IMPLS", "STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "MulticeptionConv", "MixConv",
@@ -245,7 +245,7 @@ class SeparableMultiKernel(nn.Module):
         return (len(self.branches) > 1 and all(s == 0 and c == self.in_ch for s, c, _ in self.branches)
                 and all(bn_is_affine(bn) for bn in self.bn1) and bn_is_affine(self.bn2)
                 and self.mid_act in _POINTWISE_ACTS and kernels.act_code(self.act) is not None
-                and x.dtype == torch.float32)
+                and dtype_ok(x, self.pw.weight))
 
     def _kernel_weights(self) -> dict[str, torch.Tensor]:
         """BN-folded branch weights (tap-major, concatenated), biases and the folded pointwise conv."""

@@ -8,13 +8,20 @@
 Each op has a fake (meta) kernel, so ``torch.compile`` and ``torch.export`` trace through it, and a
 decomposition into ordinary PyTorch ops (:data:`DECOMPOSITIONS`, for
 ``ExportedProgram.run_decompositions`` and ONNX); the CPU kernel runs that decomposition when the C
-library is unavailable. Under CPU autocast the ops run in float32 (declared with ``register_autocast``):
-the C kernels are float32 only. Gradients of ``depthwise_conv2d`` are registered with
-``register_autograd``; its backward cannot be differentiated again (a clear error).
+library is unavailable. Gradients of ``depthwise_conv2d`` are registered with ``register_autograd``; its
+backward cannot be differentiated again (a clear error).
+
+**Precision.** Activations may be float32 or bfloat16, and the result has the input's dtype; weights are
+used in float32 and every sum is float32 (the C kernels widen bf16 as they copy it in). Autocast does not
+cast the ops' inputs: a bf16 activation from the layer before stays bf16 (half the memory traffic), and
+oneDNN's bf16 depthwise convolution, slower than its float32 one on CPU, is never called.
 """
 from __future__ import annotations
 
 from typing import Optional, Sequence
+
+import functools
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,6 +39,31 @@ _LIB.define("multi_depthwise(Tensor x, Tensor weights, Tensor bias, int[] kernel
 _LIB.define("depthwise_conv2d(Tensor x, Tensor weight, Tensor? bias, int[] stride, int[] padding) -> Tensor")
 _LIB.define("depthwise_conv2d_backward(Tensor grad, Tensor x, Tensor weight, int[] stride, int[] padding, "
             "bool[] output_mask) -> (Tensor, Tensor, Tensor)")
+
+
+_KERNEL_DTYPES = (torch.float32, torch.bfloat16)
+
+
+def _bf(x: torch.Tensor) -> int:
+    """The kernels' activation-dtype flag: 1 for bfloat16, 0 for float32."""
+    return int(x.dtype == torch.bfloat16)
+
+
+def _work_dtype(x: torch.Tensor, w: torch.Tensor) -> torch.dtype:
+    """The dtype a reference computes in: float32 for bf16/fp16 data (the kernels' float32 sums)."""
+    dtype = torch.promote_types(x.dtype, w.dtype)
+    return torch.float32 if dtype in (torch.bfloat16, torch.float16) else dtype
+
+
+def _without_autocast(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run an op's CPU kernel with CPU autocast off: its PyTorch calls keep the dtypes it chose."""
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        if not torch.is_autocast_enabled("cpu"):
+            return fn(*args, **kwargs)
+        with torch.autocast("cpu", enabled=False):
+            return fn(*args, **kwargs)
+    return run
 
 
 def _act(y: torch.Tensor, act: int) -> torch.Tensor:
@@ -53,9 +85,13 @@ def xsep_block_reference(x: torch.Tensor, w2: Optional[torch.Tensor], b2: Option
                          bk: torch.Tensor, k: int, stride: int, act: int, tap_major: bool = False) -> torch.Tensor:
     """``xsep_block`` in PyTorch ops (the decomposition). The 2×2 layer pads each channel on its own sides
     (``pad2``: top, left); its kernel sits in a 3×3 one at the offset those sides give, so that one
-    padding-1 depthwise conv computes every channel (no shape depends on the data: exportable)."""
+    padding-1 depthwise conv computes every channel (no shape depends on the data: exportable).
+    bf16 data is computed in float32 and rounded once at the end, as the kernel does."""
     if tap_major:
         w2, w1, wk = (None if w2 is None else w2.t()), w1.t(), wk.t()
+    dtype, work = x.dtype, _work_dtype(x, w1)
+    if dtype != work or w1.dtype != work:
+        x, w2, b2, w1, b1, wk, bk = (None if t is None else t.to(work) for t in (x, w2, b2, w1, b1, wk, bk))
     c = x.shape[1]
     y = x
     if w2 is not None:
@@ -69,25 +105,28 @@ def xsep_block_reference(x: torch.Tensor, w2: Optional[torch.Tensor], b2: Option
         y = _act(F.conv2d(x, kernel.unsqueeze(1), b2, 1, 1, groups=c), act)
     p = k // 2
     y = _act(F.conv2d(y, w1.reshape(c, 1, 1, k), b1, (1, stride), (0, p), groups=c), act)
-    return _act(F.conv2d(y, wk.reshape(c, 1, k, 1), bk, (stride, 1), (p, 0), groups=c), act)
+    return _act(F.conv2d(y, wk.reshape(c, 1, k, 1), bk, (stride, 1), (p, 0), groups=c), act).to(dtype)
 
 
+@_without_autocast
 def _xsep_block_cpu(x: torch.Tensor, w2: Optional[torch.Tensor], b2: Optional[torch.Tensor],
                     pad2: Optional[torch.Tensor], w1: torch.Tensor, b1: torch.Tensor, wk: torch.Tensor,
                     bk: torch.Tensor, k: int, stride: int, act: int, tap_major: bool = False) -> torch.Tensor:
     args = (w2, b2, pad2, w1, b1, wk, bk)
-    if not kernels.available() or x.dtype != torch.float32 or k > 63 or x.numel() == 0:
+    if not kernels.available() or x.dtype not in _KERNEL_DTYPES or k > 63 or x.numel() == 0:
         return xsep_block_reference(x, *args, k, stride, act, tap_major)
+    w2, b2, w1, b1, wk, bk = (None if t is None else t.float() for t in (w2, b2, w1, b1, wk, bk))
     nhwc = _nhwc(x)
     if nhwc != tap_major:  # the NHWC kernel reads tap-major (taps, C) weights, the NCHW one (C, taps)
         w2, w1, wk = (None if w2 is None else w2.t().contiguous()), w1.t().contiguous(), wk.t().contiguous()
     if not nhwc:
         x = x.contiguous()
-    out = torch.empty(_xsep_out_shape(x, stride), memory_format=torch.channels_last if nhwc else
+    out = torch.empty(_xsep_out_shape(x, stride), dtype=x.dtype, memory_format=torch.channels_last if nhwc else
                       torch.contiguous_format)
     fn = kernels.library().xsep_forward_nhwc if nhwc else kernels.library().xsep_forward_nchw
-    ptr = [None if t is None else t.contiguous().data_ptr() for t in (w2, b2, pad2, w1, b1, wk, bk)]
-    rc = fn(x.data_ptr(), out.data_ptr(), *x.shape, *ptr, k, stride, act, torch.get_num_threads())
+    held = [None if t is None else t.contiguous() for t in (w2, b2, pad2, w1, b1, wk, bk)]
+    ptr = [None if t is None else t.data_ptr() for t in held]
+    rc = fn(x.data_ptr(), out.data_ptr(), *x.shape, *ptr, k, stride, act, torch.get_num_threads(), _bf(x))
     if rc:
         raise MemoryError("leannets::xsep_block: the kernel could not allocate its scratch memory")
     return out
@@ -112,25 +151,30 @@ def _multi_out_shape(x: torch.Tensor, kernel_sizes: Sequence[int], stride: int) 
 
 def multi_depthwise_reference(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor,
                               kernel_sizes: Sequence[int], stride: int, act: int) -> torch.Tensor:
-    """``multi_depthwise`` in PyTorch ops: one depthwise conv per branch, concatenated."""
+    """``multi_depthwise`` in PyTorch ops: one depthwise conv per branch, concatenated (bf16 data computed
+    in float32, as the kernel does)."""
+    dtype, work = x.dtype, _work_dtype(x, weights)
+    x, weights, bias = x.to(work), weights.to(work), bias.to(work)
     c, outs, at = x.shape[1], [], 0
     for b, k in enumerate(kernel_sizes):
         w = weights[at:at + k * k * c].reshape(k * k, c).t().reshape(c, 1, k, k)
         at += k * k * c
         outs.append(_act(F.conv2d(x, w, bias[b * c:(b + 1) * c], stride, k // 2, groups=c), act))
-    return torch.cat(outs, 1).contiguous(memory_format=torch.channels_last)
+    return torch.cat(outs, 1).to(dtype).contiguous(memory_format=torch.channels_last)
 
 
+@_without_autocast
 def _multi_depthwise_cpu(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, kernel_sizes: list[int],
                          stride: int, act: int) -> torch.Tensor:
-    if not kernels.available() or x.dtype != torch.float32:
+    if not kernels.available() or x.dtype not in _KERNEL_DTYPES:
         return multi_depthwise_reference(x, weights, bias, kernel_sizes, stride, act)
     x = x.contiguous(memory_format=torch.channels_last)
     ks = torch.tensor(kernel_sizes, dtype=torch.int64)
-    out = torch.empty(_multi_out_shape(x, kernel_sizes, stride), memory_format=torch.channels_last)
+    weights, bias = weights.float().contiguous(), bias.float().contiguous()
+    out = torch.empty(_multi_out_shape(x, kernel_sizes, stride), dtype=x.dtype, memory_format=torch.channels_last)
     if kernels.library().multi_dw_forward_nhwc(x.data_ptr(), out.data_ptr(), *x.shape, len(kernel_sizes),
-                                               ks.data_ptr(), weights.contiguous().data_ptr(),
-                                               bias.contiguous().data_ptr(), stride, act, torch.get_num_threads()):
+                                               ks.data_ptr(), weights.data_ptr(), bias.data_ptr(), stride, act,
+                                               torch.get_num_threads(), _bf(x)):
         raise MemoryError("leannets::multi_depthwise: the kernel could not allocate its scratch memory")
     return out
 
@@ -147,12 +191,28 @@ def _multi_depthwise_fake(x, weights, bias, kernel_sizes, stride, act):  # noqa:
 # -- depthwise_conv2d and its C backward -----------------------------------------------------------
 def _depthwise_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
                          padding: list[int]) -> torch.Tensor:
-    return F.conv2d(x, weight, bias, stride, padding, 1, x.shape[1])
+    dtype, work = x.dtype, _work_dtype(x, weight)
+    if dtype == work and weight.dtype == work and (bias is None or bias.dtype == work):
+        return F.conv2d(x, weight, bias, stride, padding, 1, x.shape[1])
+    bias = None if bias is None else bias.to(work)
+    return F.conv2d(x.to(work), weight.to(work), bias, stride, padding, 1, x.shape[1]).to(dtype)
 
 
+@_without_autocast
 def _depthwise_cpu(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
                    padding: list[int]) -> torch.Tensor:
-    return _depthwise_reference(x, weight, bias, stride, padding).contiguous(memory_format=torch.channels_last)
+    """float32: PyTorch's forward (oneDNN's float32 depthwise is faster than the C one); bf16: the C forward."""
+    if x.dtype != torch.bfloat16 or not kernels.available() or x.numel() == 0:
+        return _depthwise_reference(x, weight, bias, stride, padding).contiguous(memory_format=torch.channels_last)
+    geo = _geometry(x, weight, stride, padding)
+    x = x.contiguous(memory_format=torch.channels_last)
+    w_t = weight.float().reshape(geo[1], -1).t().contiguous()
+    b = None if bias is None else bias.float().contiguous()
+    y = torch.empty((geo[0], geo[1], geo[4], geo[5]), dtype=x.dtype, memory_format=torch.channels_last)
+    if kernels.library().dw_forward_nhwc(x.data_ptr(), w_t.data_ptr(), None if b is None else b.data_ptr(),
+                                         y.data_ptr(), *geo, torch.get_num_threads(), 1):
+        raise MemoryError("leannets::depthwise_conv2d: the kernel could not allocate its scratch memory")
+    return y
 
 
 _LIB.impl("depthwise_conv2d", _depthwise_cpu, "CPU")
@@ -173,26 +233,41 @@ def _geometry(x: torch.Tensor, weight: torch.Tensor, stride: list[int], padding:
     return [n, c, h, w, ho, wo, kh, kw, stride[0], stride[1], padding[0], padding[1]]
 
 
+def _depthwise_backward_reference(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: list[int],
+                                  padding: list[int], output_mask: list[bool]) -> tuple[torch.Tensor, ...]:
+    work = _work_dtype(x, weight)
+    gx, gw, gb = torch.ops.aten.convolution_backward(grad.to(work), x.to(work), weight.to(work), [weight.shape[0]],
+                                                     stride, padding, [1, 1], False, [0, 0], x.shape[1], output_mask)
+    return (gx.to(x.dtype).contiguous(memory_format=torch.channels_last) if output_mask[0] else x.new_empty(0),
+            gw.to(weight.dtype) if output_mask[1] else weight.new_empty(0),
+            gb.to(weight.dtype) if output_mask[2] else weight.new_empty(0))
+
+
+@_without_autocast
 def _depthwise_backward_cpu(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, stride: list[int],
                             padding: list[int], output_mask: list[bool]) -> tuple[torch.Tensor, ...]:
-    """(grad input, grad weight, grad bias); an output not asked for in ``output_mask`` is an empty tensor."""
-    lib, threads = kernels.library(), torch.get_num_threads()
+    """(grad input, grad weight, grad bias); an output not asked for in ``output_mask`` is an empty tensor.
+    Gradients take the dtypes of what they are for (bf16 input: bf16 grad input, float32 sums)."""
+    if not kernels.available() or x.dtype not in _KERNEL_DTYPES or x.numel() == 0:
+        return _depthwise_backward_reference(grad, x, weight, stride, padding, output_mask)
+    lib, threads, bf = kernels.library(), torch.get_num_threads(), _bf(x)
     geo = _geometry(x, weight, stride, padding)
     x = x.contiguous(memory_format=torch.channels_last)
-    grad = grad.contiguous(memory_format=torch.channels_last)
-    w_t = weight.reshape(geo[1], -1).t().contiguous()
+    grad = grad.to(x.dtype).contiguous(memory_format=torch.channels_last)
+    w_t = weight.float().reshape(geo[1], -1).t().contiguous()
     gx, gw, gb = x.new_empty(0), weight.new_empty(0), weight.new_empty(0)
     if output_mask[0]:
-        gx = torch.empty(x.shape, memory_format=torch.channels_last)
-        if lib.dw_backward_input_nhwc(grad.data_ptr(), w_t.data_ptr(), gx.data_ptr(), *geo, threads):
+        gx = torch.empty(x.shape, dtype=x.dtype, memory_format=torch.channels_last)
+        if lib.dw_backward_input_nhwc(grad.data_ptr(), w_t.data_ptr(), gx.data_ptr(), *geo, threads, bf):
             raise MemoryError("leannets::depthwise_conv2d_backward: the kernel could not allocate its scratch memory")
     if output_mask[1] or output_mask[2]:
         gw_t = torch.empty_like(w_t)
         gb = torch.empty(geo[1]) if output_mask[2] else gb
         if lib.dw_backward_weight_nhwc(grad.data_ptr(), x.data_ptr(), gw_t.data_ptr(),
-                                       gb.data_ptr() if output_mask[2] else None, *geo, threads):
+                                       gb.data_ptr() if output_mask[2] else None, *geo, threads, bf):
             raise MemoryError("leannets::depthwise_conv2d_backward: the kernel could not allocate its scratch memory")
-        gw = gw_t.t().contiguous().reshape(weight.shape) if output_mask[1] else gw
+        gw = gw_t.t().contiguous().reshape(weight.shape).to(weight.dtype) if output_mask[1] else gw
+        gb = gb.to(weight.dtype)
     return gx, gw, gb
 
 
@@ -227,8 +302,6 @@ def _no_double_backward(ctx, *grads):  # noqa: ANN001, ANN202
 torch.library.register_autograd("leannets::depthwise_conv2d", _depthwise_backward, setup_context=_setup_depthwise)
 torch.library.register_autograd("leannets::depthwise_conv2d_backward", _no_double_backward,
                                 setup_context=lambda ctx, inputs, output: None)
-for _name in ("xsep_block", "multi_depthwise", "depthwise_conv2d"):
-    torch.library.register_autocast(f"leannets::{_name}", "cpu", torch.float32)
 
 
 # -- FLOPs for torch.utils.flop_counter: the same as the convolutions the op stands for ---------------

@@ -181,20 +181,78 @@ def test_depthwise_fast_backward_equals_pytorch(seed: int) -> None:
         assert (got.double() - want).abs().max() <= 1e-5 * want.abs().max().clamp_min(1.0)
 
 
-def test_depthwise_module_takes_the_fast_backward_where_measured_faster() -> None:
+def test_depthwise_module_takes_the_op_where_measured_faster() -> None:
     big = DepthwiseConv2d(16, 16, 5, 1, 2, groups=16, bias=False)
     small = DepthwiseConv2d(16, 16, 3, 1, 1, groups=16, bias=False)
     nchw = torch.randn(2, 16, 8, 8)
     nhwc = nchw.contiguous(memory_format=torch.channels_last)
-    assert dispatch.fast_backward_applies(nhwc, big)
-    assert dispatch.fast_backward_applies(nchw, small)  # any kernel size in NCHW
-    assert not dispatch.fast_backward_applies(nhwc, small)  # oneDNN's 3×3 backward is faster
+    assert dispatch.depthwise_op_applies(nhwc, big)
+    assert dispatch.depthwise_op_applies(nchw, small)  # any kernel size in NCHW
+    assert not dispatch.depthwise_op_applies(nhwc, small)  # oneDNN's 3×3 backward is faster
     with torch.no_grad():
-        assert not dispatch.fast_backward_applies(nhwc, big)  # inference: PyTorch's forward
-    assert not dispatch.fast_backward_applies(nhwc.double(), copy.deepcopy(big).double())
+        assert not dispatch.depthwise_op_applies(nhwc, big)  # float32 inference: PyTorch's forward
+    assert not dispatch.depthwise_op_applies(nhwc.double(), copy.deepcopy(big).double())
     out = big(nhwc.requires_grad_(True))
     assert "leannets_depthwise_conv2d" in type(out.grad_fn).__name__  # the op with its registered C backward
     torch.testing.assert_close(out, torch.nn.functional.conv2d(nhwc, big.weight, None, 1, 2, 1, 16))
+
+
+def test_bf16_depthwise_always_takes_the_op() -> None:
+    """oneDNN's bf16 depthwise conv is slower than float32: under bf16 autocast, or with bf16 data and
+    weights, every depthwise conv runs the op (training or not); bf16 data with float32 weights outside
+    autocast is an error in PyTorch, and stays PyTorch's."""
+    small = DepthwiseConv2d(16, 16, 3, 1, 1, groups=16, bias=False)
+    nhwc = torch.randn(2, 16, 8, 8).contiguous(memory_format=torch.channels_last)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert dispatch.depthwise_op_applies(nhwc, small)
+        assert dispatch.depthwise_op_applies(nhwc.bfloat16(), small)
+        with torch.no_grad():
+            assert dispatch.depthwise_op_applies(nhwc.bfloat16(), small)
+            y = small(nhwc)
+        assert y.dtype == torch.float32  # float32 data stays float32 (not autocast to oneDNN's bf16 conv)
+    assert dispatch.depthwise_op_applies(nhwc.bfloat16(), copy.deepcopy(small).bfloat16())
+    assert not dispatch.depthwise_op_applies(nhwc.bfloat16(), small)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = small(nhwc.bfloat16().requires_grad_(True))
+    assert out.dtype == torch.bfloat16 and "leannets_depthwise_conv2d" in type(out.grad_fn).__name__
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_bf16_depthwise_forward_and_backward(seed: int) -> None:
+    """bf16 data, float32 weights and sums: the C forward and backward equal a float64 computation on the
+    same bf16 inputs to within one bf16 rounding of the result (relative 2^-8, plus 1e-5 of the largest
+    value for sums that cancel); the float32 weight gradient to 1e-4 of its largest value."""
+    conv, x = _grad_case(seed)
+    xb = x.bfloat16().requires_grad_(True)
+    out = ops.depthwise_conv2d(xb, conv.weight, conv.bias, conv.stride, conv.padding)
+    x64 = xb.detach().double().requires_grad_(True)
+    params64 = [p.detach().double().requires_grad_(True) for p in conv.parameters()]
+    ref = torch.nn.functional.conv2d(x64, params64[0], params64[1] if conv.bias is not None else None, conv.stride,
+                                     conv.padding, 1, conv.groups)
+    grad = torch.randn(ref.shape, dtype=torch.float64).bfloat16()
+    out.backward(grad)
+    ref.backward(grad.double())
+    assert out.dtype == xb.grad.dtype == torch.bfloat16 and conv.weight.grad.dtype == torch.float32
+    for got, want in [(out, ref), (xb.grad, x64.grad)]:
+        err = (got.double() - want).abs()
+        assert (err <= want.abs() * 2 ** -8 + 1e-5 * want.abs().max().clamp_min(1.0)).all()
+    for p, q in zip(conv.parameters(), params64):
+        assert (p.grad.double() - q.grad).abs().max() <= 1e-4 * q.grad.abs().max().clamp_min(1.0)
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_bf16_xsep_kernel_equals_float32_on_the_same_inputs(seed: int) -> None:
+    """The XSep op on bf16 data (both layouts): the float32 block on the same (bf16-representable) input,
+    rounded once to bf16 (within one bf16 rounding: relative 2^-8, plus 1e-5 of the largest value)."""
+    block, x = _case(seed)
+    xb = x.bfloat16()
+    with torch.no_grad():
+        w = dispatch.xsep_weights(block, xb.float())
+        got = ops.xsep_block(xb, w, block.kernel_size, block.stride)
+        want = block.forward_reference(xb.float()).double()
+    assert got.dtype == torch.bfloat16
+    err = (got.double() - want).abs()
+    assert (err <= want.abs() * 2 ** -8 + 1e-5 * want.abs().max().clamp_min(1.0)).all()
 
 
 def test_double_backward_through_the_c_backward_fails_loudly() -> None:

@@ -4,10 +4,13 @@
        out = act(bias + sum_{a,t} w[a][t] * in_padded[i*sh + a][j*sw + t])
    where in_padded is the input shifted by (pad_top, pad_left) per channel with zeros around it;
    the bottom/right zeros are implied by the output size. Layouts: NCHW (one channel plane at a time,
-   vectorised along rows) and NHWC (vectorised across 16-channel blocks). float32 in and out. */
+   vectorised along rows) and NHWC (vectorised across 16-channel blocks). Weights, biases and every
+   sum are float32; the activations read and written (`bf` = 0: float32, 1: bfloat16) are converted
+   on the copies into and out of the float32 scratch, so bf16 costs no extra pass over memory. */
 #ifndef LEANNETS_KERNELS_COMMON_H
 #define LEANNETS_KERNELS_COMMON_H
 #define UNUSED __attribute__((unused))
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #ifdef _OPENMP
@@ -91,16 +94,51 @@ UNUSED static void pass16(const float* R in, long in_w, float* R out, long out_w
   }
 }
 
-/* Copy lanes [c0, c0+cb) of image `src` (H x W x C) into a zero-bordered 16-lane scratch of
-   Hs x Ws pixels at offset (r0, q0), with rows/columns spaced by (dr, dq) (dilation for the
-   transposed conv of strided layers). */
-static inline void copy_lanes(float* R dst, const float* R src, long cb) {
-  if (cb == 16) ST16(dst, LD16(src));
-  else memcpy(dst, src, sizeof(float) * cb);
+/* bfloat16 is the upper half of a float32: widening is a shift, narrowing rounds to nearest even
+   (NaNs stay NaN: a quiet bit is set). */
+static inline float bf16_to_f32(uint16_t h) {
+  union { uint32_t u; float f; } v = {(uint32_t)h << 16};
+  return v.f;
+}
+static inline uint16_t f32_to_bf16(float f) {
+  union { float f; uint32_t u; } v = {f};
+  const uint32_t rounded = (v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16;
+  return (uint16_t)((v.u & 0x7fffffffu) > 0x7f800000u ? (v.u >> 16) | 0x40u : rounded);
 }
 
-UNUSED static void gather16(float* R dst, long Hs, long Ws, const float* R src, long H, long W, long C, long c0, long cb,
-                     long r0, long q0, long dr, long dq) {
+/* Element `off` of an activation array (float32, or bfloat16 when bf). */
+static inline const void* elem_c(const void* p, long off, int bf) { return (const char*)p + off * (bf ? 2 : 4); }
+static inline void* elem(void* p, long off, int bf) { return (char*)p + off * (bf ? 2 : 4); }
+
+/* dst[0, cb) = element `off` onwards of src (float32, or bfloat16 when bf), widened to float32. */
+static inline void load_lanes(float* R dst, const void* R src, long off, long cb, int bf) {
+  if (!bf) {
+    const float* s = (const float*)src + off;
+    if (cb == 16) ST16(dst, LD16(s));
+    else memcpy(dst, s, sizeof(float) * cb);
+  } else {
+    const uint16_t* s = (const uint16_t*)src + off;
+    for (long l = 0; l < cb; ++l) dst[l] = bf16_to_f32(s[l]);
+  }
+}
+
+/* Element `off` onwards of dst (float32, or bfloat16 when bf) = src[0, cb). */
+static inline void store_lanes(void* R dst, long off, const float* R src, long cb, int bf) {
+  if (!bf) {
+    float* d = (float*)dst + off;
+    if (cb == 16) ST16(d, LD16(src));
+    else memcpy(d, src, sizeof(float) * cb);
+  } else {
+    uint16_t* d = (uint16_t*)dst + off;
+    for (long l = 0; l < cb; ++l) d[l] = f32_to_bf16(src[l]);
+  }
+}
+
+/* Copy lanes [c0, c0+cb) of image `src` (H x W x C, float32 or bfloat16 when bf) into a zero-bordered
+   16-lane float32 scratch of Hs x Ws pixels at offset (r0, q0), with rows/columns spaced by (dr, dq)
+   (dilation for the transposed conv of strided layers). */
+UNUSED static void gather16(float* R dst, long Hs, long Ws, const void* R src, long H, long W, long C, long c0,
+                            long cb, long r0, long q0, long dr, long dq, int bf) {
   if (dr != 1 || dq != 1 || cb != 16) {
     memset(dst, 0, sizeof(float) * 16 * Hs * Ws);
   } else { /* zero only what the copy below does not write */
@@ -119,12 +157,13 @@ UNUSED static void gather16(float* R dst, long Hs, long Ws, const float* R src, 
     for (long j = 0; j < W; ++j) {
       const long q = q0 + j * dq;
       if (q < 0 || q >= Ws) continue;
-      copy_lanes(dst + (r * Ws + q) * 16, src + (i * W + j) * C + c0, cb);
+      load_lanes(dst + (r * Ws + q) * 16, src, (i * W + j) * C + c0, cb, bf);
     }
   }
 }
 
-UNUSED static void scatter16(float* R dst, long C, long c0, long cb, const float* R src, long n_pix) {
-  for (long q = 0; q < n_pix; ++q) copy_lanes(dst + q * C + c0, src + q * 16, cb);
+/* Lanes [0, cb) of n_pix scratch pixels into channels [c0, c0+cb) of image `dst` (float32, or bfloat16 when bf). */
+UNUSED static void scatter16(void* R dst, long C, long c0, long cb, const float* R src, long n_pix, int bf) {
+  for (long q = 0; q < n_pix; ++q) store_lanes(dst, q * C + c0, src + q * 16, cb, bf);
 }
 #endif

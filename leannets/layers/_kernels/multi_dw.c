@@ -5,9 +5,10 @@
    Multiception inference, NHWC: nb depthwise branches over all C input channels, kernel ks[b],
    BN folded (bias), one stride s, activation act; output channel b*C + c (the concatenation
    order). Each (image, 16-channel block) gathers its zero-padded input once for every branch.
-   w: the branches' tap-major (k_b*k_b, C) arrays one after another; bias: (nb*C). */
-int multi_dw_forward_nhwc(const float* x, float* y, long N, long C, long H, long W, long nb, const long* ks,
-                          const float* w, const float* bias, long s, int act, int nt) {
+   w: the branches' tap-major (k_b*k_b, C) arrays one after another; bias: (nb*C). x and y: float32, or
+   bfloat16 when bf. */
+int multi_dw_forward_nhwc(const void* x, void* y, long N, long C, long H, long W, long nb, const long* ks,
+                          const float* w, const float* bias, long s, int act, int nt, int bf) {
   long kmax = 1;
   for (long b = 0; b < nb; ++b) kmax = ks[b] > kmax ? ks[b] : kmax;
   const long P = kmax / 2, Ho = (H + 2 * P - kmax) / s + 1, Wo = (W + 2 * P - kmax) / s + 1;
@@ -22,7 +23,7 @@ int multi_dw_forward_nhwc(const float* x, float* y, long N, long C, long H, long
       if (!buf) continue;
       const long n = item / blocks, c0 = (item % blocks) * 16, cb = c0 + 16 <= C ? 16 : C - c0;
       float *xs = buf, *ys = xs + 16 * Hp * Wp, *wv = ys + 16 * Ho * Wo, *bv = wv + 16 * kmax * kmax;
-      gather16(xs, Hp, Wp, x + n * H * W * C, H, W, C, c0, cb, P, P, 1, 1);
+      gather16(xs, Hp, Wp, elem_c(x, n * H * W * C, bf), H, W, C, c0, cb, P, P, 1, 1, bf);
       const float* wb = w;
       for (long b = 0; b < nb; ++b) {
         const long k = ks[b], o = P - k / 2;
@@ -31,8 +32,7 @@ int multi_dw_forward_nhwc(const float* x, float* y, long N, long C, long H, long
         memset(bv, 0, sizeof(float) * 16);
         memcpy(bv, bias + b * C + c0, sizeof(float) * cb);
         pass16(xs + (o * Wp + o) * 16, Wp, ys, Wo, 0, 0, Ho, Wo, wv, bv, k, k, s, s, act);
-        float* yn = y + n * Ho * Wo * Co;
-        for (long q = 0; q < Ho * Wo; ++q) copy_lanes(yn + q * Co + b * C + c0, ys + q * 16, cb);
+        for (long q = 0; q < Ho * Wo; ++q) store_lanes(y, (n * Ho * Wo + q) * Co + b * C + c0, ys + q * 16, cb, bf);
         wb += k * k * C;
       }
     }

@@ -70,10 +70,11 @@ static void plane_pass(const float* R in, long H, long W, float* R out, long Ho,
 }
 
 /* XSepConv (BN folded), NCHW: [2x2 (per-channel pad) -> act] -> 1xk stride (1,s) -> act -> kx1 stride (s,1)
-   -> act, each plane through all passes while it is in cache. w2 == NULL: no 2x2 layer. */
-int xsep_forward_nchw(const float* x, float* y, long N, long C, long H, long W, const float* w2, const float* b2,
+   -> act, each plane through all passes while it is in cache. w2 == NULL: no 2x2 layer. x and y: float32,
+   or bfloat16 when bf (a bf16 plane is widened into scratch first and the output narrowed from it). */
+int xsep_forward_nchw(const void* x, void* y, long N, long C, long H, long W, const float* w2, const float* b2,
                       const int* pad, const float* w1, const float* b1, const float* wk, const float* bk, long k,
-                      long s, int act, int nt) {
+                      long s, int act, int nt, int bf) {
   const long p = k / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
   long need = plane_scratch(H, W, 2, 2, 1, 1);
   long n2 = plane_scratch(H, Wo, 1, k, 1, s), n3 = plane_scratch(Ho, Wo, k, 1, s, 1);
@@ -82,20 +83,32 @@ int xsep_forward_nchw(const float* x, float* y, long N, long C, long H, long W, 
   int failed = 0;
 #pragma omp parallel num_threads(nthreads_ok(nt))
   {
-    float* scratch = thread_scratch(need + H * W + H * Wo, &failed);
+    float* scratch = thread_scratch(need + H * W + H * Wo + (bf ? H * W + Ho * Wo : 0), &failed);
 #pragma omp for schedule(static)
     for (long nc = 0; nc < N * C; ++nc) {
       if (!scratch) continue;
       const long c = nc % C;
       float* y1 = scratch + need;
       float* y2 = y1 + H * W;
-      const float* src = x + nc * H * W;
+      float* xin = y2 + H * Wo;        /* bf only: the widened input plane */
+      float* yout = xin + H * W;       /* bf only: the output plane before narrowing */
+      const float* src = (const float*)x + nc * H * W;
+      if (bf) {
+        const uint16_t* xb = (const uint16_t*)x + nc * H * W;
+        for (long q = 0; q < H * W; ++q) xin[q] = bf16_to_f32(xb[q]);
+        src = xin;
+      }
       if (w2) {
         plane_pass(src, H, W, y1, H, W, w2 + 4 * c, b2[c], 2, 2, 1, 1, pad[2 * c], pad[2 * c + 1], act, scratch);
         src = y1;
       }
       plane_pass(src, H, W, y2, H, Wo, w1 + k * c, b1[c], 1, k, 1, s, 0, p, act, scratch);
-      plane_pass(y2, H, Wo, y + nc * Ho * Wo, Ho, Wo, wk + k * c, bk[c], k, 1, s, 1, p, 0, act, scratch);
+      float* dst = bf ? yout : (float*)y + nc * Ho * Wo;
+      plane_pass(y2, H, Wo, dst, Ho, Wo, wk + k * c, bk[c], k, 1, s, 1, p, 0, act, scratch);
+      if (bf) {
+        uint16_t* yb = (uint16_t*)y + nc * Ho * Wo;
+        for (long q = 0; q < Ho * Wo; ++q) yb[q] = f32_to_bf16(yout[q]);
+      }
     }
     free(scratch);
   }
@@ -113,10 +126,10 @@ static void lanes16(float* R w16, float* R b16, const float* w, const float* b, 
 /* XSepConv (BN folded), NHWC; weights tap-major (taps, C); pad: (C, 2) (top, left) of the 2x2 layer.
    Work items are (image, 16-channel block). Each copies its channels into a zero-bordered 16-lane
    scratch image and runs all three passes there (every tap inside, four pixels per weight load),
-   so one parallel region needs no barrier between passes. */
-int xsep_forward_nhwc(const float* x, float* y, long N, long C, long H, long W, const float* w2, const float* b2,
+   so one parallel region needs no barrier between passes. x and y: float32, or bfloat16 when bf. */
+int xsep_forward_nhwc(const void* x, void* y, long N, long C, long H, long W, const float* w2, const float* b2,
                       const int* pad, const float* w1, const float* b1, const float* wk, const float* bk, long k,
-                      long s, int act, int nt) {
+                      long s, int act, int nt, int bf) {
   const long p = k / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
   const long blocks = (C + 15) / 16;
   const long W1 = W + 2 * p;                       /* 1xk input: p zero columns each side */
@@ -133,7 +146,7 @@ int xsep_forward_nhwc(const float* x, float* y, long N, long C, long H, long W, 
       const long n = item / blocks, c0 = (item % blocks) * 16, cb = c0 + 16 <= C ? 16 : C - c0;
       float *s0 = buf, *s1 = s0 + 16 * n0, *s2 = s1 + 16 * n1, *wb = s2 + 16 * n2;
       float *w2v = wb, *w1v = w2v + 64, *wkv = w1v + 16 * k, *b2v = wkv + 16 * k, *b1v = b2v + 16, *bkv = b1v + 16;
-      const float* xn = x + n * H * W * C;
+      const long xn = n * H * W * C; /* element offset of the image */
       for (long i = 0; i < H; ++i) { /* zero borders only: the passes write every interior pixel */
         memset(s1 + i * W1 * 16, 0, sizeof(float) * 16 * p);
         memset(s1 + (i * W1 + p + W) * 16, 0, sizeof(float) * 16 * p);
@@ -149,22 +162,21 @@ int xsep_forward_nhwc(const float* x, float* y, long N, long C, long H, long W, 
           const long pt = pad[2 * g0], pl = pad[2 * g0 + 1];
           for (long i = 0; i < H; ++i)
             for (long j = 0; j < W; ++j)
-              memcpy(s0 + ((i + pt) * (W + 1) + j + pl) * 16 + (g0 - c0), xn + (i * W + j) * C + g0,
-                     sizeof(float) * (g1 - g0));
+              load_lanes(s0 + ((i + pt) * (W + 1) + j + pl) * 16 + (g0 - c0), x, xn + (i * W + j) * C + g0, g1 - g0,
+                         bf);
           g0 = g1;
         }
         pass16(s0, W + 1, s1, W1, 0, p, H, W, w2v, b2v, 2, 2, 1, 1, act);
       } else {
         for (long i = 0; i < H; ++i)
-          for (long j = 0; j < W; ++j) memcpy(s1 + (i * W1 + j + p) * 16, xn + (i * W + j) * C + c0, sizeof(float) * cb);
+          for (long j = 0; j < W; ++j) load_lanes(s1 + (i * W1 + j + p) * 16, x, xn + (i * W + j) * C + c0, cb, bf);
       }
       lanes16(w1v, b1v, w1, b1, k, C, c0, cb);
       pass16(s1, W1, s2, Wo, p, 0, H, Wo, w1v, b1v, 1, k, 1, s, act);
       lanes16(wkv, bkv, wk, bk, k, C, c0, cb);
-      float* yn = y + n * Ho * Wo * C;
       float* s3 = s0; /* the 2x2 input is no longer needed: it holds the last pass's output */
       pass16(s2, Wo, s3, Wo, 0, 0, Ho, Wo, wkv, bkv, k, 1, s, 1, act);
-      for (long q = 0; q < Ho * Wo; ++q) memcpy(yn + q * C + c0, s3 + q * 16, sizeof(float) * cb);
+      scatter16(elem(y, n * Ho * Wo * C, bf), C, c0, cb, s3, Ho * Wo, bf);
     }
     free(buf);
   }

@@ -1,11 +1,40 @@
-/* Depthwise conv backward for training, NHWC: gradient w.r.t. the input and w.r.t. the weight (and
-   bias). Padding: pt/pl zeros top/left (bottom/right implied by the output size).
-   Op: leannets::depthwise_conv2d_backward (ops.py). */
+/* Depthwise conv for training, NHWC: the bfloat16 forward, and the gradients w.r.t. the input and w.r.t. the
+   weight (and bias) in float32 or bfloat16. Padding: pt/pl zeros top/left (bottom/right implied by the
+   output size). Weights, biases and their gradients are float32; x, y, gy and gx are float32, or bfloat16
+   when bf. Ops: leannets::depthwise_conv2d and leannets::depthwise_conv2d_backward (ops.py). */
 #include "common.h"
 
+/* y = conv(x, w) + b, w tap-major (kh*kw, C), b (C) or NULL. PyTorch's float32 forward (oneDNN) is
+   faster than this one; bfloat16 input runs here, with float32 sums, instead of oneDNN's bf16 depthwise. */
+int dw_forward_nhwc(const void* x, const float* w, const float* b, void* y, long N, long C, long H, long W, long Ho,
+                    long Wo, long kh, long kw, long sh, long sw, long pt, long pl, int nt, int bf) {
+  const long blocks = (C + 15) / 16, Hp = (Ho - 1) * sh + kh, Wp = (Wo - 1) * sw + kw;
+  const long need = 16 * (Hp * Wp + Ho * Wo + kh * kw + 1) + 16;
+  int failed = 0;
+#pragma omp parallel num_threads(nthreads_ok(nt))
+  {
+    float* buf = thread_scratch(need, &failed);
+#pragma omp for schedule(static)
+    for (long item = 0; item < N * blocks; ++item) {
+      if (!buf) continue;
+      const long n = item / blocks, c0 = (item % blocks) * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+      float *xs = buf, *ys = xs + 16 * Hp * Wp, *wv = ys + 16 * Ho * Wo, *bv = wv + 16 * kh * kw;
+      memset(wv, 0, sizeof(float) * 16 * kh * kw);
+      memset(bv, 0, sizeof(float) * 16);
+      for (long t = 0; t < kh * kw; ++t) memcpy(wv + t * 16, w + t * C + c0, sizeof(float) * cb);
+      if (b) memcpy(bv, b + c0, sizeof(float) * cb);
+      gather16(xs, Hp, Wp, elem_c(x, n * H * W * C, bf), H, W, C, c0, cb, pt, pl, 1, 1, bf);
+      pass16(xs, Wp, ys, Wo, 0, 0, Ho, Wo, wv, bv, kh, kw, sh, sw, 0);
+      scatter16(elem(y, n * Ho * Wo * C, bf), C, c0, cb, ys, Ho * Wo, bf);
+    }
+    free(buf);
+  }
+  return failed;
+}
+
 /* gx = conv_transpose(gy, w): correlation of the (stride-dilated, padded) gradient with the flipped kernel. */
-int dw_backward_input_nhwc(const float* gy, const float* w, float* gx, long N, long C, long H, long W, long Ho,
-                           long Wo, long kh, long kw, long sh, long sw, long pt, long pl, int nt) {
+int dw_backward_input_nhwc(const void* gy, const float* w, void* gx, long N, long C, long H, long W, long Ho,
+                           long Wo, long kh, long kw, long sh, long sw, long pt, long pl, int nt, int bf) {
   const long blocks = (C + 15) / 16, Hs = H + kh - 1, Ws = W + kw - 1;
   const long need = 16 * (Hs * Ws + H * W + kh * kw + 1) + 16;
   int failed = 0;
@@ -22,9 +51,9 @@ int dw_backward_input_nhwc(const float* gy, const float* w, float* gx, long N, l
       for (long a = 0; a < kh; ++a) /* flipped kernel */
         for (long t = 0; t < kw; ++t)
           memcpy(wv + ((kh - 1 - a) * kw + (kw - 1 - t)) * 16, w + (a * kw + t) * C + c0, sizeof(float) * cb);
-      gather16(gs, Hs, Ws, gy + n * Ho * Wo * C, Ho, Wo, C, c0, cb, kh - 1 - pt, kw - 1 - pl, sh, sw);
+      gather16(gs, Hs, Ws, elem_c(gy, n * Ho * Wo * C, bf), Ho, Wo, C, c0, cb, kh - 1 - pt, kw - 1 - pl, sh, sw, bf);
       pass16(gs, Ws, xs, W, 0, 0, H, W, wv, bv, kh, kw, 1, 1, 0);
-      scatter16(gx + n * H * W * C, C, c0, cb, xs, H * W);
+      scatter16(elem(gx, n * H * W * C, bf), C, c0, cb, xs, H * W, bf);
     }
     free(buf);
   }
@@ -33,8 +62,8 @@ int dw_backward_input_nhwc(const float* gy, const float* w, float* gx, long N, l
 
 /* gw[tap][c] = sum_{n, i, j} gy[n, i, j, c] * x_padded[n, i*sh + a, j*sw + t, c]; gb[c] = sum gy (if gb).
    Threads take images; per-thread sums are added at the end (fixed order: deterministic). */
-int dw_backward_weight_nhwc(const float* gy, const float* x, float* gw, float* gb, long N, long C, long H, long W,
-                            long Ho, long Wo, long kh, long kw, long sh, long sw, long pt, long pl, int nt) {
+int dw_backward_weight_nhwc(const void* gy, const void* x, float* gw, float* gb, long N, long C, long H, long W,
+                            long Ho, long Wo, long kh, long kw, long sh, long sw, long pt, long pl, int nt, int bf) {
   const long blocks = (C + 15) / 16, Hp = (Ho - 1) * sh + kh, Wp = (Wo - 1) * sw + kw, taps = kh * kw;
   const int threads = nthreads_ok(nt);
   const long part = blocks * 16 * (taps + 1); /* per thread: (taps + bias) x padded channels */
@@ -57,8 +86,8 @@ int dw_backward_weight_nhwc(const float* gy, const float* x, float* gw, float* g
       const long n = item / blocks, blk = item % blocks, c0 = blk * 16, cb = c0 + 16 <= C ? 16 : C - c0;
       float *xs = buf, *gs = xs + 16 * Hp * Wp;
       float* acc = acc_all + blk * 16 * (taps + 1);
-      gather16(xs, Hp, Wp, x + n * H * W * C, H, W, C, c0, cb, pt, pl, 1, 1);
-      gather16(gs, Ho, Wo, gy + n * Ho * Wo * C, Ho, Wo, C, c0, cb, 0, 0, 1, 1);
+      gather16(xs, Hp, Wp, elem_c(x, n * H * W * C, bf), H, W, C, c0, cb, pt, pl, 1, 1, bf);
+      gather16(gs, Ho, Wo, elem_c(gy, n * Ho * Wo * C, bf), Ho, Wo, C, c0, cb, 0, 0, 1, 1, bf);
       for (long a = 0; a < kh; ++a)
         for (long t = 0; t < kw; ++t) {
           v16 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
