@@ -42,7 +42,7 @@ from leannets.models import create_model
 from .spec import stable_hash
 
 __all__ = ["RECORD_VERSION", "MEASUREMENT", "RecordStore", "Staleness", "identity", "model_fingerprint", "make_record",
-           "machine", "cpu_model", "record_amp", "pin_commit"]
+           "machine", "cpu_model", "record_amp", "pin_commit", "training_seconds"]
 
 RECORD_VERSION = 1
 #: the ``kind`` of a measurement record (a run record has none)
@@ -140,10 +140,17 @@ def make_record(resolved: Recipe, result: Mapping[str, Any], run_id: str, thread
         "model_fingerprint": model_fingerprint(resolved.model.name, resolved.model.kwargs,
                                                data.get("num_classes"), data.get("in_chans")),
         "machine": machine(threads, str(result.get("device") or resolved.train.device), _effective_amp(resolved, result)),
-        "wall_s": float(result.get("train_time_s") or 0.0),
+        "wall_s": training_seconds(result),
         "result": {k: result.get(k) for k in RESULT_KEYS},
         "analyses": dict(analyses or {}),
     }
+
+
+def training_seconds(result: Mapping[str, Any]) -> float:
+    """Seconds a run trained: the engine's ``train_time_s`` counts only the last sitting of a resumed run, so
+    the epochs' own times (``history``, kept across resumes) count when they add up to more."""
+    epochs = sum(float(h.get("epoch_time_s") or 0.0) for h in result.get("history") or [])
+    return max(float(result.get("train_time_s") or 0.0), epochs)
 
 
 def _effective_amp(resolved: Recipe, result: Mapping[str, Any]) -> str:

@@ -255,3 +255,14 @@ def test_no_train_builds_from_records_only_and_names_the_missing_runs(tmp_path, 
     table1 = doc["experiments"][0]
     assert any("has no record yet (built with --no-train)" in n for n in table1["notes"])
     assert all("acc1" not in r["metrics"] for r in table1["rows"])
+
+
+def test_a_resumed_run_counts_the_epochs_of_every_sitting():
+    """The engine's train_time_s restarts with a resumed run; the record's wall time must not lose the epochs
+    trained before the interruption (they count against the paper's CPU budget)."""
+    from leannets.reproduce.records import training_seconds
+
+    history = [{"epoch": e, "epoch_time_s": 100.0} for e in range(1, 16)]
+    assert training_seconds({"train_time_s": 1000.0, "history": history}) == 1500.0  # resumed after epoch 5
+    assert training_seconds({"train_time_s": 1600.0, "history": history}) == 1600.0  # one sitting (+ evaluation)
+    assert training_seconds({"train_time_s": None, "history": []}) == 0.0
