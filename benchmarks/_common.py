@@ -8,6 +8,7 @@ interval is on the right side of it, *missed* when the whole interval is on the 
 from __future__ import annotations
 
 import argparse
+import datetime
 import os
 import platform
 import sys
@@ -20,6 +21,11 @@ import torch.nn.functional as F
 import leannets
 from leannets._io import atomic_write_json
 from leannets.analysis.latency import Latency, summarize_rounds, time_interleaved, torch_threads
+
+
+RATIO_NOTE = ("Ratios: medians of per-round ratios over interleaved rounds, 95% CIs from order statistics "
+                "(leannets.analysis.latency). Verdict: met / missed when the whole interval is on one side of the "
+                "target, else not distinguishable.")
 
 
 @dataclass
@@ -36,6 +42,7 @@ class Target:
     settings: str
     extra: dict[str, Any] = field(default_factory=dict)
     exact: bool = False  # a deterministic figure (e.g. tracked memory): judged on its value, no interval needed
+    precision: str = "fp32"  # "bf16": both sides run under CPU bf16 autocast
 
     @property
     def verdict(self) -> str:
@@ -51,7 +58,7 @@ class Target:
 
 
 def ratio_target(area: str, what: str, reference: str, lat: Latency, goal: str, settings: str,
-                 quantity: str = "time", invert: bool = False, **extra: Any) -> Target:
+                 quantity: str = "time", invert: bool = False, precision: str = "fp32", **extra: Any) -> Target:
     """A target from a harness ratio (``lat`` timed against ``reference``); ``invert``: report 1/ratio
     (throughput of ``what`` relative to ``reference`` = t_reference / t_what)."""
     ratio, ci = lat.ratio_to_first, lat.ratio_ci
@@ -59,7 +66,27 @@ def ratio_target(area: str, what: str, reference: str, lat: Latency, goal: str, 
         ci = None
     if invert:
         ratio, ci = 1.0 / ratio, None if ci is None else (1.0 / ci[1], 1.0 / ci[0])
-    return Target(area, what, reference, quantity, ratio, ci, goal, settings, extra)
+    return Target(area, what, reference, quantity, ratio, ci, goal, settings, extra, precision=precision)
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def inference_backend(precision: str) -> str:
+    """The latency harness backend of an inference row: ``channels_last``, or ``bf16`` (the same model under
+    CPU bf16 autocast)."""
+    return "bf16" if precision == "bf16" else "channels_last"
+
+
+def autocast_if(precision: str, fn: Callable[[], Any]) -> Callable[[], Any]:
+    """``fn``, run under CPU bf16 autocast when ``precision`` is ``bf16``."""
+    if precision != "bf16":
+        return fn
+
+    def under_autocast() -> Any:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return fn()
+    return under_autocast
 
 
 def short_settings(report: Any) -> str:
@@ -75,8 +102,10 @@ def time_pair(calls: Mapping[str, Callable[[], Any]], rounds: int, threads: int,
     return summarize_rounds(samples, inner)
 
 
-def train_step(name: str, batch: int, channels_last: bool = True, **model_kwargs: Any) -> Callable[[], None]:
-    """One SGD step (forward + backward + update) of a registered model on a fixed random CIFAR-size batch."""
+def train_step(name: str, batch: int, channels_last: bool = True, precision: str = "fp32",
+               **model_kwargs: Any) -> Callable[[], None]:
+    """One SGD step (forward + backward + update) of a registered model on a fixed random CIFAR-size batch,
+    the forward and loss under CPU bf16 autocast for ``precision="bf16"`` (as the trainer runs it)."""
     torch.manual_seed(0)
     model = leannets.create_model(name, num_classes=10, **model_kwargs).train()
     x = torch.randn(batch, 3, 32, 32)
@@ -85,30 +114,33 @@ def train_step(name: str, batch: int, channels_last: bool = True, **model_kwargs
     y = torch.randint(0, 10, (batch,))
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
 
+    forward = autocast_if(precision, lambda: F.cross_entropy(model(x), y))
+
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
+        forward().backward()
         opt.step()
 
     return step
 
 
 def throughput_target(area: str, reference: str, what: str, batch: int, goal: str, rounds: int, threads: int,
-                      channels_last: bool = True) -> Target:
-    """Training throughput of ``what`` relative to ``reference`` (= t_reference / t_what per round)."""
-    lats = time_pair({reference: train_step(reference, batch, channels_last), what: train_step(what, batch,
-                                                                                             channels_last)},
-                     rounds, threads)
+                      channels_last: bool = True, precision: str = "fp32") -> Target:
+    """Training throughput of ``what`` relative to ``reference`` (= t_reference / t_what per round), both in
+    ``precision``."""
+    lats = time_pair({reference: train_step(reference, batch, channels_last, precision),
+                      what: train_step(what, batch, channels_last, precision)}, rounds, threads)
     layout = "channels_last" if channels_last else "NCHW"
     return ratio_target(area, what, reference, lats[1], goal, f"fwd+bwd+SGD, batch {batch}, 32², {layout}, "
                         f"{threads} CPU threads, {rounds} rounds", quantity="throughput", invert=True,
-                        img_per_s=[batch / (lat.latency_ms / 1e3) for lat in lats])
+                        precision=precision, img_per_s=[batch / (lat.latency_ms / 1e3) for lat in lats])
 
 
-def run(title: str, script: str, targets: list[Target], args: argparse.Namespace, argv: list[str] | None) -> int:
+def run(title: str, script: str, targets: list[Target], args: argparse.Namespace, argv: list[str] | None,
+        notes: list[dict[str, Any]] | None = None) -> int:
     """Print the targets (and write the JSON) with the command line that produced them."""
     print_targets(title, targets, args.json, f"python benchmarks/{script} "
-                  + " ".join(argv if argv is not None else sys.argv[1:]))
+                  + " ".join(argv if argv is not None else sys.argv[1:]), notes)
     return 0
 
 
@@ -130,23 +162,34 @@ def _cpu_name() -> str:
 def add_output_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=int, default=2, help="CPU threads (default: 2)")
     parser.add_argument("--rounds", type=int, default=30, help="interleaved timed rounds (default: 30)")
-    parser.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON")
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the rows as JSON "
+                        "(benchmarks/results/SCRIPT.json feeds benchmarks/README.md: make_readme.py)")
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS), choices=PRECISIONS,
+                        help="fp32 and/or bf16 (CPU bf16 autocast) rows (default: both)")
 
 
-def print_targets(title: str, targets: list[Target], json_path: str | None, command: str) -> None:
-    """The side-by-side table every benchmark prints, and the optional JSON file."""
-    print(f"\n## {title}\n")
-    print("| area | measured | against | ratio (95% CI) | target | verdict | settings |")
-    print("|---|---|---|---|---|---|---|")
+def target_table(targets: list[Target]) -> list[str]:
+    """The markdown rows of a target table (printed by the scripts, rendered into the README)."""
+    lines = ["| area | measured | against | precision | ratio (95% CI) | target | verdict | settings |",
+             "|---|---|---|---|---|---|---|---|"]
     for t in targets:
         ci = "no CI" if t.ci is None else f"{t.ci[0]:.3f}–{t.ci[1]:.3f}"
-        print(f"| {t.area} | {t.what} | {t.reference} | {t.quantity} ×{t.ratio:.3f} ({ci}) | {t.goal or '—'} "
-              f"| {t.verdict} | {t.settings} |")
+        lines.append(f"| {t.area} | {t.what} | {t.reference} | {t.precision} | {t.quantity} ×{t.ratio:.3f} ({ci}) "
+                     f"| {t.goal or '—'} | {t.verdict} | {t.settings} |")
+    return lines
+
+
+def print_targets(title: str, targets: list[Target], json_path: str | None, command: str,
+                  notes: list[dict[str, Any]] | None = None) -> None:
+    """The side-by-side table every benchmark prints, and the optional JSON file (``notes``: extra tables,
+    each ``{"title": ..., "lines": [markdown lines]}``, kept in the JSON for the README)."""
+    print(f"\n## {title}\n")
+    print("\n".join(target_table(targets)))
     info = machine()
     print(f"\nMachine: {info['cpu']}, {info['cpus']} CPUs, torch {info['torch']}. Command: `{command}`")
-    print("Ratios: medians of per-round ratios over interleaved rounds, 95% CIs from order statistics "
-          "(leannets.analysis.latency). Verdict: met / missed when the whole interval is on one side of the "
-          "target, else not distinguishable.")
+    print(RATIO_NOTE)
     if json_path:
         atomic_write_json(json_path, {"title": title, "command": command, "machine": info,
-                                      "targets": [asdict(t) | {"verdict": t.verdict} for t in targets]})
+                                      "date": datetime.date.today().isoformat(), "ratio_note": RATIO_NOTE,
+                                      "targets": [asdict(t) | {"verdict": t.verdict} for t in targets],
+                                      "notes": list(notes or [])})

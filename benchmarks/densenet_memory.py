@@ -1,8 +1,10 @@
 """DenseNet-family training on CPU: throughput ratios, and the memory-efficient DenseNet's memory and time.
 
-Usage: python benchmarks/densenet_memory.py [--threads 2] [--rounds 30] [--json PATH] [--quick]
+Usage: python benchmarks/densenet_memory.py [--threads 2] [--rounds 30] [--precisions fp32 bf16] [--json PATH]
+                                           [--quick]
 
-Rows (interleaved training steps: forward + backward + SGD, 32² inputs; ratios with 95% CIs):
+Rows (interleaved training steps: forward + backward + SGD, 32² inputs; ratios with 95% CIs); the throughput
+rows in fp32 and under CPU bf16 autocast (both sides alike), the memory rows in fp32:
 
 - ``densenet_bc_cifar_6_6_6`` (DenseNet-BC-40) vs ``resnet20_standard``, batch 128, channels_last:
   throughput ratio, target ≥ 0.4×.
@@ -61,14 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.quick:
         args.train_batch, args.mem_batch = 16, 8
     rounds = max(6, args.rounds // 3)
-    targets = [
+    targets = [t for p in args.precisions for t in (
         throughput_target("DenseNet-BC-40 training", "resnet20_standard", "densenet_bc_cifar_6_6_6",
-                          args.train_batch, ">= 0.4", rounds, args.threads),
+                          args.train_batch, ">= 0.4", rounds, args.threads, precision=p),
         throughput_target("DxNet 4-4-4 training", "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4", args.train_batch,
-                          ">= 1.0", rounds, args.threads, channels_last=False),
+                          ">= 1.0", rounds, args.threads, channels_last=False, precision=p),
         throughput_target("DxNet 4-4-4 training", "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4", args.train_batch,
-                          ">= 1.0", rounds, args.threads),
-    ] + memory_targets(args)
+                          ">= 1.0", rounds, args.threads, precision=p))] + memory_targets(args)
     return run("DenseNet-family training", "densenet_memory.py", targets, args, argv)
 
 

@@ -1,8 +1,10 @@
 """Multiception on CPU: the library's fast path vs the per-kernel PyTorch reference, and ResNet-20 training.
 
-Usage: python benchmarks/multiception_speed.py [--threads 2] [--rounds 30] [--json PATH] [--quick]
+Usage: python benchmarks/multiception_speed.py [--threads 2] [--rounds 30] [--precisions fp32 bf16] [--json PATH]
+                                              [--quick]
 
-Rows (interleaved rounds, ratios with 95% CIs from the per-round pairs):
+Rows (interleaved rounds, ratios with 95% CIs from the per-round pairs), each in fp32 and under CPU bf16
+autocast (both sides alike):
 
 - layer, training: forward + backward (input and parameter gradients) of the whole Multiception conv
   (depthwise branches → BN → pointwise → BN) at the ResNet-20 shapes, batch 128, channels_last:
@@ -26,7 +28,8 @@ from leannets.layers import create_conv
 from leannets.layers.kernels import available as kernels_available
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
-from _common import Target, add_output_args, ratio_target, run, throughput_target, time_pair  # noqa: E402
+from _common import (Target, add_output_args, autocast_if, ratio_target, run, throughput_target,  # noqa: E402
+                     time_pair)
 
 # (name, in_ch, out_ch, size, stride, kernel set): the ResNet-20 convs that change shape, per stage.
 SHAPES = [
@@ -49,7 +52,7 @@ def _grad_step(module: torch.nn.Module, x: torch.Tensor):
     return step
 
 
-def layer_targets(args: argparse.Namespace) -> list[Target]:
+def layer_targets(args: argparse.Namespace, precision: str) -> list[Target]:
     out = []
     rounds = max(6, args.rounds // 3)
     for name, cin, cout, size, stride, ks in SHAPES[:2] if args.quick else SHAPES:
@@ -58,24 +61,26 @@ def layer_targets(args: argparse.Namespace) -> list[Target]:
         ref.impl, fast.impl = "reference", "kernels"
         shape = f"{cin}→{cout}, {size}², s{stride}, k{'/'.join(map(str, ks))}"
         x = torch.randn(args.train_batch, cin, size, size).contiguous(memory_format=torch.channels_last)
-        lats = time_pair({"reference": _grad_step(ref.train(), x), "kernels": _grad_step(fast.train(), x)},
-                         rounds, args.threads)
+        lats = time_pair({"reference": autocast_if(precision, _grad_step(ref.train(), x)),
+                          "kernels": autocast_if(precision, _grad_step(fast.train(), x))}, rounds, args.threads)
         out.append(ratio_target("Multiception layer, fwd+bwd", f"{name} {shape}", "per-kernel reference", lats[1],
                                 ">= 1.5", f"batch {args.train_batch}, channels_last, {args.threads} CPU threads, "
-                                f"{rounds} rounds", quantity="speed-up", invert=True))
+                                f"{rounds} rounds", quantity="speed-up", invert=True, precision=precision))
         x1 = torch.randn(1, cin, size, size).contiguous(memory_format=torch.channels_last)
         ref.eval(), fast.eval()
-        lats = time_pair({"reference": lambda: ref(x1), "kernels": lambda: fast(x1)}, args.rounds, args.threads,
+        lats = time_pair({"reference": autocast_if(precision, lambda: ref(x1)),
+                          "kernels": autocast_if(precision, lambda: fast(x1))}, args.rounds, args.threads,
                          min_sample_ms=5.0, inference=True)
         out.append(ratio_target("Multiception layer, inference", f"{name} {shape}", "per-kernel reference", lats[1],
                                 ">= 1.5", f"batch 1, eval, channels_last, {args.threads} CPU threads, "
-                                f"{args.rounds} rounds", quantity="speed-up", invert=True))
+                                f"{args.rounds} rounds", quantity="speed-up", invert=True, precision=precision))
     return out
 
 
-def model_targets(args: argparse.Namespace) -> list[Target]:
+def model_targets(args: argparse.Namespace, precision: str) -> list[Target]:
     return [throughput_target("ResNet-20 training throughput", "resnet20_standard", "resnet20_multiception",
-                              args.train_batch, ">= 0.8", max(6, args.rounds // 3), args.threads)]
+                              args.train_batch, ">= 0.8", max(6, args.rounds // 3), args.threads,
+                              precision=precision)]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,8 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if not kernels_available():
         print("note: the C kernels are unavailable here; 'kernels' runs the reference path")
-    return run("Multiception: fast path vs reference", "multiception_speed.py",
-               layer_targets(args) + model_targets(args), args, argv)
+    targets = [t for p in args.precisions for t in layer_targets(args, p) + model_targets(args, p)]
+    return run("Multiception: fast path vs reference", "multiception_speed.py", targets, args, argv)
 
 
 if __name__ == "__main__":

@@ -7,8 +7,10 @@ Every latency figure of the library (``profile``, ``compare``, ``speedup``, ``re
   an eval-mode copy with BatchNorm folded into the convolutions, autograd off and channels_last
   weights. Layers with fast CPU kernels (:mod:`leannets.layers.kernels`) use them from then on.
 - **Backends.** ``eager`` (prepared, NCHW), ``channels_last`` (prepared, NHWC input; the default),
-  ``compiled`` (``torch.compile`` with inductor and weight freezing, on the channels_last model)
-  and ``onnxruntime`` (the folded model exported to ONNX, run by onnxruntime; the ``export`` extra).
+  ``bf16`` (the channels_last model called under bf16 autocast: ``with torch.autocast("cpu",
+  dtype=torch.bfloat16): model(x)``), ``compiled`` (``torch.compile`` with inductor and weight
+  freezing, on the channels_last model) and ``onnxruntime`` (the folded model exported to ONNX, run
+  by onnxruntime; the ``export`` extra; ``onnxruntime-int8`` statically quantized).
 - **Rounds.** After warm-up (which also triggers compilation), each call is calibrated to run
   ``n`` times per sample so that a sample lasts ≥ ``min_sample_ms``; then every round times one
   sample of every model, in alternating order (A B, B A, …) so drift and order effects hit all
@@ -43,7 +45,7 @@ __all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_THREADS", "DEFAULT_ROUNDS", "
            "build_call", "time_interleaved", "summarize_rounds", "Latency", "LatencyReport", "measure_latency",
            "torch_threads", "describe_settings", "format_with_ci", "load_average", "ratio_caveat"]
 
-BACKENDS = ("eager", "channels_last", "compiled", "onnxruntime", "onnxruntime-int8")
+BACKENDS = ("eager", "channels_last", "bf16", "compiled", "onnxruntime", "onnxruntime-int8")
 DEFAULT_BACKEND = "channels_last"
 DEFAULT_THREADS = 2
 DEFAULT_ROUNDS = 30
@@ -135,6 +137,13 @@ def build_call(model: nn.Module, x: torch.Tensor, backend: str = DEFAULT_BACKEND
         x = x.contiguous(memory_format=torch.channels_last)
     if backend == "compiled":
         return _compiled(prepared, x)
+    if backend == "bf16":
+        kind = torch.device(device).type
+
+        def under_autocast() -> Any:
+            with torch.autocast(kind, dtype=torch.bfloat16):
+                return prepared(x)
+        return under_autocast
     return lambda: prepared(x)
 
 

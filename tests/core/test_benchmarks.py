@@ -45,7 +45,8 @@ def test_multiception_benchmark_smoke_run_writes_targets(tmp_path: Path, capsys:
     out = capsys.readouterr().out
     assert "| Multiception layer, fwd+bwd |" in out and "| ResNet-20 training throughput |" in out
     doc = json.loads(path.read_text())
-    assert doc["machine"]["torch"] and len(doc["targets"]) == 5
+    assert doc["machine"]["torch"] and len(doc["targets"]) == 10  # 5 rows in fp32 and 5 under bf16 autocast
+    assert [t["precision"] for t in doc["targets"]] == ["fp32"] * 5 + ["bf16"] * 5
     for t in doc["targets"]:
         lo, hi = t["ci"]
         assert lo <= t["ratio"] <= hi and t["goal"] and t["verdict"] in ("met", "missed", "not distinguishable")
@@ -86,3 +87,35 @@ def test_int8_benchmark_table_states_missing_pairs_and_intervals() -> None:
     text = int8.markdown(rows, "settings")
     assert "| `m_a` | 2 | 71.00 (" in text and "-0.75 (-4.00 to +2.50)" in text
     assert "not measured" in text and "q_a / q_b | — | no trained checkpoints" in text
+
+
+def test_committed_readmes_match_the_committed_benchmark_json() -> None:
+    """benchmarks/README.md's measured section and the project README's summary are what make_readme renders
+    from benchmarks/results/*.json: no measured figure is typed by hand."""
+    make = _load("make_readme")
+    docs = make.load()
+    for path, section in ((make.BENCH_README, make.bench_section(docs)), (make.ROOT_README, make.summary_section(docs))):
+        text = path.read_text(encoding="utf-8")
+        assert make.render(text, section, path) == text, f"{path} is out of date: run python benchmarks/make_readme.py"
+
+
+def test_readme_sections_render_every_row_with_its_precision_and_verdict(tmp_path: Path) -> None:
+    make = _load("make_readme")
+    target = {"area": "ResNet-20 training throughput", "what": "resnet20_multiception", "reference": "resnet20_standard",
+              "quantity": "throughput", "ratio": 0.9, "ci": [0.85, 0.95], "goal": ">= 0.8", "verdict": "met",
+              "settings": "batch 128", "precision": "bf16"}
+    layer = dict(target, area="Multiception layer, inference", verdict="missed", precision="fp32")
+    doc = {"title": "Multiception", "command": "python benchmarks/multiception_speed.py --json x", "date": "2026-12-07",
+           "machine": {"cpu": "CPU", "cpus": 2, "torch": "2.13", "python": "3.11"}, "ratio_note": "Ratios: ...",
+           "targets": [target, layer], "notes": [{"title": "breakdown", "lines": ["| a |", "|---|"]}]}
+    (tmp_path / "multiception_speed.json").write_text(json.dumps(doc), encoding="utf-8")
+    docs = make.load(tmp_path)
+    bench = make.bench_section(docs)
+    assert "| ResNet-20 training throughput | resnet20_multiception | resnet20_standard | bf16 | throughput ×0.900 " \
+           "(0.850–0.950) | >= 0.8 | met | batch 128 |" in bench
+    assert "#### breakdown" in bench and "Not measured yet (no `benchmarks/results/wae_speedup.json`)" in bench
+    summary = make.summary_section(docs)
+    assert "| ResNet-20 training throughput: resnet20_multiception vs resnet20_standard | bf16 |" in summary
+    assert "- Multiception layer, inference (fp32): 1 missed" in summary and "2026-12-07" in summary
+    with pytest.raises(ValueError, match="README.md: the markers"):
+        make.render("no markers here", bench, Path("README.md"))
