@@ -73,8 +73,8 @@ PRECISIONS = ("fp32", "bf16")
 
 
 def inference_backend(precision: str) -> str:
-    """The latency harness backend of an inference row: ``channels_last``, or ``bf16`` (the same model under
-    CPU bf16 autocast)."""
+    """The latency harness backend of an inference row: ``channels_last``, or ``bf16`` (the same prepared model
+    with bf16 weights and input)."""
     return "bf16" if precision == "bf16" else "channels_last"
 
 

@@ -8,8 +8,8 @@ Training rows: one SGD step (forward + backward + update, batch 128, 32², chann
 under bf16 autocast against the same step in fp32, interleaved rounds, throughput ratio bf16 / fp32 with its
 95% CI. ``auto`` gives the choice the trainer makes for the model on this machine (:mod:`leannets.engine.amp`:
 bf16 only on a CPU with native bf16 and when its own measured step is >= 1.1x faster). Inference rows: the
-prepared model (``leannets.prepare_for_inference``, BN folded) at batch 1 on the harness's ``bf16`` backend
-against ``channels_last``, speed-up fp32 time / bf16 time. Goal for every row: bf16 is not slower (>= 1.0).
+prepared model (``leannets.prepare_for_inference``, BN folded) at batch 1 on the harness's ``bf16`` backend (bf16
+weights and input) against ``channels_last``, speed-up fp32 time / bf16 time. Goal for every row: bf16 is not slower (>= 1.0).
 """
 from __future__ import annotations
 

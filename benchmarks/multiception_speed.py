@@ -3,8 +3,8 @@
 Usage: python benchmarks/multiception_speed.py [--threads 2] [--rounds 30] [--precisions fp32 bf16] [--json PATH]
                                               [--quick]
 
-Rows (interleaved rounds, ratios with 95% CIs from the per-round pairs), each in fp32 and under CPU bf16
-autocast (both sides alike):
+Rows (interleaved rounds, ratios with 95% CIs from the per-round pairs), each in fp32 and in bf16 (both sides
+alike; training under CPU bf16 autocast, inference with bf16 weights and input):
 
 - layer, training: forward + backward (input and parameter gradients) of the whole Multiception conv
   (depthwise branches → BN → pointwise → BN) at the ResNet-20 shapes, batch 128, channels_last:
@@ -67,9 +67,9 @@ def layer_targets(args: argparse.Namespace, precision: str) -> list[Target]:
                                 ">= 1.5", f"batch {args.train_batch}, channels_last, {args.threads} CPU threads, "
                                 f"{rounds} rounds", quantity="speed-up", invert=True, precision=precision))
         x1 = torch.randn(1, cin, size, size).contiguous(memory_format=torch.channels_last)
-        ref.eval(), fast.eval()
-        lats = time_pair({"reference": autocast_if(precision, lambda: ref(x1)),
-                          "kernels": autocast_if(precision, lambda: fast(x1))}, args.rounds, args.threads,
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        ref_i, fast_i, x1 = ref.eval().to(dtype), fast.eval().to(dtype), x1.to(dtype)
+        lats = time_pair({"reference": lambda: ref_i(x1), "kernels": lambda: fast_i(x1)}, args.rounds, args.threads,
                          min_sample_ms=5.0, inference=True)
         out.append(ratio_target("Multiception layer, inference", f"{name} {shape}", "per-kernel reference", lats[1],
                                 ">= 1.5", f"batch 1, eval, channels_last, {args.threads} CPU threads, "

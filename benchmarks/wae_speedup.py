@@ -6,7 +6,7 @@ Usage: python benchmarks/wae_speedup.py [--families vgg16 resnet50] [--threads 2
 For VGG16 and ResNet-50 at 224×224, batch 1, every model prepared by ``leannets.prepare_for_inference``
 (BN folded) and timed interleaved by the library's harness; speed-up = t_full / t_model from the
 per-round pairs with its 95% CI, next to the MAC ratio and the paper's bound 1/(1/4 + 1/64) = 3.76×.
-Every row in fp32 (``channels_last``) and under CPU bf16 autocast (``bf16``), at 2 threads and at 1 (the paper's
+Every row in fp32 (``channels_last``) and in bf16 (the ``bf16`` backend: bf16 weights and input), at 2 threads and at 1 (the paper's
 Caffe timing, 3.13× and 1.88×, implies a single thread). Targets: WAE-VGG16 ≥ 3.4× at 2 threads and ≥ 3.13×
 at 1; WAE-ResNet-50 ≥ 1.6× at 2 threads and ≥ 2.0× at 1.
 """

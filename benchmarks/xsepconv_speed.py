@@ -3,8 +3,9 @@
 Usage: python benchmarks/xsepconv_speed.py [--threads 2] [--rounds 30] [--precisions fp32 bf16] [--json PATH]
                                            [--quick]
 
-Rows (every ratio = XSep / DW from interleaved rounds, with its 95% CI), each in fp32 and under CPU bf16
-autocast (both sides alike; the 1-thread and onnxruntime rows in fp32):
+Rows (every ratio = XSep / DW from interleaved rounds, with its 95% CI), each in fp32 and in bf16 (both sides
+alike; training under CPU bf16 autocast, inference on the harness's ``bf16`` backend: bf16 weights and input;
+the 1-thread and onnxruntime rows in fp32):
 
 - block inference: ``XSepConv(C, k)`` vs a k×k depthwise conv → BN → h-swish, batch 1, at the
   MobileNetV3 shapes 96×28² and 240×14², both through ``leannets.prepare_for_inference`` (BN folded)

@@ -7,8 +7,8 @@ Every latency figure of the library (``profile``, ``compare``, ``speedup``, ``re
   an eval-mode copy with BatchNorm folded into the convolutions, autograd off and channels_last
   weights. Layers with fast CPU kernels (:mod:`leannets.layers.kernels`) use them from then on.
 - **Backends.** ``eager`` (prepared, NCHW), ``channels_last`` (prepared, NHWC input; the default),
-  ``bf16`` (the channels_last model called under bf16 autocast: ``with torch.autocast("cpu",
-  dtype=torch.bfloat16): model(x)``), ``compiled`` (``torch.compile`` with inductor and weight
+  ``bf16`` (the channels_last model with its folded weights and the input in bfloat16:
+  ``prepare_for_inference(model, dtype=torch.bfloat16)(x.bfloat16())``), ``compiled`` (``torch.compile`` with inductor and weight
   freezing, on the channels_last model) and ``onnxruntime`` (the folded model exported to ONNX, run
   by onnxruntime; the ``export`` extra; ``onnxruntime-int8`` statically quantized).
 - **Rounds.** After warm-up (which also triggers compilation), each call is calibrated to run
@@ -64,7 +64,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None, fold: bool = True,
-                          channels_last: bool = True) -> nn.Module:
+                          channels_last: bool = True, dtype: torch.dtype | None = None) -> nn.Module:
     """The deployment path: an eval copy with BN folded, no autograd, channels_last weights.
 
     ``model = leannets.prepare_for_inference(create_model(name))`` is what the latency figures of
@@ -75,11 +75,16 @@ def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None,
         example: a probe input used to find conv → BN pairs (default: the model's smallest input).
         fold: fold every BatchNorm that directly follows a convolution.
         channels_last: store 4-D weights channels_last (feed channels_last inputs for full speed).
+        dtype: convert the folded weights once, e.g. ``torch.bfloat16`` on a CPU with native bf16 (feed
+            inputs of that dtype). Autocast would instead cast every weight on every call: autograd-free
+            weights are not in its cast cache.
     """
     prepared = fold_bn(model, None if example is None else example[:1]) if fold else copy.deepcopy(model).eval()
     prepared.requires_grad_(False)
     if channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)
+    if dtype is not None:
+        prepared = prepared.to(dtype)
     return prepared
 
 
@@ -131,19 +136,13 @@ def build_call(model: nn.Module, x: torch.Tensor, backend: str = DEFAULT_BACKEND
             raise ValueError(f"backend {backend!r} runs on the CPU only; use --device cpu")
         folded = fold_bn(model, x[:1]) if fold else copy.deepcopy(model).eval()
         return _onnxruntime(folded, x, threads, int8=backend == "onnxruntime-int8")
-    prepared = prepare_for_inference(model, x, fold=fold, channels_last=backend != "eager").to(device)
-    x = x.to(device)
+    dtype = torch.bfloat16 if backend == "bf16" else None
+    prepared = prepare_for_inference(model, x, fold=fold, channels_last=backend != "eager", dtype=dtype).to(device)
+    x = x.to(device, dtype)
     if backend != "eager":
         x = x.contiguous(memory_format=torch.channels_last)
     if backend == "compiled":
         return _compiled(prepared, x)
-    if backend == "bf16":
-        kind = torch.device(device).type
-
-        def under_autocast() -> Any:
-            with torch.autocast(kind, dtype=torch.bfloat16):
-                return prepared(x)
-        return under_autocast
     return lambda: prepared(x)
 
 

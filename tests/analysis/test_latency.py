@@ -77,6 +77,21 @@ def test_backends_run_the_same_model(backend: str) -> None:
         torch.testing.assert_close(out, net(x), rtol=1e-4, atol=1e-5)
 
 
+def test_bf16_backend_runs_the_model_with_bf16_weights_and_input() -> None:
+    """The bf16 deployment path converts the folded weights once (prepare_for_inference(dtype=...)) and feeds
+    a bf16 input; it stays within bf16 accuracy of float32 (stated tolerance: 2% of the largest output)."""
+    net = _bn_net()
+    x = torch.randn(1, 3, 9, 9)
+    prepared = prepare_for_inference(net, x, dtype=torch.bfloat16)
+    assert all(p.dtype == torch.bfloat16 for p in prepared.parameters())
+    assert next(net.parameters()).dtype == torch.float32  # the caller's model is untouched
+    out = build_call(net, x, "bf16", threads=1)()
+    assert out.dtype == torch.bfloat16
+    with torch.no_grad():
+        want = net(x)
+    assert (out.float() - want).abs().max() <= 0.02 * want.abs().max()
+
+
 @pytest.mark.slow
 def test_compiled_backend_runs_the_same_model() -> None:
     net = _bn_net()
@@ -94,4 +109,4 @@ def test_measure_latency_reports_settings_and_rejects_unknown_backends() -> None
     assert "samples_ms" not in report.as_dict()["results"][0]
     with pytest.raises(ValueError, match="backend must be one of"):
         measure_latency(models, (3, 8, 8), backend="fastest")
-    assert BACKENDS == ("eager", "channels_last", "compiled", "onnxruntime", "onnxruntime-int8")
+    assert BACKENDS == ("eager", "channels_last", "bf16", "compiled", "onnxruntime", "onnxruntime-int8")
