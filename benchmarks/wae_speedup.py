@@ -56,7 +56,7 @@ def _target(args: argparse.Namespace, family: str, precision: str, threads: int)
     wae = rep.row("wae")
     goal = GOALS.get((family, threads), "")
     settings = f"backend {rep.backend}, {rep.threads} CPU threads, batch 1, {rep.rounds} rounds"
-    return Target(f"WAE-{family}, {rep.input_size[-1]}², batch 1", f"wae_{family}", family, "speed-up", wae.speedup[1],
+    return Target(f"WAE-{family}, {rep.input_size[-1]}², batch 1, {threads} thread{'s' if threads > 1 else ''}", f"wae_{family}", family, "speed-up", wae.speedup[1],
                   tuple(wae.speedup_ci[1]), goal, settings,
                   {"mac_ratio": wae.mac_speedup, "paper_cpu": PAPER_CPU.get(family),
                    "ms": [rep.rows[0].latency_ms[1], wae.latency_ms[1]]}, precision=precision)

@@ -46,7 +46,10 @@ FRONT_ENDS = ("wae", "wavelet", "resize")
 
 
 def resize_half(x: torch.Tensor) -> torch.Tensor:
-    """The image resized to ``ceil(H/2) × ceil(W/2)`` (bilinear, antialiased): the ½-resolution baseline's input."""
+    """The image resized to ``ceil(H/2) × ceil(W/2)`` (bilinear, antialiased): the ½-resolution baseline's input.
+    bf16/fp16 images are resized in float32 (PyTorch's antialiased kernel has no bf16 CPU version)."""
+    if x.dtype in (torch.bfloat16, torch.float16):
+        return resize_half(x.float()).to(x.dtype)
     return F.interpolate(x, size=half_size(x.shape), mode="bilinear", align_corners=False, antialias=True)
 
 
