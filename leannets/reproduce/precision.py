@@ -43,6 +43,16 @@ def _img_s(result: dict[str, Any]) -> float:
     return sum(rows) / len(rows) if rows else 0.0
 
 
+def _fp32_run(ctx: Context, exp: Any, row: Any, seed_index: int) -> dict[str, Any]:
+    """The fp32 run of one seed: the paper's own run where it is recorded and trained in fp32, else a run with
+    ``train.amp: off`` (training the paper's ``auto`` run first would pick bf16 on this CPU and waste it)."""
+    if ctx.records is not None and ctx.records.find(ctx.resolve(exp, row, seed_index)[2])[0] is not None:
+        paper_run = ctx.train(exp, row, seed_index)
+        if ctx.provenance[paper_run["run_id"]]["amp"] == "off":
+            return paper_run
+    return ctx.train(exp, row, seed_index, extra={"train.amp": "off"})
+
+
 def bf16_check(data_root: str | Path, records: str | Path, seeds: int = 3, threads: int | None = 2,
                runs: str | Path | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Train (or read from records) the fp32 and bf16 runs of each seed and judge the paired difference."""
@@ -56,12 +66,7 @@ def bf16_check(data_root: str | Path, records: str | Path, seeds: int = 3, threa
     if not native_bf16_cpu() and any(ctx.records.find(ctx.resolve(exp, row, k, bf16_run)[2])[0] is None
                                      for k in range(seeds)):
         raise ValueError("the bf16 check needs a CPU with native bf16 (avx512_bf16 or amx_bf16) or its records")
-    pairs = []
-    for k in range(seeds):
-        fp32 = ctx.train(exp, row, k)  # the paper's own run: fp32 wherever auto chose it
-        if ctx.provenance[fp32["run_id"]]["amp"] != "off":
-            fp32 = ctx.train(exp, row, k, extra={"train.amp": "off"})
-        pairs.append((fp32, ctx.train(exp, row, k, extra=bf16_run)))
+    pairs = [(_fp32_run(ctx, exp, row, k), ctx.train(exp, row, k, extra=bf16_run)) for k in range(seeds)]
     diff = paired_difference([_acc(b) for _, b in pairs], [_acc(f) for f, _ in pairs], higher_is_better=True)
     inside = diff.defined and -MARGIN < diff.low and diff.high < MARGIN
     runs_out = [{**ctx.provenance[r["run_id"]], "seed": r["overrides"]["seed"], "acc1": _acc(r), "img_per_s": _img_s(r)}

@@ -9,13 +9,16 @@ import pytest
 
 from leannets.reproduce import precision
 from leannets.reproduce.context import Context
+from leannets.reproduce.records import RecordStore
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
-def _fake_train(accs: dict[str, list[float]], auto_amp: str):
+def _fake_train(accs: dict[str, list[float]], auto_amp: str, calls: list[str] | None = None):
     def train(self, exp, row, seed_index=0, extra=None):
         amp = (extra or {}).get("train.amp", "auto")
+        if calls is not None:
+            calls.append(amp)
         effective = auto_amp if amp == "auto" else amp
         run_id = f"{row.key}-{amp}-{seed_index}"
         self.provenance[run_id] = {"run_id": run_id, "amp": effective, "cpu": "test CPU", "minutes": 1.0}
@@ -25,13 +28,18 @@ def _fake_train(accs: dict[str, list[float]], auto_amp: str):
     return train
 
 
-@pytest.mark.parametrize("auto_amp, trained", [("off", {"auto", "bf16"}), ("bf16", {"auto", "off", "bf16"})])
-def test_fp32_side_reuses_the_papers_runs_only_when_they_trained_in_fp32(tmp_path, monkeypatch, auto_amp, trained):
+@pytest.mark.parametrize("recorded, auto_amp, trained", [(True, "off", {"auto", "bf16"}),
+                                                        (True, "bf16", {"auto", "off", "bf16"}),
+                                                        (False, "bf16", {"off", "bf16"})])
+def test_fp32_side_reuses_the_papers_runs_only_when_recorded_in_fp32(tmp_path, monkeypatch, recorded, auto_amp,
+                                                                     trained):
     monkeypatch.setenv("LEANNETS_CPU_BF16", "1")
+    calls: list[str] = []
     monkeypatch.setattr(Context, "train", _fake_train({"fp32": [78.0, 77.5, 78.2], "bf16": [78.1, 77.4, 78.3]},
-                                                      auto_amp))
+                                                      auto_amp, calls))
+    monkeypatch.setattr(RecordStore, "find", lambda self, resolved: ({"run_id": "r"} if recorded else None, None))
     doc = precision.bf16_check(tmp_path, tmp_path / "rec", log=lambda m: None)
-    assert {r["run_id"].split("-")[1] for r in doc["runs"]} <= trained
+    assert set(calls) == trained and len(calls) == 3 * len(trained)
     assert doc["fp32"] == [78.0, 77.5, 78.2] and doc["bf16"] == [78.1, 77.4, 78.3]
     assert doc["verdict"] == "equivalent" and -0.5 < doc["difference"]["low"] < doc["difference"]["high"] < 0.5
 
