@@ -1,7 +1,8 @@
 """Which path a layer takes, decided in one place: the ops of :mod:`leannets.layers.ops` or the plain modules.
 
 - Training (autograd) runs the modules; depthwise convs take the ``leannets::depthwise_conv2d`` op (its C
-  backward) where :func:`depthwise_op_applies` (measured faster in float32; always in bf16).
+  backward) where :func:`depthwise_op_applies` (measured faster in float32; always in bf16), and Multiception's
+  branches all take one ``leannets::multi_depthwise_conv`` op (``SeparableMultiKernel.branch_op_ok``).
 - bf16: under CPU bf16 autocast, or with bf16 data and weights, every path runs its ops on the bf16
   activations with float32 weights and sums (oneDNN's bf16 depthwise convolution is slower than float32).
 - CPU inference runs the fused ops (:func:`xsep_weights`, :func:`choose_impl`) on weights folded once per

@@ -41,6 +41,8 @@ _SIGNATURES = {  # every kernel ends with (threads, bf16 activations)
     "xsep_forward_nchw": [_P, _P, _L, _L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _L, _L, _I, _I, _I],
     "xsep_forward_nhwc": [_P, _P, _L, _L, _L, _L, _P, _P, _P, _P, _P, _P, _P, _L, _L, _I, _I, _I],
     "multi_dw_forward_nhwc": [_P, _P, _L, _L, _L, _L, _L, _P, _P, _P, _L, _I, _I, _I],
+    "multi_dw_backward_input_nhwc": [_P, _P, _P, _L, _L, _L, _L, _L, _P, _L, _I, _I],
+    "multi_dw_backward_weight_nhwc": [_P, _P, _P, _L, _L, _L, _L, _L, _P, _L, _I, _I],
     "dw_forward_nhwc": [_P, _P, _P, _P] + [_L] * 12 + [_I, _I],
     "dw_backward_input_nhwc": [_P, _P, _P] + [_L] * 12 + [_I, _I],
     "dw_backward_weight_nhwc": [_P, _P, _P, _P] + [_L] * 12 + [_I, _I],

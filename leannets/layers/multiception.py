@@ -247,6 +247,18 @@ class SeparableMultiKernel(nn.Module):
                 and self.mid_act in _POINTWISE_ACTS and kernels.act_code(self.act) is not None
                 and dtype_ok(x, self.pw.weight))
 
+    def branch_op_ok(self, x: torch.Tensor) -> bool:
+        """``leannets::multi_depthwise_conv`` computes the branches of this training call: Multiception (several
+        branches, each over all channels, no bias) on CPU float32 or bf16 data."""
+        return (len(self.branches) > 1 and all(s == 0 and c == self.in_ch for s, c, _ in self.branches)
+                and all(conv.bias is None and conv.padding_mode == "zeros" for conv in self.dw)
+                and x.device.type == "cpu" and x.dim() == 4 and dtype_ok(x, self.dw[0].weight))
+
+    def _tap_major_weights(self) -> torch.Tensor:
+        """Every branch's weights as tap-major (k·k, C), flattened and concatenated (differentiable)."""
+        return torch.cat([conv.weight.reshape(c, k * k).t().reshape(-1) for conv, (_, c, k) in
+                          zip(self.dw, self.branches)])
+
     def _kernel_weights(self) -> dict[str, torch.Tensor]:
         """BN-folded branch weights (tap-major, concatenated), biases and the folded pointwise conv."""
         ws, bs = [], []
@@ -265,16 +277,21 @@ class SeparableMultiKernel(nn.Module):
 
     def forward_kernels(self, x: torch.Tensor) -> torch.Tensor:
         """CPU path on the C kernels. Inference: every branch (BN folded) in one ``leannets::multi_depthwise`` call, then the
-        folded pointwise conv. Training: the branch convs with the C backward (:class:`DepthwiseConv2d`),
-        one concatenation and one BN call over it (exactly the per-branch BNs), act, pointwise, BN."""
+        folded pointwise conv. Training: every Multiception branch in one ``leannets::multi_depthwise_conv`` call
+        (C forward and backward; MixConv/DSConv: the branch convs with the C backward of :class:`DepthwiseConv2d`
+        and a concatenation), one BN call over the result (exactly the per-branch BNs), act, pointwise, BN."""
         s_dw, s_pw = self._strides()
         if self.kernel_inference_ok(x):
             w = folded(self, "_kernel_cache", self._kernel_weights)
             y = ops.multi_depthwise(x, w["w"], w["b"], self.kernel_sizes, s_dw, kernels.act_code(self.act))
             return F.conv2d(y, w["pw_w"], w["pw_b"], s_pw)
-        ys = [conv(x if c == self.in_ch else x[:, start:start + c], stride=s_dw)
-              for (start, c, _), conv in zip(self.branches, self.dw)]
-        y = ys[0] if len(ys) == 1 else torch.cat(ys, 1)
+        if self.branch_op_ok(x):
+            y = ops.multi_depthwise_conv(x, self._tap_major_weights(), self.kernel_sizes, s_dw)
+            ys = list(y.split(self.in_ch, 1))
+        else:
+            ys = [conv(x if c == self.in_ch else x[:, start:start + c], stride=s_dw)
+                  for (start, c, _), conv in zip(self.branches, self.dw)]
+            y = ys[0] if len(ys) == 1 else torch.cat(ys, 1)
         if all(bn_is_affine(bn) for bn in self.bn1) or not self.fused_supported():
             y = torch.cat([bn(t) for bn, t in zip(self.bn1, ys)], 1) if len(ys) > 1 else self.bn1[0](y)
         else:

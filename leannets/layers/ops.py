@@ -2,6 +2,9 @@
 
 - ``leannets::xsep_block``: a whole BN-folded XSepConv block (2×2 → act → 1×k → act → k×1 → act), inference.
 - ``leannets::multi_depthwise``: every BN-folded depthwise branch of a Multiception layer, inference.
+- ``leannets::multi_depthwise_conv``: the raw depthwise branches of a Multiception layer (no BN, no bias), concatenated,
+  for training: its backward, ``leannets::multi_depthwise_conv_backward``, computes every branch's gradients in
+  one C call (the input gradient summed over the branches, written once).
 - ``leannets::depthwise_conv2d``: a depthwise conv (PyTorch's forward) whose backward,
   ``leannets::depthwise_conv2d_backward``, runs on the NHWC C kernels.
 
@@ -29,13 +32,16 @@ from torch.utils.flop_counter import register_flop_formula
 
 from . import kernels
 
-__all__ = ["xsep_block", "multi_depthwise", "depthwise_conv2d", "xsep_block_reference",
+__all__ = ["xsep_block", "multi_depthwise", "multi_depthwise_conv", "depthwise_conv2d", "xsep_block_reference",
            "multi_depthwise_reference", "DECOMPOSITIONS"]
 
 _LIB = torch.library.Library("leannets", "DEF")
 _LIB.define("xsep_block(Tensor x, Tensor? w2, Tensor? b2, Tensor? pad2, Tensor w1, Tensor b1, Tensor wk, Tensor bk, "
             "int k, int stride, int act, bool tap_major=False) -> Tensor")
 _LIB.define("multi_depthwise(Tensor x, Tensor weights, Tensor bias, int[] kernel_sizes, int stride, int act) -> Tensor")
+_LIB.define("multi_depthwise_conv(Tensor x, Tensor weights, int[] kernel_sizes, int stride) -> Tensor")
+_LIB.define("multi_depthwise_conv_backward(Tensor grad, Tensor x, Tensor weights, int[] kernel_sizes, int stride, "
+            "bool[] output_mask) -> (Tensor, Tensor)")
 _LIB.define("depthwise_conv2d(Tensor x, Tensor weight, Tensor? bias, int[] stride, int[] padding) -> Tensor")
 _LIB.define("depthwise_conv2d_backward(Tensor grad, Tensor x, Tensor weight, int[] stride, int[] padding, "
             "bool[] output_mask) -> (Tensor, Tensor, Tensor)")
@@ -188,6 +194,94 @@ def _multi_depthwise_fake(x, weights, bias, kernel_sizes, stride, act):  # noqa:
                        memory_format=torch.channels_last)
 
 
+# -- multi_depthwise_conv (training) and its C backward -------------------------------------------------
+def _multi_conv_reference(x: torch.Tensor, weights: torch.Tensor, kernel_sizes: Sequence[int],
+                          stride: int) -> torch.Tensor:
+    return multi_depthwise_reference(x, weights, weights.new_zeros(len(kernel_sizes) * x.shape[1]), kernel_sizes,
+                                     stride, 0)
+
+
+def _multi_geometry(x: torch.Tensor, kernel_sizes: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
+    return torch.tensor(kernel_sizes, dtype=torch.int64), list(x.shape) + [len(kernel_sizes)]
+
+
+@_without_autocast
+def _multi_conv_cpu(x: torch.Tensor, weights: torch.Tensor, kernel_sizes: list[int], stride: int) -> torch.Tensor:
+    """The branches on ``multi_dw_forward_nhwc`` with zero bias (one pass over the input for every branch)."""
+    return _multi_depthwise_cpu(x, weights, weights.new_zeros(len(kernel_sizes) * x.shape[1]), kernel_sizes, stride,
+                                0)
+
+
+_LIB.impl("multi_depthwise_conv", _multi_conv_cpu, "CPU")
+
+
+@torch.library.register_fake("leannets::multi_depthwise_conv")
+def _multi_conv_fake(x, weights, kernel_sizes, stride):  # noqa: ANN001, ANN202
+    return _multi_depthwise_fake(x, weights, None, kernel_sizes, stride, 0)
+
+
+def _multi_conv_backward_reference(grad: torch.Tensor, x: torch.Tensor, weights: torch.Tensor, kernel_sizes: list[int],
+                                   stride: int, output_mask: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
+    work = _work_dtype(x, weights)
+    with torch.enable_grad():
+        xr = x.detach().to(work).requires_grad_(output_mask[0])
+        wr = weights.detach().to(work).requires_grad_(output_mask[1])
+        out = _multi_conv_reference(xr, wr, kernel_sizes, stride)
+        wanted = [t for t, m in zip((xr, wr), output_mask) if m]
+        got = list(torch.autograd.grad(out, wanted, grad.to(work))) if wanted else []
+    gx = got.pop(0).to(x.dtype).contiguous(memory_format=torch.channels_last) if output_mask[0] else x.new_empty(0)
+    gw = got.pop(0).to(weights.dtype) if output_mask[1] else weights.new_empty(0)
+    return gx, gw
+
+
+@_without_autocast
+def _multi_conv_backward_cpu(grad: torch.Tensor, x: torch.Tensor, weights: torch.Tensor, kernel_sizes: list[int],
+                             stride: int, output_mask: list[bool]) -> tuple[torch.Tensor, torch.Tensor]:
+    """(grad input, grad weights) of every branch in one C call each; an output not asked for is empty."""
+    if not kernels.available() or x.dtype not in _KERNEL_DTYPES or x.numel() == 0:
+        return _multi_conv_backward_reference(grad, x, weights, kernel_sizes, stride, output_mask)
+    lib, threads, bf = kernels.library(), torch.get_num_threads(), _bf(x)
+    ks, geo = _multi_geometry(x, kernel_sizes)
+    x = x.contiguous(memory_format=torch.channels_last)
+    grad = grad.to(x.dtype).contiguous(memory_format=torch.channels_last)
+    w = weights.float().contiguous()
+    gx, gw = x.new_empty(0), weights.new_empty(0)
+    if output_mask[0]:
+        gx = torch.empty(x.shape, dtype=x.dtype, memory_format=torch.channels_last)
+        if lib.multi_dw_backward_input_nhwc(grad.data_ptr(), w.data_ptr(), gx.data_ptr(), *geo, ks.data_ptr(), stride,
+                                            threads, bf):
+            raise MemoryError("leannets::multi_depthwise_conv_backward: the kernel could not allocate its scratch")
+    if output_mask[1]:
+        gw = torch.empty_like(w)
+        if lib.multi_dw_backward_weight_nhwc(grad.data_ptr(), x.data_ptr(), gw.data_ptr(), *geo, ks.data_ptr(),
+                                             stride, threads, bf):
+            raise MemoryError("leannets::multi_depthwise_conv_backward: the kernel could not allocate its scratch")
+        gw = gw.to(weights.dtype)
+    return gx, gw
+
+
+_LIB.impl("multi_depthwise_conv_backward", _multi_conv_backward_cpu, "CPU")
+
+
+@torch.library.register_fake("leannets::multi_depthwise_conv_backward")
+def _multi_conv_backward_fake(grad, x, weights, kernel_sizes, stride, output_mask):  # noqa: ANN001, ANN202
+    return (torch.empty_like(x, memory_format=torch.channels_last) if output_mask[0] else x.new_empty(0),
+            weights.new_empty(weights.shape) if output_mask[1] else weights.new_empty(0))
+
+
+def _setup_multi_conv(ctx, inputs, output) -> None:  # noqa: ANN001
+    x, weights, kernel_sizes, stride = inputs
+    ctx.save_for_backward(x, weights)
+    ctx.kernel_sizes, ctx.stride = kernel_sizes, stride
+
+
+def _multi_conv_backward(ctx, grad):  # noqa: ANN001, ANN202
+    x, weights = ctx.saved_tensors
+    mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1]]
+    gx, gw = torch.ops.leannets.multi_depthwise_conv_backward(grad, x, weights, ctx.kernel_sizes, ctx.stride, mask)
+    return gx if mask[0] else None, gw if mask[1] else None, None, None
+
+
 # -- depthwise_conv2d and its C backward -----------------------------------------------------------
 def _depthwise_reference(x: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor], stride: list[int],
                          padding: list[int]) -> torch.Tensor:
@@ -295,12 +389,15 @@ def _depthwise_backward(ctx, grad):  # noqa: ANN001, ANN202
 
 
 def _no_double_backward(ctx, *grads):  # noqa: ANN001, ANN202
-    raise RuntimeError("leannets::depthwise_conv2d: its C backward cannot differentiate twice "
+    raise RuntimeError("leannets: a depthwise op's C backward cannot differentiate twice "
                        f"(create_graph=True); set {kernels.KERNELS_ENV}=0 for second derivatives")
 
 
 torch.library.register_autograd("leannets::depthwise_conv2d", _depthwise_backward, setup_context=_setup_depthwise)
 torch.library.register_autograd("leannets::depthwise_conv2d_backward", _no_double_backward,
+                                setup_context=lambda ctx, inputs, output: None)
+torch.library.register_autograd("leannets::multi_depthwise_conv", _multi_conv_backward, setup_context=_setup_multi_conv)
+torch.library.register_autograd("leannets::multi_depthwise_conv_backward", _no_double_backward,
                                 setup_context=lambda ctx, inputs, output: None)
 
 
@@ -318,6 +415,11 @@ def _multi_depthwise_flops(x_shape, w_shape, b_shape, kernel_sizes, stride, act,
                            **kwargs) -> int:  # noqa: ANN002, ANN003
     n, c = x_shape[0], x_shape[1]
     return 2 * n * c * out_shape[2] * out_shape[3] * sum(k * k for k in kernel_sizes)
+
+
+@register_flop_formula(torch.ops.leannets.multi_depthwise_conv)
+def _multi_conv_flops(x_shape, w_shape, kernel_sizes, stride, *args, out_shape=None, **kwargs) -> int:  # noqa: ANN001, ANN002, ANN003
+    return 2 * x_shape[0] * x_shape[1] * out_shape[2] * out_shape[3] * sum(k * k for k in kernel_sizes)
 
 
 @register_flop_formula(torch.ops.leannets.depthwise_conv2d)
@@ -352,6 +454,21 @@ def multi_depthwise(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, 
     return torch.ops.leannets.multi_depthwise(x, weights, bias, list(kernel_sizes), stride, act)
 
 
+def multi_depthwise_conv(x: torch.Tensor, weights: torch.Tensor, kernel_sizes: Sequence[int],
+                         stride: int) -> torch.Tensor:
+    """The raw depthwise branches of a Multiception layer (no bias), concatenated, with the C backward.
+
+    Args:
+        x: (N, C, H, W); the result, (N, branches · C, H', W') in concatenation order, has the input's layout
+            (the kernels run on channels_last data).
+        weights: every branch's tap-major (k·k, C) weights, flattened one after another (differentiable).
+        kernel_sizes: odd kernel sizes, one per branch (padding k // 2 each).
+        stride: the depthwise stride.
+    """
+    y = torch.ops.leannets.multi_depthwise_conv(x, weights, list(kernel_sizes), stride)
+    return y if _nhwc(x) else y.contiguous()
+
+
 def depthwise_conv2d(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Sequence[int],
                      padding: Sequence[int]) -> torch.Tensor:
     """``F.conv2d(x, weight, bias, stride, padding, groups=C)`` whose backward runs on the C kernels.
@@ -373,5 +490,6 @@ def _xsep_decomposition(x, w2, b2, pad2, w1, b1, wk, bk, k, stride, act, tap_maj
 DECOMPOSITIONS = {
     torch.ops.leannets.xsep_block.default: _xsep_decomposition,
     torch.ops.leannets.multi_depthwise.default: multi_depthwise_reference,
+    torch.ops.leannets.multi_depthwise_conv.default: _multi_conv_reference,
     torch.ops.leannets.depthwise_conv2d.default: _depthwise_reference,
 }

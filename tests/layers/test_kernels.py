@@ -261,3 +261,51 @@ def test_double_backward_through_the_c_backward_fails_loudly() -> None:
     (g,) = torch.autograd.grad(conv(x).square().sum(), x, create_graph=True)
     with pytest.raises(RuntimeError, match="once_differentiable|differentiate twice"):
         g.sum().backward()
+
+
+def _multi_case(seed: int) -> tuple[torch.Tensor, torch.Tensor, list[int], int]:
+    rng = random.Random(2000 + seed)
+    c = rng.choice([1, 5, 16, 17, 32])
+    ks = rng.choice([[3, 5, 7], [3, 5], [3, 3], [5], [7, 3]])
+    h, w = rng.choice([1, 5, 8, 13, 16]), rng.choice([2, 6, 9, 16])
+    x = torch.randn(rng.choice([1, 2, 3]), c, h, w)
+    if rng.random() < 0.5:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, torch.randn(c * sum(k * k for k in ks)), ks, rng.choice([1, 2])
+
+
+def _multi_against_float64(x: torch.Tensor, weights: torch.Tensor, ks: list[int], stride: int,
+                           grad: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(op, float64 reference) pairs of the output and both gradients of ``leannets::multi_depthwise_conv``."""
+    xk, wk = x.clone().requires_grad_(True), weights.clone().requires_grad_(True)
+    out = ops.multi_depthwise_conv(xk, wk, ks, stride)
+    x64, w64 = x.detach().double().requires_grad_(True), weights.double().requires_grad_(True)
+    ref = ops.multi_depthwise_reference(x64, w64, w64.new_zeros(len(ks) * x.shape[1]), ks, stride, 0)
+    grad = torch.randn(ref.shape, dtype=torch.float64).to(x.dtype) if grad is None else grad
+    out.backward(grad)
+    ref.backward(grad.double())
+    if x.shape[1] > 1 and x.shape[2] * x.shape[3] > 1:  # else both layouts are one
+        assert out.is_contiguous(memory_format=torch.channels_last) == x.is_contiguous(memory_format=torch.channels_last)
+    assert out.dtype == xk.grad.dtype == x.dtype and wk.grad.dtype == torch.float32
+    return [(out, ref), (xk.grad, x64.grad), (wk.grad, w64.grad)]
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_multi_depthwise_conv_forward_and_backward_equal_float64(seed: int) -> None:
+    """All Multiception branches in one op (the training path): output, input gradient (summed over the
+    branches) and every branch's weight gradient within 1e-5 of their largest value."""
+    for got, want in _multi_against_float64(*_multi_case(seed)):
+        assert (got.double() - want).abs().max() <= 1e-5 * want.abs().max().clamp_min(1.0)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_bf16_multi_depthwise_conv_forward_and_backward(seed: int) -> None:
+    """bf16 data, float32 weights and sums: output and input gradient within one bf16 rounding of a float64
+    computation on the same bf16 inputs (relative 2^-8, plus 1e-5 of the largest value); the float32 weight
+    gradient within 1e-4 of its largest value."""
+    x, weights, ks, stride = _multi_case(seed)
+    (out, ref), (gx, gx64), (gw, gw64) = _multi_against_float64(x.bfloat16(), weights, ks, stride)
+    for got, want in [(out, ref), (gx, gx64)]:
+        err = (got.double() - want).abs()
+        assert (err <= want.abs() * 2 ** -8 + 1e-5 * want.abs().max().clamp_min(1.0)).all()
+    assert (gw.double() - gw64).abs().max() <= 1e-4 * gw64.abs().max().clamp_min(1.0)

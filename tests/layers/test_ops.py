@@ -2,6 +2,7 @@
 their decompositions match the modules, and no global hook or private dispatch API is used."""
 from __future__ import annotations
 
+import copy
 import random
 import re
 from pathlib import Path
@@ -72,6 +73,43 @@ def test_compiled_training_step_takes_the_c_backward() -> None:
         torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
 
 
+def test_compiled_multiception_training_step_takes_the_branch_op() -> None:
+    """Training a Multiception layer runs every branch in ``leannets::multi_depthwise_conv`` (eager and
+    compiled), with the outputs, gradients and BN statistics of the per-branch PyTorch layer."""
+    torch.manual_seed(0)
+    base = MulticeptionConv(8, 12, (3, 5, 7)).train()
+    x = torch.randn(2, 8, 9, 9).contiguous(memory_format=torch.channels_last)
+    results = []
+    for run in ("reference", "eager", "compiled"):
+        layer = copy.deepcopy(base)
+        xi = x.clone().requires_grad_(True)
+        if run == "reference":
+            with dispatch.reference_path():
+                out = layer(xi)
+        else:
+            out = (layer if run == "eager" else torch.compile(layer, backend="inductor"))(xi)
+        if run == "eager":
+            assert any("leannets_multi_depthwise_conv" in name for name in _graph_names(out.grad_fn))
+        out.square().sum().backward()
+        results.append([out.detach(), xi.grad, *(p.grad for p in layer.parameters()), *layer.buffers()])
+    scale = max(float(g.abs().max()) for g in results[0][1:])
+    for got in results[1:]:
+        for g, want in zip(got, results[0]):
+            assert (g - want).abs().max() <= 1e-5 * max(scale, float(want.abs().max()))
+
+
+def _graph_names(fn, seen: set | None = None) -> set[str]:  # noqa: ANN001
+    """Class names of every autograd node reachable from ``fn``."""
+    seen = set() if seen is None else seen
+    if fn is None or fn in seen:
+        return set()
+    seen.add(fn)
+    names = {type(fn).__name__}
+    for nxt, _ in fn.next_functions:
+        names |= _graph_names(nxt, seen)
+    return names
+
+
 def _op_samples() -> list[tuple[object, tuple]]:
     block = _randomize_bn(XSepConv(8, 5)).eval()
     w = block.kernel_weights()
@@ -80,11 +118,14 @@ def _op_samples() -> list[tuple[object, tuple]]:
     multi = (x, torch.randn(8 * (9 + 25)), torch.randn(16), [3, 5], 1, 1)
     dw = (x.contiguous(memory_format=torch.channels_last).requires_grad_(True), torch.randn(8, 1, 5, 5,
           requires_grad=True), torch.randn(8, requires_grad=True), [1, 1], [2, 2])
+    multi_conv = (x.contiguous(memory_format=torch.channels_last).requires_grad_(True),
+                  torch.randn(8 * (9 + 25 + 49), requires_grad=True), [3, 5, 7], 2)
     return [(torch.ops.leannets.xsep_block.default, xsep), (torch.ops.leannets.multi_depthwise.default, multi),
-            (torch.ops.leannets.depthwise_conv2d.default, dw)]
+            (torch.ops.leannets.depthwise_conv2d.default, dw),
+            (torch.ops.leannets.multi_depthwise_conv.default, multi_conv)]
 
 
-@pytest.mark.parametrize("index", range(3))
+@pytest.mark.parametrize("index", range(4))
 def test_opcheck(index: int) -> None:
     """torch.library's own checks: schema, fake kernel against the real one, autograd registration."""
     op, args = _op_samples()[index]

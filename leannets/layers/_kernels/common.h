@@ -1,4 +1,4 @@
-/* Shared by the depthwise kernel families (xsep.c, multi_dw.c, dw_backward.c): vector types, the
+/* Shared by the depthwise kernel families (xsep.c, multi_dw.c, depthwise.c): vector types, the
    activations (0 none, 1 ReLU, 2 hard-swish), thread scratch memory and the 16-lane NHWC passes.
    Every pass computes
        out = act(bias + sum_{a,t} w[a][t] * in_padded[i*sh + a][j*sw + t])
@@ -165,5 +165,47 @@ UNUSED static void gather16(float* R dst, long Hs, long Ws, const void* R src, l
 /* Lanes [0, cb) of n_pix scratch pixels into channels [c0, c0+cb) of image `dst` (float32, or bfloat16 when bf). */
 UNUSED static void scatter16(void* R dst, long C, long c0, long cb, const float* R src, long n_pix, int bf) {
   for (long q = 0; q < n_pix; ++q) store_lanes(dst, q * C + c0, src + q * 16, cb, bf);
+}
+
+/* acc[(a*kw + t)*16 + l] += sum_{i<Ho, j<Wo} gs[i][j][l] * xs[i*sh + a][j*sw + t][l]: the weight gradient of a
+   depthwise conv over one 16-lane block (xs: zero-bordered input, rows of `in_w` pixels; gs: Ho x Wo gradient). */
+UNUSED static void wgrad16(const float* R xs, long in_w, const float* R gs, long Ho, long Wo, long kh, long kw,
+                           long sh, long sw, float* R acc) {
+  for (long a = 0; a < kh; ++a)
+    for (long t = 0; t < kw; ++t) {
+      v16 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
+      for (long i = 0; i < Ho; ++i) {
+        const float* xr = xs + ((i * sh + a) * in_w + t) * 16;
+        const float* gr = gs + i * Wo * 16;
+        long j = 0;
+        for (; j + 4 <= Wo; j += 4) {
+          s0 += LD16(gr + j * 16) * LD16(xr + j * sw * 16);
+          s1 += LD16(gr + (j + 1) * 16) * LD16(xr + (j + 1) * sw * 16);
+          s2 += LD16(gr + (j + 2) * 16) * LD16(xr + (j + 2) * sw * 16);
+          s3 += LD16(gr + (j + 3) * 16) * LD16(xr + (j + 3) * sw * 16);
+        }
+        for (; j < Wo; ++j) s0 += LD16(gr + j * 16) * LD16(xr + j * sw * 16);
+      }
+      ST16(acc + (a * kw + t) * 16, LD16(acc + (a * kw + t) * 16) + ((s0 + s1) + (s2 + s3)));
+    }
+}
+
+/* Weight-gradient partial sums of every thread, `part` floats apart, each laid out (block, tap, lane) with
+   taps + 1 slots per block (the last one: the bias), added up in thread order (deterministic) into the
+   tap-major gw[tap*C + c] and, when gb, gb[c]. */
+UNUSED static void reduce_parts16(const float* R parts, long part, int threads, long blocks, long taps, long C,
+                                  float* R gw, float* R gb) {
+  for (long blk = 0; blk < blocks; ++blk) {
+    const long c0 = blk * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+    for (long tap = 0; tap <= taps; ++tap) {
+      if (tap == taps && !gb) break;
+      for (long l = 0; l < cb; ++l) {
+        float s = 0.f;
+        for (int th = 0; th < threads; ++th) s += parts[th * part + blk * 16 * (taps + 1) + tap * 16 + l];
+        if (tap < taps) gw[tap * C + c0 + l] = s;
+        else gb[c0 + l] = s;
+      }
+    }
+  }
 }
 #endif

@@ -88,23 +88,7 @@ int dw_backward_weight_nhwc(const void* gy, const void* x, float* gw, float* gb,
       float* acc = acc_all + blk * 16 * (taps + 1);
       gather16(xs, Hp, Wp, elem_c(x, n * H * W * C, bf), H, W, C, c0, cb, pt, pl, 1, 1, bf);
       gather16(gs, Ho, Wo, elem_c(gy, n * Ho * Wo * C, bf), Ho, Wo, C, c0, cb, 0, 0, 1, 1, bf);
-      for (long a = 0; a < kh; ++a)
-        for (long t = 0; t < kw; ++t) {
-          v16 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
-          for (long i = 0; i < Ho; ++i) {
-            const float* xr = xs + ((i * sh + a) * Wp + t) * 16;
-            const float* gr = gs + i * Wo * 16;
-            long j = 0;
-            for (; j + 4 <= Wo; j += 4) {
-              s0 += LD16(gr + j * 16) * LD16(xr + j * sw * 16);
-              s1 += LD16(gr + (j + 1) * 16) * LD16(xr + (j + 1) * sw * 16);
-              s2 += LD16(gr + (j + 2) * 16) * LD16(xr + (j + 2) * sw * 16);
-              s3 += LD16(gr + (j + 3) * 16) * LD16(xr + (j + 3) * sw * 16);
-            }
-            for (; j < Wo; ++j) s0 += LD16(gr + j * 16) * LD16(xr + j * sw * 16);
-          }
-          ST16(acc + (a * kw + t) * 16, LD16(acc + (a * kw + t) * 16) + ((s0 + s1) + (s2 + s3)));
-        }
+      wgrad16(xs, Wp, gs, Ho, Wo, kh, kw, sh, sw, acc);
       if (gb) {
         v16 s0 = {0};
         for (long q = 0; q < Ho * Wo; ++q) s0 += LD16(gs + q * 16);
@@ -113,18 +97,7 @@ int dw_backward_weight_nhwc(const void* gy, const void* x, float* gw, float* gb,
     }
     free(buf);
   }
-  for (long blk = 0; blk < blocks; ++blk) {
-    const long c0 = blk * 16, cb = c0 + 16 <= C ? 16 : C - c0;
-    for (long tap = 0; tap <= taps; ++tap) {
-      if (tap == taps && !gb) break;
-      for (long l = 0; l < cb; ++l) {
-        float s = 0.f;
-        for (int th = 0; th < threads; ++th) s += parts[th * part + blk * 16 * (taps + 1) + tap * 16 + l];
-        if (tap < taps) gw[tap * C + c0 + l] = s;
-        else gb[c0 + l] = s;
-      }
-    }
-  }
+  reduce_parts16(parts, part, threads, blocks, taps, C, gw, gb);
   free(parts);
   return failed;
 }

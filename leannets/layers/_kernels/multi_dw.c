@@ -40,3 +40,99 @@ int multi_dw_forward_nhwc(const void* x, void* y, long N, long C, long H, long W
   }
   return failed;
 }
+
+/* ------------------------------------------------------------------------------------------
+   Multiception training, NHWC: the gradients of the raw branch convolutions (no bias, no activation; the
+   forward is multi_dw_forward_nhwc with zero bias). gy: (N, Ho, Wo, nb*C) in concatenation order; w as above.
+   Op: leannets::multi_depthwise_conv_backward (ops.py). */
+
+/* gx = sum_b conv_transpose(gy_b, w_b): each branch's gradient correlated with its flipped kernel, added up
+   in the float32 scratch and written once. */
+int multi_dw_backward_input_nhwc(const void* gy, const float* w, void* gx, long N, long C, long H, long W, long nb,
+                                 const long* ks, long s, int nt, int bf) {
+  long kmax = 1;
+  for (long b = 0; b < nb; ++b) kmax = ks[b] > kmax ? ks[b] : kmax;
+  const long P = kmax / 2, Ho = (H + 2 * P - kmax) / s + 1, Wo = (W + 2 * P - kmax) / s + 1;
+  const long blocks = (C + 15) / 16, Co = nb * C, Hs = H + kmax - 1, Ws = W + kmax - 1;
+  const long need = 16 * (Hs * Ws + 2 * H * W + kmax * kmax + 1) + 16;
+  int failed = 0;
+#pragma omp parallel num_threads(nthreads_ok(nt))
+  {
+    float* buf = thread_scratch(need, &failed);
+#pragma omp for schedule(static)
+    for (long item = 0; item < N * blocks; ++item) {
+      if (!buf) continue;
+      const long n = item / blocks, c0 = (item % blocks) * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+      float *gs = buf, *acc = gs + 16 * Hs * Ws, *tmp = acc + 16 * H * W, *wv = tmp + 16 * H * W;
+      float* bv = wv + 16 * kmax * kmax;
+      memset(bv, 0, sizeof(float) * 16);
+      const float* wb = w;
+      for (long b = 0; b < nb; ++b) {
+        const long k = ks[b], p = k / 2;
+        memset(wv, 0, sizeof(float) * 16 * k * k);
+        for (long a = 0; a < k; ++a) /* flipped kernel */
+          for (long t = 0; t < k; ++t)
+            memcpy(wv + ((k - 1 - a) * k + (k - 1 - t)) * 16, wb + (a * k + t) * C + c0, sizeof(float) * cb);
+        gather16(gs, H + k - 1, W + k - 1, elem_c(gy, n * Ho * Wo * Co, bf), Ho, Wo, Co, b * C + c0, cb, k - 1 - p,
+                 k - 1 - p, s, s, bf);
+        pass16(gs, W + k - 1, b ? tmp : acc, W, 0, 0, H, W, wv, bv, k, k, 1, 1, 0);
+        if (b)
+          for (long q = 0; q < H * W; ++q) ST16(acc + q * 16, LD16(acc + q * 16) + LD16(tmp + q * 16));
+        wb += k * k * C;
+      }
+      scatter16(elem(gx, n * H * W * C, bf), C, c0, cb, acc, H * W, bf);
+    }
+    free(buf);
+  }
+  return failed;
+}
+
+/* gw_b[tap][c] = sum_{n, i, j} gy_b[n, i, j, c] * x_padded[n, i*s + a, j*s + t, c] for every branch b, into the
+   layout of w. Each (image, 16-channel block) gathers its padded input once for all branches; per-thread sums
+   are added at the end in thread order (deterministic). */
+int multi_dw_backward_weight_nhwc(const void* gy, const void* x, float* gw, long N, long C, long H, long W, long nb,
+                                  const long* ks, long s, int nt, int bf) {
+  long kmax = 1, slots = 0;
+  for (long b = 0; b < nb; ++b) {
+    kmax = ks[b] > kmax ? ks[b] : kmax;
+    slots += ks[b] * ks[b] + 1;
+  }
+  const long P = kmax / 2, Ho = (H + 2 * P - kmax) / s + 1, Wo = (W + 2 * P - kmax) / s + 1;
+  const long blocks = (C + 15) / 16, Co = nb * C, Hp = (Ho - 1) * s + kmax, Wp = (Wo - 1) * s + kmax;
+  const int threads = nthreads_ok(nt);
+  const long part = blocks * 16 * slots; /* per thread, per branch: blocks x (taps + 1) x 16 */
+  float* parts = aligned_alloc(64, sizeof(float) * ((part * threads + 15) / 16 * 16));
+  if (!parts) return 1;
+  memset(parts, 0, sizeof(float) * part * threads);
+  int failed = 0;
+#pragma omp parallel num_threads(threads)
+  {
+#ifdef _OPENMP
+    const int tid = omp_get_thread_num();
+#else
+    const int tid = 0;
+#endif
+    float* buf = thread_scratch(16 * (Hp * Wp + Ho * Wo), &failed);
+#pragma omp for schedule(static)
+    for (long item = 0; item < N * blocks; ++item) {
+      if (!buf) continue;
+      const long n = item / blocks, blk = item % blocks, c0 = blk * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+      float *xs = buf, *gs = xs + 16 * Hp * Wp, *acc_b = parts + tid * part;
+      gather16(xs, Hp, Wp, elem_c(x, n * H * W * C, bf), H, W, C, c0, cb, P, P, 1, 1, bf);
+      for (long b = 0; b < nb; ++b) {
+        const long k = ks[b], o = P - k / 2;
+        gather16(gs, Ho, Wo, elem_c(gy, n * Ho * Wo * Co, bf), Ho, Wo, Co, b * C + c0, cb, 0, 0, 1, 1, bf);
+        wgrad16(xs + (o * Wp + o) * 16, Wp, gs, Ho, Wo, k, k, s, s, acc_b + blk * 16 * (k * k + 1));
+        acc_b += blocks * 16 * (k * k + 1);
+      }
+    }
+    free(buf);
+  }
+  for (long b = 0, at = 0, wat = 0; b < nb; ++b) {
+    reduce_parts16(parts + at, part, threads, blocks, ks[b] * ks[b], C, gw + wat, NULL);
+    at += blocks * 16 * (ks[b] * ks[b] + 1);
+    wat += ks[b] * ks[b] * C;
+  }
+  free(parts);
+  return failed;
+}
