@@ -260,11 +260,18 @@ def _table(results: Mapping[str, Any]) -> str:
 
 def format_report(results: Mapping[str, Any]) -> str:
     """Markdown report: setup, the measured table, paired differences and ratios to the baseline, the plot."""
+    lines = ["# leannets compare", "", format_summary(results)]
+    lines += _report_notes(results)
+    return "\n".join(lines) + "\n"
+
+
+def format_summary(results: Mapping[str, Any]) -> str:
+    """The report without its title and notes: setup, command, table and the differences to the baseline
+    (what a docs page embeds, generated from a committed ``results.json``)."""
     rec = results["recipe"]
     base = results["models"][0]
     seeds = results["seeds"]
     lines = [
-        "# leannets compare", "",
         f"Data: `{results['data']}` ({results.get('eval_samples')} evaluation images); recipe `{rec['name']}` "
         f"({rec['train']['epochs']} epochs × batch {rec['data']['batch_size']}, {rec['optim']['name']} "
         f"lr {rec['optim']['lr']}, schedule {rec['schedule']['name']}); every model trained with the same recipe "
@@ -286,8 +293,7 @@ def format_report(results: Mapping[str, Any]) -> str:
             if r.get("diff_text"):
                 lines.append(f"  - {r['diff_text']}")
         lines.append("")
-    lines += _report_notes(results)
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines)
 
 
 def _report_notes(results: Mapping[str, Any]) -> list[str]:

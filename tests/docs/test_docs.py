@@ -135,3 +135,25 @@ def test_every_judged_trained_claim_has_its_baseline_at_the_floor():
     assert judged
     for name, v in judged:
         assert v["evidence"]["baseline_score"] >= v["evidence"]["floor"], (name, v["claim"], v["evidence"])
+
+
+def _docs_examples_tool():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("docs_examples", ROOT / "tools" / "docs_examples.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_compare_examples_in_the_docs_are_generated_from_committed_results():
+    """Every committed ``leannets compare`` example (docs/examples/*/results.json) is shown by a generated section
+    of a docs page, and each section equals what tools/docs_examples.py renders from its results."""
+    tool = _docs_examples_tool()
+    shown = set()
+    for page in DOCS:
+        text = page.read_text(encoding="utf-8")
+        for m in tool.SECTION.finditer(text):
+            shown.add(m.group("path"))
+            assert m.group(0) == tool.render(m.group("path")), f"{page.relative_to(ROOT)}: run tools/docs_examples.py"
+    committed = {str(p.relative_to(ROOT)) for p in (ROOT / "docs" / "examples").glob("*/results.json")}
+    assert committed <= shown, f"committed examples shown nowhere: {sorted(committed - shown)}"

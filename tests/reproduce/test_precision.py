@@ -60,3 +60,14 @@ def test_docs_section_is_generated_from_the_committed_check(tmp_path):
     page.write_text(f"intro\n{precision.BEGIN}\nold\n{precision.END}\nend\n")
     precision.update_docs(page, doc)
     assert page.read_text() == f"intro\n{precision.render_section(doc)}\nend\n"
+
+
+@pytest.mark.parametrize("bf16, expected", [([78.1, 77.4, 78.3], "equivalent"),
+                                            ([79.0, 78.6, 79.1], "not worse"),
+                                            ([76.0, 76.9, 75.1], "not shown equivalent")])
+def test_verdict_separates_equivalent_not_worse_and_worse(tmp_path, monkeypatch, bf16, expected):
+    """Inside ±0.5: equivalent; above -0.5 but reaching past +0.5 (bf16 better by an unbounded amount): not worse;
+    reaching below -0.5: not shown equivalent."""
+    monkeypatch.setenv("LEANNETS_CPU_BF16", "1")
+    monkeypatch.setattr(Context, "train", _fake_train({"fp32": [78.0, 77.5, 78.2], "bf16": bf16}, "off"))
+    assert precision.bf16_check(tmp_path, tmp_path / "rec", log=lambda m: None)["verdict"].startswith(expected)
