@@ -85,8 +85,27 @@ def test_int8_benchmark_table_states_missing_pairs_and_intervals() -> None:
              "a_drop": {"mean": -0.75, "low": -4.0, "high": 2.5}, "b_drop": {"mean": -1.0, "low": -1.0, "high": -1.0}},
             {"pair": "Q", "a": "q_a", "b": "q_b", "seeds": [], "missing": "no trained checkpoints"}]
     text = int8.markdown(rows, "settings")
-    assert "| `m_a` | 2 | 71.00 (" in text and "-0.75 (-4.00 to +2.50)" in text
-    assert "not measured" in text and "q_a / q_b | — | no trained checkpoints" in text
+    assert "| `m_a` | reproduction runs | 2 | 71.00 (" in text and "-0.75 (-4.00 to +2.50)" in text
+    assert "not measured" in text and "q_a / q_b | — | — | no trained checkpoints" in text
+
+
+def test_int8_benchmark_takes_a_pair_no_reproduction_trained_from_a_compare_run(tmp_path: Path) -> None:
+    int8 = _load("int8_deploy")
+    folder = tmp_path / "cmp"
+    per_seed = {}
+    for name in ("densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4"):
+        for seed in (0, 1):
+            run = folder / "runs" / f"{name}-s{seed}"
+            run.mkdir(parents=True)
+            if (name, seed) != ("dxnet_cifar_4_4_4", 1):  # no checkpoint: seed 1 does not pair
+                (run / "last.pt").write_bytes(b"")
+            per_seed.setdefault(name, []).append({"seed": seed, "run_dir": f"/elsewhere/runs/{name}-s{seed}"})
+    (folder / "results.json").write_text(json.dumps({"models": [{"name": n, "per_seed": p} for n, p in
+                                                                per_seed.items()]}), encoding="utf-8")
+    pairs = int8.compare_pairs([tmp_path / "missing", folder], "densenet_bc_cifar_6_6_6", "dxnet_cifar_4_4_4")
+    assert [(s, a.parent.name, b.parent.name) for s, a, b in pairs] == [
+        (0, "densenet_bc_cifar_6_6_6-s0", "dxnet_cifar_4_4_4-s0")]
+    assert int8.compare_pairs([folder], "resnet20_standard", "resnet20_multiception") == []
 
 
 def test_committed_readmes_match_the_committed_benchmark_json() -> None:
