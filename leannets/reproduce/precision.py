@@ -4,9 +4,9 @@ The cpu scale trains under ``train.amp: auto``, which picks bf16 autocast on CPU
 speeds up (:mod:`leannets.engine.amp`). This check trains the Multiception paper's Table 1 baseline (ResNet-20,
 standard convs, the whole CIFAR-10, the cpu-scale epochs) in fp32 and in bf16 with the same seeds, and judges the
 paired difference of test accuracy: bf16 is *equivalent* when the 95% interval of bf16 − fp32 lies inside
-±:data:`MARGIN` points, and *not worse* (non-inferior) when the interval only stays above −:data:`MARGIN` (bf16 may be
-better, by an amount the seeds cannot bound). The fp32 runs are the paper's own records wherever those trained in fp32; the runs are
-records like every other, so the check is rebuilt from them without training.
+±:data:`MARGIN` points, and *not worse* (non-inferior) when the interval only stays above −:data:`MARGIN` (bf16
+may be better, by an amount the seeds cannot bound). The fp32 runs are the paper's own records wherever those
+trained in fp32; the runs are records like every other, so the check is rebuilt from them without training.
 
 Usage: ``python -m leannets.reproduce.precision --data-root ../shared/data --records docs/reproductions/records``
 (``--docs docs/reproduce.md`` rewrites the generated section there).
@@ -80,10 +80,13 @@ def bf16_check(data_root: str | Path, records: str | Path, seeds: int = 3, threa
 
 
 def verdict(diff: Any) -> str:
-    """``equivalent`` (the interval inside ±MARGIN), ``not worse`` (above −MARGIN only) or ``not shown equivalent``."""
+    """``equivalent`` (the interval inside ±MARGIN), ``not worse`` (above −MARGIN only) or ``not shown
+    equivalent``."""
     if not diff.defined or diff.low <= -MARGIN:
         return "not shown equivalent"
-    return "equivalent" if diff.high < MARGIN else f"not worse (the interval stays above -{MARGIN:g}, not below +{MARGIN:g})"
+    if diff.high < MARGIN:
+        return "equivalent"
+    return f"not worse (the interval stays above -{MARGIN:g}, not below +{MARGIN:g})"
 
 
 def render_section(doc: dict[str, Any]) -> str:
