@@ -86,7 +86,7 @@ def verdict(diff: Any) -> str:
         return "not shown equivalent"
     if diff.high < MARGIN:
         return "equivalent"
-    return f"not worse (the interval stays above -{MARGIN:g}, not below +{MARGIN:g})"
+    return f"not worse (the interval stays above -{MARGIN:g} but reaches past +{MARGIN:g})"
 
 
 def render_section(doc: dict[str, Any]) -> str:
