@@ -59,6 +59,21 @@ UNUSED static float* thread_scratch(long floats, int* failed) {
   return buf;
 }
 
+/* Zeroed per-thread partial sums: `threads` arrays of `part` floats (NULL when out of memory). */
+UNUSED static float* zeroed_parts(long part, int threads) {
+  float* parts = aligned_alloc(64, sizeof(float) * ((part * threads + 15) / 16 * 16));
+  if (parts) memset(parts, 0, sizeof(float) * part * threads);
+  return parts;
+}
+
+UNUSED static int thread_id(void) {
+#ifdef _OPENMP
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 /* ------------------------------------------------------------------------------------------
    NHWC: work on 16-channel blocks copied into zero-bordered scratch images (16 floats per pixel). */
 

@@ -67,17 +67,12 @@ int dw_backward_weight_nhwc(const void* gy, const void* x, float* gw, float* gb,
   const long blocks = (C + 15) / 16, Hp = (Ho - 1) * sh + kh, Wp = (Wo - 1) * sw + kw, taps = kh * kw;
   const int threads = nthreads_ok(nt);
   const long part = blocks * 16 * (taps + 1); /* per thread: (taps + bias) x padded channels */
-  float* parts = aligned_alloc(64, sizeof(float) * ((part * threads + 15) / 16 * 16));
+  float* parts = zeroed_parts(part, threads);
   if (!parts) return 1;
-  memset(parts, 0, sizeof(float) * part * threads);
   int failed = 0;
 #pragma omp parallel num_threads(threads)
   {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num();
-#else
-    const int tid = 0;
-#endif
+    const int tid = thread_id();
     float* acc_all = parts + tid * part;
     float* buf = thread_scratch(16 * (Hp * Wp + Ho * Wo), &failed);
 #pragma omp for schedule(static)

@@ -101,17 +101,12 @@ int multi_dw_backward_weight_nhwc(const void* gy, const void* x, float* gw, long
   const long blocks = (C + 15) / 16, Co = nb * C, Hp = (Ho - 1) * s + kmax, Wp = (Wo - 1) * s + kmax;
   const int threads = nthreads_ok(nt);
   const long part = blocks * 16 * slots; /* per thread, per branch: blocks x (taps + 1) x 16 */
-  float* parts = aligned_alloc(64, sizeof(float) * ((part * threads + 15) / 16 * 16));
+  float* parts = zeroed_parts(part, threads);
   if (!parts) return 1;
-  memset(parts, 0, sizeof(float) * part * threads);
   int failed = 0;
 #pragma omp parallel num_threads(threads)
   {
-#ifdef _OPENMP
-    const int tid = omp_get_thread_num();
-#else
-    const int tid = 0;
-#endif
+    const int tid = thread_id();
     float* buf = thread_scratch(16 * (Hp * Wp + Ho * Wo), &failed);
 #pragma omp for schedule(static)
     for (long item = 0; item < N * blocks; ++item) {
