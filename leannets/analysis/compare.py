@@ -136,7 +136,13 @@ CI_METHOD = ("95% Student-t intervals over seeds; differences paired by seed (sa
 
 def _base_recipe(recipe: str | os.PathLike | Mapping[str, Any] | None,
                  overrides: Mapping[str, Any] | Sequence[str] | None, epochs: int | None) -> Recipe:
-    base = load_recipe(recipe or DEFAULT_COMPARE_RECIPE, _overrides_dict(overrides))
+    over = _overrides_dict(overrides)
+    raw = load_recipe(recipe or DEFAULT_COMPARE_RECIPE).to_dict()
+    if over.get("data.name") not in (None, raw["data"]["name"]):
+        # the recipe's data options (augmentation, digits' image_size, ...) were chosen for its own dataset:
+        # another dataset starts from its defaults and keeps only the batch sizes, which go with the optimiser
+        raw["data"] = {k: raw["data"][k] for k in ("batch_size", "eval_batch_size")}
+    base = load_recipe(raw, over)
     if epochs is not None:
         if epochs < 1:
             raise ValueError(f"--epochs must be >= 1, got {epochs}")

@@ -15,7 +15,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("compare", help="train + evaluate + profile models side by side (report, JSON, plot)")
     p.add_argument("models", nargs="*", metavar="MODEL",
                    help=f"registered models, baseline first (default: {' '.join(DEFAULT_COMPARE_MODELS)})")
-    p.add_argument("--data", default=None, help="dataset name (default: the recipe's, digits)")
+    p.add_argument("--data", default=None, help="dataset name (default: the recipe's, digits); another dataset than "
+                   "the recipe's starts from its own data defaults (augmentation, input size), keeping the recipe's "
+                   "batch sizes")
     p.add_argument("--data-root", default=None, metavar="DIR", help="dataset folder (data.root)")
     p.add_argument("--recipe", default=None, help=f"recipe file or bundled name (default: {DEFAULT_COMPARE_RECIPE})")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",

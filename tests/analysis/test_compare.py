@@ -6,6 +6,8 @@ import os
 import stat
 from pathlib import Path
 
+import pytest
+
 from leannets.analysis.profile import count_params
 from leannets.cli import main as cli_main
 from leannets.config import DEFAULT_COMPARE_MODELS
@@ -79,3 +81,18 @@ def test_compare_rejects_unknown_models_and_bad_epochs(tmp_path: Path, capsys):
     assert cli_main(["compare", "densenet_bc_cifar_6_6_6", "--epochs", "0", "--out", str(tmp_path)]) == 2
     assert cli_main(["compare", "densenet_bc_cifar_6_6_6", "--seeds", "0", "--out", str(tmp_path)]) == 2
     assert not (tmp_path / "results.json").exists()
+
+
+def test_another_dataset_starts_from_its_own_data_defaults_keeping_the_batch_sizes():
+    """The default recipe's digits options (image_size, no flip, 2-pixel crops) do not follow ``--data`` to
+    another dataset (image_size would even be an unknown key there); an option the user sets still applies,
+    and one the dataset does not have is still an error."""
+    from leannets.analysis.compare import _base_recipe
+
+    digits = _base_recipe(None, {}, None)
+    cifar = _base_recipe(None, {"data.name": "cifar10_jpeg", "data.crop_padding": 3}, None)
+    assert digits.data.name == "digits" and not digits.data.flip and digits.data.crop_padding == 2
+    assert cifar.data.name == "cifar10_jpeg" and cifar.data.flip and cifar.data.crop_padding == 3
+    assert cifar.data.batch_size == digits.data.batch_size == 64 and cifar.optim.lr == digits.optim.lr
+    with pytest.raises(ValueError, match="image_size"):
+        _base_recipe(None, {"data.name": "cifar10_jpeg", "data.image_size": 16}, None)
