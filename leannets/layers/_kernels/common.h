@@ -182,10 +182,62 @@ UNUSED static void scatter16(void* R dst, long C, long c0, long cb, const float*
   for (long q = 0; q < n_pix; ++q) store_lanes(dst, q * C + c0, src + q * 16, cb, bf);
 }
 
+/* One row of taps (a fixed) of a stride-1 (along rows) weight gradient: acc[t] += sum_{i, j} gs[i][j] *
+   xs[i*sh + a][j + t] for t < KW. The inputs of two neighbouring output pixels slide through registers (two loads
+   of x and two of the gradient feed 2*KW multiply-adds, in 2*KW independent sums). */
+#define DEFINE_WGRAD_ROW(KW)                                                                                      \
+  UNUSED static void wgrad_row_##KW(const float* R xs, long in_w, const float* R gs, long Ho, long Wo, long sh,   \
+                                    long a, float* R acc) {                                                     \
+    const v16 z = {0};                                                                                           \
+    v16 s0[KW], s1[KW], win[KW + 1];                                                                             \
+    for (int t = 0; t < KW; ++t) s0[t] = s1[t] = z;                                                              \
+    for (long i = 0; i < Ho; ++i) {                                                                              \
+      const float* xr = xs + (i * sh + a) * in_w * 16;                                                           \
+      const float* gr = gs + i * Wo * 16;                                                                        \
+      for (int t = 0; t < KW - 1; ++t) win[t] = LD16(xr + t * 16);                                               \
+      long j = 0;                                                                                                \
+      for (; j + 2 <= Wo; j += 2) {                                                                              \
+        win[KW - 1] = LD16(xr + (j + KW - 1) * 16);                                                              \
+        win[KW] = LD16(xr + (j + KW) * 16);                                                                      \
+        const v16 g0 = LD16(gr + j * 16), g1 = LD16(gr + (j + 1) * 16);                                          \
+        for (int t = 0; t < KW; ++t) {                                                                           \
+          s0[t] += g0 * win[t];                                                                                  \
+          s1[t] += g1 * win[t + 1];                                                                              \
+        }                                                                                                        \
+        for (int t = 0; t < KW - 1; ++t) win[t] = win[t + 2];                                                    \
+      }                                                                                                          \
+      if (j < Wo) {                                                                                              \
+        win[KW - 1] = LD16(xr + (j + KW - 1) * 16);                                                              \
+        const v16 g0 = LD16(gr + j * 16);                                                                        \
+        for (int t = 0; t < KW; ++t) s0[t] += g0 * win[t];                                                       \
+      }                                                                                                          \
+    }                                                                                                            \
+    for (int t = 0; t < KW; ++t) ST16(acc + t * 16, LD16(acc + t * 16) + (s0[t] + s1[t]));                       \
+  }
+DEFINE_WGRAD_ROW(1)
+DEFINE_WGRAD_ROW(3)
+DEFINE_WGRAD_ROW(5)
+DEFINE_WGRAD_ROW(7)
+DEFINE_WGRAD_ROW(9)
+
 /* acc[(a*kw + t)*16 + l] += sum_{i<Ho, j<Wo} gs[i][j][l] * xs[i*sh + a][j*sw + t][l]: the weight gradient of a
-   depthwise conv over one 16-lane block (xs: zero-bordered input, rows of `in_w` pixels; gs: Ho x Wo gradient). */
+   depthwise conv over one 16-lane block (xs: zero-bordered input, rows of `in_w` pixels; gs: Ho x Wo gradient).
+   Stride 1 along rows with kw in {1, 3, 5, 7, 9} takes the register-window rows above. */
 UNUSED static void wgrad16(const float* R xs, long in_w, const float* R gs, long Ho, long Wo, long kh, long kw,
                            long sh, long sw, float* R acc) {
+  if (sw == 1 && kw <= 9 && kw % 2 == 1) {
+    for (long a = 0; a < kh; ++a) {
+      float* row = acc + a * kw * 16;
+      switch (kw) {
+        case 1: wgrad_row_1(xs, in_w, gs, Ho, Wo, sh, a, row); break;
+        case 3: wgrad_row_3(xs, in_w, gs, Ho, Wo, sh, a, row); break;
+        case 5: wgrad_row_5(xs, in_w, gs, Ho, Wo, sh, a, row); break;
+        case 7: wgrad_row_7(xs, in_w, gs, Ho, Wo, sh, a, row); break;
+        default: wgrad_row_9(xs, in_w, gs, Ho, Wo, sh, a, row); break;
+      }
+    }
+    return;
+  }
   for (long a = 0; a < kh; ++a)
     for (long t = 0; t < kw; ++t) {
       v16 s0 = {0}, s1 = {0}, s2 = {0}, s3 = {0};
