@@ -202,12 +202,15 @@ def _multi_conv_reference(x: torch.Tensor, weights: torch.Tensor, kernel_sizes: 
 
 
 def _multi_geometry(x: torch.Tensor, kernel_sizes: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
+    if not kernel_sizes or any(k < 1 or k % 2 == 0 for k in kernel_sizes):
+        raise ValueError(f"leannets::multi_depthwise_conv: kernel sizes must be odd and positive, got {kernel_sizes}")
     return torch.tensor(kernel_sizes, dtype=torch.int64), list(x.shape) + [len(kernel_sizes)]
 
 
 @_without_autocast
 def _multi_conv_cpu(x: torch.Tensor, weights: torch.Tensor, kernel_sizes: list[int], stride: int) -> torch.Tensor:
     """The branches on ``multi_dw_forward_nhwc`` with zero bias (one pass over the input for every branch)."""
+    _multi_geometry(x, kernel_sizes)
     return _multi_depthwise_cpu(x, weights, weights.new_zeros(len(kernel_sizes) * x.shape[1]), kernel_sizes, stride,
                                 0)
 

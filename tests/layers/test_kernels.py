@@ -309,3 +309,8 @@ def test_bf16_multi_depthwise_conv_forward_and_backward(seed: int) -> None:
         err = (got.double() - want).abs()
         assert (err <= want.abs() * 2 ** -8 + 1e-5 * want.abs().max().clamp_min(1.0)).all()
     assert (gw.double() - gw64).abs().max() <= 1e-4 * gw64.abs().max().clamp_min(1.0)
+
+
+def test_multi_depthwise_conv_rejects_even_kernels() -> None:
+    with pytest.raises(ValueError, match="odd and positive"):
+        ops.multi_depthwise_conv(torch.randn(1, 4, 5, 5), torch.randn(4 * (9 + 16)), [3, 4], 1)
