@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from pathlib import Path
 
 from leannets._io import atomic_write_text
@@ -33,6 +34,11 @@ def rewrite(text: str) -> str:
 def main() -> int:
     for page in sorted((ROOT / "docs").glob("*.md")):
         text = page.read_text(encoding="utf-8")
+        missing = [m.group("path") for m in SECTION.finditer(text) if not (ROOT / m.group("path")).is_file()]
+        if missing:
+            print(f"error: {page.relative_to(ROOT)}: a compare-example section names {missing[0]}, which does not "
+                  "exist (commit the run's results.json there)", file=sys.stderr)
+            return 2
         new = rewrite(text)
         if new != text:
             atomic_write_text(page, new)
