@@ -28,7 +28,7 @@ from typing import Sequence
 from scipy import stats
 
 __all__ = ["Interval", "mean_ci", "median_ci", "paired_difference", "beats_verdict", "matches_verdict",
-           "describe_difference", "REPRODUCED", "CONTRADICTED", "INCONCLUSIVE"]
+           "describe_difference", "seeds_to_resolve", "REPRODUCED", "CONTRADICTED", "INCONCLUSIVE"]
 
 REPRODUCED, CONTRADICTED, INCONCLUSIVE = "reproduced", "contradicted", "inconclusive"
 
@@ -118,6 +118,21 @@ def paired_difference(a: Sequence[float], b: Sequence[float], level: float = 0.9
         raise ValueError(f"paired_difference needs one value per seed for both models, got {len(a)} and {len(b)}")
     sign = 1.0 if higher_is_better else -1.0
     return mean_ci([sign * (float(x) - float(y)) for x, y in zip(a, b)], level)
+
+
+def seeds_to_resolve(sd: float, effect: float, level: float = 0.95, max_seeds: int = 100) -> int | None:
+    """The fewest seeds n at which a paired difference of size ``effect``, with per-seed SD ``sd``, would have a
+    ``level`` Student-t interval that excludes 0 (half-width t·sd/√n < |effect|); ``None`` beyond ``max_seeds``.
+
+    A planning figure, not a power analysis: a difference measured at exactly that size is then decided, and a
+    true effect of that size is decided in about half of such experiments.
+    """
+    if not (sd >= 0 and math.isfinite(sd)) or effect == 0 or not math.isfinite(effect):
+        raise ValueError(f"seeds_to_resolve needs a finite sd >= 0 and a finite effect != 0, got {sd}, {effect}")
+    for n in range(2, max_seeds + 1):
+        if float(stats.t.ppf(0.5 + level / 2.0, n - 1)) * sd / math.sqrt(n) < abs(effect):
+            return n
+    return None
 
 
 def beats_verdict(diff: Interval) -> str:

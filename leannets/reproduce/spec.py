@@ -37,13 +37,15 @@ if TYPE_CHECKING:  # pragma: no cover
     from .claims import Claim
     from .results import ExperimentResult
 
-__all__ = ["SCALES", "ModelSpec", "Row", "TrainSpec", "PlotSpec", "Experiment", "Paper", "stable_hash"]
+__all__ = ["SCALES", "CPU_HOURS_PER_PAPER", "CPU_HOURS_TOTAL", "ModelSpec", "Row", "TrainSpec", "PlotSpec", "Experiment", "Paper", "stable_hash"]
 
 SCALES = ("smoke", "cpu", "gpu", "paper")
 #: Scales an experiment runs at unless it says otherwise (``gpu`` is opt-in: CIFAR-size experiments only).
 DEFAULT_SCALES = ("smoke", "cpu", "paper")
 #: Seeds per trained row (paired across the rows of an experiment); ``--seeds`` overrides.
 SEEDS = {"smoke": 1, "cpu": 3, "gpu": 3, "paper": 3}
+#: the cpu scale's training budget on 2 cores: per paper and for the four papers together
+CPU_HOURS_PER_PAPER, CPU_HOURS_TOTAL = 3.0, 12.0
 
 
 def stable_hash(obj: Any, n: int = 10) -> str:

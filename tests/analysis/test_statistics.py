@@ -7,7 +7,8 @@ import pytest
 from scipy import stats
 
 from leannets.analysis.statistics import (CONTRADICTED, INCONCLUSIVE, REPRODUCED, Interval, beats_verdict,
-                                          describe_difference, matches_verdict, mean_ci, paired_difference)
+                                          describe_difference, matches_verdict, mean_ci, paired_difference,
+                                          seeds_to_resolve)
 
 
 def test_mean_ci_is_the_student_t_interval():
@@ -70,3 +71,20 @@ def test_scaling_to_percent_keeps_the_interval():
     assert (iv.mean, iv.low, iv.high) == (pytest.approx(1.0), pytest.approx(0.2), pytest.approx(1.8))
     flipped = Interval(1.0, 0.5, 1.5, 3).scaled(-1)
     assert (flipped.low, flipped.high) == (-1.5, -0.5)
+
+
+def test_seeds_to_resolve_is_the_first_n_whose_interval_half_width_is_below_the_effect():
+    sd, effect = 0.1417, 0.25
+    n = seeds_to_resolve(sd, effect)
+    half = [stats.t.ppf(0.975, k - 1) * sd / math.sqrt(k) for k in (n - 1, n)]
+    assert half[0] >= effect > half[1]
+    assert n == 4  # 3 seeds: 0.352 ≥ 0.25; 4 seeds: 0.225 < 0.25
+    assert seeds_to_resolve(sd, -effect) == n  # the sign of the effect does not matter
+    assert seeds_to_resolve(0.0, 0.1) == 2
+    assert seeds_to_resolve(5.0, 0.01, max_seeds=50) is None
+
+
+@pytest.mark.parametrize("sd,effect", [(-1.0, 0.2), (float("nan"), 0.2), (0.1, 0.0), (0.1, float("inf"))])
+def test_seeds_to_resolve_rejects_meaningless_input(sd, effect):
+    with pytest.raises(ValueError, match="seeds_to_resolve"):
+        seeds_to_resolve(sd, effect)
