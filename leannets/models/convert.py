@@ -179,7 +179,8 @@ def _convert_convs(model: nn.Module, kind: str, min_kernel: int, kernel_sizes: t
                     stride2 == "auto" and xsepconv_downsample_cost_ratio(m.kernel_size[0]) >= 1)):
                 ratio = xsepconv_downsample_cost_ratio(m.kernel_size[0])
                 why = (f"stride 2, k={m.kernel_size[0]}: the downsampling XSepConv would cost {ratio:.2f}x the "
-                       "depthwise conv's MACs (paper Sec. 3.1; stride2='always' converts it)")
+                       "depthwise conv's MACs, so the paper keeps such layers (Sec. 3.1, and its MobileNetV3-Small in "
+                       "Sec. 4.2); stride2='always' converts it)")
             if why is not None:
                 report.kept.append((name, why))
                 continue
