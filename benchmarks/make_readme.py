@@ -14,6 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from leannets._io import atomic_write_text, replace_section
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
 BENCH_README = HERE / "README.md"
@@ -96,10 +98,7 @@ def summary_section(docs: dict[str, dict[str, Any]]) -> str:
 
 def render(text: str, section: str, where: Path) -> str:
     """``text`` with its generated section replaced (``ValueError`` naming ``where`` without the markers)."""
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{where}: the markers {BEGIN!r} … {END!r} are missing")
-    head, rest = text.split(BEGIN, 1)
-    return head + section + rest.split(END, 1)[1]
+    return replace_section(text, BEGIN, END, section, str(where))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -114,8 +113,6 @@ def main(argv: list[str] | None = None) -> int:
         if new != text:
             stale.append(str(path.relative_to(HERE.parent)))
             if not args.check:
-                from leannets._io import atomic_write_text
-
                 atomic_write_text(path, new)
     if args.check and stale:
         print(f"out of date: {', '.join(stale)} (run python benchmarks/make_readme.py)")

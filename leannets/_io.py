@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_write", "atomic_write_text", "atomic_write_bytes", "atomic_write_json", "atomic_save_figure",
+__all__ = ["atomic_write", "atomic_write_text", "replace_section", "rewrite_section", "atomic_write_bytes", "atomic_write_json", "atomic_save_figure",
            "atomic_copy", "remove_orphan_temps", "pyplot", "cache_dir", "TEMP_SUFFIX", "save_safetensors",
            "load_safetensors", "folder_lock", "FolderBusyError"]
 
@@ -85,6 +85,27 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` (UTF-8) to ``path`` atomically."""
     return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def replace_section(text: str, begin: str, end: str, block: str, where: str) -> str:
+    """``text`` with its generated section, from the marker ``begin`` through the next ``end``, replaced by
+    ``block`` (which carries the markers again); ``ValueError`` naming ``where`` when a marker is missing."""
+    start = text.find(begin)
+    stop = text.find(end, start + len(begin)) if start >= 0 else -1
+    if stop < 0:
+        raise ValueError(f"{where}: no generated section between the markers {begin!r} … {end!r}")
+    return text[:start] + block + text[stop + len(end):]
+
+
+def rewrite_section(path: str | os.PathLike, begin: str, end: str, block: str) -> bool:
+    """Replace the generated section of the file at ``path`` (:func:`replace_section`), atomically and only when it
+    changes; ``True`` when the file was written."""
+    text = Path(path).read_text(encoding="utf-8")
+    new = replace_section(text, begin, end, block, str(path))
+    if new == text:
+        return False
+    atomic_write_text(path, new)
+    return True
 
 
 def _json_default(obj: Any) -> Any:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from leannets._io import atomic_write_text
+from leannets._io import rewrite_section
 from leannets.reproduce.results import format_counts
 from leannets.reproduce.spec import list_papers
 
@@ -30,9 +30,7 @@ def bullets() -> list[str]:
 
 def main() -> int:
     readme = ROOT / "README.md"
-    text = readme.read_text(encoding="utf-8")
-    a, b = text.index(BEGIN) + len(BEGIN), text.index(END)
-    atomic_write_text(readme, text[:a] + "\n" + "\n".join(bullets()) + "\n" + text[b:])
+    rewrite_section(readme, BEGIN, END, "\n".join([BEGIN, *bullets(), END]))
     print("\n".join(bullets()))
     return 0
 

@@ -14,12 +14,11 @@ Usage: ``python -m leannets.reproduce.precision --data-root ../shared/data --rec
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from leannets._io import atomic_write_json, atomic_write_text
+from leannets._io import atomic_write_json, rewrite_section
 from leannets.analysis.statistics import mean_ci, paired_difference
 from leannets.engine.amp import native_bf16_cpu
 
@@ -112,11 +111,7 @@ def render_section(doc: dict[str, Any]) -> str:
 
 def update_docs(path: str | Path, doc: dict[str, Any]) -> None:
     """Replace the generated section of ``path`` (between its markers) with :func:`render_section`."""
-    text = Path(path).read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END), re.S)
-    if not pattern.search(text):
-        raise ValueError(f"{path}: no generated bf16 section (the markers {BEGIN!r} … {END!r})")
-    atomic_write_text(Path(path), pattern.sub(lambda m: render_section(doc), text))
+    rewrite_section(path, BEGIN, END, render_section(doc))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from leannets._io import (atomic_copy, atomic_save_figure, atomic_write, atomic_write_bytes, atomic_write_json,
-                          atomic_write_text, pyplot, remove_orphan_temps)
+                          atomic_write_text, pyplot, remove_orphan_temps, replace_section, rewrite_section)
 from leannets.engine.checkpoint import save_checkpoint
 
 
@@ -68,3 +68,21 @@ def test_orphan_temps_older_than_the_cutoff_are_removed(tmp_path):
     removed = remove_orphan_temps(tmp_path, older_than=time.time() - 30)
     assert sorted(removed) == sorted([old, nested])
     assert fresh.exists() and keep.exists() and not old.exists()
+
+
+def test_replace_section_swaps_only_the_generated_block(tmp_path):
+    text = "head\n<!-- a:begin -->\nold\n<!-- a:end -->\ntail <!-- a:end -->\n"
+    new = replace_section(text, "<!-- a:begin -->", "<!-- a:end -->", "<!-- a:begin -->\nnew\n<!-- a:end -->", "t")
+    assert new == "head\n<!-- a:begin -->\nnew\n<!-- a:end -->\ntail <!-- a:end -->\n"
+    page = tmp_path / "page.md"
+    page.write_text(text, encoding="utf-8")
+    block = "<!-- a:begin -->\nnew\n<!-- a:end -->"
+    assert rewrite_section(page, "<!-- a:begin -->", "<!-- a:end -->", block) is True
+    assert page.read_text(encoding="utf-8") == new
+    assert rewrite_section(page, "<!-- a:begin -->", "<!-- a:end -->", block) is False  # unchanged: not rewritten
+
+
+@pytest.mark.parametrize("text", ["no markers", "<!-- a:end --> before <!-- a:begin -->", "<!-- a:begin --> only"])
+def test_replace_section_names_the_file_when_a_marker_is_missing(text):
+    with pytest.raises(ValueError, match=r"page\.md: no generated section between the markers"):
+        replace_section(text, "<!-- a:begin -->", "<!-- a:end -->", "x", "page.md")
