@@ -75,11 +75,11 @@ def _build(cc: str) -> tuple[Path | None, str]:
     for flags in _FLAG_SETS:
         key = hashlib.sha256(b"\0".join([source, " ".join(flags).encode(), str(version).encode(),
                                          _cpu_signature().encode()])).hexdigest()[:16]
-        target = cache_dir() / "kernels" / f"depthwise-{key}.so"
+        target = cache_dir() / "kernels" / f"leannets-{key}.so"
         if target.exists():
             return target, ""
         with tempfile.TemporaryDirectory(prefix="leannets-kernels-") as tmp:
-            out = Path(tmp) / "depthwise.so"
+            out = Path(tmp) / "leannets.so"
             cmd = [cc, *flags, "-shared", "-fPIC", "-o", str(out), *(str(_SOURCE_DIR / f) for f in _SOURCES)]
             proc = subprocess.run(cmd, capture_output=True, text=True)
             if proc.returncode == 0:

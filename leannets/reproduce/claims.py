@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar, Sequence
+from typing import Any, Callable, ClassVar, Sequence
 
 from leannets.analysis.statistics import Interval, beats_verdict, matches_verdict, paired_difference
 
@@ -227,6 +227,24 @@ def _evidence(res: ExperimentResult, a: str, diff: Interval, paper_effect: float
     return f"A − B (positive: A better) {diff.format(3, signed=True)} over paired seeds{size}{effect}"
 
 
+def _judge_pair(claim: Any, res: ExperimentResult, reference: Reference, scale: str, a: str,
+                b: str) -> Verdict | tuple[Interval, str, str, float | None]:
+    """What a paired trained claim of ``a`` against the baseline ``b`` shares: its "not checked" verdict when it
+    cannot be judged here, else (the interval of A − B, our figures, the paper's, the paper's effect)."""
+    pa, pb, paper = _paper_pair(reference, claim.paper_keys)
+    skipped = _not_at_smoke(claim, scale, claim.scales, paper)
+    if skipped:
+        return skipped
+    diff = _paired(res, a, b, claim.metric)
+    if diff is None:
+        return claim._verdict("not checked", "—", paper, _not_measured(res, scale))
+    ours = f"{fmt_num(res.value(a, claim.metric))} vs {fmt_num(res.value(b, claim.metric))}"
+    why = _unjudged(res, b)
+    if why:
+        return claim._verdict("not checked", ours, paper, why)
+    return diff, ours, paper, _paper_effect(claim.paper_keys, pa, pb, claim.metric)
+
+
 @dataclass
 class Better(Claim):
     """"``better`` beats ``worse``" on ``metric`` (direction from the metric's name), judged on the 95%
@@ -240,18 +258,10 @@ class Better(Claim):
     trained: ClassVar[bool] = True
 
     def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
-        pa, pb, paper = _paper_pair(reference, self.paper_keys)
-        skipped = _not_at_smoke(self, scale, self.scales, paper)
-        if skipped:
-            return skipped
-        diff = _paired(res, self.better, self.worse, self.metric)
-        if diff is None:
-            return self._verdict("not checked", "—", paper, _not_measured(res, scale))
-        ours = f"{fmt_num(res.value(self.better, self.metric))} vs {fmt_num(res.value(self.worse, self.metric))}"
-        why = _unjudged(res, self.worse)
-        if why:
-            return self._verdict("not checked", ours, paper, why)
-        effect = _paper_effect(self.paper_keys, pa, pb, self.metric)
+        judged = _judge_pair(self, res, reference, scale, self.better, self.worse)
+        if isinstance(judged, Verdict):
+            return judged
+        diff, ours, paper, effect = judged
         verdict = self._verdict(beats_verdict(diff), ours, paper, _evidence(res, self.better, diff, effect))
         verdict.evidence = {"rule": "beats", **diff.as_dict(), "margin": 0.0, "paper_effect": effect,
                             **_baseline_evidence(res, self.worse)}
@@ -273,18 +283,10 @@ class NotWorse(Claim):
     trained: ClassVar[bool] = True
 
     def evaluate(self, res: ExperimentResult, reference: Reference, scale: str) -> Verdict:
-        pa, pb, paper = _paper_pair(reference, self.paper_keys)
-        skipped = _not_at_smoke(self, scale, self.scales, paper)
-        if skipped:
-            return skipped
-        diff = _paired(res, self.a, self.b, self.metric)
-        if diff is None:
-            return self._verdict("not checked", "—", paper, _not_measured(res, scale))
-        ours = f"{fmt_num(res.value(self.a, self.metric))} vs {fmt_num(res.value(self.b, self.metric))}"
-        why = _unjudged(res, self.b)
-        if why:
-            return self._verdict("not checked", ours, paper, why)
-        effect = _paper_effect(self.paper_keys, pa, pb, self.metric)
+        judged = _judge_pair(self, res, reference, scale, self.a, self.b)
+        if isinstance(judged, Verdict):
+            return judged
+        diff, ours, paper, effect = judged
         margin = max(0.0, -effect) + self.tolerance if effect is not None else self.tolerance
         detail = (f"{_evidence(res, self.a, diff, effect)}; margin m = {margin:.3g} (paper gap "
                   f"{max(0.0, -effect) if effect is not None else 0.0:.3g} + tolerance {self.tolerance:.3g})")

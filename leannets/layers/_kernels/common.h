@@ -59,6 +59,30 @@ UNUSED static float* thread_scratch(long floats, int* failed) {
   return buf;
 }
 
+/* The loop every NHWC pass shares: `threads` OpenMP threads over the (image, 16-channel block) items, each thread
+   with a scratch of `need` floats in `buf`; the body sees n (image), blk (block), c0 (its first channel) and cb (its
+   channels, <= 16). A thread whose scratch cannot be allocated sets `failed` and skips its items.
+   Use:  FOR_BLOCKS16(threads, N, C, need, failed)  ...body...  END_BLOCKS16 */
+#define FOR_BLOCKS16(threads, N, C, need, failed)                                                   \
+  {                                                                                                 \
+    const int fb_threads_ = (threads);                                                              \
+    const long fb_c_ = (C), fb_blocks_ = (fb_c_ + 15) / 16, fb_items_ = (N) * fb_blocks_;           \
+    const long fb_need_ = (need);                                                                   \
+    int* fb_failed_ = &(failed);                                                                    \
+    _Pragma("omp parallel num_threads(fb_threads_)") {                                              \
+      float* buf = thread_scratch(fb_need_, fb_failed_);                                            \
+      _Pragma("omp for schedule(static)") for (long item = 0; item < fb_items_; ++item) {           \
+        if (!buf) continue;                                                                         \
+        const long n = item / fb_blocks_, blk = item % fb_blocks_, c0 = blk * 16;                   \
+        const long cb = c0 + 16 <= fb_c_ ? 16 : fb_c_ - c0;                                         \
+        (void)n;                                                                                    \
+        (void)cb;
+#define END_BLOCKS16 \
+      }              \
+      free(buf);     \
+    }                \
+  }
+
 /* Zeroed per-thread partial sums: `threads` arrays of `part` floats (NULL when out of memory). */
 UNUSED static float* zeroed_parts(long part, int threads) {
   float* parts = aligned_alloc(64, sizeof(float) * ((part * threads + 15) / 16 * 16));

@@ -8,16 +8,10 @@
    faster than this one; bfloat16 input runs here, with float32 sums, instead of oneDNN's bf16 depthwise. */
 int dw_forward_nhwc(const void* x, const float* w, const float* b, void* y, long N, long C, long H, long W, long Ho,
                     long Wo, long kh, long kw, long sh, long sw, long pt, long pl, int nt, int bf) {
-  const long blocks = (C + 15) / 16, Hp = (Ho - 1) * sh + kh, Wp = (Wo - 1) * sw + kw;
+  const long Hp = (Ho - 1) * sh + kh, Wp = (Wo - 1) * sw + kw;
   const long need = 16 * (Hp * Wp + Ho * Wo + kh * kw + 1) + 16;
   int failed = 0;
-#pragma omp parallel num_threads(nthreads_ok(nt))
-  {
-    float* buf = thread_scratch(need, &failed);
-#pragma omp for schedule(static)
-    for (long item = 0; item < N * blocks; ++item) {
-      if (!buf) continue;
-      const long n = item / blocks, c0 = (item % blocks) * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+  FOR_BLOCKS16(nthreads_ok(nt), N, C, need, failed)
       float *xs = buf, *ys = xs + 16 * Hp * Wp, *wv = ys + 16 * Ho * Wo, *bv = wv + 16 * kh * kw;
       memset(wv, 0, sizeof(float) * 16 * kh * kw);
       memset(bv, 0, sizeof(float) * 16);
@@ -26,25 +20,17 @@ int dw_forward_nhwc(const void* x, const float* w, const float* b, void* y, long
       gather16(xs, Hp, Wp, elem_c(x, n * H * W * C, bf), H, W, C, c0, cb, pt, pl, 1, 1, bf);
       pass16(xs, Wp, ys, Wo, 0, 0, Ho, Wo, wv, bv, kh, kw, sh, sw, 0);
       scatter16(elem(y, n * Ho * Wo * C, bf), C, c0, cb, ys, Ho * Wo, bf);
-    }
-    free(buf);
-  }
+  END_BLOCKS16
   return failed;
 }
 
 /* gx = conv_transpose(gy, w): correlation of the (stride-dilated, padded) gradient with the flipped kernel. */
 int dw_backward_input_nhwc(const void* gy, const float* w, void* gx, long N, long C, long H, long W, long Ho,
                            long Wo, long kh, long kw, long sh, long sw, long pt, long pl, int nt, int bf) {
-  const long blocks = (C + 15) / 16, Hs = H + kh - 1, Ws = W + kw - 1;
+  const long Hs = H + kh - 1, Ws = W + kw - 1;
   const long need = 16 * (Hs * Ws + H * W + kh * kw + 1) + 16;
   int failed = 0;
-#pragma omp parallel num_threads(nthreads_ok(nt))
-  {
-    float* buf = thread_scratch(need, &failed);
-#pragma omp for schedule(static)
-    for (long item = 0; item < N * blocks; ++item) {
-      if (!buf) continue;
-      const long n = item / blocks, c0 = (item % blocks) * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+  FOR_BLOCKS16(nthreads_ok(nt), N, C, need, failed)
       float *gs = buf, *xs = gs + 16 * Hs * Ws, *wv = xs + 16 * H * W, *bv = wv + 16 * kh * kw;
       memset(wv, 0, sizeof(float) * 16 * kh * kw);
       memset(bv, 0, sizeof(float) * 16);
@@ -54,9 +40,7 @@ int dw_backward_input_nhwc(const void* gy, const float* w, void* gx, long N, lon
       gather16(gs, Hs, Ws, elem_c(gy, n * Ho * Wo * C, bf), Ho, Wo, C, c0, cb, kh - 1 - pt, kw - 1 - pl, sh, sw, bf);
       pass16(gs, Ws, xs, W, 0, 0, H, W, wv, bv, kh, kw, 1, 1, 0);
       scatter16(elem(gx, n * H * W * C, bf), C, c0, cb, xs, H * W, bf);
-    }
-    free(buf);
-  }
+  END_BLOCKS16
   return failed;
 }
 
@@ -70,17 +54,9 @@ int dw_backward_weight_nhwc(const void* gy, const void* x, float* gw, float* gb,
   float* parts = zeroed_parts(part, threads);
   if (!parts) return 1;
   int failed = 0;
-#pragma omp parallel num_threads(threads)
-  {
-    const int tid = thread_id();
-    float* acc_all = parts + tid * part;
-    float* buf = thread_scratch(16 * (Hp * Wp + Ho * Wo), &failed);
-#pragma omp for schedule(static)
-    for (long item = 0; item < N * blocks; ++item) {
-      if (!buf) continue;
-      const long n = item / blocks, blk = item % blocks, c0 = blk * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+  FOR_BLOCKS16(threads, N, C, 16 * (Hp * Wp + Ho * Wo), failed)
       float *xs = buf, *gs = xs + 16 * Hp * Wp;
-      float* acc = acc_all + blk * 16 * (taps + 1);
+      float* acc = parts + thread_id() * part + blk * 16 * (taps + 1);
       gather16(xs, Hp, Wp, elem_c(x, n * H * W * C, bf), H, W, C, c0, cb, pt, pl, 1, 1, bf);
       gather16(gs, Ho, Wo, elem_c(gy, n * Ho * Wo * C, bf), Ho, Wo, C, c0, cb, 0, 0, 1, 1, bf);
       wgrad16(xs, Wp, gs, Ho, Wo, kh, kw, sh, sw, acc);
@@ -89,9 +65,7 @@ int dw_backward_weight_nhwc(const void* gy, const void* x, float* gw, float* gb,
         for (long q = 0; q < Ho * Wo; ++q) s0 += LD16(gs + q * 16);
         ST16(acc + taps * 16, LD16(acc + taps * 16) + s0);
       }
-    }
-    free(buf);
-  }
+  END_BLOCKS16
   reduce_parts16(parts, part, threads, blocks, taps, C, gw, gb);
   free(parts);
   return failed;

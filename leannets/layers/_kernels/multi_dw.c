@@ -12,16 +12,10 @@ int multi_dw_forward_nhwc(const void* x, void* y, long N, long C, long H, long W
   long kmax = 1;
   for (long b = 0; b < nb; ++b) kmax = ks[b] > kmax ? ks[b] : kmax;
   const long P = kmax / 2, Ho = (H + 2 * P - kmax) / s + 1, Wo = (W + 2 * P - kmax) / s + 1;
-  const long Hp = (Ho - 1) * s + kmax, Wp = (Wo - 1) * s + kmax, blocks = (C + 15) / 16, Co = nb * C;
+  const long Hp = (Ho - 1) * s + kmax, Wp = (Wo - 1) * s + kmax, Co = nb * C;
   const long need = 16 * (Hp * Wp + Ho * Wo + kmax * kmax + 1) + 16;
   int failed = 0;
-#pragma omp parallel num_threads(nthreads_ok(nt))
-  {
-    float* buf = thread_scratch(need, &failed);
-#pragma omp for schedule(static)
-    for (long item = 0; item < N * blocks; ++item) {
-      if (!buf) continue;
-      const long n = item / blocks, c0 = (item % blocks) * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+  FOR_BLOCKS16(nthreads_ok(nt), N, C, need, failed)
       float *xs = buf, *ys = xs + 16 * Hp * Wp, *wv = ys + 16 * Ho * Wo, *bv = wv + 16 * kmax * kmax;
       gather16(xs, Hp, Wp, elem_c(x, n * H * W * C, bf), H, W, C, c0, cb, P, P, 1, 1, bf);
       const float* wb = w;
@@ -35,9 +29,7 @@ int multi_dw_forward_nhwc(const void* x, void* y, long N, long C, long H, long W
         for (long q = 0; q < Ho * Wo; ++q) store_lanes(y, (n * Ho * Wo + q) * Co + b * C + c0, ys + q * 16, cb, bf);
         wb += k * k * C;
       }
-    }
-    free(buf);
-  }
+  END_BLOCKS16
   return failed;
 }
 
@@ -53,16 +45,10 @@ int multi_dw_backward_input_nhwc(const void* gy, const float* w, void* gx, long 
   long kmax = 1;
   for (long b = 0; b < nb; ++b) kmax = ks[b] > kmax ? ks[b] : kmax;
   const long P = kmax / 2, Ho = (H + 2 * P - kmax) / s + 1, Wo = (W + 2 * P - kmax) / s + 1;
-  const long blocks = (C + 15) / 16, Co = nb * C, Hs = H + kmax - 1, Ws = W + kmax - 1;
+  const long Co = nb * C, Hs = H + kmax - 1, Ws = W + kmax - 1;
   const long need = 16 * (Hs * Ws + 2 * H * W + kmax * kmax + 1) + 16;
   int failed = 0;
-#pragma omp parallel num_threads(nthreads_ok(nt))
-  {
-    float* buf = thread_scratch(need, &failed);
-#pragma omp for schedule(static)
-    for (long item = 0; item < N * blocks; ++item) {
-      if (!buf) continue;
-      const long n = item / blocks, c0 = (item % blocks) * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+  FOR_BLOCKS16(nthreads_ok(nt), N, C, need, failed)
       float *gs = buf, *acc = gs + 16 * Hs * Ws, *tmp = acc + 16 * H * W, *wv = tmp + 16 * H * W;
       float* bv = wv + 16 * kmax * kmax;
       memset(bv, 0, sizeof(float) * 16);
@@ -81,9 +67,7 @@ int multi_dw_backward_input_nhwc(const void* gy, const float* w, void* gx, long 
         wb += k * k * C;
       }
       scatter16(elem(gx, n * H * W * C, bf), C, c0, cb, acc, H * W, bf);
-    }
-    free(buf);
-  }
+  END_BLOCKS16
   return failed;
 }
 
@@ -104,15 +88,8 @@ int multi_dw_backward_weight_nhwc(const void* gy, const void* x, float* gw, long
   float* parts = zeroed_parts(part, threads);
   if (!parts) return 1;
   int failed = 0;
-#pragma omp parallel num_threads(threads)
-  {
-    const int tid = thread_id();
-    float* buf = thread_scratch(16 * (Hp * Wp + Ho * Wo), &failed);
-#pragma omp for schedule(static)
-    for (long item = 0; item < N * blocks; ++item) {
-      if (!buf) continue;
-      const long n = item / blocks, blk = item % blocks, c0 = blk * 16, cb = c0 + 16 <= C ? 16 : C - c0;
-      float *xs = buf, *gs = xs + 16 * Hp * Wp, *acc_b = parts + tid * part;
+  FOR_BLOCKS16(threads, N, C, 16 * (Hp * Wp + Ho * Wo), failed)
+      float *xs = buf, *gs = xs + 16 * Hp * Wp, *acc_b = parts + thread_id() * part;
       gather16(xs, Hp, Wp, elem_c(x, n * H * W * C, bf), H, W, C, c0, cb, P, P, 1, 1, bf);
       for (long b = 0; b < nb; ++b) {
         const long k = ks[b], o = P - k / 2;
@@ -120,9 +97,7 @@ int multi_dw_backward_weight_nhwc(const void* gy, const void* x, float* gw, long
         wgrad16(xs + (o * Wp + o) * 16, Wp, gs, Ho, Wo, k, k, s, s, acc_b + blk * 16 * (k * k + 1));
         acc_b += blocks * 16 * (k * k + 1);
       }
-    }
-    free(buf);
-  }
+  END_BLOCKS16
   for (long b = 0, at = 0, wat = 0; b < nb; ++b) {
     reduce_parts16(parts + at, part, threads, blocks, ks[b] * ks[b], C, gw + wat, NULL);
     at += blocks * 16 * (ks[b] * ks[b] + 1);

@@ -131,19 +131,12 @@ int xsep_forward_nhwc(const void* x, void* y, long N, long C, long H, long W, co
                       const int* pad, const float* w1, const float* b1, const float* wk, const float* bk, long k,
                       long s, int act, int nt, int bf) {
   const long p = k / 2, Ho = (H - 1) / s + 1, Wo = (W - 1) / s + 1;
-  const long blocks = (C + 15) / 16;
   const long W1 = W + 2 * p;                       /* 1xk input: p zero columns each side */
   const long H2 = H + 2 * p;                       /* kx1 input: p zero rows each side */
   const long n0 = (H + 1) * (W + 1), n1 = H * W1, n2 = H2 * Wo;
   const long need = 16 * (n0 + n1 + n2 + 4 + 2 * k + 3);
   int failed = 0;
-#pragma omp parallel num_threads(nthreads_ok(nt))
-  {
-    float* buf = thread_scratch(need, &failed);
-#pragma omp for schedule(static)
-    for (long item = 0; item < N * blocks; ++item) {
-      if (!buf) continue;
-      const long n = item / blocks, c0 = (item % blocks) * 16, cb = c0 + 16 <= C ? 16 : C - c0;
+  FOR_BLOCKS16(nthreads_ok(nt), N, C, need, failed)
       float *s0 = buf, *s1 = s0 + 16 * n0, *s2 = s1 + 16 * n1, *wb = s2 + 16 * n2;
       float *w2v = wb, *w1v = w2v + 64, *wkv = w1v + 16 * k, *b2v = wkv + 16 * k, *b1v = b2v + 16, *bkv = b1v + 16;
       const long xn = n * H * W * C; /* element offset of the image */
@@ -177,8 +170,6 @@ int xsep_forward_nhwc(const void* x, void* y, long N, long C, long H, long W, co
       float* s3 = s0; /* the 2x2 input is no longer needed: it holds the last pass's output */
       pass16(s2, Wo, s3, Wo, 0, 0, Ho, Wo, wkv, bkv, k, 1, s, 1, act);
       scatter16(elem(y, n * Ho * Wo * C, bf), C, c0, cb, s3, Ho * Wo, bf);
-    }
-    free(buf);
-  }
+  END_BLOCKS16
   return failed;
 }
