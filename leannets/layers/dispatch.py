@@ -187,7 +187,8 @@ def choose_impl(module: Any, x: torch.Tensor) -> str:
         return impl
     if capturing():  # before reading the input: under fx it is a proxy
         return "reference"
-    on_cpu = x.device.type == "cpu" and any(dtype_ok(x, p) for p in module.pw.parameters())
+    pw = module.pw
+    on_cpu = x.device.type == "cpu" and (dtype_ok(x, pw.weight) or (pw.bias is not None and dtype_ok(x, pw.bias)))
     on_cpu_kernels = on_cpu and (compiling() or kernels.available())
     if impl == "kernels":
         return impl if on_cpu else "reference"

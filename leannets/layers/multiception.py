@@ -185,6 +185,8 @@ class SeparableMultiKernel(nn.Module):
         self.in_ch, self.out_ch, self.stride = in_ch, out_ch, stride
         self.stride_in, self.impl, self.mid_act = stride_in, impl, mid_act
         self.branches = tuple(tuple(int(v) for v in b) for b in branches)
+        # Multiception's shape: several branches, each over every input channel (what the C ops compute)
+        self._all_channel_branches = len(self.branches) > 1 and all(s == 0 and c == in_ch for s, c, _ in self.branches)
         self.kernel_sizes = tuple(k for _, _, k in self.branches)
         self.kmax = max(self.kernel_sizes)
         s_dw = stride if stride_in == "depthwise" else 1
@@ -240,17 +242,17 @@ class SeparableMultiKernel(nn.Module):
 
     def kernel_inference_ok(self, x: torch.Tensor) -> bool:
         """The C multi-branch kernel computes this call: inference, every branch over all channels."""
+        if not self._all_channel_branches or self.mid_act not in _POINTWISE_ACTS:
+            return False
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
             return False
-        return (len(self.branches) > 1 and all(s == 0 and c == self.in_ch for s, c, _ in self.branches)
-                and all(bn_is_affine(bn) for bn in self.bn1) and bn_is_affine(self.bn2)
-                and self.mid_act in _POINTWISE_ACTS and kernels.act_code(self.act) is not None
-                and dtype_ok(x, self.pw.weight))
+        return (all(bn_is_affine(bn) for bn in self.bn1) and bn_is_affine(self.bn2)
+                and kernels.act_code(self.act) is not None and dtype_ok(x, self.pw.weight))
 
     def branch_op_ok(self, x: torch.Tensor) -> bool:
         """``leannets::multi_depthwise_conv`` computes the branches of this training call: Multiception (several
         branches, each over all channels, no bias) on CPU float32 or bf16 data."""
-        return (len(self.branches) > 1 and all(s == 0 and c == self.in_ch for s, c, _ in self.branches)
+        return (self._all_channel_branches
                 and all(conv.bias is None and conv.padding_mode == "zeros" for conv in self.dw)
                 and x.device.type == "cpu" and x.dim() == 4 and dtype_ok(x, self.dw[0].weight))
 

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+import ctypes
 import functools
 from typing import Any, Callable
 
@@ -169,18 +170,27 @@ def multi_depthwise_reference(x: torch.Tensor, weights: torch.Tensor, bias: torc
     return torch.cat(outs, 1).to(dtype).contiguous(memory_format=torch.channels_last)
 
 
+@functools.lru_cache(maxsize=None)
+def _kernel_sizes_array(kernel_sizes: tuple[int, ...]) -> Any:
+    """The branches' kernel sizes as the C ``long`` array the kernels read, made once per tuple; ``ValueError``
+    unless they are odd and positive (the branches are centred)."""
+    if not kernel_sizes or any(k < 1 or k % 2 == 0 for k in kernel_sizes):
+        raise ValueError(f"leannets::multi_depthwise: kernel sizes must be odd and positive, got {list(kernel_sizes)}")
+    return (ctypes.c_long * len(kernel_sizes))(*kernel_sizes)
+
+
 @_without_autocast
 def _multi_depthwise_cpu(x: torch.Tensor, weights: torch.Tensor, bias: torch.Tensor, kernel_sizes: list[int],
                          stride: int, act: int) -> torch.Tensor:
+    ks = _kernel_sizes_array(tuple(kernel_sizes))
     if not kernels.available() or x.dtype not in _KERNEL_DTYPES:
         return multi_depthwise_reference(x, weights, bias, kernel_sizes, stride, act)
     x = x.contiguous(memory_format=torch.channels_last)
-    ks = torch.tensor(kernel_sizes, dtype=torch.int64)
     weights, bias = weights.float().contiguous(), bias.float().contiguous()
     out = torch.empty(_multi_out_shape(x, kernel_sizes, stride), dtype=x.dtype, memory_format=torch.channels_last)
     if kernels.library().multi_dw_forward_nhwc(x.data_ptr(), out.data_ptr(), *x.shape, len(kernel_sizes),
-                                               ks.data_ptr(), weights.data_ptr(), bias.data_ptr(), stride, act,
-                                               torch.get_num_threads(), _bf(x)):
+                                               ctypes.addressof(ks), weights.data_ptr(), bias.data_ptr(), stride,
+                                               act, torch.get_num_threads(), _bf(x)):
         raise MemoryError("leannets::multi_depthwise: the kernel could not allocate its scratch memory")
     return out
 
@@ -201,16 +211,9 @@ def _multi_conv_reference(x: torch.Tensor, weights: torch.Tensor, kernel_sizes: 
                                      stride, 0)
 
 
-def _multi_geometry(x: torch.Tensor, kernel_sizes: Sequence[int]) -> tuple[torch.Tensor, list[int]]:
-    if not kernel_sizes or any(k < 1 or k % 2 == 0 for k in kernel_sizes):
-        raise ValueError(f"leannets::multi_depthwise_conv: kernel sizes must be odd and positive, got {kernel_sizes}")
-    return torch.tensor(kernel_sizes, dtype=torch.int64), list(x.shape) + [len(kernel_sizes)]
-
-
 @_without_autocast
 def _multi_conv_cpu(x: torch.Tensor, weights: torch.Tensor, kernel_sizes: list[int], stride: int) -> torch.Tensor:
     """The branches on ``multi_dw_forward_nhwc`` with zero bias (one pass over the input for every branch)."""
-    _multi_geometry(x, kernel_sizes)
     return _multi_depthwise_cpu(x, weights, weights.new_zeros(len(kernel_sizes) * x.shape[1]), kernel_sizes, stride,
                                 0)
 
@@ -244,19 +247,19 @@ def _multi_conv_backward_cpu(grad: torch.Tensor, x: torch.Tensor, weights: torch
     if not kernels.available() or x.dtype not in _KERNEL_DTYPES or x.numel() == 0:
         return _multi_conv_backward_reference(grad, x, weights, kernel_sizes, stride, output_mask)
     lib, threads, bf = kernels.library(), torch.get_num_threads(), _bf(x)
-    ks, geo = _multi_geometry(x, kernel_sizes)
+    ks, geo = ctypes.addressof(_kernel_sizes_array(tuple(kernel_sizes))), [*x.shape, len(kernel_sizes)]
     x = x.contiguous(memory_format=torch.channels_last)
     grad = grad.to(x.dtype).contiguous(memory_format=torch.channels_last)
     w = weights.float().contiguous()
     gx, gw = x.new_empty(0), weights.new_empty(0)
     if output_mask[0]:
         gx = torch.empty(x.shape, dtype=x.dtype, memory_format=torch.channels_last)
-        if lib.multi_dw_backward_input_nhwc(grad.data_ptr(), w.data_ptr(), gx.data_ptr(), *geo, ks.data_ptr(), stride,
+        if lib.multi_dw_backward_input_nhwc(grad.data_ptr(), w.data_ptr(), gx.data_ptr(), *geo, ks, stride,
                                             threads, bf):
             raise MemoryError("leannets::multi_depthwise_conv_backward: the kernel could not allocate its scratch")
     if output_mask[1]:
         gw = torch.empty_like(w)
-        if lib.multi_dw_backward_weight_nhwc(grad.data_ptr(), x.data_ptr(), gw.data_ptr(), *geo, ks.data_ptr(),
+        if lib.multi_dw_backward_weight_nhwc(grad.data_ptr(), x.data_ptr(), gw.data_ptr(), *geo, ks,
                                              stride, threads, bf):
             raise MemoryError("leannets::multi_depthwise_conv_backward: the kernel could not allocate its scratch")
         gw = gw.to(weights.dtype)

@@ -311,6 +311,9 @@ def test_bf16_multi_depthwise_conv_forward_and_backward(seed: int) -> None:
     assert (gw.double() - gw64).abs().max() <= 1e-4 * gw64.abs().max().clamp_min(1.0)
 
 
-def test_multi_depthwise_conv_rejects_even_kernels() -> None:
+def test_multi_depthwise_ops_reject_even_kernels() -> None:
+    x = torch.randn(1, 4, 5, 5).contiguous(memory_format=torch.channels_last)
     with pytest.raises(ValueError, match="odd and positive"):
-        ops.multi_depthwise_conv(torch.randn(1, 4, 5, 5), torch.randn(4 * (9 + 16)), [3, 4], 1)
+        ops.multi_depthwise_conv(x, torch.randn(4 * (9 + 16)), [3, 4], 1)
+    with pytest.raises(ValueError, match="odd and positive"):
+        ops.multi_depthwise(x, torch.randn(4 * (9 + 16)), torch.zeros(8), [3, 4], 1, 0)
