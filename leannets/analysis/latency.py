@@ -5,7 +5,8 @@ Every latency figure of the library (``profile``, ``compare``, ``speedup``, ``re
 
 - **Preparation.** :func:`prepare_for_inference` is the documented one-call deployment path:
   an eval-mode copy with BatchNorm folded into the convolutions, autograd off and channels_last
-  weights. Layers with fast CPU kernels (:mod:`leannets.layers.kernels`) use them from then on.
+  weights, and each plain 1×1 conv timed on its own input and run as a matrix product where that is faster
+  (:func:`tune_pointwise`). Layers with fast CPU kernels (:mod:`leannets.layers.kernels`) use them from then on.
 - **Backends.** ``eager`` (prepared, NCHW), ``channels_last`` (prepared, NHWC input; the default),
   ``bf16`` (the channels_last model with its folded weights and the input in bfloat16:
   ``prepare_for_inference(model, dtype=torch.bfloat16)(x.bfloat16())``), ``compiled`` (``torch.compile`` with inductor and weight
@@ -38,10 +39,12 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 import torch.nn as nn
 
+from leannets.layers.pointwise import PointwiseConv2d, pointwise_candidate
+
 from .fold_bn import fold_bn
 from .statistics import median_ci
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_THREADS", "DEFAULT_ROUNDS", "prepare_for_inference",
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_THREADS", "DEFAULT_ROUNDS", "prepare_for_inference", "tune_pointwise",
            "build_call", "time_interleaved", "summarize_rounds", "Latency", "LatencyReport", "measure_latency",
            "torch_threads", "describe_settings", "format_with_ci", "load_average", "ratio_caveat"]
 
@@ -64,7 +67,7 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None, fold: bool = True,
-                          channels_last: bool = True, dtype: torch.dtype | None = None) -> nn.Module:
+                          channels_last: bool = True, dtype: torch.dtype | None = None, tune: bool = True) -> nn.Module:
     """The deployment path: an eval copy with BN folded, no autograd, channels_last weights.
 
     ``model = leannets.prepare_for_inference(create_model(name))`` is what the latency figures of
@@ -72,12 +75,15 @@ def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None,
 
     Args:
         model: any module.
-        example: a probe input used to find conv → BN pairs (default: the model's smallest input).
+        example: a probe input used to find conv → BN pairs (default: the model's smallest input) and to time
+            the 1×1 convs (default: one image of the model's ``pretrained_cfg`` input size).
         fold: fold every BatchNorm that directly follows a convolution.
         channels_last: store 4-D weights channels_last (feed channels_last inputs for full speed).
         dtype: convert the folded weights once, e.g. ``torch.bfloat16`` on a CPU with native bf16 (feed
             inputs of that dtype). Autocast would instead cast every weight on every call: autograd-free
             weights are not in its cast cache.
+        tune: with ``channels_last``, time every plain 1×1 conv on its own input and run it as a matrix product
+            where that is faster (:func:`tune_pointwise`). Prepare with the thread count you deploy with.
     """
     prepared = fold_bn(model, None if example is None else example[:1]) if fold else copy.deepcopy(model).eval()
     prepared.requires_grad_(False)
@@ -85,7 +91,59 @@ def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None,
         prepared = prepared.to(memory_format=torch.channels_last)
     if dtype is not None:
         prepared = prepared.to(dtype)
+    probe = _tuning_input(prepared, example, dtype) if tune and channels_last else None
+    if probe is not None:
+        tune_pointwise(prepared, probe)
     return prepared
+
+
+def _tuning_input(model: nn.Module, example: torch.Tensor | None, dtype: torch.dtype | None) -> torch.Tensor | None:
+    """The input the 1×1 convs are timed on: the example, or one image of the model's declared input size."""
+    if example is None:
+        size = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
+        if not size:
+            return None
+        example = torch.randn(1, *size)
+    if example.dim() != 4 or example.device.type != "cpu":
+        return None
+    return example.to(dtype or example.dtype).contiguous(memory_format=torch.channels_last)
+
+
+def tune_pointwise(model: nn.Module, x: torch.Tensor, rounds: int = 9, margin: float = 0.9) -> list[str]:
+    """Turn each plain 1×1 conv of the eval ``model`` whose matrix-product form
+    (:class:`~leannets.layers.pointwise.PointwiseConv2d`) runs in at most ``margin`` of the convolution's time on
+    its own input (the median of ``rounds`` interleaved pairs) into that class; returns their names."""
+    names = {m: n for n, m in model.named_modules() if pointwise_candidate(m)}
+    inputs: dict[nn.Module, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args: inputs.setdefault(mod, args[0])) for m in names]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    switched = []
+    for m, xi in inputs.items():
+        if not (isinstance(xi, torch.Tensor) and xi.dim() == 4 and xi.is_contiguous(memory_format=torch.channels_last)):
+            continue
+        m.__class__ = PointwiseConv2d
+        times: dict[bool, list[float]] = {False: [], True: []}
+        with torch.no_grad():
+            for i in range(rounds + 1):  # the first pair warms up
+                for gemm in ((False, True) if i % 2 else (True, False)):
+                    m.gemm = gemm
+                    t0 = time.perf_counter()
+                    m(xi)
+                    if i:
+                        times[gemm].append(time.perf_counter() - t0)
+        conv, gemm = (sorted(times[k])[rounds // 2] for k in (False, True))
+        if gemm <= margin * conv:
+            m.gemm = True
+            switched.append(names[m])
+        else:
+            del m.gemm
+            m.__class__ = nn.Conv2d
+    return switched
 
 
 def _compiled(model: nn.Module, x: torch.Tensor) -> Callable[[], Any]:

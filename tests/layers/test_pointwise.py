@@ -1,0 +1,89 @@
+"""PointwiseConv2d and the 1×1 tuning of prepare_for_inference: same results, conv wherever a graph is captured."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from leannets.analysis.latency import prepare_for_inference, tune_pointwise
+from leannets.analysis.profile import count_macs
+from leannets.layers.pointwise import PointwiseConv2d, pointwise_candidate
+
+
+def _pair(cin: int = 12, cout: int = 7, bias: bool = True) -> tuple[nn.Conv2d, PointwiseConv2d]:
+    torch.manual_seed(0)
+    conv = nn.Conv2d(cin, cout, 1, bias=bias).eval()
+    fast = PointwiseConv2d(cin, cout, 1, bias=bias).eval()
+    fast.load_state_dict(conv.state_dict())
+    fast.gemm = True
+    return conv, fast
+
+
+@pytest.mark.parametrize("batch,bias", [(1, True), (3, False)])
+def test_the_matrix_product_equals_the_convolution(batch: int, bias: bool) -> None:
+    conv, fast = _pair(bias=bias)
+    x = torch.randn(batch, 12, 5, 6).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        want, got = conv(x), fast(x)
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():  # bf16 weights and data: bf16 rounding
+        got16 = fast.to(torch.bfloat16)(x.bfloat16())
+    torch.testing.assert_close(got16.float(), want, rtol=2e-2, atol=2e-2)
+
+
+def test_training_other_layouts_and_captures_take_the_convolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, fast = _pair()
+    x = torch.randn(1, 12, 5, 6).contiguous(memory_format=torch.channels_last)
+    assert count_macs(fast, x, only="convolution") == 12 * 7 * 30  # the profiler still sees a convolution
+    graph = str(torch.jit.trace(fast, x).inlined_graph)
+    assert "aten::_convolution" in graph and "aten::linear" not in graph
+
+    def no_linear(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        raise AssertionError("the matrix product ran")
+
+    monkeypatch.setattr("leannets.layers.pointwise.F.linear", no_linear)
+    with torch.no_grad():
+        fast.train()(x)
+        fast.eval()(x.contiguous())  # NCHW
+        with pytest.raises(AssertionError, match="matrix product"):
+            fast(x)
+
+
+def test_candidates_are_plain_1x1_stride_1_convs() -> None:
+    assert pointwise_candidate(nn.Conv2d(4, 4, 1))
+    for conv in (nn.Conv2d(4, 4, 3), nn.Conv2d(4, 4, 1, stride=2), nn.Conv2d(4, 4, 1, groups=2),
+                 nn.Conv2d(4, 4, 1, padding=1), PointwiseConv2d(4, 4, 1)):
+        assert not pointwise_candidate(conv)
+
+
+def _net() -> nn.Sequential:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.ReLU(), nn.Conv2d(16, 8, 1), nn.ReLU(),
+                         nn.Conv2d(8, 4, 1, stride=2)).eval()
+
+
+def test_tuning_switches_only_what_it_measured_faster_and_keeps_everything_else() -> None:
+    x = torch.randn(1, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    net = prepare_for_inference(_net(), x, tune=False)
+    keys = list(net.state_dict())
+    with torch.no_grad():
+        want = net(x)
+    assert tune_pointwise(net, x, margin=0.0) == []  # nothing is ever that much faster
+    assert [type(m) for m in net] == [nn.Conv2d, nn.ReLU, nn.Conv2d, nn.ReLU, nn.Conv2d]
+    assert tune_pointwise(net, x, margin=float("inf")) == ["2"]  # the only plain 1×1 stride-1 conv
+    assert type(net[2]) is PointwiseConv2d and net[2].gemm and type(net[4]) is nn.Conv2d
+    assert list(net.state_dict()) == keys
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_prepare_tunes_on_the_example_unless_told_not_to(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen = []
+    monkeypatch.setattr("leannets.analysis.latency.tune_pointwise", lambda model, x: seen.append(tuple(x.shape)))
+    x = torch.randn(2, 3, 8, 8)
+    prepare_for_inference(_net(), x)
+    prepare_for_inference(_net(), x, tune=False)
+    prepare_for_inference(_net(), x, channels_last=False)
+    prepare_for_inference(_net())  # a plain module declares no input size: nothing to time on
+    assert seen == [(2, 3, 8, 8)]
