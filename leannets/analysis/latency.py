@@ -52,6 +52,7 @@ BACKENDS = ("eager", "channels_last", "bf16", "compiled", "onnxruntime", "onnxru
 DEFAULT_BACKEND = "channels_last"
 DEFAULT_THREADS = 2
 DEFAULT_ROUNDS = 30
+_POINTWISE_CHOICES: dict[tuple, bool] = {}  # tune_pointwise's decisions for this process
 
 
 @contextmanager
@@ -97,6 +98,21 @@ def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None,
     return prepared
 
 
+def _gemm_faster(m: PointwiseConv2d, x: torch.Tensor, rounds: int, margin: float) -> bool:
+    """Whether ``m`` as a matrix product takes at most ``margin`` of its time as a convolution on ``x``."""
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with torch.no_grad():
+        for i in range(rounds + 1):  # the first pair warms up
+            for gemm in ((False, True) if i % 2 else (True, False)):
+                m.gemm = gemm
+                t0 = time.perf_counter()
+                m(x)
+                if i:
+                    times[gemm].append(time.perf_counter() - t0)
+    conv, gemm = (sorted(times[k])[rounds // 2] for k in (False, True))
+    return gemm <= margin * conv
+
+
 def _tuning_input(model: nn.Module, example: torch.Tensor | None, dtype: torch.dtype | None) -> torch.Tensor | None:
     """The input the 1×1 convs are timed on: the example, or one image of the model's declared input size."""
     if example is None:
@@ -112,7 +128,11 @@ def _tuning_input(model: nn.Module, example: torch.Tensor | None, dtype: torch.d
 def tune_pointwise(model: nn.Module, x: torch.Tensor, rounds: int = 9, margin: float = 0.9) -> list[str]:
     """Turn each plain 1×1 conv of the eval ``model`` whose matrix-product form
     (:class:`~leannets.layers.pointwise.PointwiseConv2d`) runs in at most ``margin`` of the convolution's time on
-    its own input (the median of ``rounds`` interleaved pairs) into that class; returns their names."""
+    its own input (the median of ``rounds`` interleaved pairs) into that class; returns their names.
+
+    A decision is kept for the process per conv shape, input shape, dtype and thread count: models that share a
+    layer shape get the same choice (a comparison of two models then differs only where they do), and each
+    shape is timed once."""
     names = {m: n for n, m in model.named_modules() if pointwise_candidate(m)}
     inputs: dict[nn.Module, torch.Tensor] = {}
     hooks = [m.register_forward_pre_hook(lambda mod, args: inputs.setdefault(mod, args[0])) for m in names]
@@ -126,18 +146,12 @@ def tune_pointwise(model: nn.Module, x: torch.Tensor, rounds: int = 9, margin: f
     for m, xi in inputs.items():
         if not (isinstance(xi, torch.Tensor) and xi.dim() == 4 and xi.is_contiguous(memory_format=torch.channels_last)):
             continue
+        key = (m.in_channels, m.out_channels, m.bias is not None, tuple(xi.shape), xi.dtype, torch.get_num_threads(),
+               rounds, margin)
         m.__class__ = PointwiseConv2d
-        times: dict[bool, list[float]] = {False: [], True: []}
-        with torch.no_grad():
-            for i in range(rounds + 1):  # the first pair warms up
-                for gemm in ((False, True) if i % 2 else (True, False)):
-                    m.gemm = gemm
-                    t0 = time.perf_counter()
-                    m(xi)
-                    if i:
-                        times[gemm].append(time.perf_counter() - t0)
-        conv, gemm = (sorted(times[k])[rounds // 2] for k in (False, True))
-        if gemm <= margin * conv:
+        if key not in _POINTWISE_CHOICES:
+            _POINTWISE_CHOICES[key] = _gemm_faster(m, xi, rounds, margin)
+        if _POINTWISE_CHOICES[key]:
             m.gemm = True
             switched.append(names[m])
         else:

@@ -87,3 +87,17 @@ def test_prepare_tunes_on_the_example_unless_told_not_to(monkeypatch: pytest.Mon
     prepare_for_inference(_net(), x, channels_last=False)
     prepare_for_inference(_net())  # a plain module declares no input size: nothing to time on
     assert seen == [(2, 3, 8, 8)]
+
+
+def test_a_shape_is_timed_once_per_process_and_every_model_gets_that_choice(monkeypatch: pytest.MonkeyPatch) -> None:
+    timed = []
+    monkeypatch.setattr("leannets.analysis.latency._POINTWISE_CHOICES", {})
+    monkeypatch.setattr("leannets.analysis.latency._gemm_faster", lambda m, x, rounds, margin: timed.append(1) or True)
+    x = torch.randn(1, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    nets = [prepare_for_inference(_net(), x, tune=False) for _ in range(2)]
+    assert [tune_pointwise(net, x) for net in nets] == [["2"], ["2"]]
+    assert timed == [1]
+    assert tune_pointwise(nets[0], x) == []  # a conv already switched is no candidate any more
+    other = torch.randn(1, 3, 6, 6).contiguous(memory_format=torch.channels_last)
+    assert tune_pointwise(prepare_for_inference(_net(), other, tune=False), other) == ["2"]
+    assert timed == [1, 1]  # another input shape is timed again
