@@ -155,7 +155,7 @@ def tune_pointwise(model: nn.Module, x: torch.Tensor, rounds: int = 9, margin: f
             m.gemm = True
             switched.append(names[m])
         else:
-            del m.gemm
+            m.__dict__.pop("gemm", None)
             m.__class__ = nn.Conv2d
     return switched
 

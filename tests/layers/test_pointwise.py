@@ -101,3 +101,12 @@ def test_a_shape_is_timed_once_per_process_and_every_model_gets_that_choice(monk
     other = torch.randn(1, 3, 6, 6).contiguous(memory_format=torch.channels_last)
     assert tune_pointwise(prepare_for_inference(_net(), other, tune=False), other) == ["2"]
     assert timed == [1, 1]  # another input shape is timed again
+
+
+def test_a_remembered_no_leaves_the_next_model_a_plain_conv(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("leannets.analysis.latency._POINTWISE_CHOICES", {})
+    monkeypatch.setattr("leannets.analysis.latency._gemm_faster", lambda m, x, rounds, margin: False)
+    x = torch.randn(1, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    for _ in range(2):  # timed, then remembered
+        net = prepare_for_inference(_net(), x)
+        assert type(net[2]) is nn.Conv2d and "gemm" not in vars(net[2])
