@@ -52,6 +52,17 @@ def test_multiception_benchmark_smoke_run_writes_targets(tmp_path: Path, capsys:
         assert lo <= t["ratio"] <= hi and t["goal"] and t["verdict"] in ("met", "missed", "not distinguishable")
 
 
+def test_pointwise_tuning_benchmark_times_the_prepared_model_against_tune_false(tmp_path: Path) -> None:
+    bench = _load("pointwise_tuning")
+    path = tmp_path / "pw.json"
+    argv = ["--models", "densenet_bc_cifar_6_6_6", "--rounds", "6", "--threads", "1", "--precisions", "fp32",
+            "--json", str(path)]
+    assert bench.main(argv) == 0
+    (t,) = json.loads(path.read_text())["targets"]
+    assert t["what"] == "densenet_bc_cifar_6_6_6 prepared" and t["reference"].endswith("tune=False")
+    assert t["goal"] == "<= 1.0" and "of the 1×1 convs switched" in t["settings"] and len(t["extra"]["ms"]) == 2
+
+
 def _record(folder: Path, runs: Path, model: str, seed: int, epochs: int, amp: str = "fp32") -> None:
     run_id = f"{model}-{seed}{epochs}{amp}"
     (runs / run_id).mkdir(parents=True)
