@@ -147,5 +147,5 @@ def test_readme_sections_render_every_row_with_its_precision_and_verdict(tmp_pat
     summary = make.summary_section(docs)
     assert "| ResNet-20 training throughput: resnet20_multiception vs resnet20_standard | bf16 |" in summary
     assert "- Multiception layer, inference (fp32): 1 missed" in summary and "2026-12-07" in summary
-    with pytest.raises(ValueError, match="README.md: the markers"):
+    with pytest.raises(ValueError, match="README.md: no generated section between the markers"):
         make.render("no markers here", bench, Path("README.md"))
