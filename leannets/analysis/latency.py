@@ -39,7 +39,7 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import torch
 import torch.nn as nn
 
-from leannets.layers.pointwise import PointwiseConv2d, pointwise_candidate
+from leannets.layers.pointwise import PointwiseConv2d, gemm_tunable, pointwise_candidate
 
 from .fold_bn import fold_bn
 from .statistics import median_ci
@@ -98,8 +98,9 @@ def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None,
     return prepared
 
 
-def _gemm_faster(m: PointwiseConv2d, x: torch.Tensor, rounds: int, margin: float) -> bool:
-    """Whether ``m`` as a matrix product takes at most ``margin`` of its time as a convolution on ``x``."""
+def _gemm_faster(m: nn.Module, x: torch.Tensor, rounds: int, margin: float) -> bool:
+    """Whether ``m`` with its 1×1 conv as a matrix product (``m.gemm``) takes at most ``margin`` of its time with
+    the convolution, on ``x``."""
     times: dict[bool, list[float]] = {False: [], True: []}
     with torch.no_grad():
         for i in range(rounds + 1):  # the first pair warms up
@@ -128,12 +129,14 @@ def _tuning_input(model: nn.Module, example: torch.Tensor | None, dtype: torch.d
 def tune_pointwise(model: nn.Module, x: torch.Tensor, rounds: int = 9, margin: float = 0.9) -> list[str]:
     """Turn each plain 1×1 conv of the eval ``model`` whose matrix-product form
     (:class:`~leannets.layers.pointwise.PointwiseConv2d`) runs in at most ``margin`` of the convolution's time on
-    its own input (the median of ``rounds`` interleaved pairs) into that class; returns their names.
+    its own input (the median of ``rounds`` interleaved pairs) into that class, and switch ``gemm`` on in the
+    layers that end with a 1×1 conv (``gemm_switch``: Multiception) where that is as much faster; returns their
+    names.
 
     A decision is kept for the process per conv shape, input shape, dtype and thread count: models that share a
     layer shape get the same choice (a comparison of two models then differs only where they do), and each
     shape is timed once."""
-    names = {m: n for n, m in model.named_modules() if pointwise_candidate(m)}
+    names = {m: n for n, m in model.named_modules() if gemm_tunable(m)}
     inputs: dict[nn.Module, torch.Tensor] = {}
     hooks = [m.register_forward_pre_hook(lambda mod, args: inputs.setdefault(mod, args[0])) for m in names]
     try:
@@ -146,9 +149,10 @@ def tune_pointwise(model: nn.Module, x: torch.Tensor, rounds: int = 9, margin: f
     for m, xi in inputs.items():
         if not (isinstance(xi, torch.Tensor) and xi.dim() == 4 and xi.is_contiguous(memory_format=torch.channels_last)):
             continue
-        key = (m.in_channels, m.out_channels, m.bias is not None, tuple(xi.shape), xi.dtype, torch.get_num_threads(),
-               rounds, margin)
-        m.__class__ = PointwiseConv2d
+        plain = pointwise_candidate(m)
+        key = (type(m).__name__, m.extra_repr(), tuple(xi.shape), xi.dtype, torch.get_num_threads(), rounds, margin)
+        if plain:
+            m.__class__ = PointwiseConv2d
         if key not in _POINTWISE_CHOICES:
             _POINTWISE_CHOICES[key] = _gemm_faster(m, xi, rounds, margin)
         if _POINTWISE_CHOICES[key]:
@@ -156,7 +160,8 @@ def tune_pointwise(model: nn.Module, x: torch.Tensor, rounds: int = 9, margin: f
             switched.append(names[m])
         else:
             m.__dict__.pop("gemm", None)
-            m.__class__ = nn.Conv2d
+            if plain:
+                m.__class__ = nn.Conv2d
     return switched
 
 

@@ -50,6 +50,7 @@ from .create_conv import register_conv_type
 from .depthwise import conv2d
 from .dispatch import choose_impl, clear_autotune_cache, dtype_ok, folded
 from .kernels import bn_is_affine, bn_scale_shift, check_input
+from .pointwise import pointwise
 
 __all__ = ["IMPLS", "STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "MulticeptionConv", "MixConv",
            "DSConv", "SeparableMultiKernel", "stage_kernel_sizes", "validate_kernel_sizes", "split_channels",
@@ -168,6 +169,8 @@ class SeparableMultiKernel(nn.Module):
     """
 
     conv_type = "separable"
+    #: inference runs the folded 1×1 conv as a matrix product (set by ``prepare_for_inference`` where faster)
+    gemm: bool = False
 
     def __init__(self, in_ch: int, out_ch: int, branches: Sequence[tuple[int, int, int]], stride: int = 1,
                  stride_in: str = "pointwise", pointwise_bias: bool = True, mid_act: str | None = None,
@@ -240,6 +243,11 @@ class SeparableMultiKernel(nn.Module):
         y = self.act(ys[0] if len(ys) == 1 else torch.cat(ys, 1))
         return self.bn2(self.pw(y, stride=s_pw))
 
+    @property
+    def gemm_switch(self) -> bool:
+        """Inference ends with a 1×1 conv that ``gemm`` can run as a matrix product (the C-kernel path)."""
+        return self._all_channel_branches
+
     def kernel_inference_ok(self, x: torch.Tensor) -> bool:
         """The C multi-branch kernel computes this call: inference, every branch over all channels."""
         if not self._all_channel_branches or self.mid_act not in _POINTWISE_ACTS:
@@ -286,7 +294,7 @@ class SeparableMultiKernel(nn.Module):
         if self.kernel_inference_ok(x):
             w = folded(self, "_kernel_cache", self._kernel_weights)
             y = ops.multi_depthwise(x, w["w"], w["b"], self.kernel_sizes, s_dw, kernels.act_code(self.act))
-            return F.conv2d(y, w["pw_w"], w["pw_b"], s_pw)
+            return pointwise(y, w["pw_w"], w["pw_b"], self.gemm) if s_pw == 1 else F.conv2d(y, w["pw_w"], w["pw_b"], s_pw)
         if self.branch_op_ok(x):
             y = ops.multi_depthwise_conv(x, self._tap_major_weights(), self.kernel_sizes, s_dw)
             ys = list(y.split(self.in_ch, 1))

@@ -60,7 +60,7 @@ def test_pointwise_tuning_benchmark_times_the_prepared_model_against_tune_false(
     assert bench.main(argv) == 0
     (t,) = json.loads(path.read_text())["targets"]
     assert t["what"] == "densenet_bc_cifar_6_6_6 prepared" and t["reference"].endswith("tune=False")
-    assert t["goal"] == "<= 1.0" and "of the 1×1 convs switched" in t["settings"] and len(t["extra"]["ms"]) == 2
+    assert t["goal"] == "<= 1.0" and "1×1 convs switched" in t["settings"] and len(t["extra"]["ms"]) == 2
 
 
 def _record(folder: Path, runs: Path, model: str, seed: int, epochs: int, amp: str = "fp32") -> None:

@@ -110,3 +110,24 @@ def test_a_remembered_no_leaves_the_next_model_a_plain_conv(monkeypatch: pytest.
     for _ in range(2):  # timed, then remembered
         net = prepare_for_inference(_net(), x)
         assert type(net[2]) is nn.Conv2d and "gemm" not in vars(net[2])
+
+
+def test_multiception_inference_runs_its_folded_1x1_as_a_matrix_product_when_switched(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.nn.functional as F
+
+    from leannets.layers.multiception import MixConv, MulticeptionConv
+
+    x = torch.randn(1, 8, 9, 9).contiguous(memory_format=torch.channels_last)
+    torch.manual_seed(0)
+    net = nn.Sequential(MulticeptionConv(8, 8, (3, 5)), MixConv(8, 8, (3, 5))).eval()
+    prepared = prepare_for_inference(net, x, tune=False)
+    with torch.no_grad():
+        want = prepared(x)
+    assert tune_pointwise(prepared, x, margin=float("inf")) == ["0"]  # MixConv has no such switch
+    assert prepared[0].gemm and not prepared[1].gemm
+    calls, linear = [], F.linear
+    monkeypatch.setattr("leannets.layers.pointwise.F.linear", lambda *a: calls.append(1) or linear(*a))
+    with torch.no_grad():
+        torch.testing.assert_close(prepared(x), want, rtol=1e-5, atol=1e-5)
+    assert calls == [1]
