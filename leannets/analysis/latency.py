@@ -127,7 +127,7 @@ def _tuning_input(model: nn.Module, example: torch.Tensor | None, dtype: torch.d
 
 
 def tune_pointwise(model: nn.Module, x: torch.Tensor, rounds: int = 9, margin: float = 0.9) -> list[str]:
-    """Turn each plain 1×1 conv of the eval ``model`` whose matrix-product form
+    """Turn each plain 1×1 conv in eval mode of ``model`` whose matrix-product form
     (:class:`~leannets.layers.pointwise.PointwiseConv2d`) runs in at most ``margin`` of the convolution's time on
     its own input (the median of ``rounds`` interleaved pairs) into that class, and switch ``gemm`` on in the
     layers that end with a 1×1 conv (``gemm_switch``: Multiception) where that is as much faster; returns their
@@ -136,7 +136,7 @@ def tune_pointwise(model: nn.Module, x: torch.Tensor, rounds: int = 9, margin: f
     A decision is kept for the process per conv shape, input shape, dtype and thread count: models that share a
     layer shape get the same choice (a comparison of two models then differs only where they do), and each
     shape is timed once."""
-    names = {m: n for n, m in model.named_modules() if gemm_tunable(m)}
+    names = {m: n for n, m in model.named_modules() if gemm_tunable(m) and not m.training}
     inputs: dict[nn.Module, torch.Tensor] = {}
     hooks = [m.register_forward_pre_hook(lambda mod, args: inputs.setdefault(mod, args[0])) for m in names]
     try:

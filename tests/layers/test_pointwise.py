@@ -131,3 +131,12 @@ def test_multiception_inference_runs_its_folded_1x1_as_a_matrix_product_when_swi
     with torch.no_grad():
         torch.testing.assert_close(prepared(x), want, rtol=1e-5, atol=1e-5)
     assert calls == [1]
+
+
+def test_modules_in_training_mode_are_left_alone() -> None:
+    from leannets.layers.multiception import MulticeptionConv
+
+    x = torch.randn(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    net = nn.Sequential(MulticeptionConv(8, 8, (3, 5)), nn.Conv2d(8, 4, 1)).train()
+    assert tune_pointwise(net, x, margin=float("inf")) == []  # timing them would also move BN statistics
+    assert type(net[1]) is nn.Conv2d and not net[0].gemm
