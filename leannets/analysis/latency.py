@@ -138,7 +138,8 @@ def tune_pointwise(model: nn.Module, x: torch.Tensor, rounds: int = 9, margin: f
     shape is timed once."""
     names = {m: n for n, m in model.named_modules() if gemm_tunable(m) and not m.training}
     inputs: dict[nn.Module, torch.Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args: inputs.setdefault(mod, args[0])) for m in names]
+    hooks = [m.register_forward_pre_hook(lambda mod, args: inputs.setdefault(mod, args[0] if args else None))
+             for m in names]
     try:
         with torch.no_grad():
             model(x)

@@ -140,3 +140,17 @@ def test_modules_in_training_mode_are_left_alone() -> None:
     net = nn.Sequential(MulticeptionConv(8, 8, (3, 5)), nn.Conv2d(8, 4, 1)).train()
     assert tune_pointwise(net, x, margin=float("inf")) == []  # timing them would also move BN statistics
     assert type(net[1]) is nn.Conv2d and not net[0].gemm
+
+
+def test_a_conv_called_with_keywords_is_left_alone() -> None:
+    class Net(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(input=x)
+
+    x = torch.randn(1, 3, 5, 5).contiguous(memory_format=torch.channels_last)
+    net = Net().eval()
+    assert tune_pointwise(net, x, margin=float("inf")) == [] and type(net.conv) is nn.Conv2d
