@@ -17,9 +17,9 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-__all__ = ["atomic_write", "atomic_write_text", "replace_section", "rewrite_section", "atomic_write_bytes", "atomic_write_json", "atomic_save_figure",
-           "atomic_copy", "remove_orphan_temps", "pyplot", "cache_dir", "TEMP_SUFFIX", "save_safetensors",
-           "load_safetensors", "folder_lock", "FolderBusyError"]
+__all__ = ["atomic_write", "atomic_write_text", "replace_section", "rewrite_section", "atomic_write_bytes",
+           "atomic_write_json", "atomic_save_figure", "atomic_copy", "remove_orphan_temps", "pyplot", "cache_dir",
+           "TEMP_SUFFIX", "save_safetensors", "load_safetensors", "folder_lock", "FolderBusyError"]
 
 TEMP_SUFFIX = ".tmp"
 

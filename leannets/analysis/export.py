@@ -29,6 +29,7 @@ from leannets.engine.checkpoint import load_model
 from leannets.models import create_model, is_model, model_info
 
 from .fold_bn import fold_bn as _fold
+from .fold_bn import probe_inputs
 
 #: Inputs up to this size (CIFAR-style models) take the whole image resized; larger ones a centre crop.
 SMALL_INPUT = 64
@@ -133,19 +134,9 @@ class _MatrixAdaptiveAvgPool2d(nn.Module):
 def _rewrite_adaptive_pools(model: nn.Module, x: torch.Tensor) -> int:
     """Replace ``nn.AdaptiveAvgPool2d`` modules whose output size does not divide their input size
     (at ``x``) by exact matrix forms; returns how many were replaced."""
-    seen: dict[str, tuple[int, int]] = {}
-    names = {m: n for n, m in model.named_modules()}
-
-    def record(mod: nn.Module, inp: tuple[torch.Tensor, ...]) -> None:
-        seen.setdefault(names[mod], (int(inp[0].shape[-2]), int(inp[0].shape[-1])))
-
-    hooks = [m.register_forward_pre_hook(record) for m in model.modules() if isinstance(m, nn.AdaptiveAvgPool2d)]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for h in hooks:
-            h.remove()
+    names = {m: n for n, m in model.named_modules() if isinstance(m, nn.AdaptiveAvgPool2d)}
+    seen = {names[m]: (int(t.shape[-2]), int(t.shape[-1]))
+            for m, t in probe_inputs(model, names, x).items() if isinstance(t, torch.Tensor)}
     replaced = 0
     for name, (h, w) in seen.items():
         mod = model.get_submodule(name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections import Counter
-from typing import Any
+from typing import Any, Iterable
 
 import torch
 import torch.nn as nn
@@ -19,7 +19,7 @@ from torch.overrides import TorchFunctionMode
 from leannets.layers.dispatch import reference_path
 from leannets.models._base import LeanModule
 
-__all__ = ["fold_bn", "find_conv_bn_pairs", "fuse_conv_bn_weights"]
+__all__ = ["fold_bn", "find_conv_bn_pairs", "fuse_conv_bn_weights", "probe_inputs"]
 
 
 class _UseCounter(TorchFunctionMode):
@@ -42,6 +42,21 @@ class _UseCounter(TorchFunctionMode):
                         self.uses[id(t)] += 1
                         self._keep.append(t)
         return out
+
+
+def probe_inputs(model: nn.Module, modules: Iterable[nn.Module], x: torch.Tensor) -> dict[nn.Module, Any]:
+    """The first positional input each of ``modules`` receives in one no-grad forward of ``model`` on ``x``, in the
+    order they are first called (``None`` for one called without a positional input; absent: not reached)."""
+    seen: dict[nn.Module, Any] = {}
+    hooks = [m.register_forward_pre_hook(lambda mod, args: seen.setdefault(mod, args[0] if args else None))
+             for m in modules]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return seen
 
 
 def _default_probe(model: nn.Module) -> torch.Tensor:

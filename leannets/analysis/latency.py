@@ -41,12 +41,12 @@ import torch.nn as nn
 
 from leannets.layers.pointwise import PointwiseConv2d, gemm_tunable, pointwise_candidate
 
-from .fold_bn import fold_bn
+from .fold_bn import fold_bn, probe_inputs
 from .statistics import median_ci
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_THREADS", "DEFAULT_ROUNDS", "prepare_for_inference", "tune_pointwise",
-           "build_call", "time_interleaved", "summarize_rounds", "Latency", "LatencyReport", "measure_latency",
-           "torch_threads", "describe_settings", "format_with_ci", "load_average", "ratio_caveat"]
+__all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_THREADS", "DEFAULT_ROUNDS", "prepare_for_inference",
+           "tune_pointwise", "build_call", "time_interleaved", "summarize_rounds", "Latency", "LatencyReport",
+           "measure_latency", "torch_threads", "describe_settings", "format_with_ci", "load_average", "ratio_caveat"]
 
 BACKENDS = ("eager", "channels_last", "bf16", "compiled", "onnxruntime", "onnxruntime-int8")
 DEFAULT_BACKEND = "channels_last"
@@ -101,16 +101,14 @@ def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None,
 def _gemm_faster(m: nn.Module, x: torch.Tensor, rounds: int, margin: float) -> bool:
     """Whether ``m`` with its 1×1 conv as a matrix product (``m.gemm``) takes at most ``margin`` of its time with
     the convolution, on ``x``."""
-    times: dict[bool, list[float]] = {False: [], True: []}
-    with torch.no_grad():
-        for i in range(rounds + 1):  # the first pair warms up
-            for gemm in ((False, True) if i % 2 else (True, False)):
-                m.gemm = gemm
-                t0 = time.perf_counter()
-                m(x)
-                if i:
-                    times[gemm].append(time.perf_counter() - t0)
-    conv, gemm = (sorted(times[k])[rounds // 2] for k in (False, True))
+    def call(gemm: bool) -> Callable[[], Any]:
+        def run() -> Any:
+            m.gemm = gemm
+            return m(x)
+        return run
+
+    samples, _ = time_interleaved({"conv": call(False), "gemm": call(True)}, rounds, warmup=1, min_sample_ms=0.5)
+    conv, gemm = (sorted(samples[k])[rounds // 2] for k in ("conv", "gemm"))
     return gemm <= margin * conv
 
 
@@ -137,17 +135,8 @@ def tune_pointwise(model: nn.Module, x: torch.Tensor, rounds: int = 9, margin: f
     layer shape get the same choice (a comparison of two models then differs only where they do), and each
     shape is timed once."""
     names = {m: n for n, m in model.named_modules() if gemm_tunable(m) and not m.training}
-    inputs: dict[nn.Module, torch.Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda mod, args: inputs.setdefault(mod, args[0] if args else None))
-             for m in names]
-    try:
-        with torch.no_grad():
-            model(x)
-    finally:
-        for hook in hooks:
-            hook.remove()
     switched = []
-    for m, xi in inputs.items():
+    for m, xi in probe_inputs(model, names, x).items():
         if not (isinstance(xi, torch.Tensor) and xi.dim() == 4 and xi.is_contiguous(memory_format=torch.channels_last)):
             continue
         plain = pointwise_candidate(m)

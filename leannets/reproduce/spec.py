@@ -37,7 +37,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .claims import Claim
     from .results import ExperimentResult
 
-__all__ = ["SCALES", "CPU_HOURS_PER_PAPER", "CPU_HOURS_TOTAL", "ModelSpec", "Row", "TrainSpec", "PlotSpec", "Experiment", "Paper", "stable_hash"]
+__all__ = ["SCALES", "CPU_HOURS_PER_PAPER", "CPU_HOURS_TOTAL", "ModelSpec", "Row", "TrainSpec", "PlotSpec",
+           "Experiment", "Paper", "stable_hash"]
 
 SCALES = ("smoke", "cpu", "gpu", "paper")
 #: Scales an experiment runs at unless it says otherwise (``gpu`` is opt-in: CIFAR-size experiments only).
