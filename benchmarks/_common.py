@@ -72,10 +72,13 @@ def ratio_target(area: str, what: str, reference: str, lat: Latency, goal: str, 
 PRECISIONS = ("fp32", "bf16")
 
 
-def inference_backend(precision: str) -> str:
-    """The latency harness backend of an inference row: ``channels_last``, or ``bf16`` (the same prepared model
-    with bf16 weights and input)."""
-    return "bf16" if precision == "bf16" else "channels_last"
+def inference_backend(precision: str, exact: bool = False) -> str:
+    """The latency harness backend of an inference row: ``channels_last``, or ``bf16`` (bf16 in and out; the prepared
+    model computes in bf16, or in float32 where that was measured faster), ``bf16-exact`` with ``exact`` (always
+    computing in bf16: kernel rows)."""
+    if precision != "bf16":
+        return "channels_last"
+    return "bf16-exact" if exact else "bf16"
 
 
 def autocast_if(precision: str, fn: Callable[[], Any]) -> Callable[[], Any]:
@@ -91,7 +94,17 @@ def autocast_if(precision: str, fn: Callable[[], Any]) -> Callable[[], Any]:
 
 def short_settings(report: Any) -> str:
     """``channels_last, 2 threads, batch 1, BN folded, 30 rounds`` for a harness LatencyReport."""
-    return f"{report.backend}, {report.threads} threads, batch {report.batch}, BN folded, {report.rounds} rounds"
+    text = f"{report.backend}, {report.threads} threads, batch {report.batch}, BN folded, {report.rounds} rounds"
+    return text + computes_in(report.results) if report.backend == "bf16" else text
+
+
+def computes_in(results: Any) -> str:
+    """``; computing in float32 (both)`` / ``; computing in: a bfloat16, b float32``: what each prepared model of a
+    ``bf16`` row chose (``leannets.prepare_for_inference``, precision ``fastest``)."""
+    dtypes = [r.compute_dtype for r in results]
+    if len(set(dtypes)) == 1:
+        return f"; computing in {dtypes[0]} ({'both' if len(dtypes) == 2 else 'all'})"
+    return "; computing in: " + ", ".join(f"{r.name} {r.compute_dtype}" for r in results)
 
 
 def time_pair(calls: Mapping[str, Callable[[], Any]], rounds: int, threads: int, warmup: int = 2,

@@ -60,7 +60,8 @@ def block_targets(args: argparse.Namespace) -> list[Target]:
             for k in (5, 7):
                 models = OrderedDict(dw=_randomize_bn(DWConvBnAct(c, (k, k), act="hswish")),
                                      xsep=_randomize_bn(XSepConv(c, k, act="hswish")))
-                rep = measure_latency(models, (c, h, h), 1, inference_backend(precision), threads, args.rounds)
+                rep = measure_latency(models, (c, h, h), 1, inference_backend(precision, exact=True), threads,
+                                      args.rounds)
                 goal = GOALS[k] if threads == args.threads else ""
                 out.append(ratio_target("XSepConv block, inference", f"XSepConv k={k}, {c}×{h}²", f"DW {k}×{k}",
                                         rep.result("xsep"), goal, short_settings(rep), precision=precision,

@@ -8,8 +8,9 @@ Every latency figure of the library (``profile``, ``compare``, ``speedup``, ``re
   weights, and each plain 1×1 conv timed on its own input and run as a matrix product where that is faster
   (:func:`tune_pointwise`). Layers with fast CPU kernels (:mod:`leannets.layers.kernels`) use them from then on.
 - **Backends.** ``eager`` (prepared, NCHW), ``channels_last`` (prepared, NHWC input; the default),
-  ``bf16`` (the channels_last model with its folded weights and the input in bfloat16:
-  ``prepare_for_inference(model, dtype=torch.bfloat16)(x.bfloat16())``), ``compiled`` (``torch.compile`` with inductor and weight
+  ``bf16`` (bfloat16 input and output, ``prepare_for_inference(model, dtype=torch.bfloat16)(x.bfloat16())``: the
+  channels_last model with its folded weights in bfloat16, or computing in float32 where that is measured
+  faster), ``bf16-exact`` (always computing in bfloat16), ``compiled`` (``torch.compile`` with inductor and weight
   freezing, on the channels_last model) and ``onnxruntime`` (the folded model exported to ONNX, run
   by onnxruntime; the ``export`` extra; ``onnxruntime-int8`` statically quantized).
 - **Rounds.** After warm-up (which also triggers compilation), each call is calibrated to run
@@ -44,14 +45,15 @@ from leannets.layers.pointwise import PointwiseConv2d, gemm_tunable, pointwise_c
 from .fold_bn import fold_bn, probe_inputs
 from .statistics import median_ci
 
-__all__ = ["BACKENDS", "DEFAULT_BACKEND", "DEFAULT_THREADS", "DEFAULT_ROUNDS", "prepare_for_inference",
+__all__ = ["BACKENDS", "PRECISIONS", "DEFAULT_BACKEND", "DEFAULT_THREADS", "DEFAULT_ROUNDS", "prepare_for_inference",
            "tune_pointwise", "build_call", "time_interleaved", "summarize_rounds", "Latency", "LatencyReport",
            "measure_latency", "torch_threads", "describe_settings", "format_with_ci", "load_average", "ratio_caveat"]
 
-BACKENDS = ("eager", "channels_last", "bf16", "compiled", "onnxruntime", "onnxruntime-int8")
+BACKENDS = ("eager", "channels_last", "bf16", "bf16-exact", "compiled", "onnxruntime", "onnxruntime-int8")
 DEFAULT_BACKEND = "channels_last"
 DEFAULT_THREADS = 2
 DEFAULT_ROUNDS = 30
+PRECISIONS = ("fastest", "exact")
 _POINTWISE_CHOICES: dict[tuple, bool] = {}  # tune_pointwise's decisions for this process
 
 
@@ -68,7 +70,8 @@ def torch_threads(threads: int | None) -> Iterator[None]:
 
 
 def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None, fold: bool = True,
-                          channels_last: bool = True, dtype: torch.dtype | None = None, tune: bool = True) -> nn.Module:
+                          channels_last: bool = True, dtype: torch.dtype | None = None, tune: bool = True,
+                          precision: str = "fastest") -> nn.Module:
     """The deployment path: an eval copy with BN folded, no autograd, channels_last weights.
 
     ``model = leannets.prepare_for_inference(create_model(name))`` is what the latency figures of
@@ -77,25 +80,79 @@ def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None,
     Args:
         model: any module.
         example: a probe input used to find conv → BN pairs (default: the model's smallest input) and to time
-            the 1×1 convs (default: one image of the model's ``pretrained_cfg`` input size).
+            the 1×1 convs and the precision (default: one image of the model's ``pretrained_cfg`` input size).
         fold: fold every BatchNorm that directly follows a convolution.
         channels_last: store 4-D weights channels_last (feed channels_last inputs for full speed).
-        dtype: convert the folded weights once, e.g. ``torch.bfloat16`` on a CPU with native bf16 (feed
-            inputs of that dtype). Autocast would instead cast every weight on every call: autograd-free
-            weights are not in its cast cache.
+        dtype: the dtype the prepared model takes and returns, e.g. ``torch.bfloat16`` on a CPU with native bf16
+            (feed inputs of that dtype). The folded weights are converted once; autocast would instead cast
+            every weight on every call (autograd-free weights are not in its cast cache).
         tune: with ``channels_last``, time every plain 1×1 conv on its own input and run it as a matrix product
             where that is faster (:func:`tune_pointwise`). Prepare with the thread count you deploy with.
+        precision: ``"fastest"``: with ``tune`` and a reduced ``dtype``, time the model computing in ``dtype``
+            against the same model computing in float32 on the probe input (interleaved, medians) and keep the
+            float32 computation, with the input cast to float32 and the output back to ``dtype``, when it is
+            faster (small nets at batch 1, where bf16 elementwise and depthwise work costs more than it saves).
+            ``"exact"``: always compute in ``dtype``. The result's ``compute_dtype`` says which it runs.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
     prepared = fold_bn(model, None if example is None else example[:1]) if fold else copy.deepcopy(model).eval()
     prepared.requires_grad_(False)
     if channels_last:
         prepared = prepared.to(memory_format=torch.channels_last)
-    if dtype is not None:
+    probe = _tuning_input(prepared, example) if tune and channels_last else None
+    low_precision = dtype in (torch.bfloat16, torch.float16)
+    if dtype is not None and not low_precision:
         prepared = prepared.to(dtype)
-    probe = _tuning_input(prepared, example, dtype) if tune and channels_last else None
-    if probe is not None:
-        tune_pointwise(prepared, probe)
-    return prepared
+    candidates = {"low": copy.deepcopy(prepared).to(dtype)} if low_precision else {}
+    if not low_precision or (precision == "fastest" and probe is not None):
+        candidates["float32"] = prepared
+    for cand in candidates.values():
+        if probe is not None:
+            tune_pointwise(cand, probe.to(next(_floats(cand), probe).dtype))
+    if len(candidates) == 2:
+        return _faster_precision(candidates["low"], candidates["float32"], probe, dtype)
+    chosen = next(iter(candidates.values()))
+    chosen.compute_dtype = dtype or torch.float32
+    return chosen
+
+
+def _floats(model: nn.Module) -> Iterator[torch.Tensor]:
+    return (p for p in model.parameters() if p.is_floating_point())
+
+
+class _CastFloats:
+    """A forward (pre-)hook that casts the floating tensors of a call's inputs or output to one dtype."""
+
+    def __init__(self, dtype: torch.dtype) -> None:
+        self.dtype = dtype
+
+    def __call__(self, module: nn.Module, *args: Any) -> Any:
+        return _cast_floats(args[-1], self.dtype)
+
+
+def _cast_floats(obj: Any, dtype: torch.dtype) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(dtype) if obj.is_floating_point() else obj
+    if isinstance(obj, (tuple, list)):
+        return type(obj)(_cast_floats(o, dtype) for o in obj)
+    if isinstance(obj, dict):
+        return {k: _cast_floats(v, dtype) for k, v in obj.items()}
+    return obj
+
+
+def _faster_precision(low: nn.Module, high: nn.Module, probe: torch.Tensor, dtype: torch.dtype,
+                      rounds: int = 9) -> nn.Module:
+    """``low`` (computing in ``dtype``) unless ``high`` (float32, input and output cast) is faster on ``probe``."""
+    high.register_forward_pre_hook(_CastFloats(torch.float32))
+    high.register_forward_hook(_CastFloats(dtype))
+    x = probe.to(dtype)
+    samples, _ = time_interleaved({"low": lambda: low(x), "float32": lambda: high(x)}, rounds, warmup=1,
+                                  min_sample_ms=2.0)
+    low_ms, high_ms = (sorted(samples[k])[rounds // 2] for k in ("low", "float32"))
+    chosen = low if low_ms <= high_ms else high
+    chosen.compute_dtype = dtype if chosen is low else torch.float32
+    return chosen
 
 
 def _gemm_faster(m: nn.Module, x: torch.Tensor, rounds: int, margin: float) -> bool:
@@ -112,7 +169,7 @@ def _gemm_faster(m: nn.Module, x: torch.Tensor, rounds: int, margin: float) -> b
     return gemm <= margin * conv
 
 
-def _tuning_input(model: nn.Module, example: torch.Tensor | None, dtype: torch.dtype | None) -> torch.Tensor | None:
+def _tuning_input(model: nn.Module, example: torch.Tensor | None) -> torch.Tensor | None:
     """The input the 1×1 convs are timed on: the example, or one image of the model's declared input size."""
     if example is None:
         size = (getattr(model, "pretrained_cfg", None) or {}).get("input_size")
@@ -121,7 +178,7 @@ def _tuning_input(model: nn.Module, example: torch.Tensor | None, dtype: torch.d
         example = torch.randn(1, *size)
     if example.dim() != 4 or example.device.type != "cpu":
         return None
-    return example.to(dtype or example.dtype).contiguous(memory_format=torch.channels_last)
+    return example.float().contiguous(memory_format=torch.channels_last)
 
 
 def tune_pointwise(model: nn.Module, x: torch.Tensor, rounds: int = 9, margin: float = 0.9) -> list[str]:
@@ -203,14 +260,16 @@ def build_call(model: nn.Module, x: torch.Tensor, backend: str = DEFAULT_BACKEND
             raise ValueError(f"backend {backend!r} runs on the CPU only; use --device cpu")
         folded = fold_bn(model, x[:1]) if fold else copy.deepcopy(model).eval()
         return _onnxruntime(folded, x, threads, int8=backend == "onnxruntime-int8")
-    dtype = torch.bfloat16 if backend == "bf16" else None
-    prepared = prepare_for_inference(model, x, fold=fold, channels_last=backend != "eager", dtype=dtype).to(device)
+    dtype = torch.bfloat16 if backend.startswith("bf16") else None
+    precision = "exact" if backend == "bf16-exact" else "fastest"
+    prepared = prepare_for_inference(model, x, fold=fold, channels_last=backend != "eager", dtype=dtype,
+                                     tune=device == "cpu", precision=precision).to(device)
     x = x.to(device, dtype)
     if backend != "eager":
         x = x.contiguous(memory_format=torch.channels_last)
-    if backend == "compiled":
-        return _compiled(prepared, x)
-    return lambda: prepared(x)
+    call = _compiled(prepared, x) if backend == "compiled" else (lambda: prepared(x))
+    call.compute_dtype = str(prepared.compute_dtype).removeprefix("torch.")  # type: ignore[attr-defined]
+    return call
 
 
 def _calibrate(fn: Callable[[], Any], min_sample_ms: float, sync: Callable[[], None]) -> int:
@@ -264,6 +323,7 @@ class Latency:
     ratio_ci: tuple[float, float] | None = None
     calls_per_sample: int = 1
     samples_ms: list[float] = field(default_factory=list, repr=False)
+    compute_dtype: str | None = None  # what the prepared model computes in (bf16 backend: see prepare_for_inference)
 
     def speedup_vs_first(self) -> tuple[float, tuple[float, float]] | None:
         """(first / this, its CI): how many times faster than the first model."""
@@ -363,7 +423,10 @@ def measure_latency(models: Mapping[str, nn.Module], input_size: Sequence[int] |
         calls = {n: build_call(m, inputs[n], backend, threads, fold, device) for n, m in models.items()}
         samples, inner = time_interleaved(calls, rounds, warmup, min_sample_ms, device)
         used = torch.get_num_threads()
-    return LatencyReport(backend, used, batch, rounds, device, summarize_rounds(samples, inner))
+    results = summarize_rounds(samples, inner)
+    for r in results:
+        r.compute_dtype = getattr(calls[r.name], "compute_dtype", None)
+    return LatencyReport(backend, used, batch, rounds, device, results)
 
 
 def load_average() -> float | None:

@@ -268,7 +268,8 @@ def profile_models(
             r.ratio_to_first_ci = None if lat.ratio_ci is None else list(lat.ratio_ci)
             caveat = None if r is results[0] else ratio_caveat(r.ratio_to_first, r.ratio_to_first_ci, r.latency_ms,
                                                                 report.results[0].latency_ms, load, report.threads)
-            r.extra.update({"load_average": load, **({"latency_caveat": caveat} if caveat else {})})
+            r.extra.update({"load_average": load, **({"latency_caveat": caveat} if caveat else {}),
+                            **({"compute_dtype": lat.compute_dtype} if lat.compute_dtype else {})})
             r.backend, r.threads, r.rounds, r.bn_folded, r.device = (report.backend, report.threads, report.rounds,
                                                                     fold_bn, device)
     return results
@@ -310,6 +311,10 @@ def format_table(results: Sequence[ProfileResult]) -> str:
                                      first.device or "cpu")
         if not first.bn_folded:
             settings = settings.replace("BN folded", "BN not folded")
+        if first.backend == "bf16":
+            computes = ", ".join(f"{r.name} {r.extra.get('compute_dtype', '?')}" for r in results)
+            settings += (f"; computing in: {computes} (float32 where it was measured faster than bfloat16, "
+                         "leannets.prepare_for_inference; backend bf16-exact always computes in bfloat16)")
         lines.append(f"\nLatency: {settings}. MACs = multiply-accumulates (FLOPs/2).")
     elif first is not None:
         lines.append("\nMACs = multiply-accumulates (FLOPs/2).")

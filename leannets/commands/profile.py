@@ -15,7 +15,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--elementwise", action="store_true", help="count elementwise (gating) operations")
     p.add_argument("--no-latency", action="store_true", help="skip timing")
     p.add_argument("--backend", default="channels_last",
-                   choices=["eager", "channels_last", "bf16", "compiled", "onnxruntime", "onnxruntime-int8"],
+                   choices=["eager", "channels_last", "bf16", "bf16-exact", "compiled", "onnxruntime",
+                            "onnxruntime-int8"],
                    help="how the prepared model runs (default: channels_last; see docs/engine.md, Latency)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads pinned while timing (default: 2)")
     p.add_argument("--rounds", type=int, default=30, help="interleaved timed rounds (default: 30)")

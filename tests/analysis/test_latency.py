@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 
 import leannets
+from leannets.analysis import latency
 from leannets.analysis.latency import (BACKENDS, build_call, measure_latency, prepare_for_inference, summarize_rounds,
                                        time_interleaved)
 from leannets.analysis.statistics import median_ci
@@ -78,18 +79,62 @@ def test_backends_run_the_same_model(backend: str) -> None:
 
 
 def test_bf16_backend_runs_the_model_with_bf16_weights_and_input() -> None:
-    """The bf16 deployment path converts the folded weights once (prepare_for_inference(dtype=...)) and feeds
-    a bf16 input; it stays within bf16 accuracy of float32 (stated tolerance: 2% of the largest output)."""
+    """The exact bf16 deployment path converts the folded weights once (prepare_for_inference(dtype=...,
+    precision="exact")) and feeds a bf16 input; it stays within bf16 accuracy of float32 (stated tolerance: 2% of
+    the largest output)."""
     net = _bn_net()
     x = torch.randn(1, 3, 9, 9)
-    prepared = prepare_for_inference(net, x, dtype=torch.bfloat16)
-    assert all(p.dtype == torch.bfloat16 for p in prepared.parameters())
+    prepared = prepare_for_inference(net, x, dtype=torch.bfloat16, precision="exact")
+    assert all(p.dtype == torch.bfloat16 for p in prepared.parameters()) and prepared.compute_dtype == torch.bfloat16
     assert next(net.parameters()).dtype == torch.float32  # the caller's model is untouched
-    out = build_call(net, x, "bf16", threads=1)()
-    assert out.dtype == torch.bfloat16
+    call = build_call(net, x, "bf16-exact", threads=1)
+    out = call()
+    assert out.dtype == torch.bfloat16 and call.compute_dtype == "bfloat16"
     with torch.no_grad():
         want = net(x)
     assert (out.float() - want).abs().max() <= 0.02 * want.abs().max()
+
+
+def _timed_as(monkeypatch: pytest.MonkeyPatch, faster: str) -> None:
+    """Make the precision timing of prepare_for_inference read ``faster`` as the faster candidate."""
+    def fake(calls: dict, rounds: int, **kw: object) -> tuple[dict, dict]:
+        for fn in calls.values():
+            fn()
+        return {k: [1.0 if k == faster else 2.0] * rounds for k in calls}, {k: 1 for k in calls}
+    monkeypatch.setattr(latency, "time_interleaved", fake)
+
+
+@pytest.mark.parametrize("faster", ["low", "float32"])
+def test_bf16_prepare_computes_in_the_faster_precision(monkeypatch: pytest.MonkeyPatch, faster: str) -> None:
+    """precision="fastest" (the default) keeps bf16 in and out and computes in whichever dtype was timed faster;
+    float32 computing gives the float32 model's result rounded once to bf16."""
+    _timed_as(monkeypatch, faster)
+    net = _bn_net()
+    x = torch.randn(1, 3, 9, 9)
+    prepared = prepare_for_inference(net, x, dtype=torch.bfloat16, tune=True)
+    xb = x.bfloat16().contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        out, want = prepared(xb), prepare_for_inference(net, x)(xb.float())
+    assert out.dtype == torch.bfloat16
+    params = {p.dtype for p in prepared.parameters()}
+    if faster == "float32":
+        assert prepared.compute_dtype == torch.float32 and params == {torch.float32}
+        torch.testing.assert_close(out, want.bfloat16(), rtol=0, atol=0)
+    else:
+        assert prepared.compute_dtype == torch.bfloat16 and params == {torch.bfloat16}
+        assert (out.float() - want).abs().max() <= 0.02 * want.abs().max()
+    assert not prepared.training and next(net.parameters()).dtype == torch.float32
+
+
+def test_bf16_prepare_needs_a_probe_to_choose_and_rejects_unknown_precisions(monkeypatch: pytest.MonkeyPatch) -> None:
+    _timed_as(monkeypatch, "float32")
+    net = _bn_net()  # no pretrained_cfg: without an example there is nothing to time on, so it computes in bf16
+    assert prepare_for_inference(net, dtype=torch.bfloat16).compute_dtype == torch.bfloat16
+    assert prepare_for_inference(net, torch.randn(1, 3, 9, 9), dtype=torch.bfloat16,
+                                 tune=False).compute_dtype == torch.bfloat16
+    assert prepare_for_inference(net, torch.randn(1, 3, 9, 9)).compute_dtype == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of fastest, exact"):
+        prepare_for_inference(net, precision="fast")
 
 
 @pytest.mark.slow
@@ -109,4 +154,5 @@ def test_measure_latency_reports_settings_and_rejects_unknown_backends() -> None
     assert "samples_ms" not in report.as_dict()["results"][0]
     with pytest.raises(ValueError, match="backend must be one of"):
         measure_latency(models, (3, 8, 8), backend="fastest")
-    assert BACKENDS == ("eager", "channels_last", "bf16", "compiled", "onnxruntime", "onnxruntime-int8")
+    assert BACKENDS == ("eager", "channels_last", "bf16", "bf16-exact", "compiled", "onnxruntime",
+                        "onnxruntime-int8")
