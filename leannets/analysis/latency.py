@@ -185,7 +185,7 @@ def tune_pointwise(model: nn.Module, x: torch.Tensor, rounds: int = 9, margin: f
     """Turn each plain 1×1 conv in eval mode of ``model`` whose matrix-product form
     (:class:`~leannets.layers.pointwise.PointwiseConv2d`) runs in at most ``margin`` of the convolution's time on
     its own input (the median of ``rounds`` interleaved pairs) into that class, and switch ``gemm`` on in the
-    layers that end with a 1×1 conv (``gemm_switch``: Multiception) where that is as much faster; returns their
+    layers that end with a 1×1 conv (``gemm_switch``: Multiception, MixConv, DSConv) where that is as much faster; returns their
     names.
 
     A decision is kept for the process per conv shape, input shape, dtype and thread count: models that share a

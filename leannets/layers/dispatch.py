@@ -1,25 +1,24 @@
 """Which path a layer takes, decided in one place: the ops of :mod:`leannets.layers.ops` or the plain modules.
 
+Every layer has one forward that asks here which op computes the call:
+
 - Training (autograd) runs the modules; depthwise convs take the ``leannets::depthwise_conv2d`` op (its C
   backward) where :func:`depthwise_op_applies` (measured faster in float32; always in bf16), and Multiception's
-  branches all take one ``leannets::multi_depthwise_conv`` op (``SeparableMultiKernel.branch_op_ok``).
+  branches all take one ``leannets::multi_depthwise_conv`` op (:func:`multi_branch_op_applies`).
 - bf16: under CPU bf16 autocast, or with bf16 data and weights, every path runs its ops on the bf16
   activations with float32 weights and sums (oneDNN's bf16 depthwise convolution is slower than float32).
-- CPU inference runs the fused ops (:func:`xsep_weights`, :func:`choose_impl`) on weights folded once per
+- Inference runs the fused ops (:func:`xsep_weights`, :func:`multi_inference_weights`) on weights folded once per
   module and kept until the module's state changes (:func:`folded`).
 - ``torch.compile`` and ``torch.export`` trace the same ops through their fake kernels, the folding
   inside the graph.
 - ``torch.jit`` tracing/scripting and ``torch.fx`` symbolic tracing, and any code inside
-  :func:`reference_path` (the profiler, BN folding), see the plain conv → BN → act modules: MACs are
-  the layers' own, and BN folding and the TorchScript ONNX exporter see ordinary modules.
-- Multiception inference on other devices times its two PyTorch paths once per input signature
-  (:func:`choose_impl`, ``impl="autotune"``).
+  :func:`reference_path` (the profiler, BN folding, tests' oracles), see the plain conv → BN → act modules: MACs
+  are the layers' own, and BN folding and the TorchScript ONNX exporter see ordinary modules.
+- Other devices run the modules (MixConv/DSConv inference: its one zero-embedded depthwise conv).
 """
 from __future__ import annotations
 
 import contextlib
-import copy
-import time
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -28,10 +27,9 @@ import torch.nn as nn
 from . import kernels
 
 __all__ = ["reference_path", "capturing", "compiling", "folded", "xsep_weights", "depthwise_op_applies",
-           "autocast_bf16", "dtype_ok", "choose_impl", "clear_autotune_cache"]
+           "autocast_bf16", "dtype_ok", "multi_inference_weights", "multi_branch_op_applies"]
 
 _REFERENCE = [0]  # depth of reference_path() contexts (process-wide)
-_AUTOTUNE_CACHE: dict[tuple, str] = {}
 
 
 @contextlib.contextmanager
@@ -128,75 +126,33 @@ def depthwise_op_applies(x: torch.Tensor, conv: nn.Conv2d) -> bool:
 
 
 # -- Multiception / MixConv / DSConv ---------------------------------------------------------------
-def clear_autotune_cache() -> None:
-    """Forget the paths chosen by ``impl="autotune"`` (e.g. after changing threads)."""
-    _AUTOTUNE_CACHE.clear()
+def multi_inference_weights(layer: Any, x: torch.Tensor) -> dict[str, Any] | None:
+    """The BN-folded weights of a :class:`~leannets.layers.multiception.SeparableMultiKernel` if its inference op
+    computes this call, else ``None`` (the layer's modules run):
 
-
-def _time_path(module: Any, x: torch.Tensor, path: str, backward: bool, repeats: int = 3) -> float:
-    fn = module.forward_fused if path == "fused" else module.forward_reference
-    sync = torch.cuda.synchronize if x.is_cuda else (lambda: None)
-    params = [p for p in module.parameters() if p.requires_grad]
-    best = float("inf")
-    for i in range(repeats + 1):
-        sync()
-        t0 = time.perf_counter()
-        if backward:
-            xi = x.detach().requires_grad_(True)
-            out = fn(xi)
-            torch.autograd.grad(out, [xi] + params, torch.ones_like(out))
-        else:
-            with torch.no_grad():
-                fn(x)
-        sync()
-        if i:  # the first run is a warm-up
-            best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def _autotune(module: Any, x: torch.Tensor) -> str:
-    backward = module.training and torch.is_grad_enabled()
-    key = (type(module).__name__, module.in_ch, module.out_ch, module.branches, module.stride, module.stride_in,
-           module.mid_act, x.device.type, x.dtype, tuple(x.shape[1:]), module.training, backward)
-    if key not in _AUTOTUNE_CACHE:
-        probe = copy.deepcopy(module)  # timing must not touch the real BN statistics
-        times = {p: _time_path(probe, x, p, backward) for p in ("reference", "fused")}
-        _AUTOTUNE_CACHE[key] = min(times, key=times.get)
-    return _AUTOTUNE_CACHE[key]
-
-
-def choose_impl(module: Any, x: torch.Tensor) -> str:
-    """``"kernels"``, ``"fused"`` or ``"reference"`` for this call of a
-    :class:`~leannets.layers.multiception.SeparableMultiKernel`.
-
-    - ``impl="reference"``/``"fused"``/``"kernels"``: as asked (``kernels`` needs a float32 CPU input,
-      else it is the reference path).
-    - While :func:`capturing` (MAC counting, BN folding, jit/fx tracing): the reference path, so MACs are
-      the layer's own (no zero-embedded work) and exports/folds see plain conv → BN modules.
-    - ``"auto"`` on CPU with the C kernels (or while compiling): ``kernels`` for training (C depthwise
-      backward, one BN call) and for Multiception inference (``leannets::multi_depthwise``: all branches
-      in one call); MixConv/DSConv inference takes ``fused`` (one oneDNN call with zero-embedded kernels:
-      1.5–2.1× faster for MixConv, and oneDNN's single-kernel depthwise forward beats ours). Without
-      the kernels: ``fused`` for multiplier-1 inference, else the reference (the fused multiplier-m conv
-      is up to 4× slower than m depthwise calls on CPU: oneDNN has no fast kernel for it).
-    - ``"auto"`` on other devices, and ``"autotune"``: time ``fused`` and ``reference`` once per
-      input signature (batch size excluded) and keep the faster.
+    - no autograd, no graph capture, every BN a fixed affine map and an act that commutes with subsampling
+      (``layer.foldable()``);
+    - Multiception (several branches over all channels): CPU float32 or bf16 data, an activation the C kernel
+      computes, and the kernels built (or ``torch.compile``/``export`` tracing the op);
+    - MixConv / DSConv: any device (one depthwise conv with the smaller kernels zero-embedded: oneDNN's single
+      depthwise forward beats per-branch calls, 1.5–2.1× for MixConv).
     """
-    impl = module.impl
-    if impl in ("reference", "fused"):
-        return impl
-    if capturing():  # before reading the input: under fx it is a proxy
-        return "reference"
-    pw = module.pw
-    on_cpu = x.device.type == "cpu" and (dtype_ok(x, pw.weight) or (pw.bias is not None and dtype_ok(x, pw.bias)))
-    on_cpu_kernels = on_cpu and (compiling() or kernels.available())
-    if impl == "kernels":
-        return impl if on_cpu else "reference"
-    if impl == "auto" and x.device.type == "cpu":
-        inference = not module.training and not torch.is_grad_enabled()
-        if on_cpu_kernels and (not inference or module.kernel_inference_ok(x)):
-            return "kernels"
-        return "fused" if inference and module.multiplier == 1 and module.fused_supported() else "reference"
-    if not module.fused_supported():
-        return "reference"
-    return _autotune(module, x)
+    if capturing() or not _no_autograd(x, layer.parameters()) or not layer.foldable():
+        return None
+    if layer.all_channel_branches:
+        if not (x.device.type == "cpu" and x.dim() == 4 and kernels.act_code(layer.act) is not None
+                and dtype_ok(x, layer.pw.weight)):
+            return None
+        if not compiling() and (x.numel() == 0 or not kernels.available()):
+            return None
+    return folded(layer, "_kernel_cache", layer.inference_weights)
+
+
+def multi_branch_op_applies(layer: Any, x: torch.Tensor) -> bool:
+    """All branches of this (training) call run as one ``leannets::multi_depthwise_conv`` op (C forward and
+    backward): Multiception (several branches, each over all channels, no bias) on CPU float32 or bf16 data, with
+    the kernels built (or compiling), outside graph capture."""
+    return (layer.all_channel_branches and not capturing()
+            and all(conv.bias is None and conv.padding_mode == "zeros" for conv in layer.dw)
+            and x.device.type == "cpu" and x.dim() == 4 and dtype_ok(x, layer.dw[0].weight)
+            and (compiling() or kernels.available()))

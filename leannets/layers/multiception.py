@@ -28,12 +28,13 @@ Implementation notes (see ``docs/multiception.md``):
   commutes with subsampling, so in eval the stride always moves into the depthwise convs
   (s² fewer depthwise MACs). In training they differ: BN batch statistics over all H×W
   positions vs the subsampled ones, and s² more depthwise work.
-- *Fused path.* All branches run as ONE depthwise ``conv2d`` (groups = C_in, channel
-  multiplier m for Multiception, 1 for MixConv/DSConv) with the smaller kernels zero-embedded
-  in the largest; the weights stay separate parameters. The fused output is ordered by input
-  channel, so the pointwise weight columns (not the activations) are permuted. In eval the
-  BNs are folded into the two convs on the fly. Outputs and gradients equal the reference
-  path. ``impl="auto"`` picks the faster path (see :func:`choose_impl`).
+- *One forward, ops chosen per call* (:mod:`leannets.layers.dispatch`). Inference folds the BNs into the
+  convs once per module state: Multiception runs all branches in one ``leannets::multi_depthwise`` C op,
+  MixConv/DSConv one depthwise ``conv2d`` with the smaller kernels zero-embedded in the largest (the weights stay
+  separate parameters); then the folded 1×1. Training runs the modules, Multiception's branches in one
+  ``leannets::multi_depthwise_conv`` op with a C backward and BN1 as one call over the concatenation. Outputs
+  and gradients equal the per-branch PyTorch formulation, which :func:`~leannets.layers.dispatch.reference_path`
+  runs (MAC counts, BN folding, tests).
 """
 from __future__ import annotations
 
@@ -44,20 +45,18 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import kernels, ops
+from . import dispatch, kernels, ops
 from .create_act import create_act
 from .create_conv import register_conv_type
 from .depthwise import conv2d
-from .dispatch import choose_impl, clear_autotune_cache, dtype_ok, folded
 from .kernels import bn_is_affine, bn_scale_shift, check_input
 from .pointwise import pointwise
 
-__all__ = ["IMPLS", "STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "MulticeptionConv", "MixConv",
-           "DSConv", "SeparableMultiKernel", "stage_kernel_sizes", "validate_kernel_sizes", "split_channels",
-           "multiception_params", "dsconv_params", "standard_params", "choose_impl", "clear_autotune_cache",
-           "AuthorsMixConv", "AuthorsDSConv", "AUTHORS_MIXCONV_KERNELS"]
+__all__ = ["STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "MulticeptionConv", "MixConv", "DSConv",
+           "SeparableMultiKernel", "stage_kernel_sizes", "validate_kernel_sizes", "split_channels",
+           "multiception_params", "dsconv_params", "standard_params", "AuthorsMixConv", "AuthorsDSConv",
+           "AUTHORS_MIXCONV_KERNELS", "LAYER_OPTIONS"]
 
-IMPLS = ("auto", "reference", "fused", "kernels", "autotune")
 STRIDE_IN = ("pointwise", "depthwise")
 # Elementwise activations commute with spatial subsampling and with a channel permutation;
 # per-channel ones (PReLU) only with subsampling.
@@ -156,6 +155,16 @@ class _Conv2d(nn.Conv2d):
 class SeparableMultiKernel(nn.Module):
     """Depthwise branches → BN → [act] → pointwise → BN; base of the three separable types.
 
+    One forward; :mod:`~leannets.layers.dispatch` decides per call which op computes it:
+
+    - inference (every BN a fixed affine map, no autograd, no graph capture; :func:`dispatch.multi_inference_weights`):
+      the BNs folded into the convs once per module state; Multiception runs all its branches in one
+      ``leannets::multi_depthwise`` op (CPU, act included), MixConv/DSConv one depthwise conv with the smaller kernels
+      zero-embedded in the largest; then the folded 1×1 conv (a matrix product where ``gemm``).
+    - otherwise (training, other devices, graph capture) the layer's modules: the branches (Multiception's in one
+      ``leannets::multi_depthwise_conv`` op on CPU, :func:`dispatch.multi_branch_op_applies`), BN (one call over the
+      concatenation while it uses batch statistics), act, pointwise, BN.
+
     Args:
         in_ch: input channels C_in.
         out_ch: output channels C_out.
@@ -165,16 +174,16 @@ class SeparableMultiKernel(nn.Module):
         stride_in: ``"pointwise"`` or ``"depthwise"`` (identical in eval; see module docstring).
         pointwise_bias: bias on the 1×1 conv (the authors' code has one; BN absorbs it).
         mid_act: activation between the first BN and the pointwise conv (``None``: none).
-        impl: ``auto`` | ``reference`` | ``fused`` | ``autotune``.
     """
 
     conv_type = "separable"
     #: inference runs the folded 1×1 conv as a matrix product (set by ``prepare_for_inference`` where faster)
     gemm: bool = False
+    #: inference ends with a 1×1 conv that ``gemm`` can run as a matrix product (what the 1×1 tuning times)
+    gemm_switch: bool = True
 
     def __init__(self, in_ch: int, out_ch: int, branches: Sequence[tuple[int, int, int]], stride: int = 1,
-                 stride_in: str = "pointwise", pointwise_bias: bool = True, mid_act: str | None = None,
-                 impl: str = "auto") -> None:
+                 stride_in: str = "pointwise", pointwise_bias: bool = True, mid_act: str | None = None) -> None:
         super().__init__()
         name = self.conv_type
         if in_ch <= 0 or out_ch <= 0:
@@ -183,13 +192,12 @@ class SeparableMultiKernel(nn.Module):
             raise ValueError(f"{name}: stride must be a positive int, got {stride!r}")
         if stride_in not in STRIDE_IN:
             raise ValueError(f"{name}: stride_in must be one of {STRIDE_IN}, got {stride_in!r}")
-        if impl not in IMPLS:
-            raise ValueError(f"{name}: impl must be one of {IMPLS}, got {impl!r}")
         self.in_ch, self.out_ch, self.stride = in_ch, out_ch, stride
-        self.stride_in, self.impl, self.mid_act = stride_in, impl, mid_act
+        self.stride_in, self.mid_act = stride_in, mid_act
         self.branches = tuple(tuple(int(v) for v in b) for b in branches)
         # Multiception's shape: several branches, each over every input channel (what the C ops compute)
-        self._all_channel_branches = len(self.branches) > 1 and all(s == 0 and c == in_ch for s, c, _ in self.branches)
+        self.all_channel_branches = len(self.branches) > 1 and all(s == 0 and c == in_ch for s, c, _ in self.branches)
+        self.multiplier = len(self.branches) if self.all_channel_branches else 1
         self.kernel_sizes = tuple(k for _, _, k in self.branches)
         self.kmax = max(self.kernel_sizes)
         s_dw = stride if stride_in == "depthwise" else 1
@@ -200,216 +208,113 @@ class SeparableMultiKernel(nn.Module):
         self.act = create_act(mid_act, mid)
         self.pw = _Conv2d(mid, out_ch, 1, stride // s_dw, 0, bias=pointwise_bias)
         self.bn2 = nn.BatchNorm2d(out_ch)
-        self._init_fused_layout()
-
-    def _init_fused_layout(self) -> None:
-        # Fused conv output channels are ordered by (input channel, branch): groups = in_ch.
-        keys = []
-        for b, (start, c, _) in enumerate(self.branches):
-            keys += [(start + i, b) for i in range(c)]
-        per_channel = [0] * self.in_ch
-        for ch, _ in keys:
-            per_channel[ch] += 1
-        self.multiplier = per_channel[0]
-        self._fusable = all(n == self.multiplier for n in per_channel)
-        order = sorted(range(len(keys)), key=lambda i: keys[i])
-        self.register_buffer("fused_perm", torch.tensor(order, dtype=torch.long), persistent=False)
-        self.register_buffer("fused_inv_perm", torch.argsort(self.fused_perm), persistent=False)
-        self.register_buffer("concat_order", torch.arange(len(keys)), persistent=False)
 
     def extra_repr(self) -> str:
         return (f"{self.in_ch}, {self.out_ch}, kernel_sizes={self.kernel_sizes}, stride={self.stride}, "
-                f"stride_in={self.stride_in!r}, impl={self.impl!r}")
+                f"stride_in={self.stride_in!r}")
 
-    # -- paths ---------------------------------------------------------------------------------
-    def _eval_affine_ok(self) -> bool:
-        """BN1 is an affine map (running stats / folded) and the act commutes with subsampling."""
-        return self.mid_act in _POINTWISE_ACTS and all(bn_is_affine(bn) for bn in self.bn1)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.in_ch, self.conv_type)
+        s_dw, s_pw = self._strides()
+        w = dispatch.multi_inference_weights(self, x)
+        if w is None:
+            return self.bn2(self.pw(self.act(self._branches(x, s_dw)), stride=s_pw))
+        if self.all_channel_branches:
+            y = ops.multi_depthwise(x, w["w"], w["b"], self.kernel_sizes, s_dw, kernels.act_code(self.act))
+        else:
+            y = self.act(F.conv2d(x, w["w"], w["b"], s_dw, self.kmax // 2, 1, self.in_ch))
+        return pointwise(y, w["pw_w"], w["pw_b"], self.gemm)  # folded: the stride is in the depthwise op
+
+    def foldable(self) -> bool:
+        """Every BN is a fixed affine map (eval) and the act commutes with subsampling: inference can fold the
+        BNs into the convs and move the stride into the depthwise convs."""
+        return (self.mid_act in _POINTWISE_ACTS and all(bn_is_affine(bn) for bn in self.bn1)
+                and bn_is_affine(self.bn2))
 
     def _strides(self) -> tuple[int, int]:
         if self.stride == 1:
             return 1, 1
-        if self.stride_in == "depthwise" or self._eval_affine_ok():
+        if self.stride_in == "depthwise" or (self.mid_act in _POINTWISE_ACTS
+                                             and all(bn_is_affine(bn) for bn in self.bn1)):
             return self.stride, 1
         return 1, self.stride
 
-    def forward_reference(self, x: torch.Tensor) -> torch.Tensor:
-        """One depthwise conv call per branch, concatenated (the paper's formulation)."""
-        s_dw, s_pw = self._strides()
-        ys = []
-        for (start, c, _), conv, bn in zip(self.branches, self.dw, self.bn1):
-            xb = x if c == self.in_ch else x[:, start:start + c]
-            ys.append(bn(conv(xb, stride=s_dw, fast=False)))  # plain PyTorch: the oracle
-        y = self.act(ys[0] if len(ys) == 1 else torch.cat(ys, 1))
-        return self.bn2(self.pw(y, stride=s_pw))
-
-    @property
-    def gemm_switch(self) -> bool:
-        """Inference ends with a 1×1 conv that ``gemm`` can run as a matrix product (the C-kernel path)."""
-        return self._all_channel_branches
-
-    def kernel_inference_ok(self, x: torch.Tensor) -> bool:
-        """The C multi-branch kernel computes this call: inference, every branch over all channels."""
-        if not self._all_channel_branches or self.mid_act not in _POINTWISE_ACTS:
-            return False
-        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self.parameters())):
-            return False
-        return (all(bn_is_affine(bn) for bn in self.bn1) and bn_is_affine(self.bn2)
-                and kernels.act_code(self.act) is not None and dtype_ok(x, self.pw.weight))
-
-    def branch_op_ok(self, x: torch.Tensor) -> bool:
-        """``leannets::multi_depthwise_conv`` computes the branches of this training call: Multiception (several
-        branches, each over all channels, no bias) on CPU float32 or bf16 data."""
-        return (self._all_channel_branches
-                and all(conv.bias is None and conv.padding_mode == "zeros" for conv in self.dw)
-                and x.device.type == "cpu" and x.dim() == 4 and dtype_ok(x, self.dw[0].weight))
+    def _branches(self, x: torch.Tensor, stride: int) -> torch.Tensor:
+        """Depthwise branches → BN1 through the layer's modules, concatenated."""
+        ys = None
+        if dispatch.multi_branch_op_applies(self, x):
+            y = ops.multi_depthwise_conv(x, self._tap_major_weights(), self.kernel_sizes, stride)
+        else:
+            ys = [conv(x if c == self.in_ch else x[:, start:start + c], stride=stride)
+                  for (start, c, _), conv in zip(self.branches, self.dw)]
+        if len(self.branches) > 1 and self._one_bn_call():
+            return self._bn1_batch(y if ys is None else torch.cat(ys, 1))
+        ys = list(y.split(self.in_ch, 1)) if ys is None else ys
+        return torch.cat([bn(t) for bn, t in zip(self.bn1, ys)], 1) if len(ys) > 1 else self.bn1[0](ys[0])
 
     def _tap_major_weights(self) -> torch.Tensor:
         """Every branch's weights as tap-major (k·k, C), flattened and concatenated (differentiable)."""
         return torch.cat([conv.weight.reshape(c, k * k).t().reshape(-1) for conv, (_, c, k) in
                           zip(self.dw, self.branches)])
 
-    def _kernel_weights(self) -> dict[str, torch.Tensor]:
-        """BN-folded branch weights (tap-major, concatenated), biases and the folded pointwise conv."""
-        ws, bs = [], []
-        for conv, bn, (_, c, k) in zip(self.dw, self.bn1, self.branches):
-            w = conv.weight.detach().reshape(c, k * k).float()
-            b = conv.bias.detach().float() if conv.bias is not None else torch.zeros(c)
-            scale, shift = bn_scale_shift(bn)
-            if scale is not None:
-                w, b = w * scale.detach()[:, None], b * scale.detach() + shift.detach()
-            ws.append(w.t().reshape(-1))
-            bs.append(b)
-        pw_w, pw_b = self._pointwise_weights()
-        pw_w, pw_b = pw_w.detach(), None if pw_b is None else pw_b.detach()
-        return {"w": torch.cat(ws).contiguous(), "b": torch.cat(bs).contiguous(),
-                "pw_w": pw_w.contiguous(memory_format=torch.channels_last), "pw_b": pw_b}
+    def _one_bn_call(self) -> bool:
+        """BN1 uses batch statistics with one configuration for every branch, outside graph capture: one
+        ``batch_norm`` call over the concatenation computes exactly the per-branch BNs."""
+        bns = list(self.bn1)
+        if dispatch.capturing() or any(type(bn) is not nn.BatchNorm2d for bn in bns):
+            return False
+        cfg = {(bn.eps, bn.momentum, bn.affine, bn.track_running_stats, bn.training) for bn in bns}
+        return len(cfg) == 1 and not bn_is_affine(bns[0])
 
-    def forward_kernels(self, x: torch.Tensor) -> torch.Tensor:
-        """CPU path on the C kernels. Inference: every branch (BN folded) in one ``leannets::multi_depthwise`` call, then the
-        folded pointwise conv. Training: every Multiception branch in one ``leannets::multi_depthwise_conv`` call
-        (C forward and backward; MixConv/DSConv: the branch convs with the C backward of :class:`DepthwiseConv2d`
-        and a concatenation), one BN call over the result (exactly the per-branch BNs), act, pointwise, BN."""
-        s_dw, s_pw = self._strides()
-        if self.kernel_inference_ok(x):
-            w = folded(self, "_kernel_cache", self._kernel_weights)
-            y = ops.multi_depthwise(x, w["w"], w["b"], self.kernel_sizes, s_dw, kernels.act_code(self.act))
-            return pointwise(y, w["pw_w"], w["pw_b"], self.gemm) if s_pw == 1 else F.conv2d(y, w["pw_w"], w["pw_b"], s_pw)
-        if self.branch_op_ok(x):
-            y = ops.multi_depthwise_conv(x, self._tap_major_weights(), self.kernel_sizes, s_dw)
-            ys = list(y.split(self.in_ch, 1))
-        else:
-            ys = [conv(x if c == self.in_ch else x[:, start:start + c], stride=s_dw)
-                  for (start, c, _), conv in zip(self.branches, self.dw)]
-            y = ys[0] if len(ys) == 1 else torch.cat(ys, 1)
-        if all(bn_is_affine(bn) for bn in self.bn1) or not self.fused_supported():
-            y = torch.cat([bn(t) for bn, t in zip(self.bn1, ys)], 1) if len(ys) > 1 else self.bn1[0](y)
-        else:
-            y = self._fused_bn1_train(y, permuted=False)
-        return self.bn2(self.pw(self.act(y), stride=s_pw))
-
-    def _fused_depthwise(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Zero-embedded kmax×kmax weights (and biases) in concatenation order."""
-        ws, bs = [], []
-        for conv, (_, c, k) in zip(self.dw, self.branches):
-            p = (self.kmax - k) // 2
-            ws.append(F.pad(conv.weight, (p, p, p, p)) if p else conv.weight)
-            bs.append(conv.bias)
-        w = torch.cat(ws) if len(ws) > 1 else ws[0]
-        if all(b is None for b in bs):
-            return w, None
-        b = torch.cat([torch.zeros(c, device=w.device, dtype=w.dtype) if bb is None else bb
-                       for bb, (_, c, _) in zip(bs, self.branches)])
-        return w, b
-
-    def _fused_bn1_train(self, y: torch.Tensor, permuted: bool = True) -> torch.Tensor:
-        """BN1 as one call over the concatenated tensor (fused, input-channel order; or concatenation
-        order with ``permuted=False``), updating each branch BN's buffers."""
+    def _bn1_batch(self, y: torch.Tensor) -> torch.Tensor:
+        """BN1 as one call over the concatenated branches, updating each branch BN's buffers."""
         bns = list(self.bn1)
         bn0 = bns[0]
-        perm = self.fused_perm if permuted else self.concat_order
         tracking = bn0.track_running_stats and bn0.running_mean is not None
-        use_batch = bn0.training or not tracking
         momentum = 0.0
         if bn0.training and tracking:
             for bn in bns:
                 bn.num_batches_tracked.add_(1)
             momentum = 1.0 / float(bn0.num_batches_tracked) if bn0.momentum is None else bn0.momentum
-        rm = torch.cat([bn.running_mean for bn in bns])[perm] if tracking else None
-        rv = torch.cat([bn.running_var for bn in bns])[perm] if tracking else None
-        weight = torch.cat([bn.weight for bn in bns])[perm] if bn0.affine else None
-        bias = torch.cat([bn.bias for bn in bns])[perm] if bn0.affine else None
-        out = F.batch_norm(y, rm, rv, weight, bias, use_batch, momentum, bn0.eps)
-        if use_batch and tracking and bn0.training:
-            inv = self.fused_inv_perm if permuted else self.concat_order
+        rm = torch.cat([bn.running_mean for bn in bns]) if tracking else None
+        rv = torch.cat([bn.running_var for bn in bns]) if tracking else None
+        weight = torch.cat([bn.weight for bn in bns]) if bn0.affine else None
+        bias = torch.cat([bn.bias for bn in bns]) if bn0.affine else None
+        out = F.batch_norm(y, rm, rv, weight, bias, True, momentum, bn0.eps)
+        if bn0.training and tracking:
+            sizes = [c for _, c, _ in self.branches]
             with torch.no_grad():
-                for bn, m_, v_ in zip(bns, rm[inv].split([c for _, c, _ in self.branches]),
-                                      rv[inv].split([c for _, c, _ in self.branches])):
+                for bn, m_, v_ in zip(bns, rm.split(sizes), rv.split(sizes)):
                     bn.running_mean.copy_(m_)
                     bn.running_var.copy_(v_)
         return out
 
-    def fused_supported(self) -> bool:
-        if not self._fusable or (self.multiplier > 1 and self.mid_act not in _ELEMENTWISE_ACTS):
-            return False
-        kinds = {type(bn) for bn in self.bn1}
-        if len(kinds) != 1 or not kinds <= {nn.BatchNorm2d, nn.Identity}:
-            return False
-        if kinds == {nn.BatchNorm2d}:
-            cfg = {(bn.eps, bn.momentum, bn.affine, bn.track_running_stats, bn.training) for bn in self.bn1}
-            return len(cfg) == 1
-        return True
-
-    def _fused_weights(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-        """(depthwise w, b, pointwise w, b) of the fused path in fused channel order, with every
-        BN that acts as a fixed affine map (eval) folded in."""
-        perm = self.fused_perm
-        w, b = self._fused_depthwise()
-        if all(bn_is_affine(bn) for bn in self.bn1) and isinstance(self.bn1[0], nn.BatchNorm2d):
-            affine = [bn_scale_shift(bn) for bn in self.bn1]
-            scale = torch.cat([a[0] for a in affine])
-            shift = torch.cat([a[1] for a in affine])
-            w = w * scale.view(-1, 1, 1, 1)
-            b = shift if b is None else b * scale + shift
-        pw_w, pw_b = self._pointwise_weights()
-        if self.multiplier > 1:  # BN2 scales output rows: permuting the input columns commutes with it
-            w, b, pw_w = w[perm], None if b is None else b[perm], pw_w[:, perm]
-        return w, b, pw_w, pw_b
-
-    def _pointwise_weights(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The 1×1 conv's (weight, bias) with BN2 folded in when it is a fixed affine map (eval)."""
-        pw_w, pw_b = self.pw.weight, self.pw.bias
-        if isinstance(self.bn2, nn.BatchNorm2d) and bn_is_affine(self.bn2):
-            scale, shift = bn_scale_shift(self.bn2)
+    def inference_weights(self) -> dict[str, torch.Tensor | None]:
+        """BN-folded weights of the inference op: the branches tap-major and concatenated in float32 (Multiception's
+        C op) or zero-embedded in one kmax×kmax depthwise weight (MixConv, DSConv), their biases, and the 1×1 conv
+        with BN2 folded in."""
+        ws, bs = [], []
+        for conv, bn, (_, c, k) in zip(self.dw, self.bn1, self.branches):
+            w = conv.weight.detach()
+            b = conv.bias.detach() if conv.bias is not None else w.new_zeros(c)
+            scale, shift = bn_scale_shift(bn)
+            if scale is not None:
+                w, b = w * scale.detach().view(-1, 1, 1, 1), b * scale.detach() + shift.detach()
+            if self.all_channel_branches:
+                w, b = w.float().reshape(c, k * k).t().reshape(-1), b.float()
+            else:
+                p = (self.kmax - k) // 2
+                w = F.pad(w, (p, p, p, p)) if p else w
+            ws.append(w)
+            bs.append(b)
+        pw_w, pw_b = self.pw.weight.detach(), None if self.pw.bias is None else self.pw.bias.detach()
+        scale, shift = bn_scale_shift(self.bn2)
+        if scale is not None:
+            scale, shift = scale.detach(), shift.detach()
             pw_w = pw_w * scale.view(-1, 1, 1, 1)
             pw_b = shift if pw_b is None else pw_b * scale + shift
-        return pw_w, pw_b
-
-    def forward_fused(self, x: torch.Tensor) -> torch.Tensor:
-        """All branches in one depthwise ``conv2d`` call (weights zero-embedded, kept separate)."""
-        if not self.fused_supported():
-            return self.forward_reference(x)
-        s_dw, s_pw = self._strides()
-        bn1_folded = all(bn_is_affine(bn) for bn in self.bn1)
-        bn2_folded = bn_is_affine(self.bn2)
-        if bn1_folded and bn2_folded and not torch.is_grad_enabled():
-            w, b, pw_w, pw_b = folded(self, "_fused_cache", self._fused_weights)
-        else:
-            w, b, pw_w, pw_b = self._fused_weights()
-        y = F.conv2d(x, w, b, s_dw, self.kmax // 2, 1, self.in_ch)
-        if not bn1_folded:
-            y = self._fused_bn1_train(y)
-        y = F.conv2d(self.act(y), pw_w, pw_b, s_pw)
-        return y if bn2_folded else self.bn2(y)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.in_ch, self.conv_type)
-        impl = choose_impl(self, x)
-        if impl == "kernels":
-            return self.forward_kernels(x)
-        if impl == "fused":
-            return self.forward_fused(x)
-        return self.forward_reference(x)
+        return {"w": torch.cat(ws).contiguous(), "b": torch.cat(bs).contiguous(),
+                "pw_w": pw_w.contiguous(memory_format=torch.channels_last), "pw_b": pw_b}
 
 
 class MulticeptionConv(SeparableMultiKernel):
@@ -421,8 +326,7 @@ class MulticeptionConv(SeparableMultiKernel):
         kernel_sizes: odd kernel sizes, repeats allowed (the authors' last stage uses (3, 3):
             two independent 3×3 depthwise kernels per channel). One size = DSConv.
         stride: spatial stride; by default applied in the pointwise conv (authors' code).
-        **kwargs: ``stride_in``, ``pointwise_bias``, ``mid_act``, ``impl`` (see
-            :class:`SeparableMultiKernel`).
+        **kwargs: ``stride_in``, ``pointwise_bias``, ``mid_act`` (see :class:`SeparableMultiKernel`).
     """
 
     conv_type = "multiception"
@@ -480,19 +384,30 @@ class DSConv(SeparableMultiKernel):
         super().__init__(in_ch, out_ch, [(0, in_ch, k)], stride, stride_in, **kwargs)
 
 
+#: the options the three separable conv types take through the factory (``conv_kwargs``)
+LAYER_OPTIONS = ("stride_in", "pointwise_bias", "mid_act")
+
+
+def _options(conv_type: str, kw: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(kw) - set(LAYER_OPTIONS))
+    if unknown:
+        raise ValueError(f"conv_type {conv_type!r} got unknown options {unknown}; allowed: {', '.join(LAYER_OPTIONS)}")
+    return kw
+
+
 @register_conv_type("multiception")
 def _multiception(in_ch: int, out_ch: int, kernel_size: int | Sequence[int], stride: int, **kw: Any) -> nn.Module:
-    return MulticeptionConv(in_ch, out_ch, kernel_size, stride, **kw)
+    return MulticeptionConv(in_ch, out_ch, kernel_size, stride, **_options("multiception", kw))
 
 
 @register_conv_type("mixconv")
 def _mixconv(in_ch: int, out_ch: int, kernel_size: int | Sequence[int], stride: int, **kw: Any) -> nn.Module:
-    return MixConv(in_ch, out_ch, kernel_size, stride, **kw)
+    return MixConv(in_ch, out_ch, kernel_size, stride, **_options("mixconv", kw))
 
 
 @register_conv_type("dsconv")
 def _dsconv(in_ch: int, out_ch: int, kernel_size: int | Sequence[int], stride: int, **kw: Any) -> nn.Module:
-    return DSConv(in_ch, out_ch, kernel_size, stride, **kw)
+    return DSConv(in_ch, out_ch, kernel_size, stride, **_options("dsconv", kw))
 
 
 #: The authors' MixConv always uses these kernel sizes, whatever the stage asks for.

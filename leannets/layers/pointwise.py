@@ -7,7 +7,7 @@ projection convs at 14×14 and 7×7. On a channels_last input the pixels of an i
 
 :func:`leannets.prepare_for_inference` times both on each plain 1×1 conv's own input and turns the convs
 where the matrix product is faster into this class (``gemm = True``), and switches ``gemm`` on in the layers that
-end with a folded 1×1 conv (``gemm_switch``: Multiception's C-kernel inference) where that is faster; nothing else
+end with a folded 1×1 conv (``gemm_switch``: the folded inference of Multiception, MixConv and DSConv) where that is faster; nothing else
 changes (same parameters,
 state-dict keys and results up to float rounding). Training, other layouts and devices, and any graph capture
 (:func:`~leannets.layers.dispatch.capturing`: MAC counts, BN folding, jit/fx tracing) take the convolution.
@@ -31,7 +31,7 @@ def pointwise_candidate(module: nn.Module) -> bool:
 
 def gemm_tunable(module: nn.Module) -> bool:
     """What :func:`~leannets.analysis.latency.tune_pointwise` times: a plain 1×1 conv, or a layer whose inference
-    ends with a 1×1 conv and that says so with ``gemm_switch`` (Multiception)."""
+    ends with a 1×1 conv and that says so with ``gemm_switch`` (Multiception, MixConv, DSConv)."""
     return pointwise_candidate(module) or bool(getattr(module, "gemm_switch", False))
 
 

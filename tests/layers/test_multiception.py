@@ -1,4 +1,5 @@
-"""Multiception / MixConv / DSConv layers: shapes, fused == reference, paper formulas, factory errors."""
+"""Multiception / MixConv / DSConv layers: shapes, ops == per-branch PyTorch, paper formulas, factory errors."""
+import contextlib
 import copy
 import math
 
@@ -11,10 +12,10 @@ from torch.utils.flop_counter import FlopCounterMode
 from leannets.analysis.fold_bn import fold_bn
 from leannets.analysis.profile import count_macs, count_params
 from leannets.layers import create_conv, kernels, list_conv_types
+from leannets.layers import dispatch
 from leannets.layers.dispatch import reference_path
-from leannets.layers.multiception import (DSConv, MixConv, MulticeptionConv, choose_impl, clear_autotune_cache,
-                                          dsconv_params, multiception_params, split_channels, stage_kernel_sizes,
-                                          standard_params, validate_kernel_sizes)
+from leannets.layers.multiception import (DSConv, MixConv, MulticeptionConv, dsconv_params, multiception_params,
+                                          split_channels, stage_kernel_sizes, standard_params, validate_kernel_sizes)
 
 TYPES = [("standard", 3), ("dsconv", 3), ("mixconv", (3, 5, 7)), ("multiception", (3, 5, 7)),
          ("multiception", (3, 3))]
@@ -80,9 +81,8 @@ def test_multiception_follows_the_paper_definition(randomize_bn):
     h = f.batch_norm(cat, rm, rv, bn1_w, bn1_b, False, 0.0, 1e-5)
     h = f.conv2d(h, m.pw.weight, m.pw.bias, stride=2)
     ref = f.batch_norm(h, m.bn2.running_mean, m.bn2.running_var, m.bn2.weight, m.bn2.bias, False, 0.0, 1e-5)
-    for impl in ("reference", "fused"):
-        m.impl = impl
-        with torch.no_grad():
+    for path in (reference_path, contextlib.nullcontext):  # the per-branch modules, and the inference op
+        with torch.no_grad(), path():
             torch.testing.assert_close(m(x), ref, rtol=1e-5, atol=1e-5)
 
 
@@ -111,23 +111,26 @@ def _max_rel(a: torch.Tensor, b: torch.Tensor, scale: float | None = None) -> fl
     return float((a - b).detach().abs().max()) / scale
 
 
-@pytest.mark.parametrize("impl", ["fused", "kernels"])
+def _reference(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with reference_path():  # the per-branch PyTorch formulation: one conv and BN per branch, concatenated
+        return m(x)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("conv_type,ks,stride,stride_in,act", CASES)
-def test_fused_equals_reference_outputs_gradients_and_bn_stats(conv_type, ks, stride, stride_in, act, impl,
-                                                               randomize_bn):
-    """Both fast paths (one zero-embedded conv; the C kernels) against the per-branch PyTorch path."""
-    if impl == "kernels" and not kernels.available():
-        pytest.skip("no C compiler: the kernels path is the reference path")
+def test_ops_equal_the_per_branch_pytorch_outputs_gradients_and_bn_stats(conv_type, ks, stride, stride_in, act,
+                                                                         channels_last, randomize_bn):
+    """The one forward (training: Multiception's branch op, one BN call; inference: the folded ops) against the
+    per-branch PyTorch formulation, before and after BN folding."""
     torch.manual_seed(0)
     base = randomize_bn(create_conv(conv_type, 7, 5, ks, stride, stride_in=stride_in, mid_act=act))
-    ref, fused = copy.deepcopy(base), copy.deepcopy(base)
-    ref.impl, fused.impl = "reference", impl
+    ref, fast = copy.deepcopy(base), copy.deepcopy(base)
     x = torch.randn(4, 7, 9, 9)
-    if impl == "kernels":
+    if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     for _ in range(2):  # two steps: running statistics must keep matching
         xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
-        yr, yf = ref(xr), fused(xf)
+        yr, yf = _reference(ref, xr), fast(xf)
         g = torch.randn_like(yr)
         yr.backward(g)
         yf.backward(g)
@@ -136,54 +139,50 @@ def test_fused_equals_reference_outputs_gradients_and_bn_stats(conv_type, ks, st
     # some gradients are exactly 0 in theory (BN1's bias: BN2 removes constant shifts), so compare
     # against the largest gradient of the layer
     scale = max(float(p.grad.abs().max()) for p in ref.parameters())
-    for (name, pr), pf in zip(ref.named_parameters(), fused.parameters()):
+    for (name, pr), pf in zip(ref.named_parameters(), fast.parameters()):
         assert _max_rel(pf.grad, pr.grad, scale) < 1e-5, name
-    for (name, br), bf in zip(ref.named_buffers(), fused.buffers()):
+    for (name, br), bf in zip(ref.named_buffers(), fast.buffers()):
         torch.testing.assert_close(bf, br, rtol=1e-5, atol=1e-6, msg=name)
     ref.eval()
-    fused.eval()
+    fast.eval()
     with torch.no_grad():
-        assert _max_rel(fused(x), ref(x)) < 1e-5
-    # after BN folding (done on the reference path) both paths still agree with the unfolded layer
-    folded = fold_bn(ref, x)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
-    with torch.no_grad():
-        expected = ref(x)
-        for path in ("reference", impl):
-            folded.impl = path
-            assert _max_rel(folded(x), expected) < 1e-5
+        c_op = conv_type != "multiception" or (kernels.available() and kernels.act_code(fast.act) is not None)
+        assert (dispatch.multi_inference_weights(fast, x) is not None) == c_op
+        expected = _reference(ref, x)
+        assert _max_rel(fast(x), expected) < 1e-5
+        # after BN folding (done on the modules) the layer still agrees with the unfolded one
+        folded = fold_bn(ref, x)
+        assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())
+        assert _max_rel(folded(x), expected) < 1e-5
+        assert _max_rel(_reference(folded, x), expected) < 1e-5
 
 
-def test_fused_path_makes_one_depthwise_call():
-    m = MulticeptionConv(4, 6, (3, 5, 7), impl="fused")
-    for train in (True, False):
-        m.train(train)
+def test_mixconv_inference_makes_one_zero_embedded_depthwise_call():
+    m = MixConv(4, 6, (3, 5, 7)).eval()
+    with torch.no_grad():
         with _ConvCounter() as counter:
             m(torch.randn(2, 4, 8, 8))
-        assert counter.convs == [(12, 1, 7, 7), (6, 12, 1, 1)]
-    m.impl = "reference"
-    with _ConvCounter() as counter:
-        m(torch.randn(2, 4, 8, 8))
-    assert counter.convs == [(4, 1, 3, 3), (4, 1, 5, 5), (4, 1, 7, 7), (6, 12, 1, 1)]
+        assert counter.convs == [(4, 1, 7, 7), (6, 4, 1, 1)]
+        with reference_path(), _ConvCounter() as counter:
+            m(torch.randn(2, 4, 8, 8))
+    assert counter.convs == [(2, 1, 3, 3), (1, 1, 5, 5), (1, 1, 7, 7), (6, 4, 1, 1)]
 
 
-def test_fused_inference_cache_follows_weight_updates(randomize_bn):
+def test_inference_cache_follows_weight_updates(randomize_bn):
     torch.manual_seed(0)
-    m = randomize_bn(MixConv(6, 4, (3, 5), impl="fused")).eval()
-    x = torch.randn(2, 6, 8, 8)
-    with torch.no_grad():
-        m(x)
-        m.dw[1].weight.mul_(2.0)
-        m.bn2.running_mean.add_(0.5)
-        out = m(x)
-        m.impl = "reference"
-        torch.testing.assert_close(out, m(x), rtol=1e-5, atol=1e-5)
+    for m in (randomize_bn(MixConv(6, 4, (3, 5))).eval(), randomize_bn(MulticeptionConv(6, 4, (3, 5))).eval()):
+        x = torch.randn(2, 6, 8, 8)
+        with torch.no_grad():
+            m(x)
+            m.dw[1].weight.mul_(2.0)
+            m.bn2.running_mean.add_(0.5)
+            torch.testing.assert_close(m(x), _reference(m, x), rtol=1e-5, atol=1e-5)
 
 
 def test_stride_position_is_irrelevant_in_eval_but_not_in_training(randomize_bn):
     torch.manual_seed(0)
-    pw = randomize_bn(MulticeptionConv(4, 6, (3, 5), stride=2, stride_in="pointwise", impl="reference"))
-    dw = MulticeptionConv(4, 6, (3, 5), stride=2, stride_in="depthwise", impl="reference")
+    pw = randomize_bn(MulticeptionConv(4, 6, (3, 5), stride=2, stride_in="pointwise"))
+    dw = MulticeptionConv(4, 6, (3, 5), stride=2, stride_in="depthwise")
     dw.load_state_dict(pw.state_dict())
     x = torch.randn(4, 4, 10, 10)
     assert not torch.allclose(pw(x), dw(x), atol=1e-3)  # BN batch stats over 10×10 vs 5×5 positions
@@ -246,7 +245,8 @@ def test_other_bad_arguments():
         create_conv("mixconv", 2, 8, (3, 5, 7), 1)
     with pytest.raises(ValueError, match="stride_in must be one of"):
         create_conv("multiception", 4, 8, (3, 5), 2, stride_in="middle")
-    with pytest.raises(ValueError, match="impl must be one of"):
+    with pytest.raises(ValueError, match="conv_type 'multiception' got unknown options \\['impl'\\]; allowed: "
+                                         "stride_in, pointwise_bias, mid_act"):
         create_conv("multiception", 4, 8, (3, 5), 1, impl="fast")
     with pytest.raises(ValueError, match="stride must be a positive int"):
         create_conv("dsconv", 4, 8, 3, 0)
@@ -263,24 +263,25 @@ def test_dsconv_takes_the_largest_of_a_list_like_every_single_kernel_type():
     assert create_conv("dsconv", 4, 4, [3, 5], 1).kernel_sizes == (5,)
 
 
-def test_auto_choice_on_cpu():
+def test_which_op_computes_each_call_on_cpu():
     x = torch.randn(2, 8, 8, 8)
     mc, mix, ds = MulticeptionConv(8, 8, (3, 5)), MixConv(8, 8, (3, 5)), DSConv(8, 8, 3)
     fast = kernels.available()
     for m in (mc, mix, ds):
         m.train()
-        assert choose_impl(m, x) == ("kernels" if fast else "reference")
+        assert dispatch.multi_branch_op_applies(m, x) == (fast and m is mc)
+        assert dispatch.multi_inference_weights(m, x) is None  # training: the modules
         m.eval()
         with torch.no_grad():
-            assert choose_impl(m, x) == ("fused" if m is not mc else "kernels" if fast else "reference")
+            assert (dispatch.multi_inference_weights(m, x) is not None) == (fast or m is not mc)
             with reference_path():  # the profiler and BN folding see the layer's own modules
-                assert choose_impl(m, x) == "reference"
+                assert dispatch.multi_inference_weights(m, x) is None
+                assert not dispatch.multi_branch_op_applies(m, x)
             if m is mc:  # a user's FLOP counter counts the multi_depthwise op as the branches it stands for
                 with FlopCounterMode(display=False) as counter:
                     m(x)
                 assert counter.get_total_flops() // 2 == count_macs(m, x)
-    mc.impl = "fused"
-    assert choose_impl(mc, x) == "fused"
+        assert dispatch.multi_inference_weights(m, x) is None  # eval, but autograd needs the modules
 
 
 def test_mixconv_inference_macs_are_its_own_not_the_zero_embedded_ones():
@@ -288,26 +289,12 @@ def test_mixconv_inference_macs_are_its_own_not_the_zero_embedded_ones():
     assert count_macs(m, torch.randn(1, 6, 8, 8)) == (3 * 9 + 3 * 49 + 6 * 4) * 64
 
 
-def test_autotune_picks_a_path_once_without_side_effects():
-    clear_autotune_cache()
+def test_per_channel_mid_act_runs_the_modules_for_multiplier_gt_1():
+    """PReLU over Multiception's concatenation is per channel: the C op (elementwise acts only) does not apply."""
     torch.manual_seed(0)
-    m = MulticeptionConv(4, 4, (3, 5), impl="autotune").train()
-    before = {k: v.clone() for k, v in m.state_dict().items()}
-    x = torch.randn(2, 4, 6, 6)
-    choice = choose_impl(m, x)
-    assert choice in ("reference", "fused")
-    assert choose_impl(m, torch.randn(5, 4, 6, 6)) == choice  # cached (batch size is not part of the key)
-    for k, v in m.state_dict().items():
-        torch.testing.assert_close(v, before[k], msg=k)
-    assert all(p.grad is None for p in m.parameters())
-    clear_autotune_cache()
-
-
-def test_per_channel_mid_act_falls_back_to_reference_for_multiplier_gt_1():
-    torch.manual_seed(0)
-    m = MulticeptionConv(3, 4, (3, 5), mid_act="prelu", impl="fused")
+    m = MulticeptionConv(3, 4, (3, 5), mid_act="prelu").eval()
     m.act.weight.data = torch.linspace(0.1, 0.6, 6)
     x = torch.randn(2, 3, 6, 6)
-    out = m(x)
-    m.impl = "reference"
-    torch.testing.assert_close(out, m(x))
+    with torch.no_grad():
+        assert dispatch.multi_inference_weights(m, x) is None
+        torch.testing.assert_close(m(x), _reference(m, x))

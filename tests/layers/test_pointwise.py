@@ -124,13 +124,13 @@ def test_multiception_inference_runs_its_folded_1x1_as_a_matrix_product_when_swi
     prepared = prepare_for_inference(net, x, tune=False)
     with torch.no_grad():
         want = prepared(x)
-    assert tune_pointwise(prepared, x, margin=float("inf")) == ["0"]  # MixConv has no such switch
-    assert prepared[0].gemm and not prepared[1].gemm
+    assert tune_pointwise(prepared, x, margin=float("inf")) == ["0", "1"]  # both fold their BNs into a 1×1
+    assert prepared[0].gemm and prepared[1].gemm
     calls, linear = [], F.linear
     monkeypatch.setattr("leannets.layers.pointwise.F.linear", lambda *a: calls.append(1) or linear(*a))
     with torch.no_grad():
         torch.testing.assert_close(prepared(x), want, rtol=1e-5, atol=1e-5)
-    assert calls == [1]
+    assert calls == [1, 1]
 
 
 def test_modules_in_training_mode_are_left_alone() -> None:

@@ -195,9 +195,9 @@ def test_every_parameter_gets_a_gradient(model):
 
 
 def test_kernel_sizes_and_conv_kwargs_are_configurable():
-    m = CifarResNet(20, "multiception", kernel_sizes=[[5, 7], 3, [3, 3]], conv_kwargs={"impl": "fused"})
+    m = CifarResNet(20, "multiception", kernel_sizes=[[5, 7], 3, [3, 3]], conv_kwargs={"stride_in": "depthwise"})
     assert [s[0].conv1.kernel_sizes for s in m.stages] == [(5, 7), (3,), (3, 3)]
-    assert all(s[0].conv1.impl == "fused" for s in m.stages)
+    assert all(s[0].conv1.stride_in == "depthwise" for s in m.stages)
     with pytest.raises(ValueError, match="one kernel size"):
         CifarResNet(20, "multiception", kernel_sizes=[[3, 5]])
     with pytest.raises(ValueError, match="6n\\+2"):
