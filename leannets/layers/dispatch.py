@@ -4,7 +4,8 @@ Every layer has one forward that asks here which op computes the call:
 
 - Training (autograd) runs the modules; depthwise convs take the ``leannets::depthwise_conv2d`` op (its C
   backward) where :func:`depthwise_op_applies` (measured faster in float32; always in bf16), and Multiception's
-  branches all take one ``leannets::multi_depthwise_conv`` op (:func:`multi_branch_op_applies`).
+  branches all take one ``leannets::multi_depthwise_conv`` op (:func:`multi_branch_op_applies`), its BN and 1×1
+  conv one ``leannets::bn_pointwise`` op (:func:`bn_pointwise_applies`).
 - bf16: under CPU bf16 autocast, or with bf16 data and weights, every path runs its ops on the bf16
   activations with float32 weights and sums (oneDNN's bf16 depthwise convolution is slower than float32).
 - Inference runs the fused ops (:func:`xsep_weights`, :func:`multi_inference_weights`) on weights folded once per
@@ -27,7 +28,7 @@ import torch.nn as nn
 from . import kernels
 
 __all__ = ["reference_path", "capturing", "compiling", "folded", "xsep_weights", "depthwise_op_applies",
-           "autocast_bf16", "dtype_ok", "multi_inference_weights", "multi_branch_op_applies"]
+           "autocast_bf16", "dtype_ok", "multi_inference_weights", "multi_branch_op_applies", "bn_pointwise_applies"]
 
 _REFERENCE = [0]  # depth of reference_path() contexts (process-wide)
 
@@ -156,3 +157,12 @@ def multi_branch_op_applies(layer: Any, x: torch.Tensor) -> bool:
             and all(conv.bias is None and conv.padding_mode == "zeros" for conv in layer.dw)
             and x.device.type == "cpu" and x.dim() == 4 and dtype_ok(x, layer.dw[0].weight)
             and (compiling() or kernels.available()))
+
+
+def bn_pointwise_applies(layer: Any, z: torch.Tensor, pw_stride: int) -> bool:
+    """BN1 and the 1×1 conv of this training call run as one ``leannets::bn_pointwise`` op: the branch op's
+    channels_last float32 CPU output ``z`` (no autocast), BN1 on batch statistics in one call
+    (``layer.bn1_one_call()``, affine), no activation between BN1 and the 1×1, and a stride-1 1×1."""
+    return (pw_stride == 1 and layer.mid_act is None and layer.bn1_one_call() and layer.bn1[0].affine
+            and z.dtype == layer.pw.weight.dtype == torch.float32 and not autocast_bf16()
+            and z.device.type == "cpu" and z.dim() == 4 and z.is_contiguous(memory_format=torch.channels_last))

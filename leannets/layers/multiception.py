@@ -218,7 +218,10 @@ class SeparableMultiKernel(nn.Module):
         s_dw, s_pw = self._strides()
         w = dispatch.multi_inference_weights(self, x)
         if w is None:
-            return self.bn2(self.pw(self.act(self._branches(x, s_dw)), stride=s_pw))
+            z, ys = self._depthwise(x, s_dw)
+            if z is not None and dispatch.bn_pointwise_applies(self, z, s_pw):
+                return self.bn2(self._bn1_pointwise(z))
+            return self.bn2(self.pw(self.act(self._bn1(z, ys)), stride=s_pw))
         if self.all_channel_branches:
             y = ops.multi_depthwise(x, w["w"], w["b"], self.kernel_sizes, s_dw, kernels.act_code(self.act))
         else:
@@ -239,25 +242,44 @@ class SeparableMultiKernel(nn.Module):
             return self.stride, 1
         return 1, self.stride
 
-    def _branches(self, x: torch.Tensor, stride: int) -> torch.Tensor:
-        """Depthwise branches → BN1 through the layer's modules, concatenated."""
-        ys = None
+    def _depthwise(self, x: torch.Tensor, stride: int) -> tuple[torch.Tensor | None, list[torch.Tensor] | None]:
+        """The depthwise branches through the layer's modules: ``(concatenation, None)`` from Multiception's branch
+        op, else ``(None, one output per branch)``."""
         if dispatch.multi_branch_op_applies(self, x):
-            y = ops.multi_depthwise_conv(x, self._tap_major_weights(), self.kernel_sizes, stride)
-        else:
-            ys = [conv(x if c == self.in_ch else x[:, start:start + c], stride=stride)
-                  for (start, c, _), conv in zip(self.branches, self.dw)]
-        if len(self.branches) > 1 and self._one_bn_call():
-            return self._bn1_batch(y if ys is None else torch.cat(ys, 1))
-        ys = list(y.split(self.in_ch, 1)) if ys is None else ys
+            return ops.multi_depthwise_conv(x, self._tap_major_weights(), self.kernel_sizes, stride), None
+        return None, [conv(x if c == self.in_ch else x[:, start:start + c], stride=stride)
+                      for (start, c, _), conv in zip(self.branches, self.dw)]
+
+    def _bn1(self, z: torch.Tensor | None, ys: list[torch.Tensor] | None) -> torch.Tensor:
+        """BN1 over the branches (``z`` concatenated, or ``ys`` one per branch), concatenated."""
+        if len(self.branches) > 1 and self.bn1_one_call():
+            return self._bn1_batch(z if ys is None else torch.cat(ys, 1))
+        ys = list(z.split(self.in_ch, 1)) if ys is None else ys
         return torch.cat([bn(t) for bn, t in zip(self.bn1, ys)], 1) if len(ys) > 1 else self.bn1[0](ys[0])
+
+    def _bn1_pointwise(self, z: torch.Tensor) -> torch.Tensor:
+        """BN1 on batch statistics → the 1×1 conv in one ``leannets::bn_pointwise`` op (the normalized tensor is never
+        written), the branch BNs' running statistics updated as BatchNorm does."""
+        bns = list(self.bn1)
+        out, mean, var = ops.bn_pointwise(z, torch.cat([bn.weight for bn in bns]), torch.cat([bn.bias for bn in bns]),
+                                          self.pw.weight, self.pw.bias, bns[0].eps)
+        if bns[0].training and bns[0].track_running_stats and bns[0].running_mean is not None:
+            n = z.numel() // z.shape[1]
+            with torch.no_grad():
+                var = var * (n / max(n - 1, 1))
+                for bn, m_, v_ in zip(bns, mean.split(self.in_ch), var.split(self.in_ch)):
+                    bn.num_batches_tracked.add_(1)
+                    momentum = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+                    bn.running_mean.lerp_(m_, momentum)
+                    bn.running_var.lerp_(v_, momentum)
+        return out
 
     def _tap_major_weights(self) -> torch.Tensor:
         """Every branch's weights as tap-major (k·k, C), flattened and concatenated (differentiable)."""
         return torch.cat([conv.weight.reshape(c, k * k).t().reshape(-1) for conv, (_, c, k) in
                           zip(self.dw, self.branches)])
 
-    def _one_bn_call(self) -> bool:
+    def bn1_one_call(self) -> bool:
         """BN1 uses batch statistics with one configuration for every branch, outside graph capture: one
         ``batch_norm`` call over the concatenation computes exactly the per-branch BNs."""
         bns = list(self.bn1)

@@ -7,6 +7,10 @@
   one C call (the input gradient summed over the branches, written once).
 - ``leannets::depthwise_conv2d``: a depthwise conv (PyTorch's forward) whose backward,
   ``leannets::depthwise_conv2d_backward``, runs on the NHWC C kernels.
+- ``leannets::bn_pointwise``: a BatchNorm on batch statistics followed by a 1×1 conv, computed without the
+  normalized tensor (training; PyTorch ops, no C): Multiception's BN over its wide concatenation folded into the
+  1×1 conv that reads it, and a backward, ``leannets::bn_pointwise_backward``, that gets every gradient from two
+  matrix products and one elementwise pass.
 
 Each op has a fake (meta) kernel, so ``torch.compile`` and ``torch.export`` trace through it, and a
 decomposition into ordinary PyTorch ops (:data:`DECOMPOSITIONS`, for
@@ -33,8 +37,8 @@ from torch.utils.flop_counter import register_flop_formula
 
 from . import kernels
 
-__all__ = ["xsep_block", "multi_depthwise", "multi_depthwise_conv", "depthwise_conv2d", "xsep_block_reference",
-           "multi_depthwise_reference", "DECOMPOSITIONS"]
+__all__ = ["xsep_block", "multi_depthwise", "multi_depthwise_conv", "depthwise_conv2d", "bn_pointwise",
+           "xsep_block_reference", "multi_depthwise_reference", "DECOMPOSITIONS"]
 
 _LIB = torch.library.Library("leannets", "DEF")
 _LIB.define("xsep_block(Tensor x, Tensor? w2, Tensor? b2, Tensor? pad2, Tensor w1, Tensor b1, Tensor wk, Tensor bk, "
@@ -44,6 +48,10 @@ _LIB.define("multi_depthwise_conv(Tensor x, Tensor weights, int[] kernel_sizes, 
 _LIB.define("multi_depthwise_conv_backward(Tensor grad, Tensor x, Tensor weights, int[] kernel_sizes, int stride, "
             "bool[] output_mask) -> (Tensor, Tensor)")
 _LIB.define("depthwise_conv2d(Tensor x, Tensor weight, Tensor? bias, int[] stride, int[] padding) -> Tensor")
+_LIB.define("bn_pointwise(Tensor z, Tensor gamma, Tensor beta, Tensor weight, Tensor? bias, float eps) "
+            "-> (Tensor, Tensor, Tensor)")
+_LIB.define("bn_pointwise_backward(Tensor grad, Tensor z, Tensor gamma, Tensor beta, Tensor weight, Tensor mean, "
+            "Tensor invstd) -> (Tensor, Tensor, Tensor, Tensor, Tensor)")
 _LIB.define("depthwise_conv2d_backward(Tensor grad, Tensor x, Tensor weight, int[] stride, int[] padding, "
             "bool[] output_mask) -> (Tensor, Tensor, Tensor)")
 
@@ -395,16 +403,109 @@ def _depthwise_backward(ctx, grad):  # noqa: ANN001, ANN202
 
 
 def _no_double_backward(ctx, *grads):  # noqa: ANN001, ANN202
-    raise RuntimeError("leannets: a depthwise op's C backward cannot differentiate twice "
+    raise RuntimeError("leannets: the backward of a leannets op cannot differentiate twice "
                        f"(create_graph=True); set {kernels.KERNELS_ENV}=0 for second derivatives")
 
 
+def _no_setup(ctx, inputs, output) -> None:  # noqa: ANN001
+    pass
+
+
+# -- bn_pointwise (training): BN on batch statistics folded into the 1×1 conv after it -------------------------
+# With s = γ/σ (batch σ) and μ the batch mean, 1×1(BN(z)) = (W·diag(s)) z + W(β − μ s) + b: the normalized tensor
+# (the widest one of a Multiception layer) is never written. Backward, with g the output gradient over P pixels,
+# dy = Wᵀg (never formed): Σdy = WᵀΣg, Σdy·ẑ = diag(Wᵀ G) with G = Σ g ẑᵀ = (Σ g zᵀ − Σg μᵀ)/σ, and BN's
+# dz = s(dy − Σdy/P − ẑ Σdy·ẑ/P) = (W diag(s))ᵀ g + a + b·z per channel.
+def _pixels(t: torch.Tensor) -> torch.Tensor:
+    """A channels_last (N, C, H, W) tensor as its (N·H·W, C) pixel matrix (a view)."""
+    return t.permute(0, 2, 3, 1).reshape(-1, t.shape[1])
+
+
+def _from_pixels(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    n, _, h, w = like.shape
+    return m.view(n, h, w, m.shape[1]).permute(0, 3, 1, 2)
+
+
+def _bn_pointwise_reference(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, weight: torch.Tensor,
+                            bias: Optional[torch.Tensor], eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    var, mean = torch.var_mean(z, (0, 2, 3), correction=0)
+    return F.conv2d(F.batch_norm(z, None, None, gamma, beta, True, 0.0, eps), weight, bias), mean, var
+
+
+def _bn_pointwise_cpu(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, weight: torch.Tensor,
+                      bias: Optional[torch.Tensor], eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(1×1(BN(z)), batch mean, biased batch variance); ``z`` channels_last float32."""
+    if not (_nhwc(z) and z.dtype == torch.float32) or z.numel() == 0:
+        return _bn_pointwise_reference(z, gamma, beta, weight, bias, eps)
+    mean, var = torch.batch_norm_update_stats(z, None, None, 0.0)
+    w = weight.view(weight.shape[0], -1)
+    s = gamma * torch.rsqrt(var + eps)
+    shift = w @ (beta - mean * s)
+    out = torch.addmm(shift if bias is None else shift + bias, _pixels(z), (w * s).t())
+    return _from_pixels(out, z), mean, var
+
+
+_LIB.impl("bn_pointwise", _bn_pointwise_cpu, "CPU")
+
+
+@torch.library.register_fake("leannets::bn_pointwise")
+def _bn_pointwise_fake(z, gamma, beta, weight, bias, eps):  # noqa: ANN001, ANN202
+    n, c, h, w = z.shape
+    out = torch.empty(n, weight.shape[0], h, w, dtype=z.dtype, device=z.device, memory_format=torch.channels_last)
+    return out, z.new_empty(c), z.new_empty(c)
+
+
+def _bn_pointwise_backward_cpu(grad: torch.Tensor, z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
+                               weight: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor
+                               ) -> tuple[torch.Tensor, ...]:
+    """(dz, dγ, dβ, dW, db) of :func:`_bn_pointwise_cpu`."""
+    zp, gp = _pixels(z), _pixels(grad.contiguous(memory_format=torch.channels_last))
+    w = weight.view(weight.shape[0], -1)
+    p = zp.shape[0]
+    g_sum = gp.sum(0)
+    gz = (gp.t() @ zp - g_sum[:, None] * mean) * invstd  # Σ g ẑᵀ
+    d_beta, d_gamma = w.t() @ g_sum, (w * gz).sum(0)
+    s = gamma * invstd
+    dz = torch.addcmul(-s * (d_beta - mean * invstd * d_gamma) / p, zp, -s * invstd * d_gamma / p)
+    dz.addmm_(gp, w * s)
+    d_weight = (gz * gamma + g_sum[:, None] * beta).view_as(weight)
+    return _from_pixels(dz, z), d_gamma, d_beta, d_weight, g_sum
+
+
+_LIB.impl("bn_pointwise_backward", _bn_pointwise_backward_cpu, "CPU")
+
+
+@torch.library.register_fake("leannets::bn_pointwise_backward")
+def _bn_pointwise_backward_fake(grad, z, gamma, beta, weight, mean, invstd):  # noqa: ANN001, ANN202
+    return (torch.empty_like(z, memory_format=torch.channels_last), gamma.new_empty(gamma.shape),
+            beta.new_empty(beta.shape), weight.new_empty(weight.shape), weight.new_empty(weight.shape[0]))
+
+
+def _setup_bn_pointwise(ctx, inputs, output) -> None:  # noqa: ANN001
+    z, gamma, beta, weight, bias, eps = inputs
+    _, mean, var = output
+    ctx.save_for_backward(z, gamma, beta, weight, mean, torch.rsqrt(var + eps))
+    ctx.has_bias = bias is not None
+    ctx.set_materialize_grads(False)  # unused outputs' gradients arrive as None
+
+
+def _bn_pointwise_backward(ctx, grad, grad_mean, grad_var):  # noqa: ANN001, ANN202
+    if grad_mean is not None or grad_var is not None:
+        raise RuntimeError("leannets::bn_pointwise: its batch statistics are not differentiable outputs")
+    if grad is None:
+        return None, None, None, None, None, None
+    z, gamma, beta, weight, mean, invstd = ctx.saved_tensors
+    dz, dg, db, dw, dbias = torch.ops.leannets.bn_pointwise_backward(grad, z, gamma, beta, weight, mean, invstd)
+    return dz, dg, db, dw, dbias if ctx.has_bias else None, None
+
+
 torch.library.register_autograd("leannets::depthwise_conv2d", _depthwise_backward, setup_context=_setup_depthwise)
-torch.library.register_autograd("leannets::depthwise_conv2d_backward", _no_double_backward,
-                                setup_context=lambda ctx, inputs, output: None)
+torch.library.register_autograd("leannets::depthwise_conv2d_backward", _no_double_backward, setup_context=_no_setup)
 torch.library.register_autograd("leannets::multi_depthwise_conv", _multi_conv_backward, setup_context=_setup_multi_conv)
+torch.library.register_autograd("leannets::bn_pointwise", _bn_pointwise_backward, setup_context=_setup_bn_pointwise)
+torch.library.register_autograd("leannets::bn_pointwise_backward", _no_double_backward, setup_context=_no_setup)
 torch.library.register_autograd("leannets::multi_depthwise_conv_backward", _no_double_backward,
-                                setup_context=lambda ctx, inputs, output: None)
+                                setup_context=_no_setup)
 
 
 # -- FLOPs for torch.utils.flop_counter: the same as the convolutions the op stands for ---------------
@@ -492,10 +593,19 @@ def _xsep_decomposition(x, w2, b2, pad2, w1, b1, wk, bk, k, stride, act, tap_maj
     return xsep_block_reference(x, w2, b2, pad2, w1, b1, wk, bk, k, stride, act, tap_major)
 
 
+def bn_pointwise(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, weight: torch.Tensor,
+                 bias: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``conv2d(batch_norm(z, batch statistics, gamma, beta, eps), weight, bias)`` for a 1×1 ``weight``, and the
+    batch mean and biased variance (for the running statistics; not differentiable), without writing the normalized
+    tensor. ``z``: channels_last float32 CPU for the fast path (anything else runs the decomposition)."""
+    return torch.ops.leannets.bn_pointwise(z, gamma, beta, weight, bias, eps)
+
+
 #: Each op → its PyTorch decomposition (``ExportedProgram.run_decompositions(DECOMPOSITIONS)``).
 DECOMPOSITIONS = {
     torch.ops.leannets.xsep_block.default: _xsep_decomposition,
     torch.ops.leannets.multi_depthwise.default: multi_depthwise_reference,
     torch.ops.leannets.multi_depthwise_conv.default: _multi_conv_reference,
     torch.ops.leannets.depthwise_conv2d.default: _depthwise_reference,
+    torch.ops.leannets.bn_pointwise.default: _bn_pointwise_reference,
 }

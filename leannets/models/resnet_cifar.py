@@ -36,7 +36,7 @@ class BasicBlock(nn.Module):
         stride: stride of the first conv and of the shortcut.
         conv_type: :func:`create_conv` type of the first conv.
         kernel_size: its kernel size(s).
-        conv_kwargs: extra options for it (e.g. ``impl``, ``stride_in``).
+        conv_kwargs: extra options for it (e.g. ``stride_in``).
         se_reduction: SE reduction ratio (0: no SE).
     """
 
@@ -66,7 +66,7 @@ class CifarResNet(Classifier):
         conv_type: ``standard`` | ``dsconv`` | ``mixconv`` | ``multiception`` (or any factory type).
         kernel_sizes: one kernel size (or list of sizes) per stage; ``None``: {3,5,7}, {3,5},
             {3,3} for multi-kernel types, 3 otherwise.
-        conv_kwargs: options for the replaced convs (``impl``, ``stride_in``, ``pointwise_bias``...).
+        conv_kwargs: options for the replaced convs (``stride_in``, ``pointwise_bias``, ``mid_act``).
         widths: channels of the three stages.
         stem_stride: 1 for 32×32 inputs (CIFAR, ImageNet32, and the authors' STL-10 runs).
         se_reduction: SE reduction ratio after the second BN of every block (0: plain ResNet).

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 import torch.nn as nn
 
 import leannets
@@ -89,7 +90,9 @@ def test_compiled_multiception_training_step_takes_the_branch_op() -> None:
         else:
             out = (layer if run == "eager" else torch.compile(layer, backend="inductor"))(xi)
         if run == "eager":
-            assert any("leannets_multi_depthwise_conv" in name for name in _graph_names(out.grad_fn))
+            names = _graph_names(out.grad_fn)
+            assert any("leannets_multi_depthwise_conv" in name for name in names)
+            assert any("leannets_bn_pointwise" in name for name in names)  # BN1 folded into the 1×1
         out.square().sum().backward()
         results.append([out.detach(), xi.grad, *(p.grad for p in layer.parameters()), *layer.buffers()])
     scale = max(float(g.abs().max()) for g in results[0][1:])
@@ -120,12 +123,39 @@ def _op_samples() -> list[tuple[object, tuple]]:
           requires_grad=True), torch.randn(8, requires_grad=True), [1, 1], [2, 2])
     multi_conv = (x.contiguous(memory_format=torch.channels_last).requires_grad_(True),
                   torch.randn(8 * (9 + 25 + 49), requires_grad=True), [3, 5, 7], 2)
+    z = (torch.randn(4, 12, 5, 5) * 2 + 1).contiguous(memory_format=torch.channels_last).requires_grad_(True)
+    bn_pw = (z, torch.rand(12, requires_grad=True) + 0.5, torch.randn(12, requires_grad=True),
+             torch.randn(6, 12, 1, 1, requires_grad=True), torch.randn(6, requires_grad=True), 1e-5)
     return [(torch.ops.leannets.xsep_block.default, xsep), (torch.ops.leannets.multi_depthwise.default, multi),
             (torch.ops.leannets.depthwise_conv2d.default, dw),
-            (torch.ops.leannets.multi_depthwise_conv.default, multi_conv)]
+            (torch.ops.leannets.multi_depthwise_conv.default, multi_conv), (torch.ops.leannets.bn_pointwise.default, bn_pw)]
 
 
-@pytest.mark.parametrize("index", range(4))
+@pytest.mark.parametrize("bias", [True, False])
+def test_bn_pointwise_equals_batch_norm_then_1x1(bias: bool) -> None:
+    """``leannets::bn_pointwise`` = conv1x1(batch_norm(z) on batch statistics): output, the statistics (biased
+    variance) and every gradient, to float32 rounding; differentiating its statistics is a clear error."""
+    torch.manual_seed(0)
+    z = (torch.randn(6, 10, 7, 5) * 3 - 2).contiguous(memory_format=torch.channels_last)
+    gamma, beta = torch.rand(10) + 0.5, torch.randn(10)
+    weight, b = torch.randn(4, 10, 1, 1), torch.randn(4) if bias else None
+    leaves = [t.clone().requires_grad_(True) for t in (z, gamma, beta, weight, *([b] if bias else []))]
+    out, mean, var = ops.bn_pointwise(*leaves[:4], leaves[4] if bias else None, 1e-5)
+    refs = [t.clone().requires_grad_(True) for t in leaves]
+    want = F.conv2d(F.batch_norm(refs[0], None, None, refs[1], refs[2], True, 0.0, 1e-5), refs[3],
+                    refs[4] if bias else None)
+    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(mean, z.mean((0, 2, 3)))
+    torch.testing.assert_close(var, z.var((0, 2, 3), unbiased=False))
+    g = torch.randn_like(want)
+    for got, exp in zip(torch.autograd.grad(out, leaves, g), torch.autograd.grad(want, refs, g)):
+        assert (got - exp).abs().max() <= 1e-5 * exp.abs().max().clamp_min(1.0)
+    out, mean, _ = ops.bn_pointwise(*leaves[:4], None, 1e-5)
+    with pytest.raises(RuntimeError, match="batch statistics are not differentiable"):
+        (out.sum() + mean.sum()).backward()
+
+
+@pytest.mark.parametrize("index", range(5))
 def test_opcheck(index: int) -> None:
     """torch.library's own checks: schema, fake kernel against the real one, autograd registration."""
     op, args = _op_samples()[index]
