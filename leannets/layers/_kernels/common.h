@@ -103,12 +103,51 @@ UNUSED static int thread_id(void) {
 
 /* One pass over a 16-lane scratch image whose borders are already zero: every tap is inside.
    in: rows of `in_w` pixels of 16 floats; out pixel (i, j) goes to out[(i + r0) * out_w + j + q0]. */
+/* Stride 1 along rows, KW taps known at compile time: 8 outputs of a row at once, the 8 + KW - 1 input pixels of
+   each kernel row loaded once into registers (each serves up to KW taps) instead of once per tap. */
+#define DEFINE_ROW8_S1(KW)                                                                                          \
+  static inline void row8_s1_##KW(const float* R src, long in_w, long kh, const float* R w, v16* R acc) {          \
+    for (long a = 0; a < kh; ++a) {                                                                                \
+      const float* s_ = src + a * in_w * 16;                                                                       \
+      v16 x_[8 + KW - 1];                                                                                          \
+      for (int u = 0; u < 8 + KW - 1; ++u) x_[u] = LD16(s_ + u * 16);                                              \
+      for (int t = 0; t < KW; ++t) {                                                                               \
+        const v16 wv = LD16(w + (a * KW + t) * 16);                                                                \
+        for (int r = 0; r < 8; ++r) acc[r] += wv * x_[r + t];                                                      \
+      }                                                                                                            \
+    }                                                                                                              \
+  }
+DEFINE_ROW8_S1(2)
+DEFINE_ROW8_S1(3)
+DEFINE_ROW8_S1(5)
+DEFINE_ROW8_S1(7)
+DEFINE_ROW8_S1(9)
+
+/* 8 outputs of a row with the specialised stride-1 kernel for kw taps: 1, or 0 when there is none. */
+static inline int row8_s1(const float* R src, long in_w, long kh, long kw, const float* R w, v16* R acc) {
+  switch (kw) {
+    case 2: row8_s1_2(src, in_w, kh, w, acc); return 1;
+    case 3: row8_s1_3(src, in_w, kh, w, acc); return 1;
+    case 5: row8_s1_5(src, in_w, kh, w, acc); return 1;
+    case 7: row8_s1_7(src, in_w, kh, w, acc); return 1;
+    case 9: row8_s1_9(src, in_w, kh, w, acc); return 1;
+    default: return 0;
+  }
+}
+
 UNUSED static void pass16(const float* R in, long in_w, float* R out, long out_w, long r0, long q0, long Ho, long Wo,
                    const float* R w, const float* R b, long kh, long kw, long sh, long sw, int act) {
   const long d = sw * 16;
+  const int fast = sw == 1 && (kw == 2 || kw == 3 || kw == 5 || kw == 7 || kw == 9);
   for (long io = 0; io < Ho; ++io) {
     float* o = out + ((io + r0) * out_w + q0) * 16;
     long jo = 0;
+    for (; fast && jo + 8 <= Wo; jo += 8) {
+      v16 acc[8];
+      for (int r = 0; r < 8; ++r) acc[r] = LD16(b);
+      row8_s1(in + (io * sh * in_w + jo) * 16, in_w, kh, kw, w, acc);
+      for (int r = 0; r < 8; ++r) ST16(o + (jo + r) * 16, vact16(acc[r], act));
+    }
     for (; jo + 4 <= Wo; jo += 4) {
       v16 a_0 = LD16(b), a_1 = a_0, a_2 = a_0, a_3 = a_0;
       for (long a = 0; a < kh; ++a) {
