@@ -2,7 +2,8 @@
 with ``tune=False`` (every 1×1 conv on oneDNN), batch 1, interleaved rounds.
 
 ``prepare_for_inference`` times each plain 1×1 conv on its own input and runs it as one matrix product over the
-pixels where that is faster (``leannets.layers.pointwise.PointwiseConv2d``), and so do the folded 1×1s of Multiception, MixConv and DSConv. A ratio below 1 is the latency it
+pixels where that is faster (``leannets.layers.pointwise.PointwiseConv2d``), and so do the folded 1×1s of Multiception,
+MixConv and DSConv; the switches stay when the whole model is then measurably faster. A ratio below 1 is the latency it
 saves on the path users get; the goal is that it never costs (≤ 1.0).
 """
 from __future__ import annotations

@@ -87,7 +87,8 @@ def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None,
             (feed inputs of that dtype). The folded weights are converted once; autocast would instead cast
             every weight on every call (autograd-free weights are not in its cast cache).
         tune: with ``channels_last``, time every plain 1×1 conv on its own input and run it as a matrix product
-            where that is faster (:func:`tune_pointwise`). Prepare with the thread count you deploy with.
+            where that is faster (:func:`tune_pointwise`), kept if the whole model is then measurably faster on
+            the probe input (≤ 0.98 of its time). Prepare with the thread count you deploy with.
         precision: ``"fastest"``: with ``tune`` and a reduced ``dtype``, time the model computing in ``dtype``
             against the same model computing in float32 on the probe input (interleaved, medians) and keep the
             float32 computation, with the input cast to float32 and the output back to ``dtype``, when it is
@@ -109,12 +110,36 @@ def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None,
         candidates["float32"] = prepared
     for cand in candidates.values():
         if probe is not None:
-            tune_pointwise(cand, probe.to(next(_floats(cand), probe).dtype))
+            _tune_model(cand, probe.to(next(_floats(cand), probe).dtype))
     if len(candidates) == 2:
         return _faster_precision(candidates["low"], candidates["float32"], probe, dtype)
     chosen = next(iter(candidates.values()))
     chosen.compute_dtype = dtype or torch.float32
     return chosen
+
+
+def _tune_model(model: nn.Module, x: torch.Tensor, rounds: int = 15, margin: float = 0.98) -> list[str]:
+    """:func:`tune_pointwise`, kept only if the whole model with the switched 1×1 convs takes at most ``margin`` of
+    its time without them on ``x`` (interleaved medians): per-conv timings miss what a layout or dtype change costs
+    the layers around them, and a gain the harness cannot see (≈ 3 %) is not worth a second code path."""
+    names = tune_pointwise(model, x)
+    if not names:
+        return names
+    modules = dict(model.named_modules())
+    switched = [modules[n] for n in names]
+
+    def run(on: bool) -> Callable[[], Any]:
+        def call() -> Any:
+            for m in switched:
+                m.gemm = on
+            return model(x)
+        return call
+
+    samples, _ = time_interleaved({"conv": run(False), "gemm": run(True)}, rounds, warmup=1, min_sample_ms=2.0)
+    keep = sorted(samples["gemm"])[rounds // 2] <= margin * sorted(samples["conv"])[rounds // 2]
+    for m in switched:
+        m.gemm = keep
+    return names if keep else []
 
 
 def _floats(model: nn.Module) -> Iterator[torch.Tensor]:

@@ -7,8 +7,8 @@ projection convs at 14×14 and 7×7. On a channels_last input the pixels of an i
 
 :func:`leannets.prepare_for_inference` times both on each plain 1×1 conv's own input and turns the convs
 where the matrix product is faster into this class (``gemm = True``), and switches ``gemm`` on in the layers that
-end with a folded 1×1 conv (``gemm_switch``: the folded inference of Multiception, MixConv and DSConv) where that is faster; nothing else
-changes (same parameters,
+end with a folded 1×1 conv (``gemm_switch``: the folded inference of Multiception, MixConv and DSConv) where that is
+faster, and keeps the switches when the whole model is then measurably faster; nothing else changes (same parameters,
 state-dict keys and results up to float rounding). Training, other layouts and devices, and any graph capture
 (:func:`~leannets.layers.dispatch.capturing`: MAC counts, BN folding, jit/fx tracing) take the convolution.
 """

@@ -154,3 +154,28 @@ def test_a_conv_called_with_keywords_is_left_alone() -> None:
     x = torch.randn(1, 3, 5, 5).contiguous(memory_format=torch.channels_last)
     net = Net().eval()
     assert tune_pointwise(net, x, margin=float("inf")) == [] and type(net.conv) is nn.Conv2d
+
+
+@pytest.mark.parametrize("model_faster", [True, False])
+def test_the_switch_is_kept_only_if_the_whole_model_is_measurably_faster(monkeypatch: pytest.MonkeyPatch,
+                                                                   model_faster: bool) -> None:
+    """Per conv the matrix product was faster; the whole model is then timed with and without the switch, and the
+    convs go back to the convolution when the model got slower (what a layout or dtype change costs around them)."""
+    monkeypatch.setattr("leannets.analysis.latency._POINTWISE_CHOICES", {})
+    monkeypatch.setattr("leannets.analysis.latency._gemm_faster", lambda m, x, rounds, margin: True)
+    timed = []
+
+    def fake(calls, rounds, **kw):  # noqa: ANN001, ANN003, ANN202
+        timed.append(sorted(calls))
+        for fn in calls.values():
+            fn()
+        fast = "gemm" if model_faster else "conv"
+        return {k: [1.0 if k == fast else 2.0] * rounds for k in calls}, {k: 1 for k in calls}
+
+    monkeypatch.setattr("leannets.analysis.latency.time_interleaved", fake)
+    x = torch.randn(1, 3, 8, 8)
+    net = prepare_for_inference(_net(), x)
+    assert timed == [["conv", "gemm"]] and isinstance(net[2], PointwiseConv2d) and net[2].gemm is model_faster
+    with torch.no_grad():
+        xc = x.contiguous(memory_format=torch.channels_last)
+        torch.testing.assert_close(net(xc), prepare_for_inference(_net(), x, tune=False)(xc), rtol=1e-5, atol=1e-6)
