@@ -28,6 +28,7 @@ Every latency figure of the library (``profile``, ``compare``, ``speedup``, ``re
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import os
 import tempfile
@@ -55,6 +56,7 @@ DEFAULT_THREADS = 2
 DEFAULT_ROUNDS = 30
 PRECISIONS = ("fastest", "exact")
 _POINTWISE_CHOICES: dict[tuple, bool] = {}  # tune_pointwise's decisions for this process
+_MODEL_CHOICES: dict[tuple, bool] = {}  # whole-model decisions (keep the 1×1 switches; compute in low precision)
 
 
 @contextmanager
@@ -94,6 +96,9 @@ def prepare_for_inference(model: nn.Module, example: torch.Tensor | None = None,
             float32 computation, with the input cast to float32 and the output back to ``dtype``, when it is
             faster (small nets at batch 1, where bf16 elementwise and depthwise work costs more than it saves).
             ``"exact"``: always compute in ``dtype``. The result's ``compute_dtype`` says which it runs.
+
+    Whole-model decisions are made once per architecture, input shape, dtype and thread count in a process (like
+    the per-conv ones), so two preparations of one architecture, or a model and its float32 fallback, run alike.
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
@@ -122,11 +127,16 @@ def _tune_model(model: nn.Module, x: torch.Tensor, rounds: int = 15, margin: flo
     """:func:`tune_pointwise`, kept only if the whole model with the switched 1×1 convs takes at most ``margin`` of
     its time without them on ``x`` (interleaved medians): per-conv timings miss what a layout or dtype change costs
     the layers around them, and a gain the harness cannot see (≈ 3 %) is not worth a second code path."""
+    key = ("gemm", _structure(model), tuple(x.shape), x.dtype, torch.get_num_threads(), rounds, margin)
     names = tune_pointwise(model, x)
     if not names:
         return names
     modules = dict(model.named_modules())
     switched = [modules[n] for n in names]
+    if key in _MODEL_CHOICES:
+        for m in switched:
+            m.gemm = _MODEL_CHOICES[key]
+        return names if _MODEL_CHOICES[key] else []
 
     def run(on: bool) -> Callable[[], Any]:
         def call() -> Any:
@@ -136,10 +146,16 @@ def _tune_model(model: nn.Module, x: torch.Tensor, rounds: int = 15, margin: flo
         return call
 
     samples, _ = time_interleaved({"conv": run(False), "gemm": run(True)}, rounds, warmup=1, min_sample_ms=2.0)
-    keep = sorted(samples["gemm"])[rounds // 2] <= margin * sorted(samples["conv"])[rounds // 2]
+    keep = _MODEL_CHOICES[key] = sorted(samples["gemm"])[rounds // 2] <= margin * sorted(samples["conv"])[rounds // 2]
     for m in switched:
         m.gemm = keep
     return names if keep else []
+
+
+def _structure(model: nn.Module) -> str:
+    """A digest of the module tree (types and shapes, not values): prepared models of one architecture share the
+    whole-model decisions of a process, so two preparations of it, or a model and its float32 fallback, are alike."""
+    return hashlib.sha1(repr(model).encode()).hexdigest()
 
 
 def _floats(model: nn.Module) -> Iterator[torch.Tensor]:
@@ -169,13 +185,15 @@ def _cast_floats(obj: Any, dtype: torch.dtype) -> Any:
 def _faster_precision(low: nn.Module, high: nn.Module, probe: torch.Tensor, dtype: torch.dtype,
                       rounds: int = 9) -> nn.Module:
     """``low`` (computing in ``dtype``) unless ``high`` (float32, input and output cast) is faster on ``probe``."""
+    key = ("precision", _structure(high), tuple(probe.shape), dtype, torch.get_num_threads(), rounds)
     high.register_forward_pre_hook(_CastFloats(torch.float32))
     high.register_forward_hook(_CastFloats(dtype))
-    x = probe.to(dtype)
-    samples, _ = time_interleaved({"low": lambda: low(x), "float32": lambda: high(x)}, rounds, warmup=1,
-                                  min_sample_ms=2.0)
-    low_ms, high_ms = (sorted(samples[k])[rounds // 2] for k in ("low", "float32"))
-    chosen = low if low_ms <= high_ms else high
+    if key not in _MODEL_CHOICES:
+        x = probe.to(dtype)
+        samples, _ = time_interleaved({"low": lambda: low(x), "float32": lambda: high(x)}, rounds, warmup=1,
+                                      min_sample_ms=2.0)
+        _MODEL_CHOICES[key] = sorted(samples["low"])[rounds // 2] <= sorted(samples["float32"])[rounds // 2]
+    chosen = low if _MODEL_CHOICES[key] else high
     chosen.compute_dtype = dtype if chosen is low else torch.float32
     return chosen
 

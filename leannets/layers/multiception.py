@@ -219,8 +219,8 @@ class SeparableMultiKernel(nn.Module):
         w = dispatch.multi_inference_weights(self, x)
         if w is None:
             z, ys = self._depthwise(x, s_dw)
-            if z is not None and dispatch.bn_pointwise_applies(self, z, s_pw):
-                return self.bn2(self._bn1_pointwise(z))
+            if z is not None and dispatch.bn_pointwise_applies(self, z):
+                return self.bn2(self._bn1_pointwise(z, s_pw))
             return self.bn2(self.pw(self.act(self._bn1(z, ys)), stride=s_pw))
         if self.all_channel_branches:
             y = ops.multi_depthwise(x, w["w"], w["b"], self.kernel_sizes, s_dw, kernels.act_code(self.act))
@@ -257,12 +257,12 @@ class SeparableMultiKernel(nn.Module):
         ys = list(z.split(self.in_ch, 1)) if ys is None else ys
         return torch.cat([bn(t) for bn, t in zip(self.bn1, ys)], 1) if len(ys) > 1 else self.bn1[0](ys[0])
 
-    def _bn1_pointwise(self, z: torch.Tensor) -> torch.Tensor:
+    def _bn1_pointwise(self, z: torch.Tensor, stride: int) -> torch.Tensor:
         """BN1 on batch statistics → the 1×1 conv in one ``leannets::bn_pointwise`` op (the normalized tensor is never
         written), the branch BNs' running statistics updated as BatchNorm does."""
         bns = list(self.bn1)
         out, mean, var = ops.bn_pointwise(z, torch.cat([bn.weight for bn in bns]), torch.cat([bn.bias for bn in bns]),
-                                          self.pw.weight, self.pw.bias, bns[0].eps)
+                                          self.pw.weight, self.pw.bias, bns[0].eps, stride)
         if bns[0].training and bns[0].track_running_stats and bns[0].running_mean is not None:
             n = z.numel() // z.shape[1]
             with torch.no_grad():

@@ -48,10 +48,10 @@ _LIB.define("multi_depthwise_conv(Tensor x, Tensor weights, int[] kernel_sizes, 
 _LIB.define("multi_depthwise_conv_backward(Tensor grad, Tensor x, Tensor weights, int[] kernel_sizes, int stride, "
             "bool[] output_mask) -> (Tensor, Tensor)")
 _LIB.define("depthwise_conv2d(Tensor x, Tensor weight, Tensor? bias, int[] stride, int[] padding) -> Tensor")
-_LIB.define("bn_pointwise(Tensor z, Tensor gamma, Tensor beta, Tensor weight, Tensor? bias, float eps) "
+_LIB.define("bn_pointwise(Tensor z, Tensor gamma, Tensor beta, Tensor weight, Tensor? bias, float eps, int stride) "
             "-> (Tensor, Tensor, Tensor)")
 _LIB.define("bn_pointwise_backward(Tensor grad, Tensor z, Tensor gamma, Tensor beta, Tensor weight, Tensor mean, "
-            "Tensor invstd) -> (Tensor, Tensor, Tensor, Tensor, Tensor)")
+            "Tensor invstd, int stride) -> (Tensor, Tensor, Tensor, Tensor, Tensor)")
 _LIB.define("depthwise_conv2d_backward(Tensor grad, Tensor x, Tensor weight, int[] stride, int[] padding, "
             "bool[] output_mask) -> (Tensor, Tensor, Tensor)")
 
@@ -427,65 +427,83 @@ def _from_pixels(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def _bn_pointwise_reference(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, weight: torch.Tensor,
-                            bias: Optional[torch.Tensor], eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    var, mean = torch.var_mean(z, (0, 2, 3), correction=0)
-    return F.conv2d(F.batch_norm(z, None, None, gamma, beta, True, 0.0, eps), weight, bias), mean, var
+                            bias: Optional[torch.Tensor], eps: float, stride: int = 1
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    var, mean = torch.var_mean(z.float(), (0, 2, 3), correction=0)
+    y = F.batch_norm(z.float(), None, None, gamma.float(), beta.float(), True, 0.0, eps)
+    out = F.conv2d(y, weight.float(), None if bias is None else bias.float(), stride)
+    return out.to(z.dtype).contiguous(memory_format=torch.channels_last), mean, var
 
 
 def _bn_pointwise_cpu(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, weight: torch.Tensor,
-                      bias: Optional[torch.Tensor], eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(1×1(BN(z)), batch mean, biased batch variance); ``z`` channels_last float32."""
-    if not (_nhwc(z) and z.dtype == torch.float32) or z.numel() == 0:
-        return _bn_pointwise_reference(z, gamma, beta, weight, bias, eps)
-    mean, var = torch.batch_norm_update_stats(z, None, None, 0.0)
+                      bias: Optional[torch.Tensor], eps: float, stride: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(1×1(BN(z)) at ``stride``, batch mean, biased batch variance; float32 statistics). Fast on channels_last
+    float32 ``z``; anything else runs the decomposition in float32."""
+    if not (_nhwc(z) and z.dtype == weight.dtype == torch.float32) or z.numel() == 0:
+        return _bn_pointwise_reference(z, gamma, beta, weight, bias, eps, stride)
+    c = z.shape[1]
+    mean, var = torch.batch_norm_update_stats(z, z.new_zeros(c), z.new_ones(c), 0.0)
     w = weight.view(weight.shape[0], -1)
     s = gamma * torch.rsqrt(var + eps)
     shift = w @ (beta - mean * s)
-    out = torch.addmm(shift if bias is None else shift + bias, _pixels(z), (w * s).t())
-    return _from_pixels(out, z), mean, var
+    zs = z if stride == 1 else z[:, :, ::stride, ::stride]
+    out = torch.addmm(shift if bias is None else shift + bias, _pixels(zs), (w * s).t())
+    return _from_pixels(out, zs), mean, var
 
 
 _LIB.impl("bn_pointwise", _bn_pointwise_cpu, "CPU")
 
 
+def _strided_shape(z: torch.Tensor, channels: int, stride: int) -> tuple[int, int, int, int]:
+    n, _, h, w = z.shape
+    return n, channels, (h - 1) // stride + 1, (w - 1) // stride + 1
+
+
 @torch.library.register_fake("leannets::bn_pointwise")
-def _bn_pointwise_fake(z, gamma, beta, weight, bias, eps):  # noqa: ANN001, ANN202
-    n, c, h, w = z.shape
-    out = torch.empty(n, weight.shape[0], h, w, dtype=z.dtype, device=z.device, memory_format=torch.channels_last)
-    return out, z.new_empty(c), z.new_empty(c)
+def _bn_pointwise_fake(z, gamma, beta, weight, bias, eps, stride):  # noqa: ANN001, ANN202
+    out = torch.empty(_strided_shape(z, weight.shape[0], stride), dtype=z.dtype, device=z.device,
+                      memory_format=torch.channels_last)
+    c = z.shape[1]
+    return out, z.new_empty(c, dtype=torch.float32), z.new_empty(c, dtype=torch.float32)
 
 
 def _bn_pointwise_backward_cpu(grad: torch.Tensor, z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
-                               weight: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor
+                               weight: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, stride: int
                                ) -> tuple[torch.Tensor, ...]:
-    """(dz, dγ, dβ, dW, db) of :func:`_bn_pointwise_cpu`."""
-    zp, gp = _pixels(z), _pixels(grad.contiguous(memory_format=torch.channels_last))
-    w = weight.view(weight.shape[0], -1)
-    p = zp.shape[0]
+    """(dz, dγ, dβ, dW, db) of :func:`_bn_pointwise_cpu`, in float32 (dz in ``z``'s dtype)."""
+    zf, gf = z.float(), grad.float().contiguous(memory_format=torch.channels_last)
+    zs = zf if stride == 1 else zf[:, :, ::stride, ::stride]
+    zp, gp = _pixels(zf), _pixels(gf)
+    w = weight.float().view(weight.shape[0], -1)
     g_sum = gp.sum(0)
-    gz = (gp.t() @ zp - g_sum[:, None] * mean) * invstd  # Σ g ẑᵀ
+    gz = (gp.t() @ _pixels(zs) - g_sum[:, None] * mean) * invstd  # Σ g ẑᵀ over the pixels the 1×1 reads
     d_beta, d_gamma = w.t() @ g_sum, (w * gz).sum(0)
-    s = gamma * invstd
+    s, p = gamma.float() * invstd, zp.shape[0]  # BN's means run over every pixel
     dz = torch.addcmul(-s * (d_beta - mean * invstd * d_gamma) / p, zp, -s * invstd * d_gamma / p)
-    dz.addmm_(gp, w * s)
-    d_weight = (gz * gamma + g_sum[:, None] * beta).view_as(weight)
-    return _from_pixels(dz, z), d_gamma, d_beta, d_weight, g_sum
+    if stride == 1:
+        dz.addmm_(gp, w * s)
+    else:
+        n, _, h, wd = z.shape
+        dz.view(n, h, wd, -1)[:, ::stride, ::stride] += (gp @ (w * s)).view(gf.shape[0], gf.shape[2], gf.shape[3], -1)
+    d_weight = (gz * gamma.float() + g_sum[:, None] * beta.float()).view_as(weight)
+    return (_from_pixels(dz, z).to(z.dtype), d_gamma.to(gamma.dtype), d_beta.to(beta.dtype), d_weight.to(weight.dtype),
+            g_sum.to(weight.dtype))
 
 
 _LIB.impl("bn_pointwise_backward", _bn_pointwise_backward_cpu, "CPU")
 
 
 @torch.library.register_fake("leannets::bn_pointwise_backward")
-def _bn_pointwise_backward_fake(grad, z, gamma, beta, weight, mean, invstd):  # noqa: ANN001, ANN202
+def _bn_pointwise_backward_fake(grad, z, gamma, beta, weight, mean, invstd, stride):  # noqa: ANN001, ANN202
     return (torch.empty_like(z, memory_format=torch.channels_last), gamma.new_empty(gamma.shape),
             beta.new_empty(beta.shape), weight.new_empty(weight.shape), weight.new_empty(weight.shape[0]))
 
 
 def _setup_bn_pointwise(ctx, inputs, output) -> None:  # noqa: ANN001
-    z, gamma, beta, weight, bias, eps = inputs
+    z, gamma, beta, weight, bias, eps, stride = inputs
     _, mean, var = output
     ctx.save_for_backward(z, gamma, beta, weight, mean, torch.rsqrt(var + eps))
-    ctx.has_bias = bias is not None
+    ctx.has_bias, ctx.stride = bias is not None, stride
     ctx.set_materialize_grads(False)  # unused outputs' gradients arrive as None
 
 
@@ -493,10 +511,11 @@ def _bn_pointwise_backward(ctx, grad, grad_mean, grad_var):  # noqa: ANN001, ANN
     if grad_mean is not None or grad_var is not None:
         raise RuntimeError("leannets::bn_pointwise: its batch statistics are not differentiable outputs")
     if grad is None:
-        return None, None, None, None, None, None
+        return None, None, None, None, None, None, None
     z, gamma, beta, weight, mean, invstd = ctx.saved_tensors
-    dz, dg, db, dw, dbias = torch.ops.leannets.bn_pointwise_backward(grad, z, gamma, beta, weight, mean, invstd)
-    return dz, dg, db, dw, dbias if ctx.has_bias else None, None
+    dz, dg, db, dw, dbias = torch.ops.leannets.bn_pointwise_backward(grad, z, gamma, beta, weight, mean, invstd,
+                                                                     ctx.stride)
+    return dz, dg, db, dw, dbias if ctx.has_bias else None, None, None
 
 
 torch.library.register_autograd("leannets::depthwise_conv2d", _depthwise_backward, setup_context=_setup_depthwise)
@@ -594,11 +613,12 @@ def _xsep_decomposition(x, w2, b2, pad2, w1, b1, wk, bk, k, stride, act, tap_maj
 
 
 def bn_pointwise(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, weight: torch.Tensor,
-                 bias: torch.Tensor | None, eps: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``conv2d(batch_norm(z, batch statistics, gamma, beta, eps), weight, bias)`` for a 1×1 ``weight``, and the
-    batch mean and biased variance (for the running statistics; not differentiable), without writing the normalized
-    tensor. ``z``: channels_last float32 CPU for the fast path (anything else runs the decomposition)."""
-    return torch.ops.leannets.bn_pointwise(z, gamma, beta, weight, bias, eps)
+                 bias: torch.Tensor | None, eps: float, stride: int = 1) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``conv2d(batch_norm(z, batch statistics, gamma, beta, eps), weight, bias, stride)`` for a 1×1 ``weight``, and
+    the batch mean and biased variance (float32, for the running statistics; not differentiable), without writing
+    the normalized tensor. Fast on channels_last float32 CPU ``z``; other inputs run the decomposition in float32.
+    The result is channels_last."""
+    return torch.ops.leannets.bn_pointwise(z, gamma, beta, weight, bias, eps, stride)
 
 
 #: Each op → its PyTorch decomposition (``ExportedProgram.run_decompositions(DECOMPOSITIONS)``).

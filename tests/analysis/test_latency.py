@@ -102,6 +102,7 @@ def _timed_as(monkeypatch: pytest.MonkeyPatch, faster: str) -> None:
             fn()
         return {k: [1.0 if k == faster else 2.0] * rounds for k in calls}, {k: 1 for k in calls}
     monkeypatch.setattr(latency, "time_interleaved", fake)
+    monkeypatch.setattr(latency, "_MODEL_CHOICES", {})
 
 
 @pytest.mark.parametrize("faster", ["low", "float32"])
@@ -156,3 +157,16 @@ def test_measure_latency_reports_settings_and_rejects_unknown_backends() -> None
         measure_latency(models, (3, 8, 8), backend="fastest")
     assert BACKENDS == ("eager", "channels_last", "bf16", "bf16-exact", "compiled", "onnxruntime",
                         "onnxruntime-int8")
+
+
+def test_whole_model_decisions_are_made_once_per_architecture(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two preparations of one architecture (other weights) share the process's precision decision: timed once."""
+    timed = []
+    _timed_as(monkeypatch, "float32")
+    fake = latency.time_interleaved
+    monkeypatch.setattr(latency, "time_interleaved", lambda calls, rounds, **kw: timed.append(sorted(calls)) or
+                        fake(calls, rounds, **kw))
+    x = torch.randn(1, 3, 9, 9)
+    first, second = (prepare_for_inference(_bn_net(), x, dtype=torch.bfloat16) for _ in range(2))
+    assert timed.count(["float32", "low"]) == 1
+    assert first.compute_dtype == second.compute_dtype == torch.float32

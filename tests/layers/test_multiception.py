@@ -300,21 +300,32 @@ def test_per_channel_mid_act_runs_the_modules_for_multiplier_gt_1():
         torch.testing.assert_close(m(x), _reference(m, x))
 
 
-def test_training_folds_bn1_into_the_1x1_and_keeps_the_running_statistics(randomize_bn):
+@pytest.mark.parametrize("stride_in", ["depthwise", "pointwise"])
+def test_training_folds_bn1_into_the_1x1_and_keeps_the_running_statistics(randomize_bn, stride_in):
     """Multiception training with BN1 on batch statistics runs BN1 → 1×1 as ``leannets::bn_pointwise`` (channels_last
-    float32 CPU, no mid act, stride-1 1×1) and updates each branch BN as BatchNorm would, also with momentum=None
-    (cumulative average)."""
+    float32 CPU, no mid act; the 1×1 strided too, as the authors' layer trains) and updates each branch BN as
+    BatchNorm would, also with momentum=None (cumulative average)."""
     torch.manual_seed(0)
-    base = randomize_bn(MulticeptionConv(6, 5, (3, 5), stride=2, stride_in="depthwise")).train()
+    base = randomize_bn(MulticeptionConv(6, 5, (3, 5), stride=2, stride_in=stride_in)).train()
     for bn in base.bn1:
         bn.momentum = None
     ref, fast = copy.deepcopy(base), copy.deepcopy(base)
     x = torch.randn(4, 6, 9, 9).contiguous(memory_format=torch.channels_last)
-    s_dw, s_pw = fast._strides()
+    s_dw, _ = fast._strides()
     z, _ = fast._depthwise(x, s_dw)
-    assert (z is not None and dispatch.bn_pointwise_applies(fast, z, s_pw)) == kernels.available()
-    assert not dispatch.bn_pointwise_applies(MulticeptionConv(6, 5, (3, 5), mid_act="relu"), z, 1)
+    assert (z is not None and dispatch.bn_pointwise_applies(fast, z)) == kernels.available()
+    if z is not None:
+        assert not dispatch.bn_pointwise_applies(MulticeptionConv(6, 5, (3, 5), mid_act="relu"), z)
     for _ in range(3):
-        torch.testing.assert_close(fast(x), _reference(ref, x), atol=1e-5, rtol=1e-5)
+        xf, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
+        out, want = fast(xf), _reference(ref, xr)
+        torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
+        g = torch.randn_like(want)
+        out.backward(g)
+        want.backward(g)
+        assert _max_rel(xf.grad, xr.grad) < 1e-5
+    scale = max(float(p.grad.abs().max()) for p in ref.parameters())
+    for (name, pr), pf in zip(ref.named_parameters(), fast.parameters()):
+        assert _max_rel(pf.grad, pr.grad, scale) < 1e-5, name
     for (name, br), bf in zip(ref.named_buffers(), fast.buffers()):
         torch.testing.assert_close(bf, br, rtol=1e-5, atol=1e-6, msg=name)

@@ -125,34 +125,39 @@ def _op_samples() -> list[tuple[object, tuple]]:
                   torch.randn(8 * (9 + 25 + 49), requires_grad=True), [3, 5, 7], 2)
     z = (torch.randn(4, 12, 5, 5) * 2 + 1).contiguous(memory_format=torch.channels_last).requires_grad_(True)
     bn_pw = (z, torch.rand(12, requires_grad=True) + 0.5, torch.randn(12, requires_grad=True),
-             torch.randn(6, 12, 1, 1, requires_grad=True), torch.randn(6, requires_grad=True), 1e-5)
+             torch.randn(6, 12, 1, 1, requires_grad=True), torch.randn(6, requires_grad=True), 1e-5, 2)
     return [(torch.ops.leannets.xsep_block.default, xsep), (torch.ops.leannets.multi_depthwise.default, multi),
             (torch.ops.leannets.depthwise_conv2d.default, dw),
             (torch.ops.leannets.multi_depthwise_conv.default, multi_conv), (torch.ops.leannets.bn_pointwise.default, bn_pw)]
 
 
-@pytest.mark.parametrize("bias", [True, False])
-def test_bn_pointwise_equals_batch_norm_then_1x1(bias: bool) -> None:
-    """``leannets::bn_pointwise`` = conv1x1(batch_norm(z) on batch statistics): output, the statistics (biased
-    variance) and every gradient, to float32 rounding; differentiating its statistics is a clear error."""
+@pytest.mark.parametrize("bias,stride,dtype", [(True, 1, torch.float32), (False, 1, torch.float32),
+                                               (True, 2, torch.float32), (True, 2, torch.bfloat16)])
+def test_bn_pointwise_equals_batch_norm_then_1x1(bias: bool, stride: int, dtype: torch.dtype) -> None:
+    """``leannets::bn_pointwise`` = conv1x1(batch_norm(z) on batch statistics, stride): output, the statistics (biased
+    variance, float32) and every gradient, to float32 rounding (bf16 data: computed in float32, rounded once);
+    differentiating its statistics is a clear error."""
     torch.manual_seed(0)
-    z = (torch.randn(6, 10, 7, 5) * 3 - 2).contiguous(memory_format=torch.channels_last)
+    z = (torch.randn(6, 10, 7, 5) * 3 - 2).to(dtype).contiguous(memory_format=torch.channels_last)
     gamma, beta = torch.rand(10) + 0.5, torch.randn(10)
     weight, b = torch.randn(4, 10, 1, 1), torch.randn(4) if bias else None
     leaves = [t.clone().requires_grad_(True) for t in (z, gamma, beta, weight, *([b] if bias else []))]
-    out, mean, var = ops.bn_pointwise(*leaves[:4], leaves[4] if bias else None, 1e-5)
-    refs = [t.clone().requires_grad_(True) for t in leaves]
+    out, mean, var = ops.bn_pointwise(*leaves[:4], leaves[4] if bias else None, 1e-5, stride)
+    refs = [t.detach().float().requires_grad_(True) for t in leaves]
     want = F.conv2d(F.batch_norm(refs[0], None, None, refs[1], refs[2], True, 0.0, 1e-5), refs[3],
-                    refs[4] if bias else None)
-    torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(mean, z.mean((0, 2, 3)))
-    torch.testing.assert_close(var, z.var((0, 2, 3), unbiased=False))
-    g = torch.randn_like(want)
-    for got, exp in zip(torch.autograd.grad(out, leaves, g), torch.autograd.grad(want, refs, g)):
-        assert (got - exp).abs().max() <= 1e-5 * exp.abs().max().clamp_min(1.0)
-    out, mean, _ = ops.bn_pointwise(*leaves[:4], None, 1e-5)
+                    refs[4] if bias else None, stride)
+    assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+    tol = 1e-5 if dtype == torch.float32 else 2 ** -8
+    assert (out.float() - want).abs().max() <= tol * want.abs().max()
+    torch.testing.assert_close(mean, z.float().mean((0, 2, 3)))
+    torch.testing.assert_close(var, z.float().var((0, 2, 3), unbiased=False))
+    g = torch.randn_like(want).to(dtype).float()  # the same (bf16-representable) output gradient for both
+    for got, exp in zip(torch.autograd.grad(out, leaves, g.to(dtype)), torch.autograd.grad(want, refs, g)):
+        assert got.dtype == exp.dtype or got.dtype == dtype
+        assert (got.float() - exp).abs().max() <= tol * exp.abs().max().clamp_min(1.0)
+    out, mean, _ = ops.bn_pointwise(*leaves[:4], None, 1e-5, stride)
     with pytest.raises(RuntimeError, match="batch statistics are not differentiable"):
-        (out.sum() + mean.sum()).backward()
+        (out.float().sum() + mean.sum()).backward()
 
 
 @pytest.mark.parametrize("index", range(5))

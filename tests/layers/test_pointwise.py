@@ -173,9 +173,12 @@ def test_the_switch_is_kept_only_if_the_whole_model_is_measurably_faster(monkeyp
         return {k: [1.0 if k == fast else 2.0] * rounds for k in calls}, {k: 1 for k in calls}
 
     monkeypatch.setattr("leannets.analysis.latency.time_interleaved", fake)
+    monkeypatch.setattr("leannets.analysis.latency._MODEL_CHOICES", {})
     x = torch.randn(1, 3, 8, 8)
     net = prepare_for_inference(_net(), x)
     assert timed == [["conv", "gemm"]] and isinstance(net[2], PointwiseConv2d) and net[2].gemm is model_faster
+    again = prepare_for_inference(_net(), x)  # the same architecture: the process's decision, not timed again
+    assert timed == [["conv", "gemm"]] and again[2].gemm is model_faster
     with torch.no_grad():
         xc = x.contiguous(memory_format=torch.channels_last)
         torch.testing.assert_close(net(xc), prepare_for_inference(_net(), x, tune=False)(xc), rtol=1e-5, atol=1e-6)
