@@ -116,19 +116,10 @@ def _reference(m: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return m(x)
 
 
-@pytest.mark.parametrize("channels_last", [False, True])
-@pytest.mark.parametrize("conv_type,ks,stride,stride_in,act", CASES)
-def test_ops_equal_the_per_branch_pytorch_outputs_gradients_and_bn_stats(conv_type, ks, stride, stride_in, act,
-                                                                         channels_last, randomize_bn):
-    """The one forward (training: Multiception's branch op, one BN call; inference: the folded ops) against the
-    per-branch PyTorch formulation, before and after BN folding."""
-    torch.manual_seed(0)
-    base = randomize_bn(create_conv(conv_type, 7, 5, ks, stride, stride_in=stride_in, mid_act=act))
-    ref, fast = copy.deepcopy(base), copy.deepcopy(base)
-    x = torch.randn(4, 7, 9, 9)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    for _ in range(2):  # two steps: running statistics must keep matching
+def _train_alike(ref: nn.Module, fast: nn.Module, x: torch.Tensor, steps: int) -> None:
+    """``steps`` training steps of ``fast`` (its one forward) and of ``ref`` (the per-branch formulation) on ``x``:
+    outputs, input and parameter gradients and the BN buffers agree (running statistics over several steps)."""
+    for _ in range(steps):
         xr, xf = x.clone().requires_grad_(), x.clone().requires_grad_()
         yr, yf = _reference(ref, xr), fast(xf)
         g = torch.randn_like(yr)
@@ -143,6 +134,21 @@ def test_ops_equal_the_per_branch_pytorch_outputs_gradients_and_bn_stats(conv_ty
         assert _max_rel(pf.grad, pr.grad, scale) < 1e-5, name
     for (name, br), bf in zip(ref.named_buffers(), fast.buffers()):
         torch.testing.assert_close(bf, br, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("conv_type,ks,stride,stride_in,act", CASES)
+def test_ops_equal_the_per_branch_pytorch_outputs_gradients_and_bn_stats(conv_type, ks, stride, stride_in, act,
+                                                                         channels_last, randomize_bn):
+    """The one forward (training: Multiception's branch op, one BN call; inference: the folded ops) against the
+    per-branch PyTorch formulation, before and after BN folding."""
+    torch.manual_seed(0)
+    base = randomize_bn(create_conv(conv_type, 7, 5, ks, stride, stride_in=stride_in, mid_act=act))
+    ref, fast = copy.deepcopy(base), copy.deepcopy(base)
+    x = torch.randn(4, 7, 9, 9)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    _train_alike(ref, fast, x, steps=2)
     ref.eval()
     fast.eval()
     with torch.no_grad():
@@ -316,16 +322,4 @@ def test_training_folds_bn1_into_the_1x1_and_keeps_the_running_statistics(random
     assert (z is not None and dispatch.bn_pointwise_applies(fast, z)) == kernels.available()
     if z is not None:
         assert not dispatch.bn_pointwise_applies(MulticeptionConv(6, 5, (3, 5), mid_act="relu"), z)
-    for _ in range(3):
-        xf, xr = x.clone().requires_grad_(), x.clone().requires_grad_()
-        out, want = fast(xf), _reference(ref, xr)
-        torch.testing.assert_close(out, want, atol=1e-5, rtol=1e-5)
-        g = torch.randn_like(want)
-        out.backward(g)
-        want.backward(g)
-        assert _max_rel(xf.grad, xr.grad) < 1e-5
-    scale = max(float(p.grad.abs().max()) for p in ref.parameters())
-    for (name, pr), pf in zip(ref.named_parameters(), fast.parameters()):
-        assert _max_rel(pf.grad, pr.grad, scale) < 1e-5, name
-    for (name, br), bf in zip(ref.named_buffers(), fast.buffers()):
-        torch.testing.assert_close(bf, br, rtol=1e-5, atol=1e-6, msg=name)
+    _train_alike(ref, fast, x, steps=3)
