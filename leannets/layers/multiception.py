@@ -163,7 +163,8 @@ class SeparableMultiKernel(nn.Module):
       zero-embedded in the largest; then the folded 1×1 conv (a matrix product where ``gemm``).
     - otherwise (training, other devices, graph capture) the layer's modules: the branches (Multiception's in one
       ``leannets::multi_depthwise_conv`` op on CPU, :func:`dispatch.multi_branch_op_applies`), BN (one call over the
-      concatenation while it uses batch statistics), act, pointwise, BN.
+      concatenation while it uses batch statistics; with no act after it, BN and the 1×1 in one
+      ``leannets::bn_pointwise`` op, :func:`dispatch.bn_pointwise_applies`), act, pointwise, BN.
 
     Args:
         in_ch: input channels C_in.
