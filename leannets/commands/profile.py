@@ -17,7 +17,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--backend", default="channels_last",
                    choices=["eager", "channels_last", "bf16", "bf16-exact", "compiled", "onnxruntime",
                             "onnxruntime-int8"],
-                   help="how the prepared model runs (default: channels_last; see docs/engine.md, Latency)")
+                   help="how the prepared model runs (default: channels_last; bf16: bf16 in and out, computing in "
+                        "float32 where that is faster; see the README, Deployment and latency)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads pinned while timing (default: 2)")
     p.add_argument("--rounds", type=int, default=30, help="interleaved timed rounds (default: 30)")
     p.add_argument("--no-fold-bn", action="store_true",

@@ -135,8 +135,8 @@ def multi_inference_weights(layer: Any, x: torch.Tensor) -> dict[str, Any] | Non
       (``layer.foldable()``);
     - Multiception (several branches over all channels): CPU float32 or bf16 data, an activation the C kernel
       computes, and the kernels built (or ``torch.compile``/``export`` tracing the op);
-    - MixConv / DSConv: any device (one depthwise conv with the smaller kernels zero-embedded: oneDNN's single
-      depthwise forward beats per-branch calls, 1.5–2.1× for MixConv).
+    - MixConv / DSConv: any device (one depthwise conv with the smaller kernels zero-embedded: one oneDNN call
+      instead of one per branch).
     """
     if capturing() or not _no_autograd(x, layer.parameters()) or not layer.foldable():
         return None
