@@ -162,7 +162,8 @@ def multi_branch_op_applies(layer: Any, x: torch.Tensor) -> bool:
 def bn_pointwise_applies(layer: Any, z: torch.Tensor) -> bool:
     """BN1 and the 1×1 conv of this training call run as one ``leannets::bn_pointwise`` op: the branch op's
     channels_last float32 CPU output ``z`` (no autocast), BN1 on batch statistics in one call
-    (``layer.bn1_one_call()``, affine) and no activation between BN1 and the 1×1 (any 1×1 stride)."""
-    return (layer.mid_act is None and layer.bn1_one_call() and layer.bn1[0].affine
+    (``layer.bn1_one_call()``, affine) and no activation between BN1 and the 1×1 (any 1×1 stride). One value per
+    channel goes to the modules, whose BatchNorm refuses it as PyTorch's does."""
+    return (layer.mid_act is None and layer.bn1_one_call() and layer.bn1[0].affine and z.numel() > z.shape[1]
             and z.dtype == layer.pw.weight.dtype == torch.float32 and not autocast_bf16()
             and z.device.type == "cpu" and z.dim() == 4 and z.is_contiguous(memory_format=torch.channels_last))

@@ -323,3 +323,13 @@ def test_training_folds_bn1_into_the_1x1_and_keeps_the_running_statistics(random
     if z is not None:
         assert not dispatch.bn_pointwise_applies(MulticeptionConv(6, 5, (3, 5), mid_act="relu"), z)
     _train_alike(ref, fast, x, steps=3)
+
+
+def test_one_value_per_channel_in_training_is_refused_as_batchnorm_does():
+    """bn_pointwise leaves one value per channel to BatchNorm, which refuses it (no variance to normalise by)."""
+    m = MulticeptionConv(4, 4, (3, 5)).train()
+    one = torch.randn(1, 8, 1, 1).contiguous(memory_format=torch.channels_last)
+    assert not dispatch.bn_pointwise_applies(m, one)
+    assert dispatch.bn_pointwise_applies(m, torch.randn(2, 8, 1, 1).contiguous(memory_format=torch.channels_last))
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        m(torch.randn(1, 4, 1, 1).contiguous(memory_format=torch.channels_last))
