@@ -133,20 +133,9 @@ def _tune_model(model: nn.Module, x: torch.Tensor, rounds: int = 15, margin: flo
         return names
     modules = dict(model.named_modules())
     switched = [modules[n] for n in names]
-    if key in _MODEL_CHOICES:
-        for m in switched:
-            m.gemm = _MODEL_CHOICES[key]
-        return names if _MODEL_CHOICES[key] else []
-
-    def run(on: bool) -> Callable[[], Any]:
-        def call() -> Any:
-            for m in switched:
-                m.gemm = on
-            return model(x)
-        return call
-
-    samples, _ = time_interleaved({"conv": run(False), "gemm": run(True)}, rounds, warmup=1, min_sample_ms=2.0)
-    keep = _MODEL_CHOICES[key] = sorted(samples["gemm"])[rounds // 2] <= margin * sorted(samples["conv"])[rounds // 2]
+    if key not in _MODEL_CHOICES:
+        _MODEL_CHOICES[key] = _gemm_pays(switched, lambda: model(x), rounds, margin, min_sample_ms=2.0)
+    keep = _MODEL_CHOICES[key]
     for m in switched:
         m.gemm = keep
     return names if keep else []
@@ -190,26 +179,39 @@ def _faster_precision(low: nn.Module, high: nn.Module, probe: torch.Tensor, dtyp
     high.register_forward_hook(_CastFloats(dtype))
     if key not in _MODEL_CHOICES:
         x = probe.to(dtype)
-        samples, _ = time_interleaved({"low": lambda: low(x), "float32": lambda: high(x)}, rounds, warmup=1,
-                                      min_sample_ms=2.0)
-        _MODEL_CHOICES[key] = sorted(samples["low"])[rounds // 2] <= sorted(samples["float32"])[rounds // 2]
+        _MODEL_CHOICES[key] = _second_takes_at_most(1.0, {"float32": lambda: high(x), "low": lambda: low(x)},
+                                                    rounds, min_sample_ms=2.0)
     chosen = low if _MODEL_CHOICES[key] else high
     chosen.compute_dtype = dtype if chosen is low else torch.float32
     return chosen
 
 
+def _second_takes_at_most(margin: float, calls: Mapping[str, Callable[[], Any]], rounds: int,
+                          min_sample_ms: float) -> bool:
+    """Whether the second of two calls takes at most ``margin`` of the first's time: medians of ``rounds``
+    interleaved samples."""
+    samples, _ = time_interleaved(calls, rounds, warmup=1, min_sample_ms=min_sample_ms)
+    base, other = (sorted(samples[name])[rounds // 2] for name in calls)
+    return other <= margin * base
+
+
+def _gemm_pays(modules: Sequence[nn.Module], forward: Callable[[], Any], rounds: int, margin: float,
+               min_sample_ms: float) -> bool:
+    """Whether ``forward()`` with ``gemm`` on in ``modules`` takes at most ``margin`` of its time with it off."""
+    def run(on: bool) -> Callable[[], Any]:
+        def call() -> Any:
+            for m in modules:
+                m.gemm = on
+            return forward()
+        return call
+
+    return _second_takes_at_most(margin, {"conv": run(False), "gemm": run(True)}, rounds, min_sample_ms)
+
+
 def _gemm_faster(m: nn.Module, x: torch.Tensor, rounds: int, margin: float) -> bool:
     """Whether ``m`` with its 1×1 conv as a matrix product (``m.gemm``) takes at most ``margin`` of its time with
     the convolution, on ``x``."""
-    def call(gemm: bool) -> Callable[[], Any]:
-        def run() -> Any:
-            m.gemm = gemm
-            return m(x)
-        return run
-
-    samples, _ = time_interleaved({"conv": call(False), "gemm": call(True)}, rounds, warmup=1, min_sample_ms=0.5)
-    conv, gemm = (sorted(samples[k])[rounds // 2] for k in ("conv", "gemm"))
-    return gemm <= margin * conv
+    return _gemm_pays([m], lambda: m(x), rounds, margin, min_sample_ms=0.5)
 
 
 def _tuning_input(model: nn.Module, example: torch.Tensor | None) -> torch.Tensor | None:

@@ -264,16 +264,27 @@ class SeparableMultiKernel(nn.Module):
         bns = list(self.bn1)
         out, mean, var = ops.bn_pointwise(z, torch.cat([bn.weight for bn in bns]), torch.cat([bn.bias for bn in bns]),
                                           self.pw.weight, self.pw.bias, bns[0].eps, stride)
-        if bns[0].training and bns[0].track_running_stats and bns[0].running_mean is not None:
+        momentum = self._bn1_step()
+        if momentum is not None:
             n = z.numel() // z.shape[1]
             with torch.no_grad():
                 var = var * (n / max(n - 1, 1))
                 for bn, m_, v_ in zip(bns, mean.split(self.in_ch), var.split(self.in_ch)):
-                    bn.num_batches_tracked.add_(1)
-                    momentum = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
                     bn.running_mean.lerp_(m_, momentum)
                     bn.running_var.lerp_(v_, momentum)
         return out
+
+    def _bn1_step(self) -> float | None:
+        """One training step of the branch BNs' running statistics, as BatchNorm counts it: ``num_batches_tracked``
+        advanced and the momentum to update with (``momentum=None``: the cumulative average); ``None`` when BN1
+        keeps no running statistics or is not training."""
+        bns = list(self.bn1)
+        bn0 = bns[0]
+        if not (bn0.training and bn0.track_running_stats and bn0.running_mean is not None):
+            return None
+        for bn in bns:
+            bn.num_batches_tracked.add_(1)
+        return 1.0 / float(bn0.num_batches_tracked) if bn0.momentum is None else bn0.momentum
 
     def _tap_major_weights(self) -> torch.Tensor:
         """Every branch's weights as tap-major (k·k, C), flattened and concatenated (differentiable)."""
@@ -294,17 +305,13 @@ class SeparableMultiKernel(nn.Module):
         bns = list(self.bn1)
         bn0 = bns[0]
         tracking = bn0.track_running_stats and bn0.running_mean is not None
-        momentum = 0.0
-        if bn0.training and tracking:
-            for bn in bns:
-                bn.num_batches_tracked.add_(1)
-            momentum = 1.0 / float(bn0.num_batches_tracked) if bn0.momentum is None else bn0.momentum
+        momentum = self._bn1_step()
         rm = torch.cat([bn.running_mean for bn in bns]) if tracking else None
         rv = torch.cat([bn.running_var for bn in bns]) if tracking else None
         weight = torch.cat([bn.weight for bn in bns]) if bn0.affine else None
         bias = torch.cat([bn.bias for bn in bns]) if bn0.affine else None
-        out = F.batch_norm(y, rm, rv, weight, bias, True, momentum, bn0.eps)
-        if bn0.training and tracking:
+        out = F.batch_norm(y, rm, rv, weight, bias, True, 0.0 if momentum is None else momentum, bn0.eps)
+        if momentum is not None:
             sizes = [c for _, c, _ in self.branches]
             with torch.no_grad():
                 for bn, m_, v_ in zip(bns, rm.split(sizes), rv.split(sizes)):
