@@ -158,7 +158,8 @@ def write_index(root: os.PathLike | str, docs: list[dict], command: str) -> Path
 
 
 def _cost(run: dict) -> str:
-    """``recorded`` (a record holds it), ``≈N min`` (recorded minutes of its recipe with other seeds) or ``?``."""
+    """``recorded`` (a record holds it), ``≈N min`` (the recorded cost of its recipe with other seeds, or of its
+    epochs at the recorded seconds per epoch of the same step) or ``?``."""
     if run.get("recorded"):
         return "recorded"
     return "?" if run.get("estimate_min") is None else f"≈{run['estimate_min']:.0f} min"
@@ -171,7 +172,7 @@ def _plan_total(runs: list[dict], scale: str) -> str:
     text = f"{len(runs)} runs ({len(distinct)} distinct) at {scale} scale"
     if any("recorded" in r for r in distinct):
         text += (f"; {len(distinct) - len(todo)} recorded, {len(todo)} to train: ≈{sum(known) / 60:.1f} h from the "
-                 f"minutes recorded for their recipes" + (f", {len(todo) - len(known)} without an estimate"
+                 f"records (their recipes' minutes, or their epochs at the recorded seconds per epoch)" + (f", {len(todo) - len(known)} without an estimate"
                                                           if len(known) < len(todo) else ""))
     return text
 

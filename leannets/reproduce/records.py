@@ -244,15 +244,24 @@ class RecordStore:
         return None
 
     def minutes_like(self, resolved: Recipe) -> float | None:
-        """The mean recorded minutes of runs of ``resolved``'s recipe with any seed (an estimate of its cost)."""
+        """An estimate of ``resolved``'s cost in minutes from the records: the mean recorded minutes of runs of its
+        recipe with any seed; else, for a single-stage recipe, its epochs times the mean recorded seconds per epoch of
+        runs that differ from it only in the seed, the epochs, the schedule or the checkpointing (the same data, batch
+        and step limit, so the same steps per epoch, and the same model, precision and device, so the same step cost)."""
         ident = {k: v for k, v in identity(resolved).items() if k != "seed"}
-        walls = []
+        walls, per_epoch = [], []
+        epochs = resolved.train.epochs
         for entries in self._index().values():
             for _, rec in entries:
                 old = {k: v for k, v in (rec.get("recipe") or {}).items() if k != "seed"}
                 if old == ident or _only_new_defaults(old, ident):  # older records lack keys added since
                     walls.append(rec["wall_s"])
-        return sum(walls) / len(walls) / 60.0 if walls else None
+                elif not ident.get("stages") and _step_cost_key(old) == _step_cost_key(ident):
+                    done = (rec.get("result") or {}).get("epochs")
+                    if done:
+                        per_epoch.append(rec["wall_s"] / done * epochs)
+        found = walls or per_epoch
+        return sum(found) / len(found) / 60.0 if found else None
 
     def measurement(self, what: str, spec: Mapping[str, Any]) -> dict[str, Any] | None:
         """The measurement record of ``what`` under ``spec`` (settings and model fingerprints), if one is kept."""
@@ -305,6 +314,17 @@ def _schema_default(dotted: str) -> Any:
     cls = SECTION_TYPES.get(head) if rest else Recipe
     spec = cls.schema.get(rest or head) if cls is not None else None
     return _MISSING if spec is None else spec.default
+
+
+#: Recipe keys that change how long a run trains but not what one step costs (:meth:`RecordStore.minutes_like`).
+STEP_COST_FREE = ("train.epochs", "train.eval_every", "schedule", "checkpoint")
+
+
+def _step_cost_key(recipe: Mapping[str, Any]) -> dict[str, Any]:
+    tree = dict(recipe)
+    for key in STEP_COST_FREE:
+        tree = _drop(tree, key)
+    return tree
 
 
 def _only_new_defaults(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:

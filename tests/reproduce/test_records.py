@@ -248,6 +248,27 @@ def test_the_plan_says_which_runs_are_recorded_and_estimates_the_rest_from_recor
     assert new and all(not r["recorded"] and r["estimate_min"] > 0 for r in new)
 
 
+@pytest.mark.parametrize("override,expected_min", [
+    ({"train.epochs": 6}, 18.0),  # only the epochs differ: 6 epochs at the recorded 180 s each
+    ({"train.epochs": 6, "schedule.warmup_epochs": 2.0, "train.eval_every": 6}, 18.0),
+    ({"train.epochs": 10}, 30.0),                     # the recipe itself (another seed): its recorded minutes
+    ({"train.epochs": 6, "data.batch_size": 64}, None),  # another step: no estimate
+    ({"train.epochs": 6, "model.name": "resnet20_dsconv"}, None),
+])
+def test_the_plan_estimates_a_new_epoch_count_from_the_recorded_seconds_per_epoch(tmp_path, override, expected_min):
+    from leannets.engine.recipe import load_recipe
+    from leannets.reproduce.records import make_record
+
+    base = {"train.device": "cpu", "train.epochs": 10}
+    recorded = load_recipe("multiception_cifar10_resnet20_standard", {**base, "seed": 0})
+    store = RecordStore(tmp_path)
+    store.write(make_record(recorded, {"final": {}, "epochs": 10, "train_time_s": 1800.0,
+                                       "data": {"num_classes": 10}}, "r", 1))
+    planned = load_recipe("multiception_cifar10_resnet20_standard", {**base, **override, "seed": 1})
+    estimate = RecordStore(tmp_path).minutes_like(planned)
+    assert estimate == (None if expected_min is None else pytest.approx(expected_min))
+
+
 def test_no_train_builds_from_records_only_and_names_the_missing_runs(tmp_path, monkeypatch):
     calls = _counting_train(monkeypatch)
     doc = run_paper(**TABLE, out_dir=tmp_path / "out", records_dir=tmp_path / "records", no_train=True)
