@@ -31,6 +31,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from ..layers import dispatch
 from ..layers.kernels import fx_tracing
 from ..layers.wae import TransformLoss, WAEDecoder, WAEEncoder, half_size, transform_loss
 from ..layers.wavelet import DWT2d
@@ -362,8 +363,33 @@ class WAEClassifier(Classifier):
         """
         if fx_tracing():  # the traced graph is the plain classifier (the flags would be proxies there)
             return self.forward_scores(x).logits
+        if not parts and self._merged_head_applies():
+            self.check_input(x)
+            f_l, f_h = self._features(*self.decompose(x))
+            weight, bias = dispatch.folded(self, "_merged_head", self._merge_heads,
+                                           modules=lambda: (self.fc, self.fusion_fc))
+            return F.linear(self.head_lh(torch.cat([f_l, f_h], 1)), weight, bias)
         out = self.forward_scores(x, classify=classify or not parts, reconstruct=reconstruct and parts)
         return out if parts else out.logits
+
+    def _merged_head_applies(self) -> bool:
+        """Inference where both scores are a linear layer on pooled features (no hidden fc): one merged layer."""
+        head_l, head_lh = self.head_l, self.head_lh
+        if head_lh is None or self.training or self.num_classes == 0 or dispatch.capturing():
+            return False
+        if torch.is_grad_enabled() and (self.fc.weight.requires_grad or self.fusion_fc.weight.requires_grad):
+            return False  # the weights' gradients come from the two layers
+        return len(head_l.mlp) == 0 and len(head_lh.mlp) == 0 and head_l.pool.output_size == head_lh.pool.output_size
+
+    def _merge_heads(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(s_L + s_LH) / 2 = [½(W_L + W_LH,L), ½ W_LH,H] · [f_L; f_H] + ½(b_L + b_LH)``: the fc on the I_L
+        features and the fusion fc on I_L ‖ I_H as one weight (f_L is the fusion input's leading part), so a batch-1
+        forward, bound by reading the head weights, reads the I_L part once instead of twice."""
+        w_l, w_lh = self.fc.weight.float(), self.fusion_fc.weight.float()
+        n = w_l.shape[1]
+        weight = torch.cat([w_l + w_lh[:, :n], w_lh[:, n:]], 1) / 2
+        bias = (self.fc.bias.float() + self.fusion_fc.bias.float()) / 2
+        return weight.to(self.fc.weight.dtype).contiguous(), bias.to(self.fc.bias.dtype)
 
     def classification_loss(self, out: WAEOutput, target: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
         """``CE(s_L) + CE(s_LH)`` (paper: the two cross-entropies are summed)."""

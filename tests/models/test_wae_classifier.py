@@ -84,6 +84,31 @@ def test_bad_arguments_and_inputs():
         model(torch.randn(1, 3, 8, 8))
 
 
+def test_inference_merges_the_two_linear_heads_into_one_and_follows_their_weights():
+    model = leannets.create_model(f"wae_{SMALL}").eval()
+    for fc in (model.fc, model.fusion_fc):
+        torch.nn.init.normal_(fc.weight)
+        torch.nn.init.normal_(fc.bias)
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        assert model._merged_head_applies()
+        expected = model(x, parts=True).logits  # the two heads, averaged
+        torch.testing.assert_close(model(x), expected, rtol=1e-5, atol=1e-5)
+        assert "_merged_head" in model.__dict__
+        model.fusion_fc.weight.mul_(-2.0)  # an in-place update: the merged weight is computed again
+        torch.testing.assert_close(model(x), model(x, parts=True).logits, rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(model(x), expected)
+        model.train()
+        assert not model._merged_head_applies()
+    model.eval()
+    assert not model._merged_head_applies()  # gradients wanted for the head weights: the two layers run
+    model.requires_grad_(False)
+    assert model._merged_head_applies()
+    hidden = leannets.create_model("wae_vgg16", num_classes=5).eval()  # hidden fc layers: nothing to merge
+    with torch.no_grad():
+        assert not hidden._merged_head_applies()
+
+
 def test_bn_folding_is_exact_for_wae_models():
     model = leannets.create_model(f"wae_{SMALL}").eval()
     for m in model.modules():
