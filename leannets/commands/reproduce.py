@@ -171,9 +171,9 @@ def _plan_total(runs: list[dict], scale: str) -> str:
     known = [r["estimate_min"] for r in todo if r.get("estimate_min") is not None]
     text = f"{len(runs)} runs ({len(distinct)} distinct) at {scale} scale"
     if any("recorded" in r for r in distinct):
+        unknown = f", {len(todo) - len(known)} without an estimate" if len(known) < len(todo) else ""
         text += (f"; {len(distinct) - len(todo)} recorded, {len(todo)} to train: ≈{sum(known) / 60:.1f} h from the "
-                 f"records (their recipes' minutes, or their epochs at the recorded seconds per epoch)" + (f", {len(todo) - len(known)} without an estimate"
-                                                          if len(known) < len(todo) else ""))
+                 f"records (their recipes' minutes, or their epochs at the recorded seconds per epoch){unknown}")
     return text
 
 

@@ -68,7 +68,7 @@ def test_the_shorter_schedule_trial_is_reported_from_its_records(tmp_path):
     (text,) = res.extras["text"]
     sd_dw = statistics.stdev(a - b for a, b in zip(accs["xsep"], accs["dw"]))
     sd_no = statistics.stdev(a - b for a, b in zip(accs["xsep"], accs["no2x2"]))
-    assert "a trial of 8 epochs with 3 seeds" in text and "(1.50 CPU-hours" in text  # 9 runs of 600 s
+    assert "tried: 8 epochs with 3 seeds" in text and "(1.50 CPU-hours" in text  # 9 runs of 600 s
     assert f"SD {sd_dw:.2f}" in text and f"SD {sd_no:.2f}" in text
     assert f"DWConv {sum(accs['dw']) / 3:.1f}%" in text
     n = seeds_to_resolve(max(sd_dw, sd_no), X.REF.value("table2.cifar10.no2x2_acc_drop"))
