@@ -30,7 +30,7 @@ import platform
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import torch
 
@@ -243,23 +243,28 @@ class RecordStore:
                         return Staleness(path, "recipe differs in " + ", ".join(diff))
         return None
 
+    def runs(self) -> Iterator[dict[str, Any]]:
+        """Every run record of the folder (measurement records excluded), each checked as :meth:`find` checks it."""
+        for entries in self._index().values():
+            for _, rec in entries:
+                yield rec
+
     def minutes_like(self, resolved: Recipe) -> float | None:
         """An estimate of ``resolved``'s cost in minutes from the records: the mean recorded minutes of runs of its
         recipe with any seed; else, for a single-stage recipe, its epochs times the mean recorded seconds per epoch of
         runs that differ from it only in the seed, the epochs, the schedule or the checkpointing (the same data, batch
         and step limit, so the same steps per epoch, and the same model, precision and device, so the same step cost)."""
         ident = {k: v for k, v in identity(resolved).items() if k != "seed"}
+        step = None if ident.get("stages") else _step_cost_key(ident)
         walls, per_epoch = [], []
-        epochs = resolved.train.epochs
-        for entries in self._index().values():
-            for _, rec in entries:
-                old = {k: v for k, v in (rec.get("recipe") or {}).items() if k != "seed"}
-                if old == ident or _only_new_defaults(old, ident):  # older records lack keys added since
-                    walls.append(rec["wall_s"])
-                elif not ident.get("stages") and _step_cost_key(old) == _step_cost_key(ident):
-                    done = (rec.get("result") or {}).get("epochs")
-                    if done:
-                        per_epoch.append(rec["wall_s"] / done * epochs)
+        for rec in self.runs():
+            old = {k: v for k, v in (rec.get("recipe") or {}).items() if k != "seed"}
+            if old == ident or _only_new_defaults(old, ident):  # older records lack keys added since
+                walls.append(rec["wall_s"])
+            elif step is not None and _step_cost_key(old) == step:
+                done = (rec.get("result") or {}).get("epochs")
+                if done:
+                    per_epoch.append(rec["wall_s"] / done * resolved.train.epochs)
         found = walls or per_epoch
         return sum(found) / len(found) / 60.0 if found else None
 

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 from leannets.analysis.statistics import seeds_to_resolve
 from leannets.reproduce.papers import xsepconv as X
+from leannets.reproduce.records import RECORD_VERSION
 from leannets.reproduce.results import ExperimentResult, RowResult
 
 DW, XSEP = [82.95, 82.80, 83.10], [83.08, 82.88, 82.96]
@@ -53,7 +54,8 @@ def _write_trial(folder, accs):
         name = X._mbv3_name("cifar", X.CPU_WIDTH, key != "dw")
         kwargs = {"num_classes": 10, **({"xsep_variant": key} if key == "no2x2" else {})}
         for seed, acc in enumerate(values):
-            rec = {"seed": seed, "wall_s": 600.0, "result": {"final": {"eval_acc1": acc / 100}},
+            rec = {"version": RECORD_VERSION, "key": f"{key}-{seed}", "seed": seed, "wall_s": 600.0,
+                   "result": {"final": {"eval_acc1": acc / 100}},
                    "recipe": {"model": {"name": name, "kwargs": kwargs}, "train": {"epochs": 8}}}
             (trial / f"{key}-{seed}.json").write_text(json.dumps(rec))
 
@@ -79,3 +81,12 @@ def test_no_trial_paragraph_without_two_paired_seeds(tmp_path):
     _write_trial(tmp_path, {"dw": [79.9], "xsep": [79.8]})
     assert X._trial(tmp_path) is None
     assert X._trial(tmp_path / "elsewhere") is None
+
+
+def test_an_unreadable_trial_record_is_named(tmp_path):
+    import pytest
+    trial = tmp_path.joinpath(*X.TRIAL_DIR)
+    trial.mkdir(parents=True)
+    (trial / "broken.json").write_text("{")
+    with pytest.raises(ValueError, match="broken.json: not readable JSON"):
+        X._trial(tmp_path)

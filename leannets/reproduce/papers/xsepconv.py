@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from leannets.models import create_model
 
 from ..claims import Better, Custom, Fewer, MatchesValue, NotWorse
 from ..plots import new_figure, save_figure
+from ..records import RecordStore
 from ..reference import load_reference
 from ..results import ExperimentResult
 from ..spec import CPU_HOURS_PER_PAPER, PAPERS, Experiment, Paper, PlotSpec, Row, TrainSpec
@@ -239,8 +239,7 @@ def _trial(records_folder: Path) -> dict[str, Any] | None:
     names = {_mbv3_name("cifar", CPU_WIDTH, False): "dw", _mbv3_name("cifar", CPU_WIDTH, True): "xsep"}
     acc: dict[str, dict[int, float]] = {}
     epochs, seconds = set(), 0.0
-    for path in sorted(records_folder.joinpath(*TRIAL_DIR).glob("*.json")):
-        rec = json.loads(path.read_text(encoding="utf-8"))
+    for rec in RecordStore(records_folder.joinpath(*TRIAL_DIR)).runs():
         model = rec["recipe"]["model"]
         key = model["kwargs"].get("xsep_variant") or names.get(model["name"], model["name"])
         acc.setdefault(key, {})[int(rec["seed"])] = 100 * rec["result"]["final"]["eval_acc1"]
