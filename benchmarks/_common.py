@@ -21,6 +21,7 @@ import torch.nn.functional as F
 import leannets
 from leannets._io import atomic_write_json
 from leannets.analysis.latency import Latency, summarize_rounds, time_interleaved, torch_threads
+from leannets.engine.allocator import keep_freed_memory
 
 
 RATIO_NOTE = ("Ratios: medians of per-round ratios over interleaved rounds, 95% CIs from order statistics "
@@ -116,9 +117,12 @@ def time_pair(calls: Mapping[str, Callable[[], Any]], rounds: int, threads: int,
 
 
 def train_step(name: str, batch: int, channels_last: bool = True, precision: str = "fp32",
-               **model_kwargs: Any) -> Callable[[], None]:
+               allocator: str = "keep", **model_kwargs: Any) -> Callable[[], None]:
     """One SGD step (forward + backward + update) of a registered model on a fixed random CIFAR-size batch,
-    the forward and loss under CPU bf16 autocast for ``precision="bf16"`` (as the trainer runs it)."""
+    the forward and loss under CPU bf16 autocast for ``precision="bf16"``, host memory kept in the process for
+    ``allocator="keep"`` (both as the trainer runs them by default; the allocator setting is process-wide)."""
+    if allocator == "keep":
+        keep_freed_memory()
     torch.manual_seed(0)
     model = leannets.create_model(name, num_classes=10, **model_kwargs).train()
     x = torch.randn(batch, 3, 32, 32)
@@ -145,7 +149,7 @@ def throughput_target(area: str, reference: str, what: str, batch: int, goal: st
                       what: train_step(what, batch, channels_last, precision)}, rounds, threads)
     layout = "channels_last" if channels_last else "NCHW"
     return ratio_target(area, what, reference, lats[1], goal, f"fwd+bwd+SGD, batch {batch}, 32², {layout}, "
-                        f"{threads} CPU threads, {rounds} rounds", quantity="throughput", invert=True,
+                        f"{threads} CPU threads, {rounds} rounds, allocator keep", quantity="throughput", invert=True,
                         precision=precision, img_per_s=[batch / (lat.latency_ms / 1e3) for lat in lats])
 
 

@@ -56,8 +56,8 @@ def training_targets(args: argparse.Namespace) -> list[Target]:
                          args.rounds, args.threads)
         choice = _auto_choice(name)
         out.append(ratio_target("training", f"{name} bf16", f"{name} fp32", lats[1], ">= 1.0",
-                                f"fwd+bwd+SGD, batch {BATCH}, 32², channels_last, {args.threads} CPU threads, "
-                                f"{args.rounds} rounds; auto: {choice}", quantity="throughput", invert=True,
+                                f"fwd+bwd+SGD, batch {BATCH}, 32², channels_last, allocator keep, {args.threads} CPU "
+                                f"threads, {args.rounds} rounds; auto: {choice}", quantity="throughput", invert=True,
                                 precision="bf16", img_per_s=[BATCH / (lat.latency_ms / 1e3) for lat in lats],
                                 auto=choice))
     return out

@@ -255,6 +255,9 @@ class TrainSection(Section):
     eval_every: int = key(1, "evaluate every N epochs (and always after the last)")
     log_interval: int = key(20, "progress-bar refresh interval in steps")
     threads: int | None = key(None, "torch CPU threads")
+    allocator: str = key("keep", "host memory: keep = freed memory stays in the process, so steps fault no fresh "
+                         "pages (glibc; the process holds its peak until it exits; leannets.engine.allocator), "
+                         "system = the C library's default", choices=("keep", "system"))
     progress: bool | None = key(None, "show a progress bar (default: when stderr is a TTY)")
     deterministic: bool = key(False, "request deterministic kernels (CUDA)")
     find_unused_parameters: bool = key(False, "DDP: allow parameters that get no gradient in a stage")

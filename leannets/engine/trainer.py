@@ -36,6 +36,7 @@ from leannets.config import Recipe, StageConfig
 from leannets.data import DataSplits, make_loader
 from leannets.data.loader import derive_seed, describe_preprocessing
 
+from .allocator import allocator_state, keep_freed_memory
 from .amp import AMP_DTYPES, CPU_BF16_MIN_GAIN, bf16_step_gain, fixed_amp
 from .checkpoint import (FORMAT, VERSION, capture_rng, copy_checkpoint, load_checkpoint, load_model, restore_rng,
                          save_checkpoint, unwrap_model)
@@ -260,6 +261,8 @@ class Trainer:
         self.tb = _TBWriter(out_dir if self.dist.is_main else None)
         if recipe.train.threads:
             torch.set_num_threads(recipe.train.threads)
+        if recipe.train.allocator == "keep":
+            keep_freed_memory()
         if recipe.train.deterministic and self.device.type == "cuda":
             torch.backends.cudnn.benchmark = False
             torch.backends.cudnn.deterministic = True
@@ -759,7 +762,7 @@ class Trainer:
             "params": sum(p.numel() for p in model.parameters()),
             "epochs": len(s.history), "global_step": s.global_step, "train_time_s": seconds,
             "world_size": self.dist.world_size, "device": str(self.device), "data": self.data_info,
-            "eval_samples": self.eval_samples, "amp": _amp_text(s.amp, self.stages),
+            "eval_samples": self.eval_samples, "amp": _amp_text(s.amp, self.stages), "allocator": allocator_state(),
             "checkpoint": str(self.out_dir / "last.pt") if self.out_dir else None,
             "best_checkpoint": str(self.out_dir / "best.pt") if self.out_dir and (self.out_dir / "best.pt").exists()
             else None,
@@ -777,8 +780,8 @@ def _amp_text(amp: dict[str, str], stages: list[StageConfig]) -> str:
 #: the files that make a folder a run folder (a fresh run refuses one that holds any)
 RUN_FILES = ("last.pt", "result.json", "recipe.yaml", "metrics.jsonl")
 #: what a resumed run may change: where and how it runs, never what it trains
-RESUME_KEYS = ("train.device", "train.threads", "train.progress", "data.root", "data.num_workers",
-               "checkpoint.every", "checkpoint.every_steps")
+RESUME_KEYS = ("train.device", "train.threads", "train.allocator", "train.progress", "data.root",
+               "data.num_workers", "checkpoint.every", "checkpoint.every_steps")
 
 
 def _check_fresh(run_dir: Path, overwrite: bool) -> None:

@@ -48,7 +48,7 @@ RECORD_VERSION = 1
 #: the ``kind`` of a measurement record (a run record has none)
 MEASUREMENT = "measurement"
 #: Recipe keys that say where or how visibly a run trains, not what it trains.
-LOCAL_KEYS = ("name", "description", "data.root", "train.progress", "train.threads")
+LOCAL_KEYS = ("name", "description", "data.root", "train.progress", "train.threads", "train.allocator")
 #: What a report needs from the engine's result (paths and the checkpoint are left out: they are local).
 RESULT_KEYS = ("model", "task", "main_metric", "higher_is_better", "final", "best", "params", "epochs",
                "global_step", "train_time_s", "world_size", "device", "data", "eval_samples", "history")
@@ -121,12 +121,14 @@ def pin_commit() -> str | None:
     return _commit()
 
 
-def machine(threads: int | None, device: str | None = None, amp: str | None = None) -> dict[str, Any]:
-    """Where a run trained: commit, torch, CPU model and cores, threads, device and precision."""
+def machine(threads: int | None, device: str | None = None, amp: str | None = None,
+            allocator: str | None = None) -> dict[str, Any]:
+    """Where a run trained: commit, torch, CPU model and cores, threads, device, precision and host allocator
+    (:mod:`leannets.engine.allocator`; it changes the minutes, not the result)."""
     gpu = torch.cuda.get_device_name(0) if device and device.startswith("cuda") and torch.cuda.is_available() else None
     return {"leannets_commit": _commit(), "torch": torch.__version__, "python": platform.python_version(),
             "cpu": cpu_model(), "cpu_count": os.cpu_count(), "threads": threads or torch.get_num_threads(),
-            "device": device, "gpu": gpu, "amp": amp}
+            "device": device, "gpu": gpu, "amp": amp, "allocator": allocator}
 
 
 def make_record(resolved: Recipe, result: Mapping[str, Any], run_id: str, threads: int | None,
@@ -139,7 +141,8 @@ def make_record(resolved: Recipe, result: Mapping[str, Any], run_id: str, thread
         "recipe": ident,
         "model_fingerprint": model_fingerprint(resolved.model.name, resolved.model.kwargs,
                                                data.get("num_classes"), data.get("in_chans")),
-        "machine": machine(threads, str(result.get("device") or resolved.train.device), _effective_amp(resolved, result)),
+        "machine": machine(threads, str(result.get("device") or resolved.train.device), _effective_amp(resolved, result),
+                           result.get("allocator")),
         "wall_s": training_seconds(result),
         "result": {k: result.get(k) for k in RESULT_KEYS},
         "analyses": dict(analyses or {}),

@@ -149,3 +149,16 @@ def test_readme_sections_render_every_row_with_its_precision_and_verdict(tmp_pat
     assert "- Multiception layer, inference (fp32): 1 missed" in summary and "2026-12-07" in summary
     with pytest.raises(ValueError, match="README.md: no generated section between the markers"):
         make.render("no markers here", bench, Path("README.md"))
+
+
+def test_allocator_benchmark_runs_one_process_per_setting_and_counts_faults(tmp_path: Path) -> None:
+    bench = _load("allocator")
+    path = tmp_path / "alloc.json"
+    argv = ["--models", "resnet20_standard", "--rounds", "1", "--steps", "1", "--threads", "1", "--json", str(path)]
+    assert bench.main(argv) == 0
+    (target,) = json.loads(path.read_text())["targets"]
+    assert target["what"] == "resnet20_standard keep" and target["reference"] == "resnet20_standard system"
+    faults = target["extra"]["faults_per_step"]
+    assert set(faults) == {"system", "keep"} and target["ratio"] > 0 and target["ci"] is None
+    if bench.sys.platform.startswith("linux"):
+        assert faults["keep"] < faults["system"]  # the kept heap serves the step again
