@@ -43,6 +43,7 @@ _SIGNATURES = {  # every kernel ends with (threads, bf16 activations)
     "multi_dw_forward_nhwc": [_P, _P, _L, _L, _L, _L, _L, _P, _P, _P, _L, _I, _I, _I],
     "multi_dw_backward_input_nhwc": [_P, _P, _P, _L, _L, _L, _L, _L, _P, _L, _I, _I],
     "multi_dw_backward_weight_nhwc": [_P, _P, _P, _L, _L, _L, _L, _L, _P, _L, _I, _I],
+    "bn_pointwise_dz": [_P, _P, _P, _P, _P, _P, _L, _L, _L, _I, _I],
     "dw_forward_nhwc": [_P, _P, _P, _P] + [_L] * 12 + [_I, _I],
     "dw_backward_input_nhwc": [_P, _P, _P] + [_L] * 12 + [_I, _I],
     "dw_backward_weight_nhwc": [_P, _P, _P, _P] + [_L] * 12 + [_I, _I],

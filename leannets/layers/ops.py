@@ -467,6 +467,34 @@ def _bn_pointwise_fake(z, gamma, beta, weight, bias, eps, stride):  # noqa: ANN0
     return out, z.new_empty(c, dtype=torch.float32), z.new_empty(c, dtype=torch.float32)
 
 
+def _pixel_gram(gp: torch.Tensor, zp: torch.Tensor) -> torch.Tensor:
+    """``gpᵀ zp`` summed over the pixels in chunks: one product with a tiny result over a long sum leaves all but
+    one core idle in BLAS; a batch of chunk products runs on every core."""
+    chunks = 8
+    if gp.shape[0] % chunks or gp.shape[0] < 4096:
+        return gp.t() @ zp
+    gc, zc = gp.view(chunks, -1, gp.shape[1]), zp.view(chunks, -1, zp.shape[1])
+    return torch.bmm(gc.transpose(1, 2), zc).sum(0)
+
+
+def _bn_pointwise_dz(z: torch.Tensor, zp: torch.Tensor, gp: torch.Tensor, ws: torch.Tensor, a: torch.Tensor,
+                     b: torch.Tensor, stride: int) -> torch.Tensor:
+    """BN1's input gradient as pixel rows, ``a + b·z + g Wsᵀ`` (the 1×1's part only at the pixels it read): one C
+    pass over ``z`` (its own dtype) at stride 1, else the PyTorch decomposition in float32."""
+    if stride == 1 and kernels.available() and z.dtype in _KERNEL_DTYPES and _nhwc(z):
+        dz = torch.empty(zp.shape, dtype=z.dtype)
+        ws, a, b = ws.contiguous(), a.contiguous(), b.contiguous()
+        kernels.library().bn_pointwise_dz(z.data_ptr(), gp.data_ptr(), ws.data_ptr(), a.data_ptr(), b.data_ptr(),
+                                          dz.data_ptr(), *zp.shape, gp.shape[1], torch.get_num_threads(), _bf(z))
+        return dz
+    dz = torch.addcmul(a, zp, b)
+    if stride == 1:
+        return dz.addmm_(gp, ws)
+    n, _, h, wd = z.shape
+    dz.view(n, h, wd, -1)[:, ::stride, ::stride] += (gp @ ws).view(n, (h - 1) // stride + 1, (wd - 1) // stride + 1, -1)
+    return dz
+
+
 def _bn_pointwise_backward_cpu(grad: torch.Tensor, z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor,
                                weight: torch.Tensor, mean: torch.Tensor, invstd: torch.Tensor, stride: int
                                ) -> tuple[torch.Tensor, ...]:
@@ -476,15 +504,13 @@ def _bn_pointwise_backward_cpu(grad: torch.Tensor, z: torch.Tensor, gamma: torch
     zp, gp = _pixels(zf), _pixels(gf)
     w = weight.float().view(weight.shape[0], -1)
     g_sum = gp.sum(0)
-    gz = (gp.t() @ _pixels(zs) - g_sum[:, None] * mean) * invstd  # Σ g ẑᵀ over the pixels the 1×1 reads
+    zsp = _pixels(zs)
+    gram = _pixel_gram(gp, zsp) if zsp.is_contiguous() else gp.t() @ zsp
+    gz = (gram - g_sum[:, None] * mean) * invstd  # Σ g ẑᵀ over the pixels the 1×1 reads
     d_beta, d_gamma = w.t() @ g_sum, (w * gz).sum(0)
     s, p = gamma.float() * invstd, zp.shape[0]  # BN's means run over every pixel
-    dz = torch.addcmul(-s * (d_beta - mean * invstd * d_gamma) / p, zp, -s * invstd * d_gamma / p)
-    if stride == 1:
-        dz.addmm_(gp, w * s)
-    else:
-        n, _, h, wd = z.shape
-        dz.view(n, h, wd, -1)[:, ::stride, ::stride] += (gp @ (w * s)).view(gf.shape[0], gf.shape[2], gf.shape[3], -1)
+    dz = _bn_pointwise_dz(z, zp, gp, w * s, -s * (d_beta - mean * invstd * d_gamma) / p, -s * invstd * d_gamma / p,
+                          stride)
     d_weight = (gz * gamma.float() + g_sum[:, None] * beta.float()).view_as(weight)
     return (_from_pixels(dz, z).to(z.dtype), d_gamma.to(gamma.dtype), d_beta.to(beta.dtype), d_weight.to(weight.dtype),
             g_sum.to(weight.dtype))

@@ -131,16 +131,24 @@ def _op_samples() -> list[tuple[object, tuple]]:
             (torch.ops.leannets.multi_depthwise_conv.default, multi_conv), (torch.ops.leannets.bn_pointwise.default, bn_pw)]
 
 
-@pytest.mark.parametrize("bias,stride,dtype", [(True, 1, torch.float32), (False, 1, torch.float32),
-                                               (True, 2, torch.float32), (True, 2, torch.bfloat16)])
-def test_bn_pointwise_equals_batch_norm_then_1x1(bias: bool, stride: int, dtype: torch.dtype) -> None:
+SMALL, WIDE, LARGE = (6, 10, 7, 5), (6, 40, 7, 5), (2, 40, 64, 64)  # WIDE: 16-channel blocks and a tail; LARGE:
+# enough pixels for Σ g zᵀ in chunks
+
+
+@pytest.mark.parametrize("bias,stride,dtype,shape", [
+    (True, 1, torch.float32, SMALL), (False, 1, torch.float32, SMALL), (True, 2, torch.float32, SMALL),
+    (True, 2, torch.bfloat16, SMALL), (True, 1, torch.float32, WIDE), (False, 1, torch.bfloat16, WIDE),
+    (True, 1, torch.float32, LARGE)])
+def test_bn_pointwise_equals_batch_norm_then_1x1(bias: bool, stride: int, dtype: torch.dtype,
+                                                 shape: tuple[int, int, int, int]) -> None:
     """``leannets::bn_pointwise`` = conv1x1(batch_norm(z) on batch statistics, stride): output, the statistics (biased
     variance, float32) and every gradient, to float32 rounding (bf16 data: computed in float32, rounded once);
     differentiating its statistics is a clear error."""
     torch.manual_seed(0)
-    z = (torch.randn(6, 10, 7, 5) * 3 - 2).to(dtype).contiguous(memory_format=torch.channels_last)
-    gamma, beta = torch.rand(10) + 0.5, torch.randn(10)
-    weight, b = torch.randn(4, 10, 1, 1), torch.randn(4) if bias else None
+    c = shape[1]
+    z = (torch.randn(*shape) * 3 - 2).to(dtype).contiguous(memory_format=torch.channels_last)
+    gamma, beta = torch.rand(c) + 0.5, torch.randn(c)
+    weight, b = torch.randn(4, c, 1, 1), torch.randn(4) if bias else None
     leaves = [t.clone().requires_grad_(True) for t in (z, gamma, beta, weight, *([b] if bias else []))]
     out, mean, var = ops.bn_pointwise(*leaves[:4], leaves[4] if bias else None, 1e-5, stride)
     refs = [t.detach().float().requires_grad_(True) for t in leaves]
@@ -150,7 +158,7 @@ def test_bn_pointwise_equals_batch_norm_then_1x1(bias: bool, stride: int, dtype:
     tol = 1e-5 if dtype == torch.float32 else 2 ** -8
     assert (out.float() - want).abs().max() <= tol * want.abs().max()
     torch.testing.assert_close(mean, z.float().mean((0, 2, 3)))
-    torch.testing.assert_close(var, z.float().var((0, 2, 3), unbiased=False))
+    torch.testing.assert_close(var, z.float().var((0, 2, 3), unbiased=False), rtol=1e-5, atol=1e-5)
     g = torch.randn_like(want).to(dtype).float()  # the same (bf16-representable) output gradient for both
     for got, exp in zip(torch.autograd.grad(out, leaves, g.to(dtype)), torch.autograd.grad(want, refs, g)):
         assert got.dtype == exp.dtype or got.dtype == dtype

@@ -106,3 +106,34 @@ int multi_dw_backward_weight_nhwc(const void* gy, const void* x, float* gw, long
   free(parts);
   return failed;
 }
+
+/* ------------------------------------------------------------------------------------------
+   Multiception training, the input gradient of BN1 → 1×1 at stride 1 (leannets::bn_pointwise_backward): for every
+   pixel p, dz[p][j] = a[j] + b[j] * z[p][j] + sum_o g[p][o] * ws[o][j], in one pass over z (PyTorch writes dz,
+   then reads and writes it again for the product). z, dz: (P, J) rows, float32 or bfloat16 when bf; g: (P, O)
+   float32; ws: (O, J) float32; a, b: (J). */
+int bn_pointwise_dz(const void* z, const float* g, const float* ws, const float* a, const float* b, void* dz,
+                    long P, long J, long O, int nt, int bf) {
+#pragma omp parallel for num_threads(nthreads_ok(nt)) schedule(static)
+  for (long p = 0; p < P; ++p) {
+    const float* gr = g + p * O;
+    float lanes[16] __attribute__((aligned(64)));
+    for (long j = 0; j < J; j += 16) {
+      const long cb = j + 16 <= J ? 16 : J - j;
+      load_lanes(lanes, z, p * J + j, cb, bf);
+      if (cb == 16) {
+        v16 acc = LD16(a + j) + LD16(b + j) * LD16(lanes);
+        for (long o = 0; o < O; ++o) acc += gr[o] * LD16(ws + o * J + j);
+        ST16(lanes, acc);
+      } else {
+        for (long l = 0; l < cb; ++l) {
+          float s = a[j + l] + b[j + l] * lanes[l];
+          for (long o = 0; o < O; ++o) s += gr[o] * ws[o * J + j + l];
+          lanes[l] = s;
+        }
+      }
+      store_lanes(dz, p * J + j, lanes, cb, bf);
+    }
+  }
+  return 0;
+}
