@@ -137,8 +137,10 @@ class Context:
         """(recipe name, overrides, resolved recipe, run id) of ``row``'s training run with one seed."""
         recipe, overrides = self.recipe_for(exp, row, seed_index, extra)
         resolved = load_recipe(recipe, overrides)
-        # name/description do not change what is trained: equal runs of different tables are shared.
+        # name/description do not change what is trained: equal runs of different tables are shared; nor does
+        # the host allocator (the ids stay those of the runs before the key existed)
         key = {k: v for k, v in resolved.to_dict().items() if k not in ("name", "description")}
+        key["train"] = {k: v for k, v in key["train"].items() if k != "allocator"}
         return recipe, overrides, resolved, f"{resolved.model.name}-{stable_hash(key)}"
 
     def train(self, exp: Experiment, row: Row, seed_index: int = 0,
