@@ -6,9 +6,9 @@ once it passes the trim threshold. A training step allocates and frees activatio
 tens or hundreds of MB, so on CPU every step page-faults and zeroes the same memory again; the faults cost
 a large share of a step for memory-bound nets (``python benchmarks/allocator.py`` prints the faults per step
 and the step-time ratio per model). :func:`keep_freed_memory` serves every block from the heap and never
-trims it: after the first steps no page is faulted again, and the process keeps its peak memory until it
-exits (the peak itself barely grows: the memory freed is the memory the next step allocates, and only
-fragmentation adds to it).
+trims it: after the first steps no page is faulted again (unless the kernel reclaims idle pages on its own),
+and the process keeps its peak memory until it exits (the peak itself barely grows: the memory freed is the
+memory the next step allocates, and only fragmentation adds to it).
 
 It sets two process-wide glibc options (``mallopt``), once, and cannot be undone in the process (glibc
 offers no way to restore its dynamic thresholds); the trainer applies it unless ``train.allocator:

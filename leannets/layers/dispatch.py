@@ -5,7 +5,8 @@ Every layer has one forward that asks here which op computes the call:
 - Training (autograd) runs the modules; depthwise convs take the ``leannets::depthwise_conv2d`` op (its C
   backward) where :func:`depthwise_op_applies` (measured faster in float32; always in bf16), and Multiception's
   branches all take one ``leannets::multi_depthwise_conv`` op (:func:`multi_branch_op_applies`), its BN and 1×1
-  conv one ``leannets::bn_pointwise`` op (:func:`bn_pointwise_applies`).
+  conv one ``leannets::bn_pointwise`` op (:func:`bn_pointwise_applies`); the dense layers' BatchNorms on channel
+  counts PyTorch handles slowly the ``leannets::batch_norm_train`` op (:func:`batch_norm_op_applies`).
 - bf16: under CPU bf16 autocast, or with bf16 data and weights, every path runs its ops on the bf16
   activations with float32 weights and sums (oneDNN's bf16 depthwise convolution is slower than float32).
 - Inference runs the fused ops (:func:`xsep_weights`, :func:`multi_inference_weights`) on weights folded once per
@@ -28,7 +29,8 @@ import torch.nn as nn
 from . import kernels
 
 __all__ = ["reference_path", "capturing", "compiling", "folded", "xsep_weights", "depthwise_op_applies",
-           "autocast_bf16", "dtype_ok", "multi_inference_weights", "multi_branch_op_applies", "bn_pointwise_applies"]
+           "autocast_bf16", "dtype_ok", "multi_inference_weights", "multi_branch_op_applies", "bn_pointwise_applies",
+           "batch_norm_op_applies"]
 
 _REFERENCE = [0]  # depth of reference_path() contexts (process-wide)
 
@@ -167,3 +169,15 @@ def bn_pointwise_applies(layer: Any, z: torch.Tensor) -> bool:
     return (layer.mid_act is None and layer.bn1_one_call() and layer.bn1[0].affine and z.numel() > z.shape[1]
             and z.dtype == layer.pw.weight.dtype == torch.float32 and not autocast_bf16()
             and z.device.type == "cpu" and z.dim() == 4 and z.is_contiguous(memory_format=torch.channels_last))
+
+
+def batch_norm_op_applies(module: Any, x: torch.Tensor) -> bool:
+    """This call of ``module`` runs as the ``leannets::batch_norm_train`` op (:func:`leannets.layers.norm.batch_norm`):
+    exactly an affine ``nn.BatchNorm2d`` (not a synchronised subclass) on batch statistics, outside graph capture and
+    compilation, on a channels_last float32 CPU map, or a bf16 one with float32 weights (bf16 autocast), with more than
+    one value per channel and a channel count that is not a multiple of 16 (PyTorch's own kernel is faster on
+    those), with the kernels built."""
+    return (type(module) is nn.BatchNorm2d and module.training and module.affine and not capturing()
+            and not compiling() and x.device.type == "cpu" and x.dim() == 4 and module.weight.dtype == torch.float32
+            and x.dtype in (torch.float32, torch.bfloat16) and x.shape[1] % 16 != 0 and x.numel() > x.shape[1]
+            and x.is_contiguous(memory_format=torch.channels_last) and kernels.available())

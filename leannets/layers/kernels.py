@@ -1,7 +1,7 @@
 """Build and load the C kernels of ``_kernels/`` (one source per op family), and the helpers their ops share.
 
-The sources (``xsep.c``, ``multi_dw.c``, ``depthwise.c`` and ``common.h``) are compiled with the system
-C compiler (``cc``/``gcc``/``clang``, ``-O3 -march=native -fopenmp``) into one shared library in the cache
+The sources (``xsep.c``, ``multi_dw.c``, ``depthwise.c``, ``batch_norm.c`` and ``common.h``) are compiled with
+the system C compiler (``cc``/``gcc``/``clang``, ``-O3 -march=native -fopenmp``) into one shared library in the cache
 folder (:func:`leannets._io.cache_dir`), named by a hash of the sources, the flags, the compiler and the
 CPU, so it is built once per machine. Without a compiler, or with ``LEANNETS_KERNELS=0``, one warning is
 given (none when disabled on purpose) and the ops of :mod:`leannets.layers.ops` run their PyTorch
@@ -34,7 +34,7 @@ __all__ = ["available", "library", "library_path", "fx_tracing", "tracing", "che
 
 KERNELS_ENV = "LEANNETS_KERNELS"
 _SOURCE_DIR = Path(__file__).with_name("_kernels")
-_SOURCES = ("xsep.c", "multi_dw.c", "depthwise.c")  # one per op family; common.h is shared
+_SOURCES = ("xsep.c", "multi_dw.c", "depthwise.c", "batch_norm.c")  # one per op family; common.h is shared
 _FLAG_SETS = (["-O3", "-march=native", "-ffp-contract=fast", "-fopenmp"], ["-O3", "-ffp-contract=fast"])
 _P, _L, _I = ctypes.c_void_p, ctypes.c_long, ctypes.c_int
 _SIGNATURES = {  # every kernel ends with (threads, bf16 activations)
@@ -44,6 +44,10 @@ _SIGNATURES = {  # every kernel ends with (threads, bf16 activations)
     "multi_dw_backward_input_nhwc": [_P, _P, _P, _L, _L, _L, _L, _L, _P, _L, _I, _I],
     "multi_dw_backward_weight_nhwc": [_P, _P, _P, _L, _L, _L, _L, _L, _P, _L, _I, _I],
     "bn_pointwise_dz": [_P, _P, _P, _P, _P, _P, _L, _L, _L, _I, _I],
+    "bn_nhwc_stats": [_P, _P, _P, _L, _L, _I, _I],
+    "bn_nhwc_affine": [_P, _P, _P, _P, _P, _L, _L, _I, _I],
+    "bn_nhwc_grad_sums": [_P, _P, _P, _P, _P, _L, _L, _I, _I],
+    "bn_nhwc_grad_input": [_P, _P, _P, _P, _P, _P, _P, _L, _L, _I, _I],
     "dw_forward_nhwc": [_P, _P, _P, _P] + [_L] * 12 + [_I, _I],
     "dw_backward_input_nhwc": [_P, _P, _P] + [_L] * 12 + [_I, _I],
     "dw_backward_weight_nhwc": [_P, _P, _P, _P] + [_L] * 12 + [_I, _I],

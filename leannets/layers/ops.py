@@ -38,7 +38,7 @@ from torch.utils.flop_counter import register_flop_formula
 from . import kernels
 
 __all__ = ["xsep_block", "multi_depthwise", "multi_depthwise_conv", "depthwise_conv2d", "bn_pointwise",
-           "xsep_block_reference", "multi_depthwise_reference", "DECOMPOSITIONS"]
+           "batch_norm_train", "xsep_block_reference", "multi_depthwise_reference", "DECOMPOSITIONS"]
 
 _LIB = torch.library.Library("leannets", "DEF")
 _LIB.define("xsep_block(Tensor x, Tensor? w2, Tensor? b2, Tensor? pad2, Tensor w1, Tensor b1, Tensor wk, Tensor bk, "
@@ -54,6 +54,9 @@ _LIB.define("bn_pointwise_backward(Tensor grad, Tensor z, Tensor gamma, Tensor b
             "Tensor invstd, int stride) -> (Tensor, Tensor, Tensor, Tensor, Tensor)")
 _LIB.define("depthwise_conv2d_backward(Tensor grad, Tensor x, Tensor weight, int[] stride, int[] padding, "
             "bool[] output_mask) -> (Tensor, Tensor, Tensor)")
+_LIB.define("batch_norm_train(Tensor x, Tensor weight, Tensor bias, float eps) -> (Tensor, Tensor, Tensor)")
+_LIB.define("batch_norm_train_backward(Tensor grad, Tensor x, Tensor weight, Tensor mean, Tensor invstd) "
+            "-> (Tensor, Tensor, Tensor)")
 
 
 _KERNEL_DTYPES = (torch.float32, torch.bfloat16)
@@ -544,6 +547,109 @@ def _bn_pointwise_backward(ctx, grad, grad_mean, grad_var):  # noqa: ANN001, ANN
     return dz, dg, db, dw, dbias if ctx.has_bias else None, None, None
 
 
+# -- batch_norm_train: BatchNorm on batch statistics over channels_last rows (any channel count) ---------------
+def _batch_norm_train_reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+                                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    var, mean = torch.var_mean(x.float(), (0, 2, 3), correction=0)
+    out = F.batch_norm(x, None, None, weight, bias, True, 0.0, eps)
+    return out.contiguous(memory_format=torch.channels_last), mean, var
+
+
+def _bn_rows_fast(x: torch.Tensor) -> bool:
+    return kernels.available() and x.dtype in _KERNEL_DTYPES and _nhwc(x) and x.numel() > 0
+
+
+def _batch_norm_train_cpu(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(BN(x) on batch statistics, batch mean, biased batch variance): two C passes over the channels_last float32 or
+    bf16 rows (shifted double sums, then the affine map; float32 statistics); anything else runs the PyTorch
+    decomposition."""
+    if not _bn_rows_fast(x):
+        return _batch_norm_train_reference(x, weight, bias, eps)
+    lib, threads, c, bf = kernels.library(), torch.get_num_threads(), x.shape[1], _bf(x)
+    rows = x.numel() // c
+    mean, var = torch.empty(c), torch.empty(c)
+    if lib.bn_nhwc_stats(x.data_ptr(), mean.data_ptr(), var.data_ptr(), rows, c, threads, bf):
+        raise MemoryError("leannets::batch_norm_train: the kernel could not allocate its sums")
+    scale = (weight.float() * torch.rsqrt(var + eps)).contiguous()
+    shift = bias.float().contiguous()
+    out = torch.empty_like(x, memory_format=torch.channels_last)
+    lib.bn_nhwc_affine(x.data_ptr(), mean.data_ptr(), scale.data_ptr(), shift.data_ptr(), out.data_ptr(), rows, c,
+                       threads, bf)
+    return out, mean, var
+
+
+_LIB.impl("batch_norm_train", _batch_norm_train_cpu, "CPU")
+
+
+@torch.library.register_fake("leannets::batch_norm_train")
+def _batch_norm_train_fake(x, weight, bias, eps):  # noqa: ANN001, ANN202
+    c = x.shape[1]
+    return (torch.empty_like(x, memory_format=torch.channels_last), x.new_empty(c, dtype=torch.float32),
+            x.new_empty(c, dtype=torch.float32))
+
+
+def _batch_norm_train_backward_cpu(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, mean: torch.Tensor,
+                                   invstd: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(dx, dγ, dβ) of :func:`_batch_norm_train_cpu`: per-channel Σg and Σg(x − μ) in one C pass, dx in another."""
+    c, w = x.shape[1], weight.float()
+    fast = _bn_rows_fast(x) and grad.dtype == x.dtype
+    if fast:
+        lib, threads, rows, bf = kernels.library(), torch.get_num_threads(), x.numel() // c, _bf(x)
+        g = grad.contiguous(memory_format=torch.channels_last)
+        sum_g, sum_gx = torch.empty(c), torch.empty(c)
+        if lib.bn_nhwc_grad_sums(g.data_ptr(), x.data_ptr(), mean.data_ptr(), sum_g.data_ptr(), sum_gx.data_ptr(),
+                                 rows, c, threads, bf):
+            raise MemoryError("leannets::batch_norm_train_backward: the kernel could not allocate its sums")
+    else:
+        rows, g = x.numel() // c, grad.float()
+        sum_g = g.sum((0, 2, 3))
+        sum_gx = (g * (x.float() - mean.view(1, -1, 1, 1))).sum((0, 2, 3))
+    d_gamma = sum_gx * invstd  # Σ g x̂
+    a = w * invstd  # dx = a (g − Σg/P − x̂ Σg x̂/P) = a g + b (x − μ) + d
+    b = -a * invstd * d_gamma / rows
+    d = -a * sum_g / rows
+    if fast:
+        dx = torch.empty_like(x, memory_format=torch.channels_last)
+        a, b, d = a.contiguous(), b.contiguous(), d.contiguous()
+        lib.bn_nhwc_grad_input(g.data_ptr(), x.data_ptr(), mean.data_ptr(), a.data_ptr(), b.data_ptr(), d.data_ptr(),
+                               dx.data_ptr(), rows, c, threads, bf)
+    else:
+        view = (1, -1, 1, 1)
+        dx = (g * a.view(view) + (x.float() - mean.view(view)) * b.view(view) + d.view(view)).to(x.dtype)
+        dx = dx.contiguous(memory_format=torch.channels_last)
+    return dx, d_gamma.to(weight.dtype), sum_g.to(weight.dtype)
+
+
+_LIB.impl("batch_norm_train_backward", _batch_norm_train_backward_cpu, "CPU")
+
+
+@torch.library.register_fake("leannets::batch_norm_train_backward")
+def _batch_norm_train_backward_fake(grad, x, weight, mean, invstd):  # noqa: ANN001, ANN202
+    return torch.empty_like(x, memory_format=torch.channels_last), weight.new_empty(weight.shape), \
+        weight.new_empty(weight.shape)
+
+
+def _setup_batch_norm_train(ctx, inputs, output) -> None:  # noqa: ANN001
+    x, weight, _, eps = inputs
+    _, mean, var = output
+    ctx.save_for_backward(x, weight, mean, torch.rsqrt(var + eps))
+    ctx.set_materialize_grads(False)
+
+
+def _batch_norm_train_backward(ctx, grad, grad_mean, grad_var):  # noqa: ANN001, ANN202
+    if grad_mean is not None or grad_var is not None:
+        raise RuntimeError("leannets::batch_norm_train: its batch statistics are not differentiable outputs")
+    if grad is None:
+        return None, None, None, None
+    x, weight, mean, invstd = ctx.saved_tensors
+    dx, dg, db = torch.ops.leannets.batch_norm_train_backward(grad, x, weight, mean, invstd)
+    return dx, dg, db, None
+
+
+torch.library.register_autograd("leannets::batch_norm_train", _batch_norm_train_backward,
+                                setup_context=_setup_batch_norm_train)
+torch.library.register_autograd("leannets::batch_norm_train_backward", _no_double_backward, setup_context=_no_setup)
 torch.library.register_autograd("leannets::depthwise_conv2d", _depthwise_backward, setup_context=_setup_depthwise)
 torch.library.register_autograd("leannets::depthwise_conv2d_backward", _no_double_backward, setup_context=_no_setup)
 torch.library.register_autograd("leannets::multi_depthwise_conv", _multi_conv_backward, setup_context=_setup_multi_conv)
@@ -647,6 +753,14 @@ def bn_pointwise(z: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, weigh
     return torch.ops.leannets.bn_pointwise(z, gamma, beta, weight, bias, eps, stride)
 
 
+def batch_norm_train(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, eps: float
+                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``batch_norm(x)`` on batch statistics, and the batch mean and biased variance (float32, for the running
+    statistics; not differentiable). Fast on channels_last float32 CPU ``x`` of any channel count; other inputs run
+    the decomposition. The result is channels_last."""
+    return torch.ops.leannets.batch_norm_train(x, weight, bias, eps)
+
+
 #: Each op → its PyTorch decomposition (``ExportedProgram.run_decompositions(DECOMPOSITIONS)``).
 DECOMPOSITIONS = {
     torch.ops.leannets.xsep_block.default: _xsep_decomposition,
@@ -654,4 +768,5 @@ DECOMPOSITIONS = {
     torch.ops.leannets.multi_depthwise_conv.default: _multi_conv_reference,
     torch.ops.leannets.depthwise_conv2d.default: _depthwise_reference,
     torch.ops.leannets.bn_pointwise.default: _bn_pointwise_reference,
+    torch.ops.leannets.batch_norm_train.default: _batch_norm_train_reference,
 }

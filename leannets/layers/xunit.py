@@ -21,6 +21,7 @@ import torch.nn as nn
 from .create_act import register_act
 from .depthwise import conv2d
 from .kernels import check_input
+from .norm import batch_norm
 
 __all__ = ["XUnit", "GaussianGate", "xunit_num_params", "XUNIT_GATES"]
 
@@ -89,7 +90,9 @@ class XUnit(nn.Module):
     def weight_map(self, x: torch.Tensor) -> torch.Tensor:
         """The gate ``g(x)``, same shape as ``x``, values in ``[0, 1]``."""
         check_input(x, self.channels, "XUnit")
-        return self.branch(x)
+        for module in self.branch:
+            x = batch_norm(module, x)
+        return x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.weight_map(x)

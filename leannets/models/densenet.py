@@ -17,6 +17,7 @@ import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 
 from ..layers import create_act
+from ..layers.norm import batch_norm
 from ._base import Classifier, init_weights
 from ._registry import CIFAR_CFG, IMAGENET_CFG, model_cfg, register_model
 from ._weights import CheckpointAdapter
@@ -64,7 +65,7 @@ class DenseLayer(nn.Module):
 
     def bottleneck(self, features: list[torch.Tensor]) -> torch.Tensor:
         x = torch.cat(features, 1)
-        x = self.conv1(self.act1(self.norm1(x)))
+        x = self.conv1(self.act1(batch_norm(self.norm1, x)))
         if self.drop_rate > 0:
             x = F.dropout(x, self.drop_rate, self.training)
         return x
@@ -74,7 +75,7 @@ class DenseLayer(nn.Module):
             x = cp.checkpoint(lambda *fs: self.bottleneck(list(fs)), *features, use_reentrant=False)
         else:
             x = self.bottleneck(features)
-        x = self.conv2(self.act2(self.norm2(x)))
+        x = self.conv2(self.act2(batch_norm(self.norm2, x)))
         if self.drop_rate > 0:
             x = F.dropout(x, self.drop_rate, self.training)
         return self.gate(x)
@@ -106,6 +107,11 @@ class Transition(nn.Sequential):
         if pool:
             layers.append(nn.AvgPool2d(2, 2))
         super().__init__(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for module in self:
+            x = batch_norm(module, x)
+        return x
 
 
 def dense_body(in_ch: int, block_config: Sequence[int], growth_rate: int, *, bn_size: int = 4,
@@ -200,7 +206,7 @@ class DenseNet(Classifier):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.blocks(self.stem(x))
-        return F.relu(self.norm_final(x))
+        return F.relu(batch_norm(self.norm_final, x))
 
 
 def _cifar_densenet(block_config: Sequence[int], **kwargs) -> DenseNet:

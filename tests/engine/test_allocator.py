@@ -17,39 +17,48 @@ TINY = {"model": {"name": "resnet20_standard"}, "data": {"name": "digits", "limi
                                                           "batch_size": 16},
         "train": {"epochs": 1, "device": "cpu", "progress": False, "amp": "off"}}
 
-# 5 cycles of allocating, filling and freeing 64 MiB (above glibc's largest dynamic mmap threshold), counted
-# after 2 warm-up cycles; prints the minor page faults and the state
-CYCLES = """
-import json, resource, sys, torch
+# where glibc serves a 64 MiB tensor (above its largest dynamic mmap threshold) and where it goes when freed, in MiB
+# (mallinfo2: arena = heap, hblkhd = mmapped blocks, fordblks = free heap); the printed state last
+PLACEMENT = """
+import ctypes, json, sys, torch
 from leannets.engine.allocator import allocator_state, keep_freed_memory
+
+class Info(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in
+                ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc = ctypes.CDLL(None)
+libc.mallinfo2.restype = Info
 if sys.argv[1] == "keep":
     assert keep_freed_memory()
-def cycle():
-    t = torch.ones(16 << 20)
-    del t
-cycle(); cycle()
-before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-for _ in range(5):
-    cycle()
-print(json.dumps([resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before, allocator_state()]))
+def info():
+    i = libc.mallinfo2()
+    return {k: getattr(i, k) >> 20 for k in ("arena", "hblkhd", "fordblks")}
+before = info()
+t = torch.ones(16 << 20)
+alive = info()
+del t
+print(json.dumps([before, alive, info(), allocator_state()]))
 """
 
 
-def _faults(mode: str) -> tuple[int, str]:
-    out = subprocess.run([sys.executable, "-c", CYCLES, mode], capture_output=True, text=True, check=True, timeout=120)
-    faults, state = json.loads(out.stdout.strip().splitlines()[-1])
-    return int(faults), state
+def _placement(mode: str) -> tuple[dict, dict, dict, str]:
+    out = subprocess.run([sys.executable, "-c", PLACEMENT, mode], capture_output=True, text=True, check=True,
+                         timeout=120)
+    before, alive, freed, state = json.loads(out.stdout.strip().splitlines()[-1])
+    return before, alive, freed, state
 
 
 @pytest.mark.skipif(not GLIBC, reason="the setting is glibc's (elsewhere it does nothing)")
-def test_kept_memory_is_reused_without_page_faults():
-    system, system_state = _faults("system")
-    kept, kept_state = _faults("keep")
-    pages = 5 * (64 << 20) // 4096
-    assert system_state == "system" and kept_state == "keep"
-    # by default each 64 MiB block comes from fresh, zeroed pages (4 KiB ones, or fewer faults where the kernel
-    # backs them with transparent huge pages); kept, the freed heap serves them again
-    assert kept * 10 < system and kept < pages // 50, {"system": system, "keep": kept}
+def test_kept_memory_is_served_from_the_heap_and_stays_there():
+    """By default a 64 MiB block is a fresh mapping, unmapped when freed (its pages faulted in again on every use);
+    kept, it comes from the heap and stays there, free, for the next step. (Page faults themselves are not counted
+    here: a kernel's proactive reclaim may take idle pages back under load; benchmarks/allocator.py counts them.)"""
+    before, alive, freed, state = _placement("system")
+    assert state == "system" and alive["hblkhd"] - before["hblkhd"] >= 64 and freed["hblkhd"] < alive["hblkhd"]
+    before, alive, freed, state = _placement("keep")
+    assert state == "keep" and alive["hblkhd"] == before["hblkhd"] and alive["arena"] - before["arena"] >= 64
+    assert freed["arena"] == alive["arena"] and freed["fordblks"] - alive["fordblks"] >= 64
 
 
 def test_trainer_applies_the_recipe_choice_and_reports_it(tmp_path):

@@ -126,9 +126,12 @@ def _op_samples() -> list[tuple[object, tuple]]:
     z = (torch.randn(4, 12, 5, 5) * 2 + 1).contiguous(memory_format=torch.channels_last).requires_grad_(True)
     bn_pw = (z, torch.rand(12, requires_grad=True) + 0.5, torch.randn(12, requires_grad=True),
              torch.randn(6, 12, 1, 1, requires_grad=True), torch.randn(6, requires_grad=True), 1e-5, 2)
+    bn = ((torch.randn(4, 12, 5, 5) * 2 + 1).contiguous(memory_format=torch.channels_last).requires_grad_(True),
+          torch.rand(12, requires_grad=True) + 0.5, torch.randn(12, requires_grad=True), 1e-5)
     return [(torch.ops.leannets.xsep_block.default, xsep), (torch.ops.leannets.multi_depthwise.default, multi),
             (torch.ops.leannets.depthwise_conv2d.default, dw),
-            (torch.ops.leannets.multi_depthwise_conv.default, multi_conv), (torch.ops.leannets.bn_pointwise.default, bn_pw)]
+            (torch.ops.leannets.multi_depthwise_conv.default, multi_conv), (torch.ops.leannets.bn_pointwise.default, bn_pw),
+            (torch.ops.leannets.batch_norm_train.default, bn)]
 
 
 SMALL, WIDE, LARGE = (6, 10, 7, 5), (6, 40, 7, 5), (2, 40, 64, 64)  # WIDE: 16-channel blocks and a tail; LARGE:
@@ -168,7 +171,35 @@ def test_bn_pointwise_equals_batch_norm_then_1x1(bias: bool, stride: int, dtype:
         (out.float().sum() + mean.sum()).backward()
 
 
-@pytest.mark.parametrize("index", range(5))
+@pytest.mark.parametrize("channels,dtype,layout", [(12, torch.float32, "cl"), (40, torch.float32, "cl"),
+                                                    (3, torch.float32, "cl"), (12, torch.bfloat16, "cl"),
+                                                    (12, torch.float32, "nchw")])
+def test_batch_norm_train_equals_batch_norm(channels: int, dtype: torch.dtype, layout: str) -> None:
+    """``leannets::batch_norm_train`` = batch_norm on batch statistics: output, mean and biased variance (float32) and
+    every gradient to float32 rounding, for channel counts with and without a 16-channel block (C kernel), bf16
+    maps to bf16 rounding (against PyTorch's BatchNorm on the same bf16 data), and the decomposition for NCHW maps."""
+    torch.manual_seed(0)
+    x = (torch.randn(8, channels, 9, 7) * 3 + 5).to(dtype)
+    x = x.contiguous(memory_format=torch.channels_last) if layout == "cl" else x.contiguous()
+    leaves = [t.clone().requires_grad_(True) for t in (x, torch.rand(channels) + 0.5, torch.randn(channels))]
+    out, mean, var = ops.batch_norm_train(*leaves, 1e-5)
+    refs = [t.detach().clone().requires_grad_(True) for t in leaves]
+    want = F.batch_norm(refs[0], None, None, refs[1], refs[2], True, 0.0, 1e-5)
+    tol = 1e-5 if dtype == torch.float32 else 2 ** -7
+    assert out.dtype == dtype and out.is_contiguous(memory_format=torch.channels_last)
+    assert (out.float() - want.float()).abs().max() <= tol * want.float().abs().max()
+    torch.testing.assert_close(mean, x.float().mean((0, 2, 3)), rtol=tol, atol=tol)
+    torch.testing.assert_close(var, x.float().var((0, 2, 3), unbiased=False), rtol=tol, atol=tol)
+    g = torch.randn_like(want)
+    for got, exp in zip(torch.autograd.grad(out, leaves, g), torch.autograd.grad(want, refs, g)):
+        assert got.dtype == exp.dtype and got.shape == exp.shape
+        assert (got.float() - exp.float()).abs().max() <= tol * exp.float().abs().max().clamp_min(1.0)
+    out, mean, _ = ops.batch_norm_train(*leaves, 1e-5)
+    with pytest.raises(RuntimeError, match="batch statistics are not differentiable"):
+        (out.float().sum() + mean.sum()).backward()
+
+
+@pytest.mark.parametrize("index", range(6))
 def test_opcheck(index: int) -> None:
     """torch.library's own checks: schema, fake kernel against the real one, autograd registration."""
     op, args = _op_samples()[index]
