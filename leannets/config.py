@@ -28,6 +28,8 @@ __all__ = ["Field", "REQUIRED", "Section", "key", "TaskSection", "ModelSection",
            "StageConfig", "SECTION_TYPES", "SECTIONS", "STAGE_SECTIONS", "DEFAULT_COMPARE_MODELS",
            "DEFAULT_COMPARE_RECIPE", "IMAGENET_MEAN", "IMAGENET_STD", "CIFAR10_MEAN", "CIFAR10_STD"]
 
+#: the choices of ``train.allocator`` (:mod:`leannets.engine.allocator`)
+ALLOCATORS = ("keep", "system")
 #: Per-channel statistics of ImageNet on [0, 1] (file-based data sets and the 224² models' ``pretrained_cfg``).
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -257,7 +259,7 @@ class TrainSection(Section):
     threads: int | None = key(None, "torch CPU threads")
     allocator: str = key("keep", "host memory: keep = freed memory stays in the process, so steps fault no fresh "
                          "pages (glibc; the process holds its peak until it exits; leannets.engine.allocator), "
-                         "system = the C library's default", choices=("keep", "system"))
+                         "system = the C library's default", choices=ALLOCATORS)
     progress: bool | None = key(None, "show a progress bar (default: when stderr is a TTY)")
     deterministic: bool = key(False, "request deterministic kernels (CUDA)")
     find_unused_parameters: bool = key(False, "DDP: allow parameters that get no gradient in a stage")

@@ -20,9 +20,10 @@ import ctypes
 import platform
 import sys
 
+from leannets.config import ALLOCATORS
+
 __all__ = ["ALLOCATORS", "keep_freed_memory", "allocator_state"]
 
-ALLOCATORS = ("keep", "system")  # the choices of ``train.allocator``
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # glibc <malloc.h>
 _kept = False
 

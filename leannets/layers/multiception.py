@@ -50,6 +50,7 @@ from .create_act import create_act
 from .create_conv import register_conv_type
 from .depthwise import conv2d
 from .kernels import bn_is_affine, bn_scale_shift, check_input
+from .norm import batch_step_momentum, update_running_stats
 from .pointwise import pointwise
 
 __all__ = ["STRIDE_IN", "MULTI_KERNEL_TYPES", "AUTHORS_STAGE_KERNELS", "MulticeptionConv", "MixConv", "DSConv",
@@ -264,27 +265,16 @@ class SeparableMultiKernel(nn.Module):
         bns = list(self.bn1)
         out, mean, var = ops.bn_pointwise(z, torch.cat([bn.weight for bn in bns]), torch.cat([bn.bias for bn in bns]),
                                           self.pw.weight, self.pw.bias, bns[0].eps, stride)
-        momentum = self._bn1_step()
-        if momentum is not None:
-            n = z.numel() // z.shape[1]
-            with torch.no_grad():
-                var = var * (n / max(n - 1, 1))
-                for bn, m_, v_ in zip(bns, mean.split(self.in_ch), var.split(self.in_ch)):
-                    bn.running_mean.lerp_(m_, momentum)
-                    bn.running_var.lerp_(v_, momentum)
+        n = z.numel() // z.shape[1]
+        for bn, m_, v_ in zip(bns, mean.split(self.in_ch), var.split(self.in_ch)):
+            update_running_stats(bn, m_, v_, n)
         return out
 
     def _bn1_step(self) -> float | None:
-        """One training step of the branch BNs' running statistics, as BatchNorm counts it: ``num_batches_tracked``
-        advanced and the momentum to update with (``momentum=None``: the cumulative average); ``None`` when BN1
-        keeps no running statistics or is not training."""
-        bns = list(self.bn1)
-        bn0 = bns[0]
-        if not (bn0.training and bn0.track_running_stats and bn0.running_mean is not None):
-            return None
-        for bn in bns:
-            bn.num_batches_tracked.add_(1)
-        return 1.0 / float(bn0.num_batches_tracked) if bn0.momentum is None else bn0.momentum
+        """One training step of every branch BN's running statistics (:func:`batch_step_momentum`; one configuration
+        for all, :meth:`bn1_one_call`): the momentum to update with, ``None`` when BN1 keeps no running statistics
+        or is not training."""
+        return [batch_step_momentum(bn) for bn in self.bn1][0]
 
     def _tap_major_weights(self) -> torch.Tensor:
         """Every branch's weights as tap-major (k·k, C), flattened and concatenated (differentiable)."""
